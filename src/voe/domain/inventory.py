@@ -1,0 +1,284 @@
+"""A whole datacenter as one document, and the rules that span objects.
+
+The same document is what ``voe apply`` reads from a file, what ``voe export``
+writes, and what the store holds; so a rule checked here holds for files and
+API writes alike. Problems are reported with a path (``personas.3.vnics.0.ip``)
+that the CLI maps back to a file line and the API returns as the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from voe.domain import graph, identity
+from voe.domain.models import KINDS, Group, Host, Model, Network, Persona, Switch
+from voe.errors import FieldProblem, InvalidInventory
+
+CONFLICT = "conflict"
+
+
+class Inventory(Model):
+    version: int = Field(default=1, ge=1, le=1)
+    networks: list[Network] = Field(default_factory=list)
+    switches: list[Switch] = Field(default_factory=list)
+    hosts: list[Host] = Field(default_factory=list)
+    personas: list[Persona] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list)
+
+    def by_name(self, kind: str) -> dict[str, Any]:
+        return {o.name: o for o in getattr(self, kind)}
+
+
+# --- turning pydantic's errors into ours ------------------------------------
+
+
+def _strip_optional(tp: Any) -> list[Any]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin is typing.Annotated:
+        return _strip_optional(typing.get_args(tp)[0])
+    return [tp]
+
+
+def _model_at(root: type[BaseModel], loc: Iterable[str | int]) -> type[BaseModel] | None:
+    """The model class that owns the last element of ``loc`` (best effort)."""
+    current: Any = root
+    for part in loc:
+        candidates = _strip_optional(current)
+        nxt = None
+        for c in candidates:
+            if isinstance(part, str) and isinstance(c, type) and issubclass(c, BaseModel):
+                f = c.model_fields.get(part)
+                if f is not None:
+                    nxt = f.annotation
+            elif isinstance(part, int) and typing.get_origin(c) is list:
+                nxt = typing.get_args(c)[0]
+        if nxt is None:
+            break
+        current = nxt
+    for c in _strip_optional(current):
+        if isinstance(c, type) and issubclass(c, BaseModel):
+            return c
+    return None
+
+
+def problems_from(exc: ValidationError, root: type[BaseModel], prefix: tuple = ()) -> list[FieldProblem]:
+    """Pydantic errors as FieldProblems whose messages say what to write instead."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # union members appear as loc parts (e.g. 'IPv4Address'); drop them
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(root, loc[:-1])
+            known = sorted(owner.model_fields) if owner else []
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            msg = f"unknown field {loc[-1]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            if known:
+                msg += f" (known: {', '.join(known)})"
+        elif err["type"] == "missing":
+            msg = f"field {loc[-1]!r} is required"
+        out.append(FieldProblem(prefix + loc, msg, err["type"]))
+    return out
+
+
+def parse(data: Any) -> Inventory:
+    """Validate a raw document (from YAML or JSON). Raises InvalidInventory
+    with every problem found, field rules first, then cross-object rules."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InvalidInventory([FieldProblem((), "an inventory is a mapping with networks, switches, hosts, personas, groups")])
+    try:
+        inv = Inventory.model_validate(data)
+    except ValidationError as e:
+        raise InvalidInventory(problems_from(e, Inventory)) from None
+    problems = check(inv)
+    if problems:
+        raise InvalidInventory(problems)
+    return inv
+
+
+# --- cross-object rules -----------------------------------------------------
+
+
+def _duplicates(kind: str, objs: list[Any]) -> list[FieldProblem]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, o in enumerate(objs):
+        if o.name in seen:
+            out.append(FieldProblem((kind, i, "name"), f"{kind[:-1]} {o.name!r} is defined twice", CONFLICT))
+        seen[o.name] = i
+    return out
+
+
+def check(inv: Inventory) -> list[FieldProblem]:
+    """Every rule that spans objects; an empty list means the inventory is sound."""
+    problems: list[FieldProblem] = []
+    for kind in KINDS:
+        problems += _duplicates(kind, getattr(inv, kind))
+    problems += _check_networks(inv)
+    problems += _check_cabling(inv)
+    problems += _check_personas(inv)
+    problems += _check_groups(inv)
+    return problems
+
+
+def _check_networks(inv: Inventory) -> list[FieldProblem]:
+    out = []
+    vlans: dict[int, str] = {}
+    for i, n in enumerate(inv.networks):
+        if n.vlan in vlans and vlans[n.vlan] != n.name:
+            out.append(FieldProblem(("networks", i, "vlan"), f"VLAN {n.vlan} is already used by network {vlans[n.vlan]!r}", CONFLICT))
+        vlans.setdefault(n.vlan, n.name)
+    return out
+
+
+def _check_cabling(inv: Inventory) -> list[FieldProblem]:
+    out = []
+    switches = inv.by_name("switches")
+    cabled: dict[tuple[str, str], str] = {}
+    macs: dict[str, str] = {}
+    for i, h in enumerate(inv.hosts):
+        for j, nic in enumerate(h.nics):
+            loc = ("hosts", i, "nics", j)
+            if nic.mac in macs:
+                out.append(FieldProblem(loc + ("mac",), f"MAC {nic.mac} is already used by {macs[nic.mac]}", CONFLICT))
+            macs.setdefault(nic.mac, f"host {h.name} NIC {nic.name}")
+            if nic.switch is None:
+                continue
+            sw = switches.get(nic.switch)
+            if sw is None:
+                out.append(FieldProblem(loc + ("switch",), _unknown("switch", nic.switch, switches)))
+                continue
+            if nic.port not in {p.name for p in sw.ports}:
+                out.append(FieldProblem(loc + ("port",), f"switch {sw.name!r} has no port {nic.port!r}"))
+                continue
+            key = (nic.switch, nic.port)
+            if key in cabled:
+                out.append(FieldProblem(loc + ("port",), f"{nic.switch}:{nic.port} is already cabled to {cabled[key]}", CONFLICT))
+            cabled.setdefault(key, f"host {h.name} NIC {nic.name}")
+    return out
+
+
+def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    msg = f"unknown {kind} {name!r}"
+    if hint:
+        return msg + f"; did you mean {hint[0]!r}?"
+    return msg + (f"; known: {', '.join(sorted(known))}" if known else f"; define the {kind} first")
+
+
+def _reserved(net: Network) -> set:
+    r = {net.subnet.network_address}
+    if isinstance(net.subnet, ipaddress.IPv4Network):
+        r.add(net.subnet.broadcast_address)
+    if net.gateway is not None:
+        r.add(net.gateway)
+    return r
+
+
+def _check_personas(inv: Inventory) -> list[FieldProblem]:
+    out = []
+    networks = inv.by_name("networks")
+    macs = {nic.mac: f"host {h.name} NIC {nic.name}" for h in inv.hosts for nic in h.nics}
+    ips: dict[tuple[str, Any], str] = {}
+    for i, p in enumerate(inv.personas):
+        for j, v in enumerate(p.vnics):
+            loc = ("personas", i, "vnics", j)
+            net = networks.get(v.network)
+            if net is None:
+                out.append(FieldProblem(loc + ("network",), _unknown("network", v.network, networks)))
+            if v.mac is not None:
+                if v.mac in macs:
+                    out.append(FieldProblem(loc + ("mac",), f"MAC {v.mac} is already used by {macs[v.mac]}", CONFLICT))
+                macs.setdefault(v.mac, f"persona {p.name} vNIC {j}")
+            if v.ip is None or net is None:
+                continue
+            nets = [net.subnet] + ([net.subnet6] if net.subnet6 else [])
+            if not any(v.ip.version == s.version and v.ip in s for s in nets):
+                out.append(FieldProblem(loc + ("ip",), f"{v.ip} is outside network {net.name!r}'s subnet {net.subnet}"))
+                continue
+            if v.ip in _reserved(net):
+                out.append(FieldProblem(loc + ("ip",), f"{v.ip} is the network, broadcast or gateway address of {net.name!r}"))
+                continue
+            key = (net.name, v.ip)
+            if key in ips:
+                out.append(FieldProblem(loc + ("ip",), f"IP {v.ip} on {net.name!r} is already used by {ips[key]}", CONFLICT))
+            ips.setdefault(key, f"persona {p.name}")
+    return out
+
+
+def _check_groups(inv: Inventory) -> list[FieldProblem]:
+    out = []
+    personas = inv.by_name("personas")
+    for i, g in enumerate(inv.groups):
+        members = set(g.members)
+        for j, m in enumerate(g.members):
+            if m not in personas:
+                out.append(FieldProblem(("groups", i, "members", j), _unknown("persona", m, personas)))
+        for who, deps in g.depends.items():
+            if who not in members:
+                out.append(FieldProblem(("groups", i, "depends", who), f"{who!r} is not a member of group {g.name!r}; add it to members"))
+            for d in deps:
+                if d not in members:
+                    out.append(FieldProblem(("groups", i, "depends", who), f"{who!r} depends on {d!r}, which is not a member of group {g.name!r}"))
+        cycle = graph.find_cycle(g.depends)
+        if cycle:
+            out.append(FieldProblem(("groups", i, "depends"), "dependency cycle: " + " -> ".join(cycle)))
+    return out
+
+
+# --- filling in identity ----------------------------------------------------
+
+
+def assign_identity(inv: Inventory, previous: Inventory | None = None) -> Inventory:
+    """Fill blank MACs, IPs, initiator IQNs and WWPNs.
+
+    A blank that was filled before keeps its value (matched by persona name
+    and vNIC network), so applying the same file twice changes nothing and
+    a persona keeps its identity for life.
+    """
+    inv = inv.model_copy(deep=True)
+    prev = {p.name: p for p in previous.personas} if previous else {}
+    networks = inv.by_name("networks")
+    macs = {nic.mac for h in inv.hosts for nic in h.nics} | {v.mac for p in inv.personas for v in p.vnics if v.mac}
+    ips = {(v.network, v.ip) for p in inv.personas for v in p.vnics if v.ip}
+    wwpns = {p.san.wwpn for p in inv.personas if p.san.wwpn}
+
+    for p in inv.personas:
+        old = prev.get(p.name)
+        for j, v in enumerate(p.vnics):
+            old_v = _matching_vnic(old, j, v.network) if old else None
+            if v.mac is None:
+                v.mac = old_v.mac if old_v and old_v.mac and old_v.mac not in macs else identity.next_mac(macs)
+                macs.add(v.mac)
+            net = networks.get(v.network)
+            if v.ip is None and net is not None:
+                if old_v and old_v.ip and (v.network, old_v.ip) not in ips:
+                    v.ip = old_v.ip
+                else:
+                    taken = {ip for (n, ip) in ips if n == v.network}
+                    v.ip = identity.next_ip(net.subnet, taken, _reserved(net))
+                ips.add((v.network, v.ip))
+        if p.san.initiator_iqn is None:
+            p.san.initiator_iqn = (old.san.initiator_iqn if old else None) or identity.initiator_iqn(p.name)
+        if p.boot == "fc" and p.san.wwpn is None:
+            p.san.wwpn = (old.san.wwpn if old and old.san.wwpn else None) or identity.wwpn_for(p.name, wwpns)
+            wwpns.add(p.san.wwpn)
+    return inv
+
+
+def _matching_vnic(old: Persona, index: int, network: str):
+    if index < len(old.vnics) and old.vnics[index].network == network:
+        return old.vnics[index]
+    return next((v for v in old.vnics if v.network == network), None)

@@ -1,0 +1,364 @@
+"""One small interface per concern, as Ironic splits power from management.
+
+A driver does I/O and knows nothing of the store. It is built from a declared
+settings schema (a pydantic model: name, type, required, secret), so the API,
+``voe diff`` and the console validate and render settings without knowing the
+driver. Drivers write only the primitive calls (``_power_on``, ``_read_port``
+...); the retry-then-verify discipline lives here, once:
+
+* a *read* that fails transiently is retried with backoff;
+* a *write* is never retried blindly: it is done once, then confirmed by a
+  read, because an unconfirmed write proves nothing (DESIGN.md, "positive
+  evidence");
+* every failure is a ``DriverError`` naming the device and the operation.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from voe.errors import DriverError, DriverTimeout
+
+T = TypeVar("T")
+
+
+class DriverSettings(BaseModel):
+    """Base of every driver's declared settings. Fields marked
+    ``json_schema_extra={"secret": True}`` are stripped from every output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per device call")
+    retries: int = Field(default=2, ge=0, le=10, description="extra attempts for reads that failed transiently")
+
+
+def secret_fields(settings: type[BaseModel]) -> set[str]:
+    return {
+        name
+        for name, f in settings.model_fields.items()
+        if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("secret")
+    }
+
+
+class Driver(ABC):
+    """Common to every concern: the device it talks to and its settings."""
+
+    Settings: ClassVar[type[DriverSettings]] = DriverSettings
+
+    def __init__(self, device: str, settings: DriverSettings):
+        self.device = device
+        self.settings = settings
+
+    @abstractmethod
+    def check(self) -> str:
+        """Prove reachability and credentials; return what was seen
+        (e.g. "power on, firmware 2.1"). Raises DriverError otherwise."""
+
+    def close(self) -> None:
+        """Release sessions and sockets; safe to call twice."""
+
+    # -- discipline shared by all drivers ---------------------------------
+
+    def _fail(self, operation: str, cause: object, transient: bool = False) -> DriverError:
+        return DriverError(self.device, operation, str(cause) or type(cause).__name__, transient)
+
+    def _read(self, operation: str, fn: Callable[[], T]) -> T:
+        """Run a read, retrying transient failures with exponential backoff."""
+        delay = 0.05
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return fn()
+            except DriverError as e:
+                if not e.transient or attempt == self.settings.retries:
+                    raise
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def _confirm(self, operation: str, read: Callable[[], T], want: Callable[[T], bool],
+                 timeout: float | None = None, interval: float = 0.05) -> T:
+        """Poll ``read`` until ``want`` holds; the read-back that turns a write
+        into evidence. Raises DriverError (not transient) when it never does."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.settings.timeout)
+        seen: T | None = None
+        while True:
+            seen = self._read(operation, read)
+            if want(seen):
+                return seen
+            if time.monotonic() >= deadline:
+                raise DriverError(self.device, operation, f"not confirmed: device still reads {seen!r}")
+            time.sleep(interval)
+            interval = min(interval * 2, 0.5)
+
+
+# --- power ------------------------------------------------------------------
+
+
+class PowerState(str, Enum):
+    ON = "on"
+    OFF = "off"
+
+
+BootDevice = Literal["pxe", "disk"]
+
+
+class PowerDriver(Driver):
+    """Power of one machine: a physical host through its BMC, or a VM through
+    its hypervisor."""
+
+    @abstractmethod
+    def _power_on(self) -> None: ...
+
+    @abstractmethod
+    def _power_off(self) -> None:
+        """Hard off: cut power now, no OS involvement."""
+
+    @abstractmethod
+    def _soft_off(self) -> None:
+        """ACPI power button: ask the OS to shut down."""
+
+    @abstractmethod
+    def _reset(self) -> None: ...
+
+    @abstractmethod
+    def _get_power_state(self) -> PowerState: ...
+
+    @abstractmethod
+    def _set_boot_device(self, device: BootDevice, persistent: bool) -> None: ...
+
+    @abstractmethod
+    def _get_boot_device(self) -> tuple[BootDevice | None, bool]: ...
+
+    # public, verified operations
+
+    def power_state(self) -> PowerState:
+        return self._read("power status", self._get_power_state)
+
+    def power_on(self, confirm: bool = True) -> None:
+        self._write("power on", self._power_on)
+        if confirm:
+            self._confirm("power on", self._get_power_state, lambda s: s == PowerState.ON)
+
+    def power_off(self, confirm: bool = True) -> None:
+        """Hard power-off, confirmed by the device reading off: fencing evidence."""
+        self._write("power off", self._power_off)
+        if confirm:
+            self._confirm("power off", self._get_power_state, lambda s: s == PowerState.OFF)
+
+    def soft_off(self) -> None:
+        self._write("soft off", self._soft_off)
+
+    def reset(self) -> None:
+        self._write("reset", self._reset)
+
+    def set_boot_device(self, device: BootDevice, persistent: bool = False) -> None:
+        self._write(f"set boot device {device}", lambda: self._set_boot_device(device, persistent))
+        self._confirm(f"set boot device {device}", self._get_boot_device, lambda b: b[0] == device)
+
+    def boot_device(self) -> tuple[BootDevice | None, bool]:
+        return self._read("get boot device", self._get_boot_device)
+
+    def _write(self, operation: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except DriverError:
+            raise
+        except TimeoutError:
+            raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+        except Exception as e:  # a library error: name it, keep the cause
+            raise self._fail(operation, e) from e
+
+
+# --- switch -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortConfig:
+    """What voe owns on one switch port.
+
+    ``access``: untagged on ``native_vlan`` only. ``trunk``: tagged on every
+    VLAN of ``tagged`` and untagged on ``native_vlan`` (None: no untagged VLAN).
+    """
+
+    mode: Literal["access", "trunk"]
+    native_vlan: int | None = None
+    tagged: frozenset[int] = field(default_factory=frozenset)
+    admin_up: bool = True
+
+    @classmethod
+    def access(cls, vlan: int, admin_up: bool = True) -> "PortConfig":
+        return cls("access", vlan, frozenset(), admin_up)
+
+    @classmethod
+    def trunk(cls, tagged: set[int] | frozenset[int], native_vlan: int | None = None, admin_up: bool = True) -> "PortConfig":
+        return cls("trunk", native_vlan, frozenset(tagged) - ({native_vlan} if native_vlan else set()), admin_up)
+
+    def vlans(self) -> frozenset[int]:
+        return self.tagged | ({self.native_vlan} if self.native_vlan else frozenset())
+
+
+class SwitchDriver(Driver):
+    """VLAN membership and admin state of a managed switch's ports."""
+
+    @abstractmethod
+    def _read_port(self, port: str) -> PortConfig: ...
+
+    @abstractmethod
+    def _write_port(self, port: str, config: PortConfig) -> None:
+        """Make the port carry exactly ``config``; create missing VLANs."""
+
+    @abstractmethod
+    def _set_admin(self, port: str, up: bool) -> None: ...
+
+    @abstractmethod
+    def _list_vlans(self) -> set[int]: ...
+
+    def read_port(self, port: str) -> PortConfig:
+        return self._read(f"read port {port}", lambda: self._read_port(port))
+
+    def configure_port(self, port: str, config: PortConfig) -> PortConfig:
+        """Write, then read back and compare: returns the confirmed state."""
+        op = f"configure port {port}"
+        try:
+            self._write_port(port, config)
+        except DriverError:
+            raise
+        except Exception as e:
+            raise self._fail(op, e) from e
+        return self._confirm(op, lambda: self._read_port(port), lambda seen: _same_vlans(seen, config) and seen.admin_up == config.admin_up)
+
+    def set_admin(self, port: str, up: bool) -> None:
+        op = f"set port {port} admin {'up' if up else 'down'}"
+        try:
+            self._set_admin(port, up)
+        except DriverError:
+            raise
+        except Exception as e:
+            raise self._fail(op, e) from e
+        self._confirm(op, lambda: self._read_port(port), lambda seen: seen.admin_up == up)
+
+    def vlans(self) -> set[int]:
+        return self._read("list VLANs", self._list_vlans)
+
+
+def _same_vlans(a: PortConfig, b: PortConfig) -> bool:
+    return a.native_vlan == b.native_vlan and a.tagged == b.tagged
+
+
+# --- hypervisor -------------------------------------------------------------
+
+
+class VmState(str, Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    OFF = "off"
+    ABSENT = "absent"
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """A VM for one persona incarnation: the persona's MACs, network boot."""
+
+    name: str
+    vcpus: int
+    memory_mib: int
+    macs: tuple[str, ...]
+    boot: Literal["network", "disk"] = "network"
+    networks: tuple[str, ...] = ()  # the hypervisor-side network/bridge per NIC, when it matters
+
+
+class HypervisorDriver(Driver):
+    @abstractmethod
+    def _define(self, spec: VmSpec) -> None: ...
+
+    @abstractmethod
+    def _start(self, name: str) -> None: ...
+
+    @abstractmethod
+    def _shutdown(self, name: str) -> None:
+        """Ask the guest OS to shut down (ACPI)."""
+
+    @abstractmethod
+    def _destroy(self, name: str) -> None:
+        """Stop the VM now (pull the plug); the definition stays."""
+
+    @abstractmethod
+    def _undefine(self, name: str) -> None: ...
+
+    @abstractmethod
+    def _list(self) -> dict[str, VmState]: ...
+
+    def state(self, name: str) -> VmState:
+        return self._read(f"state of VM {name}", lambda: self._list().get(name, VmState.ABSENT))
+
+    def list(self) -> dict[str, VmState]:
+        return self._read("list VMs", self._list)
+
+    def define(self, spec: VmSpec) -> None:
+        self._call(f"define VM {spec.name}", lambda: self._define(spec))
+
+    def start(self, name: str) -> None:
+        self._call(f"start VM {name}", lambda: self._start(name))
+        self._confirm(f"start VM {name}", lambda: self._list().get(name, VmState.ABSENT), lambda s: s == VmState.RUNNING)
+
+    def shutdown(self, name: str) -> None:
+        self._call(f"shut down VM {name}", lambda: self._shutdown(name))
+
+    def destroy(self, name: str) -> None:
+        """Stop now and confirm the VM reads off (or absent): fencing evidence."""
+        if self.state(name) in (VmState.OFF, VmState.ABSENT):
+            return
+        self._call(f"destroy VM {name}", lambda: self._destroy(name))
+        self._confirm(f"destroy VM {name}", lambda: self._list().get(name, VmState.ABSENT),
+                      lambda s: s in (VmState.OFF, VmState.ABSENT))
+
+    def undefine(self, name: str) -> None:
+        if self.state(name) == VmState.ABSENT:
+            return
+        self._call(f"undefine VM {name}", lambda: self._undefine(name))
+
+    def _call(self, operation: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except DriverError:
+            raise
+        except TimeoutError:
+            raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+        except Exception as e:
+            raise self._fail(operation, e) from e
+
+
+# --- storage ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Access:
+    """One persona's access to its storage: an NFS root or an iSCSI LUN,
+    granted to the initiator identity of its current incarnation."""
+
+    persona: str
+    kind: Literal["nfs", "iscsi"]
+    path: str  # export path or backing image
+    initiator: str  # IQN for iscsi, client address or '*'-free host spec for nfs
+    target: str | None = None  # target IQN for iscsi
+
+
+class StorageDriver(Driver):
+    @abstractmethod
+    def grant(self, access: Access) -> None:
+        """Make the access exist on the storage service and confirm it does."""
+
+    @abstractmethod
+    def revoke(self, access: Access) -> None:
+        """Remove the access and confirm, from the service itself, it is gone: fencing."""
+
+    @abstractmethod
+    def grants(self) -> list[Access]:
+        """Read what the service actually allows now."""
