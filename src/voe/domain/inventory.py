@@ -70,10 +70,11 @@ def _model_at(root: type[BaseModel], loc: Iterable[str | int]) -> type[BaseModel
     return None
 
 
-def problems_from(exc: ValidationError, root: type[BaseModel], prefix: tuple = ()) -> list[FieldProblem]:
-    """Pydantic errors as FieldProblems whose messages say what to write instead."""
+def problems_from(errors: Iterable[dict], root: type[BaseModel], prefix: tuple = ()) -> list[FieldProblem]:
+    """Pydantic errors (``ValidationError.errors()``) as FieldProblems whose
+    messages say what to write instead."""
     out = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # union members appear as loc parts (e.g. 'IPv4Address'); drop them
         loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
@@ -101,7 +102,7 @@ def parse(data: Any) -> Inventory:
     try:
         inv = Inventory.model_validate(data)
     except ValidationError as e:
-        raise InvalidInventory(problems_from(e, Inventory)) from None
+        raise InvalidInventory(problems_from(e.errors(include_url=False), Inventory)) from None
     problems = check(inv)
     if problems:
         raise InvalidInventory(problems)
@@ -206,7 +207,7 @@ def _check_personas(inv: Inventory) -> list[FieldProblem]:
                 continue
             nets = [net.subnet] + ([net.subnet6] if net.subnet6 else [])
             if not any(v.ip.version == s.version and v.ip in s for s in nets):
-                out.append(FieldProblem(loc + ("ip",), f"{v.ip} is outside network {net.name!r}'s subnet {net.subnet}"))
+                out.append(FieldProblem(loc + ("ip",), f"{v.ip} is outside subnet {net.subnet} of network {net.name!r}"))
                 continue
             if v.ip in _reserved(net):
                 out.append(FieldProblem(loc + ("ip",), f"{v.ip} is the network, broadcast or gateway address of {net.name!r}"))
@@ -236,6 +237,17 @@ def _check_groups(inv: Inventory) -> list[FieldProblem]:
         if cycle:
             out.append(FieldProblem(("groups", i, "depends"), "dependency cycle: " + " -> ".join(cycle)))
     return out
+
+
+def references(inv: Inventory, kind: str, name: str) -> list[str]:
+    """What still uses an object, so deleting it would leave a dangling name."""
+    if kind == "networks":
+        return [f"persona {p.name}" for p in inv.personas if any(v.network == name for v in p.vnics)]
+    if kind == "switches":
+        return [f"host {h.name} NIC {n.name}" for h in inv.hosts for n in h.nics if n.switch == name]
+    if kind == "personas":
+        return [f"group {g.name}" for g in inv.groups if name in g.members]
+    return []
 
 
 # --- filling in identity ----------------------------------------------------

@@ -1,0 +1,58 @@
+"""The controller's HTTP face: REST under /api/v1 with its OpenAPI document at
+/api/v1/openapi.json. Errors from every layer become JSON here, in one place:
+422 names the field and the rule, 409 the conflict, 404 the missing object."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from voe import __version__
+from voe.api import document_routes, event_routes, inventory_routes, token_routes
+from voe.controller.services import Services
+from voe.domain.inventory import problems_from
+from voe.domain.models import KINDS
+from voe.errors import Conflict, DriverError, InvalidInventory, NotFound
+
+API = "/api/v1"
+
+
+def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    root = _body_model(request)
+    problems = problems_from(exc.errors(), root, ()) if root else None
+    detail = [p.as_dict() for p in problems] if problems else exc.errors()
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _body_model(request: Request):
+    parts = request.url.path.removeprefix(API).strip("/").split("/")
+    return KINDS.get(parts[0]) if parts and parts[0] else None
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(title="voe controller", version=__version__, openapi_url=f"{API}/openapi.json",
+                  docs_url=f"{API}/docs", redoc_url=None)
+    app.state.services = services
+
+    api = APIRouter(prefix=API)
+    for r in inventory_routes.all_routers():
+        api.include_router(r)
+    api.include_router(document_routes.router)
+    api.include_router(token_routes.router)
+    api.include_router(event_routes.router)
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True, "version": __version__}
+
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(InvalidInventory, lambda r, e: JSONResponse(
+        {"detail": [p.as_dict() for p in e.problems]}, status_code=422))
+    app.add_exception_handler(Conflict, lambda r, e: JSONResponse(
+        {"detail": e.reason, "loc": list(e.loc)}, status_code=409))
+    app.add_exception_handler(NotFound, lambda r, e: JSONResponse({"detail": str(e)}, status_code=404))
+    app.add_exception_handler(DriverError, lambda r, e: JSONResponse(
+        {"detail": str(e), "device": e.device, "operation": e.operation}, status_code=502))
+    return app

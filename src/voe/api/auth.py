@@ -1,0 +1,42 @@
+"""Bearer-token authentication and role checks, as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from voe.store.tokens import Principal, Role
+
+_bearer = HTTPBearer(auto_error=False, description="a voe token: `voe token create`, or <data dir>/admin-token")
+
+
+def principal(request: Request,
+              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    token = creds.credentials if creds else request.query_params.get("access_token")
+    # EventSource cannot send headers, so the console's live stream passes the
+    # token as a query parameter; everything else uses the header.
+    if not token:
+        raise HTTPException(401, "no token: send 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    who = request.app.state.services.tokens.authenticate(token)
+    if who is None:
+        raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    request.state.principal_name = who.name  # for the audit trail
+    return who
+
+
+def require(role: Role):
+    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.may(role):
+            raise HTTPException(403, f"this needs the {role} role; token {who.name!r} has {who.role}")
+        return who
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+Operator = Annotated[Principal, Depends(require("operator"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Anyone = Annotated[Principal, Depends(principal)]

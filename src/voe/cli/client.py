@@ -1,0 +1,96 @@
+"""The CLI's way to the controller: always the REST API, never the database.
+
+Where to find it: ``--url``/``--token``, else ``VOE_URL``/``VOE_TOKEN``, else
+the data directory of a controller on this machine (its ``controller.url``
+and ``admin-token`` files)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from platformdirs import user_data_dir
+
+DEFAULT_URL = "http://127.0.0.1:8470"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: Any, loc: list | None = None):
+        self.status, self.detail, self.loc = status, detail, loc or []
+        super().__init__(self.lines()[0] if self.lines() else str(status))
+
+    def problems(self) -> list[dict]:
+        """422 details as a list of {loc, msg}; other errors as one item."""
+        if isinstance(self.detail, list):
+            return [d for d in self.detail if isinstance(d, dict)]
+        return [{"loc": self.loc, "msg": str(self.detail)}]
+
+    def lines(self) -> list[str]:
+        out = []
+        for p in self.problems():
+            loc = ".".join(str(x) for x in p.get("loc", []) if x != "body")
+            out.append(f"{loc}: {p['msg']}" if loc else str(p["msg"]))
+        return out
+
+
+@dataclass
+class Target:
+    url: str
+    token: str | None
+
+
+def resolve(url: str | None = None, token: str | None = None, data_dir: str | None = None) -> Target:
+    url = url or os.environ.get("VOE_URL")
+    token = token or os.environ.get("VOE_TOKEN")
+    directory = Path(data_dir or os.environ.get("VOE_DATA_DIR") or user_data_dir("voe"))
+    if url is None and (directory / "controller.url").exists():
+        url = (directory / "controller.url").read_text().strip()
+    if token is None and (directory / "admin-token").exists():
+        token = (directory / "admin-token").read_text().strip()
+    return Target(url or DEFAULT_URL, token)
+
+
+class Client:
+    def __init__(self, target: Target, timeout: float = 30.0):
+        headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+        self.target = target
+        self._http = httpx.Client(base_url=target.url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kw) -> Any:
+        try:
+            r = self._http.request(method, path, **kw)
+        except httpx.ConnectError:
+            raise ApiError(0, f"cannot reach the controller at {self.target.url}; start it with `voe serve` "
+                              "or point VOE_URL at it") from None
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+            except ValueError:
+                body = {"detail": r.text}
+            raise ApiError(r.status_code, body.get("detail", body), body.get("loc"))
+        if r.status_code == 204 or not r.content:
+            return None
+        return r.json()
+
+    def get(self, path: str, **kw) -> Any:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, json: Any = None, **kw) -> Any:
+        return self.request("POST", path, json=json, **kw)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def list_all(self, kind: str, **params) -> list[dict]:
+        """Every page of a list."""
+        items: list[dict] = []
+        offset = 0
+        while True:
+            page = self.get(f"/{kind}", params={**params, "limit": 1000, "offset": offset})
+            items += page["items"]
+            offset += len(page["items"])
+            if offset >= page["total"] or not page["items"]:
+                return items

@@ -1,0 +1,49 @@
+"""``voe network|switch|host|persona|group list|show|delete``: one generated
+sub-command set per inventory kind."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from voe.cli import render
+
+out = Console()
+
+
+def kind_app(kind: str) -> typer.Typer:
+    singular = "switch" if kind == "switches" else kind[:-1]
+    app = typer.Typer(help=f"Inspect and delete {kind}.", no_args_is_help=True)
+
+    @app.command("list")
+    def list_(ctx: typer.Context,
+              as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+              q: Annotated[Optional[str], typer.Option(help="substring of the name")] = None,
+              label: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable")] = None):
+        f"""List {kind}."""
+        params = {k: v for k, v in {"q": q, "label": label}.items() if v}
+        items = ctx.obj.client().list_all(kind, **params)
+        if as_json:
+            render.emit_json(items)
+        else:
+            out.print(render.table(kind, items))
+
+    @app.command()
+    def show(ctx: typer.Context, name: str,
+             as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False):
+        """Show one object in full."""
+        spec = ctx.obj.client().get(f"/{kind}/{name}")
+        if as_json:
+            render.emit_json(spec)
+        else:
+            render.show(out, spec)
+
+    @app.command()
+    def delete(ctx: typer.Context, name: str):
+        """Delete one object (refused while something uses it)."""
+        ctx.obj.client().delete(f"/{kind}/{name}")
+        out.print(f"deleted {singular} {name}")
+
+    return app

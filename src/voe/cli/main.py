@@ -1,0 +1,160 @@
+"""``voe``: the operator's command line. Every command but ``serve`` and
+``lab`` talks to the controller's REST API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from voe.cli import inventory_cmds, token_cmds
+from voe.cli.client import ApiError
+from voe.cli.context import State
+from voe.cli.yamlfile import DatacenterFile, FileError
+
+app = typer.Typer(help="voe: personas, hardware and the datacenter they run in.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+
+@app.callback()
+def main(ctx: typer.Context,
+         url: Annotated[Optional[str], typer.Option(envvar="VOE_URL", help="controller URL")] = None,
+         token: Annotated[Optional[str], typer.Option(envvar="VOE_TOKEN", help="API token")] = None,
+         data_dir: Annotated[Optional[str], typer.Option(envvar="VOE_DATA_DIR", help="controller data directory")] = None):
+    ctx.obj = State(url=url, token=token, data_dir=data_dir)
+
+
+@app.command()
+def serve(ctx: typer.Context,
+          host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port")] = 8470,
+          database_url: Annotated[Optional[str], typer.Option(envvar="VOE_DATABASE_URL", help="PostgreSQL URL; SQLite in the data dir when absent")] = None):
+    """Run the controller: API, console and reconciler."""
+    import uvicorn
+
+    from voe.api.app import create_app
+    from voe.controller.services import Services
+
+    services = Services.open(ctx.obj.data_dir, database_url)
+    token_file = services.ensure_admin_token()
+    if token_file:
+        err.print(f"admin token written to {token_file} (mode 0600)")
+    url = f"http://{host}:{port}"
+    (services.data_dir / "controller.url").write_text(url + "\n")
+    err.print(f"voe controller on {url}  (data: {services.data_dir}, store: {services.engine.dialect.name})")
+    uvicorn.run(create_app(services), host=host, port=port, log_level="warning")
+
+
+def _load_file(path: Path) -> tuple[DatacenterFile, dict]:
+    try:
+        f = DatacenterFile(path)
+        return f, f.data()
+    except FileError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+
+
+def _document_call(ctx: typer.Context, path: Path, prune: bool, dry_run: bool) -> dict:
+    """Send a file to /apply; on refusal print every problem at its line."""
+    f, doc = _load_file(path)
+    try:
+        return ctx.obj.client().post("/apply", {"document": doc, "prune": prune, "dry_run": dry_run})
+    except ApiError as e:
+        if e.status in (409, 422):
+            for p in e.problems():
+                loc = [x for x in p.get("loc", []) if x != "body"]
+                where = f.where(loc)
+                field = ".".join(str(x) for x in loc)
+                err.print(f"{where}: {field + ': ' if field else ''}{p['msg']}")
+            err.print(f"[red]{path} rejected whole; nothing was changed[/red]")
+            raise typer.Exit(2) from None
+        raise
+
+
+@app.command()
+def apply(ctx: typer.Context,
+          file: Annotated[Path, typer.Option("-f", "--file", help="datacenter YAML file")],
+          prune: Annotated[bool, typer.Option(help="also delete what the file does not name")] = False,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="show the changes, write nothing")] = False):
+    """Make the inventory match a file (creates and updates; deletes with --prune)."""
+    result = _document_call(ctx, file, prune, dry_run)
+    if not result["changed"]:
+        out.print("no changes: the inventory already matches")
+        return
+    for ch in result["changes"]:
+        out.print(_change_line(ch))
+    verb = "would change" if dry_run else "changed"
+    out.print(f"{len(result['changes'])} object(s) {verb}")
+
+
+@app.command()
+def diff(ctx: typer.Context,
+         file: Annotated[Path, typer.Option("-f", "--file", help="datacenter YAML file")],
+         prune: Annotated[bool, typer.Option(help="count deletions too")] = False):
+    """Print what apply would change; exit 0 when nothing, 1 when something."""
+    result = _document_call(ctx, file, prune, True)
+    for ch in result["changes"]:
+        out.print(_change_line(ch))
+    raise typer.Exit(1 if result["changed"] else 0)
+
+
+def _change_line(ch: dict) -> str:
+    sign = {"create": "[green]+[/green]", "update": "[yellow]~[/yellow]", "delete": "[red]-[/red]"}[ch["op"]]
+    kind = "switch" if ch["kind"] == "switches" else ch["kind"][:-1]
+    fields = f" ({', '.join(ch['fields'])})" if ch["fields"] else ""
+    return f"{sign} {kind} {ch['name']}{fields}"
+
+
+@app.command()
+def export(ctx: typer.Context):
+    """Print the inventory as YAML that rebuilds it (secrets left out)."""
+    from ruamel.yaml import YAML
+
+    doc = ctx.obj.client().get("/export")
+    sys.stdout.write("# voe export: BMC and hypervisor passwords are not exported; a file without\n"
+                     "# them keeps the controller's, or add them (or ${ENV_VAR} references).\n")
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.dump(doc, sys.stdout)
+
+
+for _kind in ("networks", "switches", "hosts", "personas", "groups"):
+    app.add_typer(inventory_cmds.kind_app(_kind), name="switch" if _kind == "switches" else _kind[:-1])
+app.add_typer(token_cmds.app, name="token")
+
+
+def _mount_optional(module: str, name: str) -> None:
+    """Sub-commands whose modules arrive with their own issues."""
+    import importlib
+
+    try:
+        sub = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        return
+    app.add_typer(sub.app, name=name)
+
+
+_mount_optional("voe.cli.lab", "lab")
+_mount_optional("voe.cli.driver_cmds", "driver")
+
+
+def run() -> None:
+    """Entry point that turns API errors into one clear line and exit 1."""
+    try:
+        app()
+    except ApiError as e:
+        for line in e.lines():
+            err.print(f"[red]error:[/red] {line}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()
+

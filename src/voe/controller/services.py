@@ -1,0 +1,43 @@
+"""The controller's parts, opened once and shared by the API and the
+reconciler: the store (inventory, tokens, events) and its data directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from voe.store import db
+from voe.store.events import EventLog
+from voe.store.inventory_store import InventoryStore
+from voe.store.secrets import Sealer, load_key
+from voe.store.tokens import TokenStore, write_admin_token
+
+
+@dataclass
+class Services:
+    data_dir: Path
+    engine: Engine
+    inventory: InventoryStore
+    tokens: TokenStore
+    events: EventLog
+
+    @classmethod
+    def open(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Services":
+        directory = db.data_dir(data_dir)
+        engine = db.open_engine(db.database_url(directory, database_url))
+        db.migrate(engine)
+        return cls(directory, engine, InventoryStore(engine, Sealer(load_key(directory))),
+                   TokenStore(engine), EventLog(engine))
+
+    def ensure_admin_token(self) -> Path | None:
+        """On first start, mint an admin token and leave it in the data dir
+        (0600) for the CLI on this machine; later starts leave it alone."""
+        if self.tokens.has_admin():
+            return None
+        token = self.tokens.replace("admin", "admin")
+        return write_admin_token(self.data_dir, token)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,75 @@
+"""The event log: every decision, transition, driver call and inventory change,
+persisted before (or as) it happens, queryable, and streamed live.
+
+Readers follow the log by id, so a stream resumes exactly where it stopped
+(``Last-Event-ID``) and several controllers on one PostgreSQL see one log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, insert, select
+
+from voe.store import schema
+
+Severity = Literal["debug", "info", "warning", "error", "critical"]
+SEVERITIES = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    persona: str | None = None
+    host: str | None = None
+    group: str | None = None
+    min_severity: Severity | None = None
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_id: int = 0
+    limit: int = 100
+    newest_first: bool = False
+
+
+class EventLog:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def append(self, severity: Severity, kind: str, message: str, *, persona: str | None = None,
+               host: str | None = None, group: str | None = None, data: dict[str, Any] | None = None,
+               conn=None) -> int:
+        values = dict(severity=severity, kind=kind, message=message, persona=persona, host=host,
+                      group=group, data=data)
+        if conn is not None:
+            return conn.execute(insert(schema.events).values(**values)).inserted_primary_key[0]
+        with self.engine.begin() as c:
+            return c.execute(insert(schema.events).values(**values)).inserted_primary_key[0]
+
+    def query(self, q: EventQuery) -> list[dict]:
+        t = schema.events
+        stmt = select(t).where(t.c.id > q.after_id)
+        if q.persona:
+            stmt = stmt.where(t.c.persona == q.persona)
+        if q.host:
+            stmt = stmt.where(t.c.host == q.host)
+        if q.group:
+            stmt = stmt.where(t.c.group == q.group)
+        if q.kind:
+            stmt = stmt.where(t.c.kind == q.kind)
+        if q.min_severity:
+            stmt = stmt.where(t.c.severity.in_(SEVERITIES[SEVERITIES.index(q.min_severity):]))
+        if q.since:
+            stmt = stmt.where(t.c.at >= q.since)
+        if q.until:
+            stmt = stmt.where(t.c.at <= q.until)
+        stmt = stmt.order_by(t.c.id.desc() if q.newest_first else t.c.id).limit(q.limit)
+        with self.engine.connect() as c:
+            return [_row(r) for r in c.execute(stmt)]
+
+
+def _row(r) -> dict:
+    d = dict(r._mapping)
+    d["at"] = d["at"].isoformat() if d["at"] else None
+    return d

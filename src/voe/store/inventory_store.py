@@ -1,0 +1,151 @@
+"""Reading and writing the inventory, one transaction per write.
+
+Every write, from a single API call or a whole ``voe apply``, takes the same
+path: load the current inventory, build the new one, validate every rule,
+fill in identity, compute the changes, write them with their claims. Nothing
+is half-written: a problem anywhere rolls back everything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from voe.domain import inventory as inv_rules
+from voe.domain.diff import Change, diff, keep_secrets, spec_of
+from voe.domain.inventory import CONFLICT, Inventory
+from voe.domain.models import KINDS
+from voe.errors import Conflict, FieldProblem, InvalidInventory
+from voe.store import schema
+from voe.store.secrets import Sealer
+
+LocMap = Callable[[tuple], tuple | None]
+"""Maps a problem's path, ``(kind, object name, field...)``, to the caller's
+path (a request body field, say); None keeps it as it is."""
+
+
+@dataclass
+class WriteResult:
+    changes: list[Change]
+    inventory: Inventory
+
+
+def claims_of(kind: str, obj) -> Iterable[tuple[str, str]]:
+    """What an object holds exclusively (namespace, value)."""
+    if kind == "networks":
+        yield "vlan", str(obj.vlan)
+    elif kind == "hosts":
+        for nic in obj.nics:
+            yield "mac", nic.mac
+            if nic.switch:
+                yield f"port:{nic.switch}", nic.port
+    elif kind == "personas":
+        for v in obj.vnics:
+            if v.mac:
+                yield "mac", v.mac
+            if v.ip is not None:
+                yield f"ip:{v.network}", str(v.ip)
+
+
+class InventoryStore:
+    def __init__(self, engine: Engine, sealer: Sealer):
+        self.engine = engine
+        self.sealer = sealer
+        # SQLite has one writer anyway; on PostgreSQL an advisory lock
+        # serializes inventory writes across controllers.
+        self._write_lock = threading.Lock()
+
+    # --- reads ----------------------------------------------------------
+
+    def load(self, conn: Connection | None = None) -> Inventory:
+        """The whole inventory with secrets unsealed (for drivers and writes)."""
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.load(c)
+        rows = conn.execute(select(schema.objects.c.kind, schema.objects.c.spec)).all()
+        doc: dict[str, list] = {k: [] for k in KINDS}
+        for kind, spec in rows:
+            doc[kind].append(self.sealer.unseal(kind, spec))
+        for kind in doc:
+            doc[kind].sort(key=lambda s: s["name"])
+        return Inventory.model_validate(doc)
+
+    def revisions(self, kind: str) -> dict[str, int]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(schema.objects.c.name, schema.objects.c.revision).where(schema.objects.c.kind == kind))
+            return dict(rows.all())
+
+    # --- writes ---------------------------------------------------------
+
+    def write(self, build: Callable[[Inventory], Inventory], *, prune: bool = True,
+              dry_run: bool = False, loc_map: LocMap | None = None) -> WriteResult:
+        """Build the new inventory from the current one, check it, and write
+        the difference in one transaction."""
+        with self._write_lock, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7615)"))
+            current = self.load(conn)
+            new = keep_secrets(build(current), current)
+            problems = inv_rules.check(new)
+            if not problems:
+                new = inv_rules.assign_identity(new, previous=current)
+                problems = inv_rules.check(new)
+            if problems:
+                _raise([_by_name(p, new) for p in problems], loc_map)
+            changes = diff(current, new, prune=prune)
+            if not dry_run and changes:
+                self._persist(conn, new, changes)
+            return WriteResult(changes, new)
+
+    def _persist(self, conn: Connection, new: Inventory, changes: list[Change]) -> None:
+        objs = {k: new.by_name(k) for k in KINDS}
+        try:
+            for ch in changes:
+                key = (schema.objects.c.kind == ch.kind) & (schema.objects.c.name == ch.name)
+                if ch.op == "delete":
+                    conn.execute(delete(schema.objects).where(key))
+                    continue
+                obj = objs[ch.kind][ch.name]
+                spec = self.sealer.seal(ch.kind, spec_of(obj))
+                if ch.op == "create":
+                    conn.execute(insert(schema.objects).values(kind=ch.kind, name=ch.name, spec=spec))
+                else:
+                    conn.execute(update(schema.objects).where(key).values(
+                        spec=spec, revision=schema.objects.c.revision + 1, updated_at=func.now()))
+                    conn.execute(delete(schema.claims).where(
+                        (schema.claims.c.kind == ch.kind) & (schema.claims.c.name == ch.name)))
+            for ch in changes:
+                if ch.op == "delete":
+                    continue
+                rows = [{"namespace": ns, "value": v, "kind": ch.kind, "name": ch.name}
+                        for ns, v in claims_of(ch.kind, objs[ch.kind][ch.name])]
+                if rows:
+                    conn.execute(insert(schema.claims), rows)
+        except IntegrityError as e:
+            # Only reachable when another controller won a race the rules
+            # above could not see; the database is the last word.
+            raise Conflict(f"another write claimed the same identity first ({e.orig}); retry") from None
+
+
+def _by_name(p: FieldProblem, inv: Inventory) -> FieldProblem:
+    """Index paths (``personas.3.vnics``) become name paths
+    (``personas.web-1.vnics``): the new inventory's order is nobody's."""
+    if len(p.loc) >= 2 and p.loc[0] in KINDS and isinstance(p.loc[1], int):
+        name = getattr(inv, p.loc[0])[p.loc[1]].name
+        return FieldProblem((p.loc[0], name) + tuple(p.loc[2:]), p.msg, p.type)
+    return p
+
+
+def _raise(problems: list[FieldProblem], loc_map: LocMap | None) -> None:
+    mapped = []
+    for p in problems:
+        loc = loc_map(p.loc) if loc_map else None
+        mapped.append(FieldProblem(loc if loc is not None else p.loc, p.msg, p.type))
+    if all(p.type == CONFLICT for p in mapped):
+        first = mapped[0]
+        raise Conflict("; ".join(p.msg for p in mapped), first.loc)
+    raise InvalidInventory(mapped)

@@ -1,0 +1,88 @@
+"""Tables. The inventory is kept as one row per object (its validated spec as
+JSON) plus a ``claims`` table that makes the database itself refuse a second
+holder of a MAC, an IP on a network, a VLAN id or a switch port, so two
+controllers writing at once on PostgreSQL cannot both win.
+
+Alembic migrations in ``migrations/versions`` create exactly these tables; a
+test compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    false,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+objects = Table(
+    "inventory_objects",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("spec", JsonDoc, nullable=False, comment="validated spec; secrets replaced by ciphertext"),
+    Column("revision", Integer, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+claims = Table(
+    "claims",
+    metadata,
+    Column("namespace", String(80), primary_key=True, comment="mac | vlan | ip:<network> | port:<switch>"),
+    Column("value", String(80), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(63), nullable=False),
+    ForeignKeyConstraint(["kind", "name"], ["inventory_objects.kind", "inventory_objects.name"], ondelete="CASCADE"),
+)
+Index("ix_claims_owner", claims.c.kind, claims.c.name)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True, comment="sha256 of the token; the token itself is never stored"),
+    Column("persona", String(63), nullable=True, comment="set for an agent's credential: it reads only this persona"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked", Boolean, nullable=False, server_default=false()),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("severity", String(8), nullable=False),
+    Column("kind", String(40), nullable=False, comment="e.g. transition, driver-call, audit"),
+    Column("persona", String(63), nullable=True),
+    Column("host", String(63), nullable=True),
+    Column("group", String(63), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("data", JsonDoc, nullable=True),
+)
+Index("ix_events_persona_id", events.c.persona, events.c.id)
+Index("ix_events_host_id", events.c.host, events.c.id)
