@@ -10,7 +10,7 @@ from rich.console import Console
 
 from voe.cli import render
 
-out = Console()
+out = Console(soft_wrap=True)
 
 
 def kind_app(kind: str) -> typer.Typer:

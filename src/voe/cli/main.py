@@ -17,8 +17,8 @@ from voe.cli.yamlfile import DatacenterFile, FileError
 
 app = typer.Typer(help="voe: personas, hardware and the datacenter they run in.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 @app.callback()
@@ -55,7 +55,7 @@ def _load_file(path: Path) -> tuple[DatacenterFile, dict]:
         f = DatacenterFile(path)
         return f, f.data()
     except FileError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"error: {e}", markup=False)
         raise typer.Exit(2) from None
 
 
@@ -70,7 +70,7 @@ def _document_call(ctx: typer.Context, path: Path, prune: bool, dry_run: bool) -
                 loc = [x for x in p.get("loc", []) if x != "body"]
                 where = f.where(loc)
                 field = ".".join(str(x) for x in loc)
-                err.print(f"{where}: {field + ': ' if field else ''}{p['msg']}")
+                err.print(f"{where}: {field + ': ' if field else ''}{p['msg']}", markup=False, highlight=False)
             err.print(f"[red]{path} rejected whole; nothing was changed[/red]")
             raise typer.Exit(2) from None
         raise
@@ -151,7 +151,7 @@ def run() -> None:
         app()
     except ApiError as e:
         for line in e.lines():
-            err.print(f"[red]error:[/red] {line}")
+            err.print(f"error: {line}", markup=False, highlight=False)
         sys.exit(1)
 
 

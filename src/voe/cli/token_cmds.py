@@ -11,7 +11,7 @@ from rich.table import Table
 from voe.cli import render
 
 app = typer.Typer(help="API tokens.", no_args_is_help=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 
 @app.command()

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up everything voe needs on a fresh Debian machine: system packages, a
+# virtualenv with the pinned Python dependencies, and the console's build.
+# Idempotent and quick when already done. Used by ./demo, ./test and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  pkg-config libvirt-dev libvirt-clients  # libvirt-python builds against libvirt
+  ipmitool snmp                            # real IPMI and SNMP clients, for tests and operators
+  tgt nfs-ganesha nfs-ganesha-vfs          # userspace iSCSI target and NFS server
+  dnsmasq-base                             # DHCP/TFTP config check
+  iproute2 procps
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.voe-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
+  echo "setup: installing Python dependencies (pinned by requirements.lock)"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -c requirements.lock -e '.[test,agent]'
+  touch "$stamp"
+fi
+
+if [ -f console/package.json ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: npm is needed to build the console" >&2; exit 1
+  fi
+  if [ ! -d console/node_modules ] || [ console/package-lock.json -nt console/node_modules ]; then
+    (cd console && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  (cd console && npm run --silent build)
+fi
+echo "setup: ready (.venv)"

@@ -1,0 +1,104 @@
+"""Fixtures shared by the whole suite: a controller on a real store.
+
+``store_url`` runs each store-backed test twice, on SQLite and on PostgreSQL
+(a fresh database per test). PostgreSQL comes from ``VOE_TEST_PG_URL``
+(default: the voe role that `.ci/postgres.sh` creates); where no server
+answers, the PostgreSQL half skips and says so — in CI it always runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("VOE_TEST_PG_URL", "postgresql+psycopg://voe:voe@127.0.0.1:5432/postgres")
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "review-lab.yaml"
+
+
+def _pg_available() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), connect_timeout=2):
+            return None
+    except Exception as e:  # any failure means: no server to test against
+        return str(e).splitlines()[0]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield None  # Services picks the SQLite file in its data dir
+        return
+    why = _pg_available()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must be available in CI: {why}")
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL} ({why}); run .ci/postgres.sh")
+    import psycopg
+
+    name = f"voe_test_{uuid.uuid4().hex[:12]}"
+    admin = PG_ADMIN_URL.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def services(tmp_path, store_url):
+    from voe.controller.services import Services
+
+    s = Services.open(tmp_path / "data", store_url)
+    s.ensure_admin_token()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def admin_token(services) -> str:
+    return (services.data_dir / "admin-token").read_text().strip()
+
+
+@pytest.fixture
+def api(services, admin_token):
+    """A test client of the API, authenticated as admin."""
+    from fastapi.testclient import TestClient
+
+    from voe.api.app import create_app
+
+    with TestClient(create_app(services), headers={"Authorization": f"Bearer {admin_token}"}) as c:
+        yield c
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_controller(services, admin_token):
+    """The controller on a real TCP port, for tests that use the CLI or
+    other processes. Yields (url, admin token)."""
+    import uvicorn
+
+    from voe.api.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", admin_token
+    server.should_exit = True
+    t.join(5)
