@@ -4,16 +4,23 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from voe import __version__
-from voe.api import document_routes, event_routes, inventory_routes, token_routes
+from voe.api import agent_routes, document_routes, event_routes, inventory_routes, lifecycle_routes, token_routes
 from voe.controller.services import Services
+from voe.controller.timing import Timing
 from voe.domain.inventory import problems_from
 from voe.domain.models import KINDS
 from voe.errors import Conflict, DriverError, InvalidInventory, NotFound
+
+if TYPE_CHECKING:
+    from voe.controller.reconciler import Reconciler
 
 API = "/api/v1"
 
@@ -30,10 +37,22 @@ def _body_model(request: Request):
     return KINDS.get(parts[0]) if parts and parts[0] else None
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, timing: Timing | None = None, reconciler: "Reconciler | None" = None) -> FastAPI:
+    """The API over ``services``; with a reconciler, it runs for the app's lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if reconciler is not None:
+            reconciler.start()
+        yield
+        if reconciler is not None:
+            reconciler.stop()
+
     app = FastAPI(title="voe controller", version=__version__, openapi_url=f"{API}/openapi.json",
-                  docs_url=f"{API}/docs", redoc_url=None)
+                  docs_url=f"{API}/docs", redoc_url=None, lifespan=lifespan)
     app.state.services = services
+    app.state.runtime = services.runtime
+    app.state.timing = timing or Timing()
 
     api = APIRouter(prefix=API)
     for r in inventory_routes.all_routers():
@@ -41,7 +60,10 @@ def create_app(services: Services) -> FastAPI:
     api.include_router(document_routes.router)
     api.include_router(token_routes.router)
     api.include_router(event_routes.router)
+    api.include_router(lifecycle_routes.router)
+    api.include_router(agent_routes.router)
     app.include_router(api)
+    app.include_router(agent_routes.boot_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

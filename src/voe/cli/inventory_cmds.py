@@ -34,11 +34,17 @@ def kind_app(kind: str) -> typer.Typer:
     def show(ctx: typer.Context, name: str,
              as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False):
         """Show one object in full."""
-        spec = ctx.obj.client().get(f"/{kind}/{name}")
+        client = ctx.obj.client()
+        spec = client.get(f"/{kind}/{name}")
+        status = client.get(f"/personas/{name}/status") if kind == "personas" else None
         if as_json:
-            render.emit_json(spec)
-        else:
-            render.show(out, spec)
+            render.emit_json({**spec, "status": status} if status else spec)
+            return
+        render.show(out, spec)
+        if status:
+            from voe.cli.operate_cmds import show_status
+
+            show_status(status)
 
     @app.command()
     def delete(ctx: typer.Context, name: str):

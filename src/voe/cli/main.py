@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from voe.cli import inventory_cmds, token_cmds
+from voe.cli import inventory_cmds, operate_cmds, token_cmds
 from voe.cli.client import ApiError
 from voe.cli.context import State
 from voe.cli.yamlfile import DatacenterFile, FileError
@@ -33,11 +33,13 @@ def main(ctx: typer.Context,
 def serve(ctx: typer.Context,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="TCP port")] = 8470,
+          public_url: Annotated[Optional[str], typer.Option(help="URL machines and agents use to reach the controller")] = None,
+          reconcile: Annotated[bool, typer.Option(help="run the reconciler (off: API only, e.g. a read replica)")] = True,
           database_url: Annotated[Optional[str], typer.Option(envvar="VOE_DATABASE_URL", help="PostgreSQL URL; SQLite in the data dir when absent")] = None):
     """Run the controller: API, console and reconciler."""
     import uvicorn
 
-    from voe.api.app import create_app
+    from voe.controller.controller import build
     from voe.controller.services import Services
 
     services = Services.open(ctx.obj.data_dir, database_url)
@@ -47,7 +49,7 @@ def serve(ctx: typer.Context,
     url = f"http://{host}:{port}"
     (services.data_dir / "controller.url").write_text(url + "\n")
     err.print(f"voe controller on {url}  (data: {services.data_dir}, store: {services.engine.dialect.name})")
-    uvicorn.run(create_app(services), host=host, port=port, log_level="warning")
+    uvicorn.run(build(services, public_url or url, reconcile=reconcile), host=host, port=port, log_level="warning")
 
 
 def _load_file(path: Path) -> tuple[DatacenterFile, dict]:
@@ -123,8 +125,11 @@ def export(ctx: typer.Context):
     yaml.dump(doc, sys.stdout)
 
 
-for _kind in ("networks", "switches", "hosts", "personas", "groups"):
-    app.add_typer(inventory_cmds.kind_app(_kind), name="switch" if _kind == "switches" else _kind[:-1])
+_kind_apps = {kind: inventory_cmds.kind_app(kind) for kind in ("networks", "switches", "hosts", "personas", "groups")}
+operate_cmds.add_persona_commands(_kind_apps["personas"])
+operate_cmds.add_group_commands(_kind_apps["groups"])
+for _kind, _sub in _kind_apps.items():
+    app.add_typer(_sub, name="switch" if _kind == "switches" else _kind[:-1])
 app.add_typer(token_cmds.app, name="token")
 
 

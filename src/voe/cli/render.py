@@ -46,8 +46,10 @@ def emit_json(data: Any) -> None:
 
 
 def show(console: Console, spec: dict) -> None:
+    """YAML, as the operator wrote it in the datacenter file."""
     from ruamel.yaml import YAML
 
+    console.file.flush()
     yaml = YAML()
     yaml.default_flow_style = False
     yaml.dump(spec, sys.stdout)

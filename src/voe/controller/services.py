@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from voe.store import db
 from voe.store.events import EventLog
 from voe.store.inventory_store import InventoryStore
+from voe.store.runtime import RuntimeStore
 from voe.store.secrets import Sealer, load_key
 from voe.store.tokens import TokenStore, write_admin_token
 
@@ -22,14 +23,16 @@ class Services:
     inventory: InventoryStore
     tokens: TokenStore
     events: EventLog
+    runtime: RuntimeStore
 
     @classmethod
     def open(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Services":
         directory = db.data_dir(data_dir)
         engine = db.open_engine(db.database_url(directory, database_url))
         db.migrate(engine)
+        events = EventLog(engine)
         return cls(directory, engine, InventoryStore(engine, Sealer(load_key(directory))),
-                   TokenStore(engine), EventLog(engine))
+                   TokenStore(engine), events, RuntimeStore(engine, events))
 
     def ensure_admin_token(self) -> Path | None:
         """On first start, mint an admin token and leave it in the data dir

@@ -272,6 +272,7 @@ class VmSpec:
     macs: tuple[str, ...]
     boot: Literal["network", "disk"] = "network"
     networks: tuple[str, ...] = ()  # the hypervisor-side network/bridge per NIC, when it matters
+    vlans: tuple[int, ...] = ()  # the VLAN the hypervisor tags each NIC's frames with (one per MAC)
 
 
 class HypervisorDriver(Driver):

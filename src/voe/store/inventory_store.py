@@ -9,6 +9,7 @@ is half-written: a problem anywhere rolls back everything.
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -58,14 +59,32 @@ class InventoryStore:
         # SQLite has one writer anyway; on PostgreSQL an advisory lock
         # serializes inventory writes across controllers.
         self._write_lock = threading.Lock()
+        self._cache: tuple[tuple, Inventory] | None = None
+        self._writes = 0  # bumped by every write of this process
 
     # --- reads ----------------------------------------------------------
 
     def load(self, conn: Connection | None = None) -> Inventory:
-        """The whole inventory with secrets unsealed (for drivers and writes)."""
+        """The whole inventory with secrets unsealed (for drivers and writes).
+
+        Outside a write, the last load is reused while the table's fingerprint
+        (row count, revisions, newest change) is unchanged: the reconciler
+        reads the inventory many times a second, and it changes rarely.
+        Callers must treat the result as read-only."""
         if conn is None:
             with self.engine.connect() as c:
-                return self.load(c)
+                t = schema.objects
+                key = (self._writes,) + tuple(c.execute(select(
+                    func.count(), func.sum(t.c.revision), func.max(t.c.updated_at), func.max(t.c.created_at))).one())
+                cached = self._cache
+                if cached is not None and cached[0] == key:
+                    return cached[1]
+                inv = self._load(c)
+                self._cache = (key, inv)
+                return inv
+        return self._load(conn)
+
+    def _load(self, conn: Connection) -> Inventory:
         rows = conn.execute(select(schema.objects.c.kind, schema.objects.c.spec)).all()
         doc: dict[str, list] = {k: [] for k in KINDS}
         for kind, spec in rows:
@@ -99,6 +118,7 @@ class InventoryStore:
             changes = diff(current, new, prune=prune)
             if not dry_run and changes:
                 self._persist(conn, new, changes)
+                self._writes += 1
             return WriteResult(changes, new)
 
     def _persist(self, conn: Connection, new: Inventory, changes: list[Change]) -> None:
@@ -112,10 +132,11 @@ class InventoryStore:
                 obj = objs[ch.kind][ch.name]
                 spec = self.sealer.seal(ch.kind, spec_of(obj))
                 if ch.op == "create":
-                    conn.execute(insert(schema.objects).values(kind=ch.kind, name=ch.name, spec=spec))
+                    conn.execute(insert(schema.objects).values(kind=ch.kind, name=ch.name, spec=spec,
+                                                               created_at=_now(), updated_at=_now()))
                 else:
                     conn.execute(update(schema.objects).where(key).values(
-                        spec=spec, revision=schema.objects.c.revision + 1, updated_at=func.now()))
+                        spec=spec, revision=schema.objects.c.revision + 1, updated_at=_now()))
                     conn.execute(delete(schema.claims).where(
                         (schema.claims.c.kind == ch.kind) & (schema.claims.c.name == ch.name)))
             for ch in changes:
@@ -129,6 +150,10 @@ class InventoryStore:
             # Only reachable when another controller won a race the rules
             # above could not see; the database is the last word.
             raise Conflict(f"another write claimed the same identity first ({e.orig}); retry") from None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _by_name(p: FieldProblem, inv: Inventory) -> FieldProblem:

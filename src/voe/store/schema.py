@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
     func,
 )
@@ -86,3 +87,75 @@ events = Table(
 )
 Index("ix_events_persona_id", events.c.persona, events.c.id)
 Index("ix_events_host_id", events.c.host, events.c.id)
+
+# --- runtime (written by the reconciler only; see migration 0002) ----------
+
+persona_runtime = Table(
+    "persona_runtime",
+    metadata,
+    Column("persona", String(63), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0", comment="the current or last incarnation"),
+    Column("since", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reason", Text, nullable=True),
+    Column("plan", JsonDoc, nullable=True, comment="the machine a group start reserved, and why"),
+)
+
+incarnations = Table(
+    "incarnations",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("persona", String(63), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("kind", String(8), nullable=False, comment="physical | vm"),
+    Column("host", String(63), nullable=False, comment="the physical host, or the hypervisor host of the VM"),
+    Column("vm", String(80), nullable=True),
+    Column("boot_mac", String(17), nullable=False),
+    Column("why", Text, nullable=False, comment="the placement's explanation"),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ready_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("evidence", Text, nullable=True, comment="why it cannot run any more: the positive evidence"),
+    UniqueConstraint("persona", "generation", name="uq_incarnations_persona"),
+)
+Index("ix_incarnations_live", incarnations.c.persona, incarnations.c.ended_at)
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("persona", String(63), primary_key=True),
+    Column("generation", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("ready", Boolean, nullable=False),
+    Column("stopping", Boolean, nullable=False, server_default=false()),
+    Column("report", JsonDoc, nullable=True),
+)
+
+boot_scripts = Table(
+    "boot_scripts",
+    metadata,
+    Column("mac", String(17), primary_key=True),
+    Column("persona", String(63), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("script", Text, nullable=False),
+)
+
+host_runtime = Table(
+    "host_runtime",
+    metadata,
+    Column("host", String(63), primary_key=True),
+    Column("state", String(16), nullable=False, comment="ok | fenced"),
+    Column("reason", Text, nullable=True),
+    Column("since", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+intents = Table(
+    "intents",
+    metadata,
+    Column("persona", String(63), primary_key=True),
+    Column("move_kind", String(8), nullable=True),
+    Column("move_host", String(63), nullable=True),
+    Column("confirm_dead_by", String(63), nullable=True),
+    Column("confirm_dead_reason", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

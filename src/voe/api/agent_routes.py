@@ -1,0 +1,89 @@
+"""What agents and booting machines call: their configuration, heartbeats,
+and the per-MAC iPXE script."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+
+from voe.api.auth import principal
+from voe.domain import wiring
+from voe.domain.lifecycle import State
+from voe.store.tokens import Principal
+
+router = APIRouter(prefix="/agent", tags=["agent"])
+boot_router = APIRouter(tags=["boot"])
+
+
+def agent(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if who.role != "agent" or not who.persona:
+        raise HTTPException(403, "only a persona's agent credential may call this")
+    return who
+
+
+Agent = Annotated[Principal, Depends(agent)]
+
+
+class Heartbeat(BaseModel):
+    generation: int = Field(ge=1)
+    ready: bool = False
+    stopping: bool = False
+    uptime: float | None = None
+    addresses: dict[str, str] = Field(default_factory=dict)
+    detail: str | None = None
+    wwpn: str | None = None
+
+
+@router.get("/config", summary="The calling persona's configuration on its current machine")
+def config(request: Request, who: Agent, persona: str | None = None) -> dict:
+    if persona is not None and persona != who.persona:
+        raise HTTPException(403, f"this credential belongs to {who.persona}; it cannot read {persona}")
+    rt = request.app.state.runtime
+    inc = rt.current(who.persona)
+    if inc is None or inc.ended_at is not None:
+        raise HTTPException(409, {"detail": "stale", "current": inc.generation if inc else None})
+    inv = request.app.state.services.inventory.load()
+    p = inv.by_name("personas")[who.persona]
+    host = inv.by_name("hosts")[inc.host]
+    ifaces = wiring.interfaces(inv, p, inc.kind, host)
+    boot = wiring.boot_vnic(p)
+    trunk = None
+    if inc.kind == "physical":
+        trunk = {"nic_mac": wiring.trunk_nic(inv, host).mac, "native_network": boot.network if boot else None}
+    t = request.app.state.timing
+    return {
+        "persona": p.name,
+        "generation": inc.generation,
+        "hostname": p.name,
+        "machine": {"kind": inc.kind, "host": inc.host, "vm": inc.vm},
+        "trunk": trunk,
+        "interfaces": [i.as_dict() for i in ifaces],
+        "san": {"initiator_iqn": p.san.initiator_iqn, "wwpn": p.san.wwpn},
+        "heartbeat": {"interval": t.heartbeat_interval, "lease_ttl": t.suspect_after if p.policy.watchdog else None},
+        "app_check": p.app_check,
+    }
+
+
+@router.post("/heartbeat", summary="An agent's heartbeat; the answer says continue, stop or stale")
+def heartbeat(request: Request, body: Heartbeat, who: Agent) -> dict:
+    rt = request.app.state.runtime
+    t = request.app.state.timing
+    inc = rt.current(who.persona)
+    if inc is None or inc.generation != body.generation or inc.ended_at is not None:
+        return {"action": "stale", "interval": t.heartbeat_interval, "lease_expires_in": None}
+    rt.record_heartbeat(who.persona, body.generation, body.ready, body.stopping,
+                        body.model_dump(include={"addresses", "uptime", "detail", "wwpn"}))
+    state = rt.state_of(who.persona).state
+    action = "stop" if state == State.STOPPING else "continue"
+    return {"action": action, "interval": t.heartbeat_interval, "lease_expires_in": t.suspect_after}
+
+
+@boot_router.get("/boot/ipxe/{mac}", response_class=PlainTextResponse, summary="The iPXE script for a booting MAC")
+def ipxe_script(request: Request, mac: str) -> PlainTextResponse:
+    script = request.app.state.runtime.boot_script(mac.lower().replace("-", ":"))
+    if script is None:
+        return PlainTextResponse("#!ipxe\necho voe: no persona is being started on this MAC\nexit 1\n", status_code=404)
+    return PlainTextResponse(script)

@@ -1,0 +1,32 @@
+"""What every reconciler step needs, in one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from voe.controller.devices import Devices
+from voe.controller.ports import PortKeeper
+from voe.controller.services import Services
+from voe.controller.timing import Timing
+from voe.domain.inventory import Inventory
+from voe.store.runtime import RuntimeStore
+
+
+@dataclass
+class Ctx:
+    services: Services
+    runtime: RuntimeStore
+    devices: Devices
+    timing: Timing
+    public_url: str
+    ports: PortKeeper = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ports = PortKeeper(self.runtime, self.devices.switch, self.log)
+
+    def inventory(self) -> Inventory:
+        return self.services.inventory.load()
+
+    def log(self, severity: str, kind: str, message: str, **where: Any) -> None:
+        self.services.events.append(severity, kind, message, **where)

@@ -1,0 +1,92 @@
+"""What to do next for one persona, given what the controller knows: a pure
+function, so the reconciler's judgement can be tested without hardware.
+
+The answer is either an immediate transition (an event) or a step to run in a
+worker (a name), never both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from voe.controller.timing import Timing
+from voe.domain.lifecycle import Event, State
+from voe.store.runtime import PersonaState
+
+
+@dataclass(frozen=True)
+class Observed:
+    state: PersonaState
+    desired_running: bool
+    deps_ready: bool
+    move_requested: bool
+    confirm_dead_requested: bool
+    heartbeat_at: datetime | None  # of the current generation
+    heartbeat_ready: bool
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Next:
+    event: Event | None = None
+    step: str | None = None
+    reason: str | None = None
+
+
+def decide(o: Observed, t: Timing) -> Next | None:
+    s = o.state.state
+    age_in_state = (o.now - o.state.since).total_seconds()
+    hb_age = (o.now - o.heartbeat_at).total_seconds() if o.heartbeat_at else None
+    wants_down = not o.desired_running or o.move_requested
+
+    if s == State.STOPPED:
+        if not o.desired_running:
+            return None
+        if not o.deps_ready:
+            return Next(Event.DEPENDENCIES_PENDING, reason="waiting for its dependencies to be ready")
+        return Next(Event.START)
+    if s == State.WAITING:
+        if not o.desired_running:
+            return Next(Event.STOP)
+        return Next(Event.DEPENDENCIES_READY) if o.deps_ready else None
+    if s == State.PENDING:
+        if not o.desired_running:
+            return Next(Event.STOP)
+        if not o.deps_ready:
+            return Next(Event.DEPENDENCIES_PENDING)
+        return Next(Event.START, reason="trying again") if age_in_state >= t.pending_retry else None
+    if s == State.PLACING:
+        return Next(Event.STOP) if not o.desired_running else Next(step="place")
+    if s == State.POWERING_ON:
+        return Next(Event.STOP) if wants_down else Next(step="power-on")
+    if s == State.BOOTING:
+        if wants_down:
+            return Next(Event.STOP)
+        if o.heartbeat_ready:
+            return Next(Event.AGENT_READY, reason="agent reports ready")
+        if hb_age is not None and hb_age > t.suspect_after:
+            return Next(Event.HEARTBEAT_MISSED, reason=f"agent silent for {hb_age:.1f} s")
+        if age_in_state > t.boot_timeout:
+            return Next(Event.FAILED, reason=f"no ready agent within {t.boot_timeout:g} s")
+        return None
+    if s == State.RUNNING:
+        if wants_down:
+            return Next(Event.STOP, reason="moving" if o.move_requested and o.desired_running else None)
+        if hb_age is None or hb_age > t.suspect_after:
+            silent = f"{hb_age:.1f} s" if hb_age is not None else "ever"
+            return Next(Event.HEARTBEAT_MISSED, reason=f"no heartbeat for {silent}")
+        return None
+    if s == State.SUSPECT:
+        if hb_age is not None and hb_age <= t.heartbeat_interval * 1.5:
+            return Next(Event.HEARTBEAT_RESUMED)
+        return Next(step="suspect")
+    if s == State.STOPPING:
+        return Next(step="stop")
+    if s == State.FENCING:
+        return Next(step="fence")
+    if s == State.FENCED:
+        return Next(step="settle")
+    if s == State.BLOCKED:
+        return Next(step="confirm-dead") if o.confirm_dead_requested else None
+    return None

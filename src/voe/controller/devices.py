@@ -1,0 +1,46 @@
+"""Drivers for the devices of the inventory, built on demand and kept, so a
+BMC session or SNMP engine is reused across calls. Rebuilt when the device's
+inventory entry changes."""
+
+from __future__ import annotations
+
+import threading
+
+from voe.domain.models import Host, Switch
+from voe.drivers import factory
+from voe.drivers.base import HypervisorDriver, PowerDriver, SwitchDriver
+
+
+class Devices:
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[object, object]] = {}
+
+    def _get(self, concern: str, name: str, spec: object, build):
+        key = (concern, name)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == spec:
+                return hit[1]
+            if hit is not None:
+                hit[1].close()
+            driver = build()
+            driver.settings = driver.settings.model_copy(update={"timeout": self.timeout})
+            self._cache[key] = (spec, driver)
+            return driver
+
+    def power(self, host: Host) -> PowerDriver:
+        return self._get("power", host.name, host.bmc, lambda: factory.power_for_host(host))
+
+    def switch(self, switch: Switch) -> SwitchDriver:
+        return self._get("switch", switch.name, switch, lambda: factory.switch_for(switch))
+
+    def hypervisor(self, host: Host) -> HypervisorDriver:
+        return self._get("hypervisor", host.name, host.hypervisor, lambda: factory.hypervisor_for_host(host))
+
+    def close(self) -> None:
+        with self._lock:
+            for _, d in self._cache.values():
+                d.close()
+            self._cache.clear()

@@ -1,0 +1,120 @@
+"""Fencing: obtaining positive evidence that an incarnation cannot run.
+
+Levels are tried in order, as in Pacemaker's fencing topology; a level
+succeeds only when its read-back confirms. Missed heartbeats are never
+evidence: they only make a persona suspect. When every level fails the
+persona is blocked, loudly, and stays blocked until an operator confirms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from voe.controller.context import Ctx
+from voe.controller.stop import release
+from voe.domain import wiring
+from voe.domain.lifecycle import Event, State
+from voe.domain.models import Host, Persona
+from voe.errors import DriverError
+from voe.store.runtime import Incarnation
+
+DEFAULT_LEVELS = {"physical": ["bmc", "fabric"], "vm": ["hypervisor", "hypervisor-host-bmc", "fabric"]}
+
+
+def _bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
+    if inc.kind != "physical":
+        raise DriverError(host.name, "fence bmc", "a VM has no BMC of its own; use hypervisor-host-bmc")
+    ctx.devices.power(host).power_off(confirm=True)
+    ctx.runtime.fence_host(host.name, f"bmc: powered off to fence {inc.persona}")
+    return f"BMC of {host.name} reads off after hard power-off"
+
+
+def _hypervisor(ctx: Ctx, inc: Incarnation, host: Host) -> str:
+    if inc.kind != "vm":
+        raise DriverError(host.name, "fence hypervisor", "not a VM")
+    ctx.devices.hypervisor(host).destroy(inc.vm)
+    return f"hypervisor {host.name} reads VM {inc.vm} off after destroy"
+
+
+def _hypervisor_host_bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
+    """The review's case: the hypervisor's API is gone, so power its host off
+    through the host's own BMC: one fence for all its VMs."""
+    already = ctx.runtime.fenced_hosts().get(host.name)
+    if already and already["since"] >= inc.started_at and already["reason"].startswith("bmc"):
+        return f"hypervisor host {host.name} was powered off ({already['reason']}) after this VM started"
+    ctx.devices.power(host).power_off(confirm=True)
+    ctx.runtime.fence_host(host.name, f"bmc: hypervisor host powered off to fence {inc.persona}")
+    return f"BMC of hypervisor host {host.name} reads off after hard power-off"
+
+
+def _fabric(ctx: Ctx, inc: Incarnation, host: Host) -> str:
+    """Shut every switch port of the machine's host, each read back down.
+    The host stays cut off until an operator clears it."""
+    inv = ctx.inventory()
+    switches = inv.by_name("switches")
+    shut = []
+    for nic in wiring.cabled_nics(inv, host):
+        ctx.devices.switch(switches[nic.switch]).set_admin(nic.port, False)
+        ctx.ports.forget(nic.switch, nic.port)
+        shut.append(f"{nic.switch}:{nic.port}")
+    if not shut:
+        raise DriverError(host.name, "fence fabric", "no cabled switch port to shut")
+    ctx.runtime.fence_host(host.name, f"fabric: ports {', '.join(shut)} shut to fence {inc.persona}")
+    return f"switch ports {', '.join(shut)} of {host.name} read admin down"
+
+
+LEVELS: dict[str, Callable[[Ctx, Incarnation, Host], str]] = {
+    "bmc": _bmc,
+    "hypervisor": _hypervisor,
+    "hypervisor-host-bmc": _hypervisor_host_bmc,
+    "fabric": _fabric,
+}
+
+
+def fence(ctx: Ctx, p: Persona) -> None:
+    inc = ctx.runtime.current(p.name)
+    if inc is None or inc.ended_at is not None:
+        ctx.runtime.transition(p.name, State.FENCING, Event.FENCE_SUCCEEDED, "no live incarnation")
+        return
+    host = ctx.inventory().by_name("hosts")[inc.host]
+    levels = host.fencing or DEFAULT_LEVELS[inc.kind]
+    failures = []
+    for level in levels:
+        ctx.log("warning", "fence", f"fencing {p.name} generation {inc.generation} on {host.name}: level {level}",
+                persona=p.name, host=host.name)
+        try:
+            evidence = LEVELS[level](ctx, inc, host)
+        except DriverError as e:
+            failures.append(f"{level}: {e}")
+            ctx.log("error", "fence", f"level {level} failed: {e}", persona=p.name, host=host.name)
+            continue
+        ctx.runtime.end_incarnation(p.name, inc.generation, evidence)
+        ctx.runtime.transition(p.name, State.FENCING, Event.FENCE_SUCCEEDED, evidence, host=host.name,
+                               data={"level": level, "generation": inc.generation})
+        return
+    ctx.runtime.transition(p.name, State.FENCING, Event.FENCE_FAILED,
+                           "no evidence could be had; an operator must run `voe persona confirm-dead` — "
+                           + "; ".join(failures), host=host.name)
+
+
+def settle(ctx: Ctx, p: Persona, desired_running: bool) -> None:
+    """After a fence: release what the dead incarnation held, then place
+    again (a new generation) or rest."""
+    inc = ctx.runtime.current(p.name)
+    if inc is not None:
+        try:
+            release(ctx, inc)
+        except DriverError as e:
+            ctx.log("error", "driver-call", f"could not reset ports after fencing {p.name}: {e}", persona=p.name)
+    event = Event.RETARGET if desired_running else Event.SETTLE
+    ctx.runtime.transition(p.name, State.FENCED, event, "placing a new incarnation" if desired_running else None)
+
+
+def confirm_dead(ctx: Ctx, p: Persona, by: str, reason: str) -> None:
+    inc = ctx.runtime.current(p.name)
+    evidence = f"operator {by} confirmed dead: {reason}"
+    if inc is not None and inc.ended_at is None:
+        ctx.runtime.end_incarnation(p.name, inc.generation, evidence)
+    ctx.log("critical", "audit", evidence, persona=p.name, host=inc.host if inc else None)
+    ctx.runtime.clear_intent(p.name, "confirm_dead_by", "confirm_dead_reason")
+    ctx.runtime.transition(p.name, State.BLOCKED, Event.OPERATOR_CONFIRMED_DEAD, evidence)

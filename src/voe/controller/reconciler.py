@@ -1,0 +1,173 @@
+"""The reconciler: the only writer of runtime state.
+
+Each tick it reads desired state (inventory), observed state (runtime,
+heartbeats, intents) and asks ``decide`` what each persona needs next.
+Immediate transitions are written at once; steps that call drivers run in a
+worker pool, at most one per persona, so one slow BMC never holds up the
+loop. Everything a step does is recorded before it is done, so a controller
+killed at any point resumes from the persisted states.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from voe.controller import fence, start, stop
+from voe.controller.context import Ctx
+from voe.controller.decide import Next, Observed, decide
+from voe.domain.inventory import Inventory
+from voe.domain.lifecycle import Event, State
+from voe.domain.models import Persona
+from voe.drivers.base import PowerState, VmState
+from voe.errors import DriverError
+from voe.store.runtime import PersonaState, StaleState, now
+
+log = logging.getLogger("voe.reconciler")
+
+
+def dependencies_ready(inv: Inventory, states: dict[str, PersonaState]) -> dict[str, bool]:
+    """A persona may start once every dependency it has in a group that is
+    to run is running (its agent reported ready)."""
+    ready: dict[str, bool] = {}
+    for g in inv.groups:
+        for member, deps in g.depends.items():
+            ok = all(states.get(d) is not None and states[d].state == State.RUNNING for d in deps)
+            ready[member] = ready.get(member, True) and ok
+    return ready
+
+
+class Reconciler:
+    def __init__(self, ctx: Ctx):
+        self.ctx = ctx
+        self.pool = ThreadPoolExecutor(max_workers=ctx.timing.workers, thread_name_prefix="voe-step")
+        self.busy: set[str] = set()
+        self._busy_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Heartbeats missed while this controller was not running (or was
+        # paused) say nothing about the personas: give them a fresh grace.
+        self._grace_from = now()
+        self._last_tick = time.monotonic()
+
+    # --- loop -------------------------------------------------------------
+
+    def start(self) -> None:
+        self.ctx.log("info", "controller", "reconciler started; resuming from the recorded states")
+        self._thread = threading.Thread(target=self._run, name="voe-reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self, wait: bool = True) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self.pool.shutdown(wait=wait, cancel_futures=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            if began - self._last_tick > self.ctx.timing.heartbeat_interval * 2:
+                self._grace_from = now()
+                self.ctx.log("warning", "controller", f"reconciler paused {began - self._last_tick:.1f} s; "
+                             "heartbeat clocks restart")
+            self._last_tick = began
+            try:
+                self.tick()
+            except Exception:  # the loop must survive anything one tick meets
+                log.exception("reconciler tick failed")
+            self._stop.wait(max(0.0, self.ctx.timing.tick - (time.monotonic() - began)))
+
+    def tick(self) -> None:
+        ctx = self.ctx
+        inv = ctx.inventory()
+        states = ctx.runtime.states()
+        heartbeats = ctx.runtime.heartbeats()
+        intents = ctx.runtime.intents()
+        deps = dependencies_ready(inv, states)
+        t = now()
+        for p in inv.personas:
+            with self._busy_lock:
+                if p.name in self.busy:
+                    continue
+            st = states.get(p.name) or PersonaState(p.name, State.STOPPED, 0, t, None, None)
+            hb = heartbeats.get(p.name)
+            current_hb = hb if hb is not None and hb["generation"] == st.generation else None
+            hb_at = max(current_hb["at"], self._grace_from) if current_hb else (
+                self._grace_from if st.state in (State.RUNNING, State.SUSPECT) else None)
+            intent = intents.get(p.name) or {}
+            o = Observed(st, p.desired == "running", deps.get(p.name, True), bool(intent.get("move_kind")),
+                         bool(intent.get("confirm_dead_by")), hb_at,
+                         bool(current_hb and current_hb["ready"] and not current_hb["stopping"]), t)
+            nxt = decide(o, ctx.timing)
+            if nxt is not None:
+                self._act(p, st, nxt)
+
+    def _act(self, p: Persona, st: PersonaState, nxt: Next) -> None:
+        if nxt.event is not None:
+            try:
+                self.ctx.runtime.transition(p.name, st.state, nxt.event, nxt.reason)
+                if nxt.event == Event.AGENT_READY:
+                    self.ctx.runtime.mark_ready(p.name, st.generation)
+            except StaleState:
+                pass
+            return
+        with self._busy_lock:
+            self.busy.add(p.name)
+        self.pool.submit(self._step, nxt.step, p)
+
+    def _step(self, name: str, p: Persona) -> None:
+        try:
+            STEPS[name](self.ctx, p)
+        except StaleState:
+            pass
+        except Exception as e:
+            log.exception("step %s of %s failed", name, p.name)
+            self.ctx.log("error", "controller", f"step {name} of {p.name} failed: {e!r}", persona=p.name)
+            time.sleep(0.5)  # do not spin on a persistent failure
+        finally:
+            with self._busy_lock:
+                self.busy.discard(p.name)
+
+
+def _suspect(ctx: Ctx, p: Persona) -> None:
+    """Cross-check a silent persona with its machine before fencing. What
+    the BMC or hypervisor says goes into the log; it is not evidence yet
+    (a BMC reading 'on' says nothing of a hung OS), so fencing follows."""
+    inc = ctx.runtime.current(p.name)
+    seen = "no live incarnation"
+    if inc is not None and inc.ended_at is None:
+        host = ctx.inventory().by_name("hosts")[inc.host]
+        try:
+            if inc.kind == "physical":
+                state = ctx.devices.power(host).power_state()
+                seen = f"BMC of {host.name} reads {state.value}" + (
+                    " (the OS may be hung or cut off)" if state == PowerState.ON else "")
+            else:
+                vm = ctx.devices.hypervisor(host).state(inc.vm)
+                seen = f"hypervisor {host.name} reads VM {inc.vm} {vm.value}" + (
+                    " (the guest may be hung or cut off)" if vm == VmState.RUNNING else "")
+        except DriverError as e:
+            seen = f"cannot read the machine: {e}"
+    ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
+
+
+def _settle(ctx: Ctx, p: Persona) -> None:
+    fence.settle(ctx, p, ctx.inventory().by_name("personas")[p.name].desired == "running")
+
+
+def _confirm_dead(ctx: Ctx, p: Persona) -> None:
+    intent = ctx.runtime.intents().get(p.name) or {}
+    fence.confirm_dead(ctx, p, intent.get("confirm_dead_by") or "?", intent.get("confirm_dead_reason") or "")
+
+
+STEPS = {
+    "place": start.place,
+    "power-on": start.power_on,
+    "stop": stop.stop,
+    "suspect": _suspect,
+    "fence": fence.fence,
+    "settle": _settle,
+    "confirm-dead": _confirm_dead,
+}

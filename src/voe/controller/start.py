@@ -1,0 +1,115 @@
+"""Starting a persona: place it, then power it on.
+
+``place`` records the new incarnation before anything touches hardware;
+``power_on`` is idempotent, so a controller killed half-way through it simply
+runs it again after a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from voe.controller.context import Ctx
+from voe.domain import capacity, wiring
+from voe.domain.lifecycle import Event, State
+from voe.domain.models import Persona
+from voe.domain.placement import Constraint, Placer
+from voe.drivers.base import VmSpec
+from voe.drivers.boot import ipxe
+from voe.errors import DriverError
+
+PLACEMENT_LOCK = threading.Lock()
+"""Placements are made one at a time, each against fresh capacity, so two
+personas never take the last slot of one machine."""
+
+
+def machines_now(ctx: Ctx):
+    inv = ctx.inventory()
+    allocations = [capacity.Allocation(i.persona, i.kind, i.host) for i in ctx.runtime.live()]
+    return inv, capacity.machines(inv, allocations, ctx.runtime.fenced_hosts())
+
+
+def constraint_for(ctx: Ctx, p: Persona) -> Constraint:
+    """An operator's move, else a group start's reservation, else none."""
+    intent = ctx.runtime.intents().get(p.name) or {}
+    if not intent.get("move_kind"):
+        return Constraint()
+    last = ctx.runtime.current(p.name)
+    return move_constraint(intent["move_kind"], intent.get("move_host"), last.host if last else None)
+
+
+def move_constraint(kind: str, host: str | None, current_host: str | None) -> Constraint:
+    """``kind`` is vm, physical or any; a move without ``--to`` leaves the
+    host it is on."""
+    return Constraint(host=host, kind=None if kind == "any" else kind,
+                      avoid_host=None if host else current_host)
+
+
+def place(ctx: Ctx, p: Persona) -> None:
+    st = ctx.runtime.state_of(p.name)
+    if st.state != State.PLACING:
+        return
+    current = ctx.runtime.current(p.name)
+    if current is not None and current.ended_at is None:
+        # a controller died between recording the incarnation and the
+        # transition: carry on with the incarnation already recorded
+        ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, current.why, host=current.host)
+        return
+    with PLACEMENT_LOCK:
+        inv, machines = machines_now(ctx)
+        p = inv.by_name("personas")[p.name]
+        placer = Placer(machines)
+        decision = None
+        plan = st.plan or {}
+        if plan.get("host"):
+            decision = placer.place(p, Constraint(host=plan["host"], kind=plan["kind"]))
+            if decision.ok:
+                decision.why = plan.get("why") or decision.why
+        if decision is None or not decision.ok:
+            decision = placer.place(p, constraint_for(ctx, p))
+        if not decision.ok:
+            ctx.runtime.transition(p.name, State.PLACING, Event.UNPLACEABLE, decision.why, data=decision.as_dict())
+            return
+        m = decision.machine
+        host = inv.by_name("hosts")[m.host]
+        boot_mac = wiring.boot_mac(inv, p, m.kind, host)
+        gen = ctx.runtime.begin_incarnation(p.name, m.kind, m.host, p.name if m.kind == "vm" else None, boot_mac, decision.why)
+    ctx.runtime.clear_intent(p.name, "move_kind", "move_host")
+    ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, decision.why, host=m.host,
+                           data={"generation": gen, "kind": m.kind, "host": m.host}, plan=None)
+
+
+def power_on(ctx: Ctx, p: Persona) -> None:
+    inc = ctx.runtime.current(p.name)
+    if inc is None or inc.ended_at is not None:
+        return
+    inv = ctx.inventory()
+    p = inv.by_name("personas")[p.name]
+    host = inv.by_name("hosts")[inc.host]
+    where = {"persona": p.name, "host": host.name}
+    try:
+        ctx.ports.reconcile(ctx.inventory, [host.name], persona=p.name)
+        token = ctx.services.tokens.replace(f"agent-{p.name}", "agent", persona=p.name)
+        script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)
+        ctx.runtime.register_boot(inc.boot_mac, p.name, inc.generation, script)
+        ctx.log("info", "boot", f"iPXE script registered for {inc.boot_mac} (generation {inc.generation})", **where)
+        if inc.kind == "physical":
+            power = ctx.devices.power(host)
+            ctx.log("info", "driver-call", f"{host.name}: next boot PXE, power on", **where)
+            power.set_boot_device("pxe", persistent=False)
+            if power.power_state().value == "on":
+                power.reset()
+            else:
+                power.power_on()
+        else:
+            hv = ctx.devices.hypervisor(host)
+            macs = tuple(v.mac for v in wiring.ordered_vnics(p))
+            spec = VmSpec(inc.vm, p.cpus, p.memory, macs, "network", vlans=wiring.vm_vlans(inv, p))
+            ctx.log("info", "driver-call", f"{host.name}: define and start VM {inc.vm} ({p.cpus} vCPU, {p.memory} MiB)", **where)
+            hv.define(spec)
+            hv.start(inc.vm)
+    except DriverError as e:
+        ctx.runtime.transition(p.name, State.POWERING_ON, Event.FAILED, str(e), host=host.name)
+        return
+    ctx.runtime.transition(p.name, State.POWERING_ON, Event.POWERED, f"generation {inc.generation} on {host.name}",
+                           host=host.name)

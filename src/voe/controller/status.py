@@ -1,0 +1,47 @@
+"""Runtime status as the API, CLI and console show it: where a persona
+runs, why it is there, what its agent reports, and where it has been."""
+
+from __future__ import annotations
+
+from voe.domain.inventory import Inventory
+from voe.domain.lifecycle import LIVE_STATES
+from voe.store.runtime import RuntimeStore, now
+
+
+def persona_status(rt: RuntimeStore, inv: Inventory, name: str, history: bool = False) -> dict:
+    st = rt.state_of(name)
+    p = inv.by_name("personas").get(name)
+    inc = rt.current(name)
+    hb = rt.heartbeats().get(name)
+    live = inc is not None and inc.ended_at is None
+    out = {
+        "name": name,
+        "state": st.state.value,
+        "desired": p.desired if p else None,
+        "since": st.since.isoformat(),
+        "reason": st.reason,
+        "generation": st.generation,
+        "machine": {"kind": inc.kind, "host": inc.host, "vm": inc.vm} if live else None,
+        "why": inc.why if live else None,
+        "plan": st.plan,
+        "agent": None,
+    }
+    if hb is not None and inc is not None and hb["generation"] == inc.generation and st.state in LIVE_STATES:
+        report = hb["report"] or {}
+        out["agent"] = {
+            "ready": hb["ready"],
+            "last_heartbeat_age": round((now() - hb["at"]).total_seconds(), 2),
+            "addresses": report.get("addresses", {}),
+            "uptime": report.get("uptime"),
+            "detail": report.get("detail"),
+            "wwpn": report.get("wwpn"),
+        }
+    if history:
+        out["incarnations"] = [i.as_dict() for i in rt.history(name)]
+    return out
+
+
+def group_status(rt: RuntimeStore, inv: Inventory, name: str) -> dict:
+    g = inv.by_name("groups")[name]
+    return {"name": name, "desired": g.desired, "depends": g.depends,
+            "members": [persona_status(rt, inv, m) for m in g.members]}

@@ -1,0 +1,107 @@
+"""The persona lifecycle: every state, every event, every transition, in one
+table (as Ironic's ``states.py``). The reconciler may only move a persona
+along an edge of this table; a test walks it.
+
+The safety invariant of DESIGN.md is structural here: the only edges into
+``placing`` (which creates a new incarnation) leave ``stopped``, ``waiting``,
+``pending`` and ``fenced``: states in which the previous incarnation, if any,
+has ended with positive evidence that it cannot run.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class State(str, Enum):
+    STOPPED = "stopped"          # no incarnation runs; the last one ended with evidence
+    WAITING = "waiting"          # desired running; its group dependencies are not ready yet
+    PENDING = "pending"          # desired running; no machine fits now (reason recorded)
+    PLACING = "placing"          # a machine is chosen and a new incarnation recorded
+    POWERING_ON = "powering-on"  # switch ports, boot script, boot device, power / VM start
+    BOOTING = "booting"          # powered; waiting for the agent to report ready
+    RUNNING = "running"          # the agent of the current generation heartbeats, ready
+    STOPPING = "stopping"        # agent asked to stop, then soft-off, then hard-off, confirmed
+    SUSPECT = "suspect"          # heartbeats missed; cross-checking power / VM state
+    FENCING = "fencing"          # obtaining evidence the incarnation cannot run (fence levels)
+    FENCED = "fenced"            # evidence held; the incarnation is over
+    BLOCKED = "blocked"          # no fence level gave evidence: an operator must confirm
+
+
+class Event(str, Enum):
+    START = "start"                    # desired becomes running
+    DEPENDENCIES_PENDING = "dependencies-pending"
+    DEPENDENCIES_READY = "dependencies-ready"
+    PLACED = "placed"
+    UNPLACEABLE = "unplaceable"
+    POWERED = "powered"                # machine powered on / VM started, confirmed
+    AGENT_READY = "agent-ready"
+    STOP = "stop"                      # desired becomes stopped, or a move begins
+    OFF_CONFIRMED = "off-confirmed"    # power or VM state reads off after a stop
+    HEARTBEAT_MISSED = "heartbeat-missed"
+    HEARTBEAT_RESUMED = "heartbeat-resumed"
+    FAILED = "failed"                  # a start or stop step failed, or boot timed out
+    CONFIRM_SUSPECT = "confirm-suspect"
+    FENCE_SUCCEEDED = "fence-succeeded"
+    FENCE_FAILED = "fence-failed"      # every level failed
+    OPERATOR_CONFIRMED_DEAD = "operator-confirmed-dead"
+    RETARGET = "retarget"              # fenced and still desired running
+    SETTLE = "settle"                  # fenced and desired stopped
+
+
+S, E = State, Event
+
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (S.STOPPED, E.START): S.PLACING,
+    (S.STOPPED, E.DEPENDENCIES_PENDING): S.WAITING,
+    (S.WAITING, E.DEPENDENCIES_READY): S.PLACING,
+    (S.WAITING, E.STOP): S.STOPPED,
+    (S.PENDING, E.START): S.PLACING,
+    (S.PENDING, E.STOP): S.STOPPED,
+    (S.PENDING, E.DEPENDENCIES_PENDING): S.WAITING,
+    (S.PLACING, E.PLACED): S.POWERING_ON,
+    (S.PLACING, E.UNPLACEABLE): S.PENDING,
+    (S.PLACING, E.STOP): S.STOPPED,
+    (S.POWERING_ON, E.POWERED): S.BOOTING,
+    (S.POWERING_ON, E.FAILED): S.FENCING,
+    (S.POWERING_ON, E.STOP): S.STOPPING,
+    (S.BOOTING, E.AGENT_READY): S.RUNNING,
+    (S.BOOTING, E.FAILED): S.FENCING,
+    (S.BOOTING, E.STOP): S.STOPPING,
+    (S.BOOTING, E.HEARTBEAT_MISSED): S.SUSPECT,
+    (S.RUNNING, E.STOP): S.STOPPING,
+    (S.RUNNING, E.HEARTBEAT_MISSED): S.SUSPECT,
+    (S.SUSPECT, E.HEARTBEAT_RESUMED): S.RUNNING,
+    (S.SUSPECT, E.CONFIRM_SUSPECT): S.FENCING,
+    (S.SUSPECT, E.STOP): S.STOPPING,
+    (S.STOPPING, E.OFF_CONFIRMED): S.STOPPED,
+    (S.STOPPING, E.FAILED): S.FENCING,
+    (S.FENCING, E.FENCE_SUCCEEDED): S.FENCED,
+    (S.FENCING, E.FENCE_FAILED): S.BLOCKED,
+    (S.FENCED, E.RETARGET): S.PLACING,
+    (S.FENCED, E.SETTLE): S.STOPPED,
+    (S.BLOCKED, E.OPERATOR_CONFIRMED_DEAD): S.FENCED,
+}
+
+# States in which an incarnation may be alive: it holds its machine, and no
+# other incarnation of the persona may be created.
+LIVE_STATES = frozenset({S.POWERING_ON, S.BOOTING, S.RUNNING, S.STOPPING, S.SUSPECT, S.FENCING, S.BLOCKED})
+# States with no incarnation that could run.
+QUIET_STATES = frozenset({S.STOPPED, S.WAITING, S.PENDING, S.PLACING, S.FENCED})
+
+
+class IllegalTransition(Exception):
+    def __init__(self, state: State, event: Event):
+        self.state, self.event = state, event
+        super().__init__(f"no transition from {state.value} on {event.value}")
+
+
+def next_state(state: State, event: Event) -> State:
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(state, event) from None
+
+
+def events_from(state: State) -> list[Event]:
+    return [e for (s, e) in TRANSITIONS if s == state]

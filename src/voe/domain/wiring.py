@@ -1,0 +1,157 @@
+"""How a persona is wired on a machine: which MAC boots, what the agent
+configures, and what every switch port must carry. Pure; the same function
+answers the agent, configures the switches and explains the physical view.
+
+Physical machine: the persona's vNICs ride an 802.1q trunk on the host's boot
+NIC (its first NIC cabled to a managed switch): the boot vNIC untagged on the
+native VLAN, every other one tagged. A dedicated vNIC gets a NIC of its own on
+a switch of its own, as an access port.
+
+VM: the hypervisor gives the VM one NIC per vNIC, with the persona's MACs, and
+tags each NIC's frames; the hypervisor host's trunk port carries the union of
+its VMs' VLANs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from voe.domain.inventory import Inventory
+from voe.domain.models import Host, Nic, Persona, Vnic
+from voe.drivers.base import PortConfig
+
+
+class WiringError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    network: str
+    vlan: int
+    tagged: bool
+    nic_mac: str
+    mac: str
+    address: str
+    gateway: str | None
+    dedicated: bool
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def boot_vnic(p: Persona) -> Vnic | None:
+    return next((v for v in p.vnics if v.boot), p.vnics[0] if p.vnics else None)
+
+
+def ordered_vnics(p: Persona) -> list[Vnic]:
+    """Boot vNIC first: a VM network-boots from its first NIC."""
+    b = boot_vnic(p)
+    return ([b] if b else []) + [v for v in p.vnics if v is not b]
+
+
+def cabled_nics(inv: Inventory, host: Host) -> list[Nic]:
+    switches = inv.by_name("switches")
+    return [n for n in host.nics if n.switch in switches]
+
+
+def trunk_nic(inv: Inventory, host: Host) -> Nic:
+    nics = cabled_nics(inv, host)
+    if not nics:
+        raise WiringError(f"host {host.name} has no NIC cabled to a managed switch")
+    return nics[0]
+
+
+def dedicated_nics(inv: Inventory, host: Host, p: Persona) -> dict[int, Nic]:
+    """vNIC index -> the host NIC it gets, each on a distinct switch, never
+    the trunk NIC's switch port."""
+    wanted = [i for i, v in enumerate(p.vnics) if v.dedicated]
+    if not wanted:
+        return {}
+    trunk = trunk_nic(inv, host)
+    used_switches: set[str] = set()
+    free = [n for n in cabled_nics(inv, host) if n is not trunk] + [trunk]
+    out: dict[int, Nic] = {}
+    for i in wanted:
+        nic = next((n for n in free if n.switch not in used_switches and n not in out.values()), None)
+        if nic is None:
+            raise WiringError(f"host {host.name} lacks a NIC on a distinct switch for dedicated vNIC {i} of {p.name}")
+        out[i] = nic
+        used_switches.add(nic.switch)
+    return out
+
+
+def interfaces(inv: Inventory, p: Persona, kind: str, host: Host) -> list[Interface]:
+    nets = inv.by_name("networks")
+    boot = boot_vnic(p)
+    out = []
+    dedicated = dedicated_nics(inv, host, p) if kind == "physical" else {}
+    trunk = trunk_nic(inv, host) if kind == "physical" else None
+    for i, v in enumerate(p.vnics):
+        net = nets[v.network]
+        address = f"{v.ip}/{net.subnet.prefixlen}"
+        gw = str(net.gateway) if net.gateway else None
+        if kind == "vm":
+            out.append(Interface(v.network, v.network, net.vlan, False, v.mac, v.mac, address, gw, v.dedicated))
+        elif i in dedicated:
+            out.append(Interface(v.network, v.network, net.vlan, False, dedicated[i].mac, v.mac, address, gw, True))
+        else:
+            out.append(Interface(v.network, v.network, net.vlan, v is not boot, trunk.mac, v.mac, address, gw, False))
+    return out
+
+
+def boot_mac(inv: Inventory, p: Persona, kind: str, host: Host) -> str:
+    """The MAC whose iPXE script boots this incarnation."""
+    if kind == "vm":
+        b = boot_vnic(p)
+        if b is None:
+            raise WiringError(f"persona {p.name} has no vNIC to network-boot a VM from")
+        return b.mac
+    return trunk_nic(inv, host).mac
+
+
+def vm_vlans(inv: Inventory, p: Persona) -> tuple[int, ...]:
+    nets = inv.by_name("networks")
+    return tuple(nets[v.network].vlan for v in ordered_vnics(p))
+
+
+@dataclass(frozen=True)
+class Placement:
+    persona: str
+    kind: str
+    host: str
+
+
+def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: Iterable[str]) -> dict[tuple[str, str], PortConfig]:
+    """What every cabled port of the hosts in scope must carry, given what
+    runs where. A port with nothing on it carries no VLAN: removing a persona
+    removes its VLANs."""
+    nets = inv.by_name("networks")
+    hosts = inv.by_name("hosts")
+    personas = inv.by_name("personas")
+    plan: dict[tuple[str, str], PortConfig] = {}
+    for name in hosts_in_scope:
+        for nic in cabled_nics(inv, hosts[name]):
+            plan[(nic.switch, nic.port)] = PortConfig.trunk(frozenset(), None)
+    vm_vlans_by_host: dict[str, set[int]] = {}
+    for pl in placements:
+        p, host = personas.get(pl.persona), hosts.get(pl.host)
+        if p is None or host is None:
+            continue
+        if pl.kind == "vm":
+            vm_vlans_by_host.setdefault(host.name, set()).update(vm_vlans(inv, p))
+            continue
+        trunk = trunk_nic(inv, host)
+        dedicated = dedicated_nics(inv, host, p)
+        boot = boot_vnic(p)
+        tagged = {nets[v.network].vlan for i, v in enumerate(p.vnics) if i not in dedicated and v is not boot}
+        native = nets[boot.network].vlan if boot is not None and p.vnics.index(boot) not in dedicated else None
+        plan[(trunk.switch, trunk.port)] = PortConfig.trunk(tagged, native)
+        for i, nic in dedicated.items():
+            plan[(nic.switch, nic.port)] = PortConfig.access(nets[p.vnics[i].network].vlan)
+    for host_name, vlans in vm_vlans_by_host.items():
+        trunk = trunk_nic(inv, hosts[host_name])
+        plan[(trunk.switch, trunk.port)] = PortConfig.trunk(vlans, None)
+    return plan
