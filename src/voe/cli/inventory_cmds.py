@@ -15,7 +15,8 @@ out = Console(soft_wrap=True)
 
 def kind_app(kind: str) -> typer.Typer:
     singular = "switch" if kind == "switches" else kind[:-1]
-    app = typer.Typer(help=f"Inspect and delete {kind}.", no_args_is_help=True)
+    verbs = "Inspect, operate and delete" if kind in ("personas", "groups") else "Inspect and delete"
+    app = typer.Typer(help=f"{verbs} {kind}.", no_args_is_help=True)
 
     @app.command("list")
     def list_(ctx: typer.Context,

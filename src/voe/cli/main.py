@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from voe.cli import inventory_cmds, operate_cmds, token_cmds
+from voe.cli import demo, inventory_cmds, operate_cmds, token_cmds
 from voe.cli.client import ApiError
 from voe.cli.context import State
 from voe.cli.yamlfile import DatacenterFile, FileError
@@ -125,6 +125,7 @@ def export(ctx: typer.Context):
     yaml.dump(doc, sys.stdout)
 
 
+app.command()(demo.demo)
 _kind_apps = {kind: inventory_cmds.kind_app(kind) for kind in ("networks", "switches", "hosts", "personas", "groups")}
 operate_cmds.add_persona_commands(_kind_apps["personas"])
 operate_cmds.add_group_commands(_kind_apps["groups"])

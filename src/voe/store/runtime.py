@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from voe.domain.lifecycle import Event, State, next_state
 from voe.errors import VoeError
@@ -141,20 +142,32 @@ class RuntimeStore:
     def begin_incarnation(self, persona: str, kind: str, host: str, vm: str | None, boot_mac: str, why: str) -> int:
         """Record a new incarnation, refusing while an earlier one is live."""
         t = schema.incarnations
-        with self.engine.begin() as c:
-            self._lock(c, persona)
-            live = [r.generation for r in c.execute(select(t.c.generation).where(
-                (t.c.persona == persona) & t.c.ended_at.is_(None)))]
-            if live:
-                self.events.append("critical", "safety", f"refused a second incarnation of {persona}: {live} still live",
-                                   persona=persona, conn=c)
-                raise DoubleStartRefused(persona, live)
-            last = c.execute(select(func.max(t.c.generation)).where(t.c.persona == persona)).scalar() or 0
-            gen = last + 1
-            c.execute(insert(t).values(persona=persona, generation=gen, kind=kind, host=host, vm=vm,
-                                       boot_mac=boot_mac, why=why, started_at=now()))
-            r = schema.persona_runtime
-            c.execute(update(r).where(r.c.persona == persona).values(generation=gen))
+        try:
+            with self.engine.begin() as c:
+                self._lock(c, persona)
+                live = [r.generation for r in c.execute(select(t.c.generation).where(
+                    (t.c.persona == persona) & t.c.ended_at.is_(None)))]
+                if not live:
+                    gen = self._insert_incarnation(c, persona, kind, host, vm, boot_mac, why)
+        except IntegrityError:
+            # another writer recorded the same generation first (SQLite's
+            # unique index is the arbiter where there is no row lock)
+            live = [-1]
+        if live:
+            self.events.append("critical", "safety", f"refused a second incarnation of {persona}: {live} still live",
+                               persona=persona)
+            raise DoubleStartRefused(persona, live)
+        return gen
+
+    def _insert_incarnation(self, c: Connection, persona: str, kind: str, host: str, vm: str | None,
+                            boot_mac: str, why: str) -> int:
+        t = schema.incarnations
+        last = c.execute(select(func.max(t.c.generation)).where(t.c.persona == persona)).scalar() or 0
+        gen = last + 1
+        c.execute(insert(t).values(persona=persona, generation=gen, kind=kind, host=host, vm=vm,
+                                   boot_mac=boot_mac, why=why, started_at=now()))
+        r = schema.persona_runtime
+        c.execute(update(r).where(r.c.persona == persona).values(generation=gen))
         return gen
 
     def end_incarnation(self, persona: str, generation: int, evidence: str) -> None:

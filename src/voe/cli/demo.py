@@ -1,0 +1,88 @@
+"""``voe demo``: the controller, the emulated datacenter and the console in
+one command, with the review's datacenter loaded. Each part runs as its own
+process, as it would in production: the lab is hardware, reached only over
+the wire."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import httpx
+import typer
+from rich.console import Console
+
+from voe.cli.client import Client, Target
+from voe.cli.yamlfile import DatacenterFile
+
+out = Console(soft_wrap=True)
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "review-lab.yaml"
+
+
+def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode}; see its output above")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not answer at {url} within {timeout:g} s")
+
+
+def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
+         port: Annotated[int, typer.Option(help="controller and console port")] = 8470,
+         lab_port: Annotated[int, typer.Option(help="lab control port")] = 8471,
+         data_dir: Annotated[Optional[Path], typer.Option(help="controller data dir (default: a fresh temporary one)")] = None,
+         start_group: Annotated[Optional[str], typer.Option(help="start this group once everything is up")] = None):
+    """Run the controller, the lab and the console, with a demo datacenter."""
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="voe-demo-"))
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "VOE_DATA_DIR": str(data_dir)}
+    voe = [sys.executable, "-m", "voe.cli.main"]
+    procs: list[subprocess.Popen] = []
+
+    def shutdown(*_):
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (shutdown(), sys.exit(0)))
+    try:
+        procs.append(subprocess.Popen(voe + ["serve", "--port", str(port)], env=env))
+        _wait_http(f"{url}/healthz", 30, "the controller", procs[-1])
+        token = (data_dir / "admin-token").read_text().strip()
+        client = Client(Target(url, token))
+        result = client.post("/apply", {"document": DatacenterFile(file).data()})
+        out.print(f"inventory: {len(result['changes'])} object(s) created from {file}")
+        procs.append(subprocess.Popen(voe + ["lab", "up", "-f", str(file), "--controller", url,
+                                             "--control-port", str(lab_port)], env=env))
+        _wait_http(f"http://127.0.0.1:{lab_port}/status", 60, "the lab", procs[-1])
+        out.print(f"\n[bold]voe is up.[/bold]  Console: [link]{url}/[/link]")
+        out.print(f"  token:   {token}   (also in {data_dir}/admin-token)")
+        out.print(f"  try:     VOE_DATA_DIR={data_dir} voe group start sample-app")
+        out.print(f"           VOE_DATA_DIR={data_dir} voe lab fault dl360-1 os-crash")
+        out.print("  Ctrl-C stops everything.\n")
+        if start_group:
+            client.post(f"/groups/{start_group}/start", {"partial": False})
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        raise SystemExit("a part of the demo exited; stopping the rest")
+    except KeyboardInterrupt:
+        out.print("stopping")
+    finally:
+        shutdown()

@@ -1,0 +1,65 @@
+"""The reconciler's judgement, without hardware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from voe.controller.decide import Observed, decide
+from voe.controller.timing import Timing
+from voe.domain.lifecycle import Event, State
+from voe.store.runtime import PersonaState
+
+T = Timing()
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+
+
+def obs(state: State, since: float = 0, hb_age: float | None = None, ready: bool = False, **kw) -> Observed:
+    base = dict(desired_running=True, deps_ready=True, move_requested=False, confirm_dead_requested=False)
+    base.update(kw)
+    return Observed(PersonaState("p", state, 1, NOW - timedelta(seconds=since), None, None),
+                    heartbeat_at=NOW - timedelta(seconds=hb_age) if hb_age is not None else None,
+                    heartbeat_ready=ready, now=NOW, **base)
+
+
+def test_stopped_and_desired_running_starts_or_waits_for_dependencies():
+    assert decide(obs(State.STOPPED), T).event == Event.START
+    assert decide(obs(State.STOPPED, deps_ready=False), T).event == Event.DEPENDENCIES_PENDING
+    assert decide(obs(State.STOPPED, desired_running=False), T) is None
+
+
+def test_running_with_fresh_heartbeats_is_left_alone():
+    assert decide(obs(State.RUNNING, hb_age=0.2, ready=True), T) is None
+
+
+def test_missed_heartbeats_make_a_persona_suspect_within_two_seconds():
+    assert T.suspect_after <= 2.0
+    nxt = decide(obs(State.RUNNING, hb_age=T.suspect_after + 0.01, ready=True), T)
+    assert nxt.event == Event.HEARTBEAT_MISSED
+
+
+def test_suspect_never_retargets_directly_it_fences():
+    nxt = decide(obs(State.SUSPECT, hb_age=5), T)
+    assert nxt.step == "suspect" and nxt.event is None
+    assert decide(obs(State.SUSPECT, hb_age=0.1), T).event == Event.HEARTBEAT_RESUMED
+
+
+def test_booting_becomes_running_only_when_the_agent_is_ready():
+    assert decide(obs(State.BOOTING, hb_age=0.1, ready=False), T) is None
+    assert decide(obs(State.BOOTING, hb_age=0.1, ready=True), T).event == Event.AGENT_READY
+    assert decide(obs(State.BOOTING, since=T.boot_timeout + 1), T).event == Event.FAILED
+
+
+def test_move_and_stop_go_through_stopping():
+    assert decide(obs(State.RUNNING, hb_age=0.1, ready=True, move_requested=True), T).event == Event.STOP
+    assert decide(obs(State.RUNNING, hb_age=0.1, ready=True, desired_running=False), T).event == Event.STOP
+    assert decide(obs(State.STOPPING), T).step == "stop"
+
+
+def test_blocked_waits_for_an_operator():
+    assert decide(obs(State.BLOCKED), T) is None
+    assert decide(obs(State.BLOCKED, confirm_dead_requested=True), T).step == "confirm-dead"
+
+
+def test_pending_retries_after_a_pause():
+    assert decide(obs(State.PENDING, since=0.5), T) is None
+    assert decide(obs(State.PENDING, since=T.pending_retry + 0.1), T).event == Event.START
