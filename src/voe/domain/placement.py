@@ -12,6 +12,7 @@ out. Pure: no I/O; the inputs are built by ``capacity.py``.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -142,51 +143,167 @@ def rule_out(p: Persona, m: Machine, c: Constraint) -> tuple[str, str] | None:
 
 
 def _score(p: Persona, m: Machine) -> tuple:
-    """Lower is better. Pack: least memory left over (best fit); spread: most."""
-    left = m.free_memory - p.memory
-    return (left if p.policy.strategy == "pack" else -left, m.host)
+    """Lower is better. Pack: the least left over (CPUs, then memory): the
+    fullest machine that fits, so big machines stay free for big personas;
+    spread: the most."""
+    left = (m.free_cpus - p.cpus, m.free_memory - p.memory)
+    return (left if p.policy.strategy == "pack" else (-left[0], -left[1]), m.host)
+
+
+def _static_ok(p: Persona, m: Machine) -> bool:
+    """The filters that depend only on what a machine *is* (labels aside),
+    not on what runs on it: evaluated once per machine shape."""
+    if not m.available:
+        return False
+    if p.boot == "fc" and (m.kind == "vm" or not (m.fc_vendors & FC_VENDORS)):
+        return False
+    dedicated = sum(1 for v in p.vnics if v.dedicated)
+    if dedicated and m.kind == "physical" and not _dedicated_ok(m, dedicated):
+        return False
+    return not (p.vnics and not m.nic_switches)
+
+
+def _shape(m: Machine) -> tuple:
+    """Labels are left out: they vary per rack and would split the shelves
+    into slivers; each label has shelves of its own instead."""
+    return (m.kind, m.available, m.fc_vendors, len(set(m.nic_switches)), bool(m.nic_switches), m.cpus, m.memory)
+
+
+class _Shelf:
+    """Machines of one shape with room left, ordered by (free CPUs, free
+    memory): the fullest machine that fits is a binary search away, and the
+    roomiest is the last."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int, str]] = []
+        self.machines: dict[str, Machine] = {}
+
+    @staticmethod
+    def _key(m: Machine) -> tuple[int, int, str]:
+        return (m.free_cpus, m.free_memory, m.host)
+
+    def put(self, m: Machine) -> None:
+        if (m.kind == "physical" and m.personas) or m.free_cpus <= 0 or m.free_memory <= 0:
+            return  # full: a physical machine runs one persona; a hypervisor has no room
+        bisect.insort(self.keys, self._key(m))
+        self.machines[m.host] = m
+
+    def remove(self, m: Machine) -> None:
+        if self.machines.pop(m.host, None) is not None:
+            del self.keys[bisect.bisect_left(self.keys, self._key(m))]
+
+    def best(self, p: Persona, c: Constraint) -> Machine | None:
+        aa = p.policy.anti_affinity
+        if p.policy.strategy == "pack":
+            order = range(bisect.bisect_left(self.keys, (p.cpus, p.memory, "")), len(self.keys))
+        else:
+            order = range(len(self.keys) - 1, -1, -1)
+        for i in order:
+            cpus, mem, host = self.keys[i]
+            if cpus < p.cpus:
+                return None  # spread walks down: nothing further fits
+            if mem >= p.memory and host != c.avoid_host:
+                m = self.machines[host]
+                if not (aa and m.anti_sets.get(aa)):
+                    return m
+        return None
 
 
 class Placer:
     """Places personas over a set of machines, keeping the tally of what it
-    has handed out, so a whole group is placed as one."""
+    has handed out, so a whole group is placed as one.
+
+    The fast path (used for every decision) indexes machines by shape; the
+    explanation (which filter ruled out how many machines) is a full scan,
+    run only when asked or when nothing fits."""
 
     def __init__(self, machines: list[Machine]):
         self.machines = machines
         self.by_kind: dict[str, list[Machine]] = {"vm": [], "physical": []}
+        self.by_host: dict[tuple[str, str], Machine] = {}
+        # A machine sits on the shelf of its shape, and on one more per
+        # label it carries (shape, k, v), so a persona that requires a label
+        # searches only the machines that have it.
+        self.shelves: dict[tuple, _Shelf] = {}
+        self._shelves_of: dict[tuple[str, str], list[_Shelf]] = {}
+        self._shape_rep: dict[tuple, Machine] = {}  # one machine standing for its shape's static filters
+        self._eligible: dict[tuple, list[_Shelf]] = {}
         for m in machines:
             self.by_kind[m.kind].append(m)
+            self.by_host[(m.kind, m.host)] = m
+            shape = _shape(m)
+            self._shape_rep.setdefault(shape, m)
+            keys = [(shape, None)] + [(shape, (k, v)) for k, v in m.labels.items()]
+            shelves = [self.shelves.setdefault(k, _Shelf()) for k in keys]
+            for shelf in shelves:
+                shelf.put(m)
+            self._shelves_of[(m.kind, m.host)] = shelves
 
     def kinds_for(self, p: Persona, c: Constraint) -> list[Kind]:
         return [c.kind] if c.kind else list(p.policy.prefer)
 
     def place(self, p: Persona, c: Constraint = Constraint(), explain: bool = True) -> Decision:
-        ruled: dict[str, list[tuple[str, int]]] = {}
-        for kind in self.kinds_for(p, c):
-            best, counts = self._best(p, c, kind, count=explain)
+        kinds = self.kinds_for(p, c)
+        for i, kind in enumerate(kinds):
+            best = self._fast(p, c, kind)
             if best is not None:
-                best.take(p)
-                return Decision(p.name, best, self._why(p, best, kind, ruled), ruled)
-            if explain:
-                ruled[kind] = counts
+                # why the preferred kinds were passed over: a full scan, only when asked
+                ruled = {k: self._explain(p, c, k) for k in kinds[:i]} if explain else {}
+                why = self._why(p, best, kind, ruled) if explain else f"{kind} on {best.host}"
+                self.take(p, best)
+                return Decision(p.name, best, why, ruled)
+        if not explain:
+            return Decision(p.name, None, f"{p.name} fits nowhere")
+        ruled = {k: self._explain(p, c, k) for k in kinds}
         return Decision(p.name, None, self._refusal(p, c, ruled), ruled)
 
-    def _best(self, p: Persona, c: Constraint, kind: str, count: bool) -> tuple[Machine | None, list]:
-        best: Machine | None = None
-        best_score: tuple | None = None
+    def _fast(self, p: Persona, c: Constraint, kind: str) -> Machine | None:
+        if c.host:
+            m = self.by_host.get((kind, c.host))
+            return m if m is not None and rule_out(p, m, c) is None else None
+        labels = list(p.policy.labels.items())
+        candidates = []
+        for shelf in self._eligible_shelves(p, kind, labels[0] if labels else None):
+            if len(labels) > 1:  # rare: check each machine that has the first label
+                candidates += [m for m in shelf.machines.values() if rule_out(p, m, c) is None]
+            elif (m := shelf.best(p, c)) is not None:
+                candidates.append(m)
+        return min(candidates, key=lambda m: _score(p, m), default=None)
+
+    def _eligible_shelves(self, p: Persona, kind: str, label: tuple[str, str] | None) -> list[_Shelf]:
+        """Shelves whose shape passes the static filters, memoised per
+        persona shape (most personas share a few shapes)."""
+        pkey = (kind, p.boot, sum(v.dedicated for v in p.vnics), bool(p.vnics), label)
+        hit = self._eligible.get(pkey)
+        if hit is None:
+            hit = [self.shelves[(shape, label)] for shape, rep in self._shape_rep.items()
+                   if shape[0] == kind and (shape, label) in self.shelves and _static_ok(p, rep)]
+            self._eligible[pkey] = hit
+        return hit
+
+    def _explain(self, p: Persona, c: Constraint, kind: str) -> list[tuple[str, int]]:
         tally: Counter = Counter()
         messages: dict[str, str] = {}
         for m in self.by_kind[kind]:
             out = rule_out(p, m, c)
-            if out is None:
-                s = _score(p, m)
-                if best_score is None or s < best_score:
-                    best, best_score = m, s
-            elif count:
+            if out is not None:
                 tally[out[0]] += 1
                 messages[out[0]] = out[1]
-        counts = [(_phrase(messages[f], n, kind), n) for f, n in tally.most_common()]
-        return best, counts
+        return [(_phrase(messages[f], n, kind), n) for f, n in tally.most_common()]
+
+    def take(self, p: Persona, m: Machine) -> None:
+        self._update(m, lambda: m.take(p))
+
+    def release(self, p: Persona, m: Machine) -> None:
+        self._update(m, lambda: m.release(p))
+
+    def _update(self, m: Machine, change) -> None:
+        shelves = self._shelves_of[(m.kind, m.host)]
+        for shelf in shelves:
+            shelf.remove(m)
+        change()
+        for shelf in shelves:
+            shelf.put(m)
 
     def _why(self, p: Persona, m: Machine, kind: str, ruled: dict) -> str:
         where = f"{kind} on {m.host}" if kind == "physical" else f"a VM on {m.host}"
@@ -195,7 +312,7 @@ class Placer:
         for k, counts in ruled.items():
             detail = "; ".join(msg for msg, _ in counts) or "no machine of that kind"
             reasons.append(f"no {k} fits ({detail})")
-        fit = f"{_gib(m.free_memory + p.memory)} and {m.free_cpus + p.cpus} CPUs free for {_gib(p.memory)}/{p.cpus}"
+        fit = f"{_gib(m.free_memory)} and {m.free_cpus} CPUs free for {_gib(p.memory)}/{p.cpus}"
         pref = "preferred" if kind == first and not ruled else "fallback"
         lead = "; ".join(reasons) + "; " if reasons else ""
         return f"{lead}{pref} {kind}: {where} ({p.policy.strategy}: {fit})"
@@ -209,9 +326,6 @@ class Placer:
             else:
                 parts.append(f"{kind}: " + "; ".join(msg for msg, _ in counts))
         return f"{p.name} fits nowhere — " + " | ".join(parts)
-
-    def release(self, p: Persona, m: Machine) -> None:
-        m.release(p)
 
 
 def _phrase(template: str, n: int, kind: str) -> str:
