@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from voe.cli import demo, inventory_cmds, operate_cmds, token_cmds
+from voe.cli import demo, inventory_cmds, lab, operate_cmds, token_cmds
 from voe.cli.client import ApiError
 from voe.cli.context import State
 from voe.cli.yamlfile import DatacenterFile, FileError
@@ -134,21 +134,7 @@ for _kind, _sub in _kind_apps.items():
 app.add_typer(token_cmds.app, name="token")
 
 
-def _mount_optional(module: str, name: str) -> None:
-    """Sub-commands whose modules arrive with their own issues."""
-    import importlib
-
-    try:
-        sub = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name != module:
-            raise
-        return
-    app.add_typer(sub.app, name=name)
-
-
-_mount_optional("voe.cli.lab", "lab")
-_mount_optional("voe.cli.driver_cmds", "driver")
+app.add_typer(lab.app, name="lab")
 
 
 def run() -> None:

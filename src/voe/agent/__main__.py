@@ -1,0 +1,3 @@
+from voe.agent.main import main
+
+main()

@@ -1,0 +1,109 @@
+"""``voe lab``: run the emulated datacenter and drive it (faults, truth,
+reach, status). The lab is hardware: the controller never imports it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import httpx
+import typer
+from rich.console import Console
+
+from voe.cli.demo import EXAMPLE
+
+app = typer.Typer(help="The emulated datacenter (IPMI, SNMP, a hypervisor API).", no_args_is_help=True)
+out = Console(soft_wrap=True)
+PortOpt = Annotated[int, typer.Option("--control-port", help="the lab's control API port")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _call(port: int, method: str, path: str, **kw):
+    try:
+        r = httpx.request(method, f"http://127.0.0.1:{port}{path}", timeout=30, **kw)
+    except httpx.ConnectError:
+        out.print(f"no lab answers on 127.0.0.1:{port}; start one with `voe lab up`", markup=False)
+        raise typer.Exit(2) from None
+    if r.status_code >= 400:
+        out.print(f"error: {r.json().get('detail')}", markup=False)
+        raise typer.Exit(2)
+    return r.json()
+
+
+@app.command()
+def up(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
+       controller: Annotated[str, typer.Option(help="controller URL machines boot from")] = "http://127.0.0.1:8470",
+       control_port: PortOpt = 8471,
+       state_dir: Annotated[Optional[Path], typer.Option(help="where machines keep their files")] = None):
+    """Start the emulated hardware of a datacenter file, until Ctrl-C."""
+    from voe.cli.yamlfile import DatacenterFile
+    from voe.domain.inventory import parse
+    from voe.lab import control
+    from voe.lab.lab import Lab
+
+    inv = parse(DatacenterFile(file).data())
+    lab = Lab(inv, controller, state_dir or Path(f"/tmp/voe-lab-{control_port}"))
+    lab.up()
+    httpd = control.serve(lab, control_port)
+    out.print(f"lab up: {len(lab.hosts)} hosts, {len(lab.switches)} switches, {len(lab.hypervisors)} hypervisors; "
+              f"control on 127.0.0.1:{control_port}", markup=False)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    httpd.shutdown()
+    lab.down()
+    out.print("lab down: every machine powered off")
+
+
+@app.command()
+def status(control_port: PortOpt = 8471, as_json: JsonOpt = False):
+    """Every endpoint: BMCs, switches, hypervisors."""
+    s = _call(control_port, "GET", "/status")
+    if as_json:
+        json.dump(s, sys.stdout, indent=2)
+        return
+    for b in s["bmcs"]:
+        out.print(f"{b['host']:10} {b['protocol']} {b['address']}:{b['port']}  power {b['power']}  "
+                  f"bmc {'up' if b['up'] else 'DOWN'}  boot {b['boot']}", markup=False)
+    for sw in s["switches"]:
+        out.print(f"{sw['name']:10} snmp {sw['address']}:{sw['port']}  {'DOWN' if sw['down'] else 'up'}", markup=False)
+    for h in s["hypervisors"]:
+        out.print(f"{h['host']:10} hypervisor {h['url']}  {'up' if h['up'] else 'DOWN'}  {len(h['vms'])} VMs", markup=False)
+
+
+@app.command()
+def truth(control_port: PortOpt = 8471, as_json: JsonOpt = False):
+    """Which incarnations exist and whether two of one persona ever ran at once."""
+    t = _call(control_port, "GET", "/truth")
+    if as_json:
+        json.dump(t, sys.stdout, indent=2)
+        return
+    for i in t["incarnations"]:
+        iso = " (isolated)" if i["isolated"] else ""
+        out.print(f"{i['persona']:10} gen {i['generation']}  {i['machine']:10} pid {i['pid']}  {i['state']}{iso}", markup=False)
+    out.print(f"{len(t['violations'])} violation(s) of the invariant in {t['samples']} samples", markup=False)
+    raise typer.Exit(1 if t["violations"] else 0)
+
+
+@app.command()
+def fault(target: str, kind: Annotated[str, typer.Argument(help="power-loss, hang, resume, os-crash, partition, "
+                                                                   "heal, bmc-down, bmc-up; a switch: down, up")],
+          control_port: PortOpt = 8471):
+    """Inject a fault into a host or a switch."""
+    out.print(_call(control_port, "POST", "/fault", json={"target": target, "fault": kind})["done"], markup=False)
+
+
+@app.command()
+def reach(a: str, b: str, control_port: PortOpt = 8471, as_json: JsonOpt = False):
+    """Can persona A reach persona B, by the switches' actual state?"""
+    r = _call(control_port, "GET", "/reach", params={"a": a, "b": b})
+    if as_json:
+        json.dump(r, sys.stdout)
+        return
+    out.print(f"{'yes' if r['reach'] else 'no'}: {r['why']}", markup=False)
+    raise typer.Exit(0 if r["reach"] else 1)

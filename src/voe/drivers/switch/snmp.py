@@ -1,0 +1,203 @@
+"""Switch driver over SNMP: IF-MIB for admin state, Q-BRIDGE-MIB (RFC 4363)
+for VLAN membership, as most managed switches implement them.
+
+A port's configuration is written as the switch keeps it: per VLAN, the
+egress and untagged PortLists (most significant bit of the first octet is
+bridge port 1), plus the port's PVID. A VLAN that does not exist yet is
+created with RowStatus createAndGo. Every write is read back by the base
+class before it counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Literal
+
+from pydantic import Field
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_walk_cmd,
+    get_cmd,
+    set_cmd,
+    usmAesCfb128Protocol,
+    usmDESPrivProtocol,
+    usmHMACMD5AuthProtocol,
+    usmHMACSHAAuthProtocol,
+)
+from pysnmp.proto import rfc1902
+
+from voe.domain.models import Switch
+from voe.drivers.base import DriverSettings, PortConfig, SwitchDriver
+from voe.errors import DriverError, DriverTimeout
+
+SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+IF_NUMBER = "1.3.6.1.2.1.2.1.0"
+IF_ADMIN_STATUS = "1.3.6.1.2.1.2.2.1.7"          # IF-MIB, RFC 2863
+VLAN_STATIC = "1.3.6.1.2.1.17.7.1.4.3.1"         # Q-BRIDGE-MIB dot1qVlanStaticEntry, RFC 4363
+EGRESS, UNTAGGED, ROW_STATUS = f"{VLAN_STATIC}.2", f"{VLAN_STATIC}.4", f"{VLAN_STATIC}.5"
+PVID = "1.3.6.1.2.1.17.7.1.4.5.1.1"              # dot1qPvid
+CREATE_AND_GO = 4
+UP, DOWN = 1, 2
+
+SECRET = {"secret": True}
+
+
+class SnmpSettings(DriverSettings):
+    address: str = Field(description="management address")
+    port: int = Field(default=161, ge=1, le=65535)
+    version: Literal["2c", "3"] = "2c"
+    community: str = Field(default="private", description="read-write community (v2c)", json_schema_extra=SECRET)
+    user: str | None = Field(default=None, description="SNMPv3 user (authPriv)")
+    auth_key: str | None = Field(default=None, json_schema_extra=SECRET)
+    priv_key: str | None = Field(default=None, json_schema_extra=SECRET)
+    auth_protocol: Literal["sha", "md5"] = "sha"
+    priv_protocol: Literal["aes", "des"] = "aes"
+
+
+def encode_portlist(ports: set[int], count: int) -> bytes:
+    out = bytearray((count + 7) // 8)
+    for p in ports:
+        out[(p - 1) // 8] |= 0x80 >> ((p - 1) % 8)
+    return bytes(out)
+
+
+def decode_portlist(octets: bytes) -> set[int]:
+    return {i * 8 + b + 1 for i, o in enumerate(octets) for b in range(8) if o & (0x80 >> b)}
+
+
+class SnmpSwitch(SwitchDriver):
+    Settings = SnmpSettings
+
+    def __init__(self, device: str, settings: SnmpSettings, ports: dict[str, int] | None = None):
+        super().__init__(device, settings)
+        self.ports = ports or {}
+        self._loop = asyncio.new_event_loop()
+        self._engine = SnmpEngine()
+        self._lock = threading.Lock()  # one request at a time on this driver's loop
+
+    @classmethod
+    def from_switch(cls, switch: Switch) -> "SnmpSwitch":
+        s = dict(switch.settings)
+        v3 = s.pop("v3", None)
+        if v3:
+            s.update(version="3", **v3)
+        settings = SnmpSettings(address=switch.address, **s)
+        return cls(switch.name, settings, {p.name: switch.port_number(p.name) for p in switch.ports})
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.close()
+
+    # --- transport ----------------------------------------------------------
+
+    def _auth(self):
+        s = self.settings
+        if s.version == "3":
+            return UsmUserData(s.user, s.auth_key, s.priv_key,
+                               authProtocol={"sha": usmHMACSHAAuthProtocol, "md5": usmHMACMD5AuthProtocol}[s.auth_protocol],
+                               privProtocol={"aes": usmAesCfb128Protocol, "des": usmDESPrivProtocol}[s.priv_protocol])
+        return CommunityData(s.community, mpModel=1)
+
+    def _run(self, operation: str, coro_fn) -> Any:
+        with self._lock:
+            try:
+                return self._loop.run_until_complete(asyncio.wait_for(coro_fn(), self.settings.timeout + 1))
+            except TimeoutError:
+                raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+
+    async def _target(self):
+        return await UdpTransportTarget.create((self.settings.address, self.settings.port),
+                                               timeout=self.settings.timeout, retries=0)
+
+    def _check(self, operation: str, error_indication, error_status, error_index) -> None:
+        if error_indication:
+            transient = "timeout" in str(error_indication).lower() or "no snmp response" in str(error_indication).lower()
+            raise DriverError(self.device, operation, str(error_indication), transient=transient)
+        if error_status:
+            raise DriverError(self.device, operation, f"agent answered {error_status.prettyPrint()} at var-bind {error_index}")
+
+    def get(self, *oids: str) -> list:
+        async def go():
+            r = await get_cmd(self._engine, self._auth(), await self._target(), ContextData(),
+                              *[ObjectType(ObjectIdentity(o)) for o in oids])
+            self._check("get", *r[:3])
+            return [v for _, v in r[3]]
+        return self._run("get", go)
+
+    def walk(self, oid: str) -> dict[int, Any]:
+        """Column walk: last sub-identifier -> value."""
+        async def go():
+            out: dict[int, Any] = {}
+            async for ei, es, ex, vbs in bulk_walk_cmd(self._engine, self._auth(), await self._target(), ContextData(),
+                                                       0, 50, ObjectType(ObjectIdentity(oid)), lexicographicMode=False):
+                self._check(f"walk {oid}", ei, es, ex)
+                for name, value in vbs:
+                    out[tuple(name)[-1]] = value
+            return out
+        return self._run(f"walk {oid}", go)
+
+    def set(self, *pairs: tuple[str, Any]) -> None:
+        async def go():
+            r = await set_cmd(self._engine, self._auth(), await self._target(), ContextData(),
+                              *[ObjectType(ObjectIdentity(o), v) for o, v in pairs])
+            self._check("set", *r[:3])
+        self._run("set", go)
+
+    # --- the switch interface -------------------------------------------------
+
+    def check(self) -> str:
+        descr, count = self.get(SYS_DESCR, IF_NUMBER)
+        return f"{descr.prettyPrint()}; {int(count)} interfaces"
+
+    def _number(self, port: str) -> int:
+        if port in self.ports:
+            return self.ports[port]
+        if port.isdigit():
+            return int(port)
+        raise DriverError(self.device, f"port {port}", "unknown port name")
+
+    def _vlan_table(self) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
+        egress = {v: decode_portlist(bytes(x)) for v, x in self.walk(EGRESS).items()}
+        untagged = {v: decode_portlist(bytes(x)) for v, x in self.walk(UNTAGGED).items()}
+        return egress, untagged
+
+    def _read_port(self, port: str) -> PortConfig:
+        n = self._number(port)
+        egress, untagged = self._vlan_table()
+        admin, _pvid = self.get(f"{IF_ADMIN_STATUS}.{n}", f"{PVID}.{n}")
+        native = [v for v, ports in untagged.items() if n in ports and n in egress.get(v, set())]
+        tagged = frozenset(v for v, ports in egress.items() if n in ports and v not in native)
+        return PortConfig("trunk" if tagged else "access", native[0] if native else None, tagged, int(admin) == UP)
+
+    def _write_port(self, port: str, config: PortConfig) -> None:
+        n = self._number(port)
+        count = max(len(self.ports), n)
+        egress, untagged = self._vlan_table()
+        for v in sorted(config.vlans() - set(egress)):
+            self.set((f"{ROW_STATUS}.{v}", rfc1902.Integer32(CREATE_AND_GO)))
+            egress[v], untagged[v] = set(), set()
+        for v in sorted(egress):
+            want_member = v in config.vlans()
+            want_untagged = v == config.native_vlan
+            e, u = set(egress[v]), set(untagged.get(v, set()))
+            new_e = (e | {n}) if want_member else (e - {n})
+            new_u = (u | {n}) if want_untagged else (u - {n})
+            if new_e != e or new_u != u:
+                self.set((f"{EGRESS}.{v}", rfc1902.OctetString(encode_portlist(new_e, count))),
+                         (f"{UNTAGGED}.{v}", rfc1902.OctetString(encode_portlist(new_u, count))))
+        if config.native_vlan:
+            self.set((f"{PVID}.{n}", rfc1902.Gauge32(config.native_vlan)))
+        self._set_admin(port, config.admin_up)
+
+    def _set_admin(self, port: str, up: bool) -> None:
+        self.set((f"{IF_ADMIN_STATUS}.{self._number(port)}", rfc1902.Integer32(UP if up else DOWN)))
+
+    def _list_vlans(self) -> set[int]:
+        return set(self.walk(ROW_STATUS))

@@ -1,0 +1,127 @@
+"""A lab BMC: IPMI 2.0 over RMCP+ (lanplus) through pyghmi's BMC server, one
+UDP port per host. Like virtualbmc, each IPMI operation maps to one machine
+call; this file reads as that table.
+
+Cipher suites: pyghmi's server implements suite 3 (HMAC-SHA1 / HMAC-SHA1-96 /
+AES-CBC-128) and advertises only that. ipmitool reads the list and picks 3;
+pyghmi's client instead proposes suite 17 (SHA-256) first and, when the BMC
+accepts the session anyway, computes its RAKP hashes with SHA-256 while the
+server uses SHA-1. A real BMC that lacks SHA-256 refuses such an open-session
+request with status 0x11 ("invalid authentication algorithm", IPMI 2.0 table
+13-15); so does this one, and pyghmi's client then retries with suite 3.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from pyghmi.ipmi import bmc as pyghmi_bmc
+from pyghmi.ipmi.private import serversession
+from pyghmi.ipmi.private import session as ipmisession
+
+from voe.lab.machine import Machine
+
+RMCP_PLUS_OPEN_SESSION = 16        # payload type, IPMI 2.0 table 13-16
+AUTH_HMAC_SHA1 = 1                 # authentication algorithm, table 13-17
+INVALID_AUTH_ALGORITHM = 0x11      # RMCP+ status code, table 13-15
+BOOT_PARAM_FLAGS = 5               # system boot options parameter 5, table 28-14
+DEVICE_PXE, DEVICE_DISK = 1, 2     # boot device selector (bits 5:2 of flags byte 2)
+FLAG_VALID, FLAG_PERSISTENT = 0x80, 0x40
+CHASSIS_OFF, CHASSIS_ON, CHASSIS_CYCLE, CHASSIS_RESET, CHASSIS_DIAG, CHASSIS_SOFT = range(6)
+
+
+class _Sha1OnlySession(serversession.ServerSession):
+    def create_open_session_response(self, request):
+        auth_algorithm = request[12] & 0b111111
+        if auth_algorithm != AUTH_HMAC_SHA1:
+            return bytearray([request[0], INVALID_AUTH_ALGORITHM, 0, 0]) + request[4:8]
+        return super().create_open_session_response(request)
+
+
+class LabBmc(pyghmi_bmc.Bmc):
+    """IPMI chassis commands -> machine calls."""
+
+    def __init__(self, machine: Machine, username: str, password: str, address: str, port: int):
+        super().__init__({username: password}, port=port, address=address)
+        self.machine = machine
+
+    def sessionless_data(self, data, sockaddr):
+        raw = bytearray(data)
+        if len(raw) >= 22 and raw[0] == 6 and raw[2:4] == b"\xff\x07" and raw[4] == 6 and raw[5] == RMCP_PLUS_OPEN_SESSION:
+            _Sha1OnlySession(self.authdata, self.kg, sockaddr, self.serversocket, raw[16:], self.uuid, bmc=self)
+            return
+        super().sessionless_data(data, sockaddr)
+
+    # --- the table ----------------------------------------------------------
+
+    def get_power_state(self):
+        return self.machine.power_state()
+
+    def power_on(self):
+        self.machine.power_on()
+
+    def power_off(self):
+        self.machine.power_off()
+
+    def power_cycle(self):
+        self.machine.power_off()
+        self.machine.power_on()
+
+    def power_reset(self):
+        self.machine.reset()
+
+    def power_shutdown(self):
+        self.machine.soft_off()
+
+    def control_chassis(self, request, session):
+        if not self.machine.bmc_up:
+            return  # a dead BMC says nothing
+        super().control_chassis(request, session)
+
+    def get_system_boot_options(self, request, session):
+        if request["data"][0] != BOOT_PARAM_FLAGS:
+            return session.send_ipmi_response(code=0x80)  # parameter not supported
+        device, persistent = self.machine.boot_device()
+        selector = {"pxe": DEVICE_PXE, "disk": DEVICE_DISK}.get(device, 0)
+        flags = (FLAG_VALID if selector else 0) | (FLAG_PERSISTENT if persistent else 0)
+        session.send_ipmi_response(data=[1, BOOT_PARAM_FLAGS, flags, selector << 2, 0, 0, 0])
+
+    def set_system_boot_options(self, request, session):
+        data = request["data"]
+        if data[0] != BOOT_PARAM_FLAGS:
+            return session.send_ipmi_response()  # set-in-progress, info acks: accepted, not modelled
+        selector = (data[2] >> 2) & 0b1111
+        device = {DEVICE_PXE: "pxe", DEVICE_DISK: "disk"}.get(selector)
+        if selector and device is None:
+            return session.send_ipmi_response(code=0xCC)  # invalid data field
+        self.machine.set_boot(device, bool(data[1] & FLAG_PERSISTENT))
+        session.send_ipmi_response()
+
+
+class BmcLoop:
+    """pyghmi's sessions share one select loop per process; this thread
+    runs it for every lab BMC."""
+
+    def __init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="lab-ipmi", daemon=True)
+        self._stop = threading.Event()
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ipmisession.Session.wait_for_rsp(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(2)
+
+
+def close_bmc(b: LabBmc) -> None:
+    """Stop answering: the socket goes away, as when a BMC loses power."""
+    sock = b.serversocket
+    ipmisession.Session.bmc_handlers.pop(sock, None)
+    try:
+        ipmisession.iosockets.remove(sock)
+    except (ValueError, AttributeError):
+        pass
+    sock.close()

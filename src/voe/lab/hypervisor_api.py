@@ -1,0 +1,75 @@
+"""The lab's hypervisor API (docs/lab-hypervisor-api.md): JSON over HTTP
+with Basic auth, served while its host's hypervisor OS runs. Its VMs are lab
+machines that network-boot from their first MAC."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+VM_PATH = re.compile(r"^/v1/vms/([A-Za-z0-9._-]+)(?:/(start|shutdown|destroy))?$")
+
+
+class HypervisorAPI:
+    """Serves one hypervisor host's API; ``hyp`` is the lab's model of it."""
+
+    def __init__(self, hyp, url: str, username: str, password: str):
+        self.hyp = hyp
+        u = urlsplit(url)
+        self.address = (u.hostname or "127.0.0.1", u.port or 80)
+        self.auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.httpd: ThreadingHTTPServer | None = None
+        self.frozen = threading.Event()  # set while the host hangs
+
+    def start(self) -> None:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet
+                pass
+
+            def _answer(self, code: int, body=None) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                while api.frozen.is_set():  # a hung host does not answer
+                    time.sleep(0.1)
+                if self.headers.get("Authorization") != api.auth:
+                    return self._answer(401, {"detail": "bad credentials"})
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                code, out = api.hyp.handle(method, self.path, body)
+                self._answer(code, out)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_PUT(self):
+                self._handle("PUT")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_DELETE(self):
+                self._handle("DELETE")
+
+        self.httpd = ThreadingHTTPServer(self.address, Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, name=f"hv-{self.address[1]}", daemon=True).start()
+
+    def stop(self) -> None:
+        """Connection refused from now on, as when the host's OS is gone."""
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None

@@ -1,0 +1,274 @@
+"""The emulated datacenter of one inventory file: a BMC per host, an SNMP
+agent per switch, a hypervisor API per hypervisor host, machines that boot
+from the controller, faults, ground truth and the data plane."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from voe.domain.inventory import Inventory
+from voe.domain.models import Host
+from voe.lab import dataplane, netfiles
+from voe.lab.bmc import BmcLoop, LabBmc, close_bmc
+from voe.lab.hypervisor import Hypervisor
+from voe.lab.machine import ControllerLink, Machine, ProcessOS
+from voe.lab.relay import Relay
+from voe.lab.switch_emulator import SnmpLoop, SwitchEmulator
+from voe.lab.truth import IncarnationTruth, InvariantChecker
+
+HOST_FAULTS = ("power-loss", "hang", "resume", "os-crash", "partition", "heal", "bmc-down", "bmc-up")
+SWITCH_FAULTS = ("down", "up")
+
+
+class LabError(Exception):
+    pass
+
+
+class Lab:
+    def __init__(self, inv: Inventory, controller_url: str, state_dir: Path, agent_cmd: list[str] | None = None):
+        self.inv = inv
+        self.controller_url = controller_url
+        self.state_dir = state_dir
+        self.agent_cmd = agent_cmd or [sys.executable, "-m", "voe.agent", "--network-backend", "rendered"]
+        self.loop = SnmpLoop()
+        self.bmc_loop: BmcLoop | None = None
+        self.switches: dict[str, SwitchEmulator] = {}
+        self.hosts: dict[str, Machine] = {}
+        self.hypervisors: dict[str, Hypervisor] = {}
+        self.bmcs: dict[str, LabBmc | None] = {}
+        self.relays: dict[str, Relay] = {}
+        self.cut: set[str] = set()  # machines partitioned from the controller
+        self.checker = InvariantChecker(self.truth)
+
+    # --- bring-up -------------------------------------------------------------
+
+    def up(self) -> None:
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        self.state_dir.mkdir(parents=True)
+        cabled: dict[str, set[str]] = {}
+        for h in self.inv.hosts:
+            for n in h.nics:
+                if n.switch:
+                    cabled.setdefault(n.switch, set()).add(n.port)
+        for sw in self.inv.switches:
+            s = sw.settings
+            em = SwitchEmulator(sw, sw.address, int(s.get("port", 161)), s.get("community", "private"),
+                                s.get("v3"), cabled.get(sw.name, set()), loop=self.loop)
+            em.start()
+            self.switches[sw.name] = em
+        for h in self.inv.hosts:
+            self._add_host(h)
+        self.bmc_loop = BmcLoop()  # after the first BMC: pyghmi's IO thread must exist first
+        for name, hyp in self.hypervisors.items():
+            self.hosts[name].set_boot("disk", True)
+            self.hosts[name].power_on()  # hypervisor hosts run, as in any datacenter
+        self.checker.start()
+
+    def _add_host(self, h: Host) -> None:
+        boot_nic = next((n for n in h.nics if n.switch), h.nics[0] if h.nics else None)
+        link = ControllerLink(self.controller_url, self._relay_url)
+        m = Machine(h.name, boot_nic.mac if boot_nic else "", link,
+                    ProcessOS(self.agent_cmd, self.state_dir / "hosts" / h.name),
+                    local_disk=h.local_disk, on_change=self._changed)
+        self.hosts[h.name] = m
+        if h.hypervisor is not None and h.hypervisor.driver == "lab":
+            self.hypervisors[h.name] = Hypervisor(
+                m, h.hypervisor.url, h.hypervisor.username, h.hypervisor.password or "",
+                self.state_dir / "hosts" / h.name, self._vm_machine, h.hypervisor.cpus, h.hypervisor.memory)
+        self._start_bmc(h)
+
+    def _start_bmc(self, h: Host) -> None:
+        if h.bmc.driver != "ipmi":
+            self.bmcs[h.name] = None  # Redfish BMCs are not emulated yet
+            return
+        self.bmcs[h.name] = LabBmc(self.hosts[h.name], h.bmc.username, h.bmc.password or "",
+                                   h.bmc.address, h.bmc.effective_port())
+        self.hosts[h.name].bmc_up = True
+
+    def _vm_machine(self, name: str, boot_mac: str, root: Path) -> Machine:
+        return Machine(name, boot_mac, ControllerLink(self.controller_url, self._relay_url),
+                       ProcessOS(self.agent_cmd, root), kind="vm", on_change=self._changed)
+
+    def _relay_url(self, machine: str) -> str:
+        if machine not in self.relays:
+            relay = Relay(self.controller_url)
+            asyncio.run_coroutine_threadsafe(relay.start(), self.loop.loop).result(10)
+            relay.set_cut(machine in self.cut)
+            self.relays[machine] = relay
+        return self.relays[machine].url
+
+    def _changed(self, m: Machine) -> None:
+        hyp = self.hypervisors.get(m.name)
+        if hyp is not None:
+            if m.powered and m.last_boot is not None and m.last_boot.outcome == "disk":
+                hyp.boot()
+            elif not m.powered:
+                hyp.down()
+        self.checker.poke()
+
+    def down(self) -> None:
+        self.checker.stop()
+        for m in self.all_machines():
+            m.power_off()
+        for hyp in self.hypervisors.values():
+            hyp.down()
+        for b in self.bmcs.values():
+            if b is not None:
+                close_bmc(b)
+        for em in self.switches.values():
+            em.stop()
+        for r in self.relays.values():
+            asyncio.run_coroutine_threadsafe(r.stop(), self.loop.loop).result(5)
+        if self.bmc_loop:
+            self.bmc_loop.stop()
+        self.loop.stop()
+
+    # --- faults -----------------------------------------------------------------
+
+    def fault(self, target: str, fault: str) -> str:
+        if target in self.switches:
+            if fault not in SWITCH_FAULTS:
+                raise LabError(f"a switch takes: {', '.join(SWITCH_FAULTS)}")
+            self.switches[target].set_down(fault == "down")
+            for name in self._machines_on_switch(target):
+                self._set_cut(name, fault == "down" or name in self.cut)
+            self.checker.poke()
+            return f"switch {target} {fault}"
+        if target not in self.hosts:
+            raise LabError(f"no host or switch named {target!r}; hosts: {', '.join(sorted(self.hosts))}")
+        if fault not in HOST_FAULTS:
+            raise LabError(f"a host takes: {', '.join(HOST_FAULTS)}")
+        m, hyp = self.hosts[target], self.hypervisors.get(target)
+        if fault == "power-loss":
+            self._bmc(target, up=False)
+            m.power_off()
+        elif fault in ("hang", "resume"):
+            m.hang(fault == "hang")
+            if hyp:
+                hyp.hang(fault == "hang")
+        elif fault == "os-crash":
+            m.crash_os()
+            if hyp:
+                hyp.down()
+        elif fault in ("partition", "heal"):
+            (self.cut.add if fault == "partition" else self.cut.discard)(target)
+            for name in [target] + (list(hyp.vms) if hyp else []):
+                self._set_cut(name, fault == "partition")
+        elif fault in ("bmc-down", "bmc-up"):
+            self._bmc(target, up=fault == "bmc-up")
+        self.checker.poke()
+        return f"host {target} {fault}"
+
+    def _set_cut(self, machine: str, cut: bool) -> None:
+        relay = self.relays.get(machine)
+        if relay is not None:
+            self.loop.loop.call_soon_threadsafe(relay.set_cut, cut)
+
+    def _bmc(self, host: str, up: bool) -> None:
+        b = self.bmcs.get(host)
+        if up and b is None:
+            self._start_bmc(self.inv.by_name("hosts")[host])
+        elif not up and b is not None:
+            close_bmc(b)
+            self.bmcs[host] = None
+            self.hosts[host].bmc_up = False
+
+    def _machines_on_switch(self, switch: str) -> list[str]:
+        out = []
+        for h in self.inv.hosts:
+            boot_nic = next((n for n in h.nics if n.switch), None)
+            if boot_nic is not None and boot_nic.switch == switch:
+                out.append(h.name)
+                if h.name in self.hypervisors:
+                    out += list(self.hypervisors[h.name].vms)
+        return out
+
+    # --- what is true -------------------------------------------------------------
+
+    def all_machines(self) -> list[Machine]:
+        vms = [vm.machine for hyp in self.hypervisors.values() for vm in hyp.vms.values()]
+        return list(self.hosts.values()) + vms
+
+    def _host_of(self, m: Machine) -> Host:
+        hosts = self.inv.by_name("hosts")
+        if m.kind == "physical":
+            return hosts[m.name]
+        return next(hosts[h] for h, hyp in self.hypervisors.items() if m.name in hyp.vms and hyp.vms[m.name].machine is m)
+
+    def _isolation(self, m: Machine) -> tuple[bool, str]:
+        host = self._host_of(m)
+        ports = [(n.switch, n.port) for n in host.nics if n.switch in self.switches]
+        open_ports = []
+        for sw, port in ports:
+            st = self.switches[sw].state
+            if not st.down and st.admin_up[st.number_of(port)]:
+                open_ports.append(f"{sw}:{port}")
+        if open_ports:
+            return False, ""
+        return True, "every switch port of " + host.name + " is shut or its switch is down"
+
+    def truth(self) -> list[IncarnationTruth]:
+        out = []
+        for m in self.all_machines():
+            boot = m.last_boot
+            if boot is None or boot.persona is None or m.os.proc is None:
+                continue
+            alive = m.os.alive()
+            state = "dead" if not (m.powered and alive) else ("frozen" if m.os.frozen else "running")
+            isolated, why = self._isolation(m)
+            out.append(IncarnationTruth(boot.persona, boot.generation, m.name, m.os.proc.pid, state, isolated, why))
+        return out
+
+    def attachments(self, persona: str) -> list[dataplane.Attachment]:
+        out = []
+        for m in self.all_machines():
+            if m.last_boot is None or m.last_boot.persona != persona or not m.os.alive() or m.os.frozen:
+                continue
+            host = self._host_of(m)
+            nics = {n.mac: n for n in host.nics if n.switch}
+            trunk = next((n for n in host.nics if n.switch), None)
+            vm = None if m.kind == "physical" else self.hypervisors[host.name].vms[m.name]
+            for iface in netfiles.interfaces(m.os.root):
+                if vm is not None:  # each VM NIC is tagged by the hypervisor onto the host's trunk
+                    if iface.nic_mac in vm.macs and trunk is not None:
+                        i = vm.macs.index(iface.nic_mac)
+                        vlan = vm.vlans[i] if i < len(vm.vlans) else None
+                        sw = self.switches[trunk.switch].state
+                        out.append(dataplane.Attachment(trunk.switch, sw.number_of(trunk.port), vlan, iface.addresses))
+                    continue
+                nic = nics.get(iface.nic_mac or "")
+                if nic is not None:
+                    sw = self.switches[nic.switch].state
+                    out.append(dataplane.Attachment(nic.switch, sw.number_of(nic.port), iface.vlan, iface.addresses))
+        return out
+
+    def reach(self, a: str, b: str) -> tuple[bool, str]:
+        return dataplane.reach(self.attachments(a), self.attachments(b), {k: v.state for k, v in self.switches.items()})
+
+    def status(self) -> dict:
+        bmcs = []
+        for h in self.inv.hosts:
+            bmcs.append({"host": h.name, "protocol": h.bmc.driver, "address": h.bmc.address,
+                         "port": h.bmc.effective_port(), "username": h.bmc.username, "password": h.bmc.password,
+                         "up": self.bmcs.get(h.name) is not None, "power": self.hosts[h.name].power_state(),
+                         "boot": self.hosts[h.name].last_boot.outcome if self.hosts[h.name].last_boot else None})
+        switches = []
+        for sw in self.inv.switches:
+            em = self.switches[sw.name]
+            switches.append({"name": sw.name, "address": em.address, "port": em.port, "community": em.community,
+                             "v3": em.v3, "down": em.state.down,
+                             "ports": {p: em.state.number_of(p) for p in em.state.port_names}})
+        hypervisors = [{"host": name, "url": self.inv.by_name("hosts")[name].hypervisor.url,
+                        "username": self.inv.by_name("hosts")[name].hypervisor.username,
+                        "password": self.inv.by_name("hosts")[name].hypervisor.password, "up": hyp.up,
+                        "vms": [vm.as_dict() for vm in hyp.vms.values()]} for name, hyp in self.hypervisors.items()]
+        return {"bmcs": bmcs, "switches": switches, "hypervisors": hypervisors, "controller": self.controller_url}
+
+    def truth_report(self) -> dict:
+        return {"incarnations": [asdict(i) for i in self.truth()], "violations": self.checker.seen,
+                "samples": self.checker.samples}

@@ -1,0 +1,226 @@
+"""A lab machine behaves like hardware: power, a boot device, and an OS.
+
+Powered on with boot device PXE (a VM: always network boot), it asks the
+controller for its iPXE script by its boot MAC at ``/boot/ipxe/{mac}`` — the
+URL a real iPXE chains to — and starts the persona's agent as a real OS
+process with the script's parameters. No script: "no bootable device", as
+hardware says. Power off kills the process tree; reset restarts it.
+
+The OS is a backend (``ProcessOS``): a later backend can boot a real QEMU/KVM
+guest instead, behind the same calls.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VOE_ARGS = re.compile(r"^\s*set\s+voe_args\s+(.+?)\s*$", re.MULTILINE)
+KERNEL_VOE = re.compile(r"^\s*kernel\s+\S+\s+(.*voe\.persona=.*)$", re.MULTILINE)
+
+
+def parse_boot_args(script: str) -> str | None:
+    """The agent's parameters from an iPXE script (``set voe_args ...``, or
+    the ``voe.*`` words of a kernel line)."""
+    m = VOE_ARGS.search(script)
+    if m:
+        return m.group(1)
+    m = KERNEL_VOE.search(script)
+    if m:
+        return " ".join(w for w in m.group(1).split() if w.startswith("voe."))
+    return None
+
+
+def args_dict(args: str) -> dict[str, str]:
+    return dict(w.split("=", 1) for w in shlex.split(args) if "=" in w)
+
+
+@dataclass
+class Boot:
+    """What the last boot did: the OS it started, or why none."""
+
+    outcome: str  # "os" | "no bootable device" | "hypervisor"
+    persona: str | None = None
+    generation: int | None = None
+    at: float = field(default_factory=time.time)
+
+
+class ProcessOS:
+    """The OS of a lab machine: the persona's agent as a real process in its
+    own process group (so power-off kills everything it started)."""
+
+    def __init__(self, agent_cmd: list[str], root: Path):
+        self.agent_cmd = agent_cmd
+        self.root = root
+        self.proc: subprocess.Popen | None = None
+        self.frozen = False
+
+    def start(self, args: str, controller_url: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        words = [w for w in shlex.split(args) if not w.startswith("voe.controller=")]
+        words.append(f"voe.controller={controller_url}")
+        log = open(self.root / "agent.log", "ab")
+        self.proc = subprocess.Popen(self.agent_cmd + ["--cmdline", " ".join(words), "--root", str(self.root)],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        log.close()
+        self.frozen = False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self.proc = None
+        self.frozen = False
+
+    def acpi_shutdown(self) -> None:
+        """The OS shuts down: the agent gets SIGTERM and a few seconds."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def freeze(self, frozen: bool) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+            self.frozen = frozen
+
+
+class Machine:
+    """A physical host or a VM of the lab."""
+
+    def __init__(self, name: str, boot_mac: str, controller: "ControllerLink", os_: ProcessOS,
+                 kind: str = "physical", local_disk: bool = False, on_change=None):
+        self.name = name
+        self.kind = kind
+        self.boot_mac = boot_mac
+        self.controller = controller
+        self.os = os_
+        self.local_disk = local_disk
+        self.powered = False
+        self.bmc_up = True
+        self.boot_dev: tuple[str | None, bool] = (None, False)
+        self.last_boot: Boot | None = None
+        self.lock = threading.RLock()
+        self.on_change = on_change or (lambda m: None)
+
+    # --- the BMC's table ------------------------------------------------------
+
+    def power_state(self) -> str:
+        return "on" if self.powered else "off"
+
+    def power_on(self) -> None:
+        with self.lock:
+            if self.powered:
+                return
+            self.powered = True
+        self._boot()
+
+    def power_off(self) -> None:
+        with self.lock:
+            self.os.kill()
+            self.powered = False
+        self.on_change(self)
+
+    def soft_off(self) -> None:
+        """ACPI power button: an OS shuts down and the machine goes off; with
+        no OS running nothing listens, as on real hardware."""
+        if not self.os.alive():
+            return
+        self.os.acpi_shutdown()
+
+        def finish():
+            deadline = time.monotonic() + 5
+            while self.os.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.power_off()
+        threading.Thread(target=finish, daemon=True).start()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.os.kill()
+            if not self.powered:
+                return
+        self._boot()
+
+    def set_boot(self, device: str | None, persistent: bool) -> None:
+        self.boot_dev = (device, persistent)
+
+    def boot_device(self) -> tuple[str | None, bool]:
+        return self.boot_dev
+
+    # --- booting ------------------------------------------------------------
+
+    def _boot(self) -> None:
+        device, persistent = self.boot_dev
+        if not persistent:
+            self.boot_dev = (None, False)  # a one-time override is used up
+        if self.kind == "vm" or device == "pxe":
+            self.last_boot = self._network_boot()
+        elif self.local_disk:
+            self.last_boot = Boot("disk")
+        else:
+            self.last_boot = Boot("no bootable device")
+        self.on_change(self)
+
+    def _network_boot(self) -> Boot:
+        script = self.controller.boot_script(self.boot_mac)
+        if script is None:
+            return Boot("no bootable device")
+        args = parse_boot_args(script)
+        if args is None:
+            return Boot("no bootable device")
+        self.os.start(args, self.controller.url_for(self.name))
+        a = args_dict(args)
+        return Boot("os", a.get("voe.persona"), int(a["voe.generation"]) if "voe.generation" in a else None)
+
+    # --- faults ---------------------------------------------------------------
+
+    def hang(self, frozen: bool) -> None:
+        self.os.freeze(frozen)
+        self.on_change(self)
+
+    def crash_os(self) -> None:
+        self.os.kill()
+        self.last_boot = Boot("crashed")
+        self.on_change(self)
+
+
+class ControllerLink:
+    """How machines reach the controller: for boot scripts directly (the
+    boot network), for agents through a per-machine relay that a partition
+    fault can cut."""
+
+    def __init__(self, url: str, relay_url_for=None):
+        self.url = url.rstrip("/")
+        self._relay_url_for = relay_url_for
+
+    def boot_script(self, mac: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}/boot/ipxe/{mac}", timeout=5) as r:
+                return r.read().decode()
+        except urllib.error.HTTPError:
+            return None
+        except OSError:
+            return None
+
+    def url_for(self, machine: str) -> str:
+        return self._relay_url_for(machine) if self._relay_url_for else self.url
+
+
+def default_agent_cmd() -> list[str]:
+    return [sys.executable, "-m", "voe.agent", "--network-backend", "rendered"]

@@ -1,0 +1,116 @@
+"""The whole stack, as an operator runs it: a controller (with its
+reconciler) on a TCP port, and the lab as a separate process emulating the
+review's datacenter on free ports. The controller reaches the lab only over
+IPMI, SNMP and HTTP, as it would reach real hardware."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLE, free_port
+from tests.e2e.yaml_dump import dump
+from voe.cli.yamlfile import DatacenterFile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def relocate(doc: dict) -> dict:
+    """The example datacenter with every port moved to a free one, so tests
+    run beside a demo (and beside each other)."""
+    for h in doc["hosts"]:
+        h["bmc"]["port"] = free_port(2)  # SOCK_DGRAM
+        if h.get("hypervisor"):
+            h["hypervisor"]["url"] = f"http://127.0.0.1:{free_port()}"
+    for s in doc["switches"]:
+        s["settings"]["port"] = free_port(2)
+    return doc
+
+
+@dataclass
+class Stack:
+    url: str
+    token: str
+    lab_port: int
+    file: Path
+    doc: dict
+    http: httpx.Client
+
+    def lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "voe.cli.main", "lab", *args, "--control-port", str(self.lab_port)],
+                              capture_output=True, text=True, check=check, timeout=60)
+
+    def lab_json(self, *args: str):
+        return json.loads(self.lab(*args, "--json").stdout)
+
+    def status(self, persona: str) -> dict:
+        return self.http.get(f"/api/v1/personas/{persona}/status").json()
+
+    def wait(self, persona: str, pred, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        s = self.status(persona)
+        while not pred(s):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{persona} stuck: {s}")
+            time.sleep(0.1)
+            s = self.status(persona)
+        return s
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch):
+    """Controller + lab for the review datacenter (SQLite store)."""
+    import uvicorn
+
+    from voe.controller.controller import build
+    from voe.controller.services import Services
+
+    if not (ROOT / "src" / "voe" / "cli" / "lab.py").exists():
+        pytest.skip("the lab (voe lab) is not built yet")
+    doc = relocate(DatacenterFile(EXAMPLE).data())
+    dc = tmp_path / "dc.yaml"
+    dc.write_text(dump(doc))
+    services = Services.open(tmp_path / "data")
+    services.ensure_admin_token()
+    token = (services.data_dir / "admin-token").read_text().strip()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = uvicorn.Server(uvicorn.Config(build(services, url), host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    while not server.started:
+        time.sleep(0.02)
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert http.post("/api/v1/apply", json={"document": doc}).status_code == 200
+    lab_port = free_port()
+    lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(dc), "--controller", url,
+                            "--control-port", str(lab_port), "--state-dir", str(tmp_path / "lab")],
+                           env={**os.environ}, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT)
+    s = Stack(url, token, lab_port, dc, doc, http)
+    deadline = time.monotonic() + 30
+    while True:
+        if lab.poll() is not None:
+            raise AssertionError("lab exited: " + (tmp_path / "lab.log").read_text()[-3000:])
+        if s.lab("status", "--json", check=False).returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError("lab did not come up: " + (tmp_path / "lab.log").read_text()[-3000:])
+        time.sleep(0.2)
+    yield s
+    server.should_exit = True
+    lab.terminate()
+    try:
+        lab.wait(15)
+    except subprocess.TimeoutExpired:
+        lab.kill()
+    t.join(10)
+    services.close()
