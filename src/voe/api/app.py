@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from voe import __version__
 from voe.api import agent_routes, document_routes, event_routes, inventory_routes, lifecycle_routes, token_routes
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from voe.controller.reconciler import Reconciler
 
 API = "/api/v1"
+CONSOLE_DIST = Path(__file__).resolve().parent.parent / "console" / "dist"
 
 
 def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -68,6 +71,9 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
         return {"ok": True, "version": __version__}
+
+    if CONSOLE_DIST.is_dir():  # built by scripts/setup.sh from console/
+        app.mount("/", StaticFiles(directory=CONSOLE_DIST, html=True), name="console")
 
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(InvalidInventory, lambda r, e: JSONResponse(
