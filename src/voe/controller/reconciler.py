@@ -30,9 +30,12 @@ log = logging.getLogger("voe.reconciler")
 
 def dependencies_ready(inv: Inventory, states: dict[str, PersonaState]) -> dict[str, bool]:
     """A persona may start once every dependency it has in a group that is
-    to run is running (its agent reported ready)."""
+    to run is running (its agent reported ready). A group that is not to
+    run imposes nothing: an operator starting one member alone means it."""
     ready: dict[str, bool] = {}
     for g in inv.groups:
+        if g.desired != "running":
+            continue
         for member, deps in g.depends.items():
             ok = all(states.get(d) is not None and states[d].state == State.RUNNING for d in deps)
             ready[member] = ready.get(member, True) and ok
