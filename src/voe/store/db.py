@@ -35,6 +35,11 @@ def database_url(directory: Path, explicit: str | None = None) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # pysqlite only opens a transaction before a write, so the reads of a
+    # read-then-write (the double-start guard, say) would each see their own
+    # snapshot. Take transaction control from it; ``_sqlite_begin`` issues
+    # BEGIN at the start of every SQLAlchemy transaction instead.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # WAL lets the event stream read while the reconciler writes; foreign keys
     # are off by default in SQLite and the claims table relies on them.
@@ -44,10 +49,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
 def open_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     return engine

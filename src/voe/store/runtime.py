@@ -13,6 +13,7 @@ above them gets wrong:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +91,10 @@ class RuntimeStore:
     def __init__(self, engine: Engine, events: EventLog):
         self.engine = engine
         self.events = events
+        # SQLite serves one controller process: a process lock makes the
+        # guard's read-then-insert atomic there; PostgreSQL uses a row-level
+        # advisory lock per persona (``_lock``) across controllers.
+        self._guard = threading.Lock()
 
     # --- persona states -------------------------------------------------
 
@@ -143,7 +148,7 @@ class RuntimeStore:
         """Record a new incarnation, refusing while an earlier one is live."""
         t = schema.incarnations
         try:
-            with self.engine.begin() as c:
+            with self._guard, self.engine.begin() as c:
                 self._lock(c, persona)
                 live = [r.generation for r in c.execute(select(t.c.generation).where(
                     (t.c.persona == persona) & t.c.ended_at.is_(None)))]
