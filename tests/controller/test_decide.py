@@ -63,3 +63,9 @@ def test_blocked_waits_for_an_operator():
 def test_pending_retries_after_a_pause():
     assert decide(obs(State.PENDING, since=0.5), T) is None
     assert decide(obs(State.PENDING, since=T.pending_retry + 0.1), T).event == Event.START
+
+
+def test_a_group_stops_dependents_first():
+    waiting = obs(State.RUNNING, hb_age=0.1, ready=True, desired_running=False, dependents_down=False)
+    assert decide(waiting, T) is None
+    assert decide(obs(State.RUNNING, hb_age=0.1, ready=True, desired_running=False), T).event == Event.STOP

@@ -86,3 +86,20 @@ def test_a_group_with_a_member_that_fits_nowhere_starts_nothing(stack):
     assert "lack 64 free CPUs" in refusal["why"] or "lacks 64 free CPUs" in refusal["why"]
     time.sleep(1)
     assert stack.status("oracle")["state"] == "stopped" and stack.status("oracle")["desired"] == "stopped"
+
+
+def test_group_stop_goes_in_reverse_dependency_order(stack):
+    start_group(stack)
+    assert stack.http.post("/api/v1/groups/sample-app/stop", json={}).status_code == 202
+    for p in GROUP:
+        stack.wait(p, lambda s: s["state"] == "stopped", 60)
+    events = stack.http.get("/api/v1/events/log", params={"kind": "transition", "limit": 1000}).json()
+    stopping = {e["persona"]: e["id"] for e in events if e["data"]["to"] == "stopping"}
+    stopped = {e["persona"]: e["id"] for e in events if e["data"]["to"] == "stopped" and e["data"]["from"] == "stopping"}
+    assert stopping["oracle"] > max(stopped["bea-1"], stopped["bea-2"])
+    assert min(stopping["bea-1"], stopping["bea-2"]) > max(stopped[w] for w in ("web-1", "web-2", "web-3"))
+    assert min(stopping[w] for w in ("web-1", "web-2", "web-3")) > stopped["lb"]
+    sw1 = next(s for s in stack.doc["switches"] if s["name"] == "sw1")["settings"]["port"]
+    for port in range(1, 6):  # every VLAN gone from the hosts' ports
+        tagged, untagged, _ = snmp.vlans_on_port(sw1, port, [100, 200, 300])
+        assert tagged == set() and untagged == set(), port

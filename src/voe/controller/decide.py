@@ -25,6 +25,7 @@ class Observed:
     heartbeat_at: datetime | None  # of the current generation
     heartbeat_ready: bool
     now: datetime
+    dependents_down: bool = True  # every member that needs this one is stopped
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ def decide(o: Observed, t: Timing) -> Next | None:
             return Next(Event.FAILED, reason=f"no ready agent within {t.boot_timeout:g} s")
         return None
     if s == State.RUNNING:
+        if not o.desired_running and not o.dependents_down:
+            return None  # a group stops dependents first: wait for them
         if wants_down:
             return Next(Event.STOP, reason="moving" if o.move_requested and o.desired_running else None)
         if hb_age is None or hb_age > t.suspect_after:

@@ -42,6 +42,19 @@ def dependencies_ready(inv: Inventory, states: dict[str, PersonaState]) -> dict[
     return ready
 
 
+def dependents_down(inv: Inventory, states: dict[str, PersonaState]) -> dict[str, bool]:
+    """For a group stop, in reverse order: a persona may stop once every
+    member that depends on it has stopped."""
+    quiet = {State.STOPPED, State.WAITING, State.PENDING, State.FENCED, State.BLOCKED}
+    down: dict[str, bool] = {}
+    for g in inv.groups:
+        for member, deps in g.depends.items():
+            member_quiet = states.get(member) is None or states[member].state in quiet
+            for d in deps:
+                down[d] = down.get(d, True) and member_quiet
+    return down
+
+
 class Reconciler:
     def __init__(self, ctx: Ctx):
         self.ctx = ctx
@@ -89,6 +102,7 @@ class Reconciler:
         heartbeats = ctx.runtime.heartbeats()
         intents = ctx.runtime.intents()
         deps = dependencies_ready(inv, states)
+        dependents = dependents_down(inv, states)
         t = now()
         for p in inv.personas:
             with self._busy_lock:
@@ -102,7 +116,8 @@ class Reconciler:
             intent = intents.get(p.name) or {}
             o = Observed(st, p.desired == "running", deps.get(p.name, True), bool(intent.get("move_kind")),
                          bool(intent.get("confirm_dead_by")), hb_at,
-                         bool(current_hb and current_hb["ready"] and not current_hb["stopping"]), t)
+                         bool(current_hb and current_hb["ready"] and not current_hb["stopping"]), t,
+                         dependents.get(p.name, True))
             nxt = decide(o, ctx.timing)
             if nxt is not None:
                 self._act(p, st, nxt)
