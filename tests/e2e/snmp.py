@@ -12,8 +12,9 @@ DOT1Q_VLAN_STATIC_UNTAGGED = "1.3.6.1.2.1.17.7.1.4.3.1.4"
 DOT1Q_PVID = "1.3.6.1.2.1.17.7.1.4.5.1.1"
 
 
-def snmpget(port: int, oid: str, community: str = "private") -> str:
-    out = subprocess.run(["snmpget", "-v2c", "-c", community, "-Ox", "-On", f"127.0.0.1:{port}", oid],
+def snmpget(port: int, oid: str, community: str = "private", hex_strings: bool = True) -> str:
+    fmt = ["-Ox"] if hex_strings else []
+    out = subprocess.run(["snmpget", "-v2c", "-c", community, *fmt, "-On", f"127.0.0.1:{port}", oid],
                          capture_output=True, text=True, timeout=10)
     return out.stdout.strip()
 

@@ -50,7 +50,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # IMMEDIATE: a transaction that reads and then writes must not find, at
+    # its first write, that another writer committed since its read (WAL
+    # answers that with an immediate "database is locked"); taking the write
+    # lock up front makes writers queue on busy_timeout instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_engine(url: str) -> Engine:

@@ -1,0 +1,104 @@
+"""The lab as hardware, driven by the real clients an operator uses:
+ipmitool for the BMCs, net-snmp's snmpget/snmpset for the switches."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e import snmp
+
+
+def ipmitool(stack, host: str, *args: str) -> subprocess.CompletedProcess:
+    port = next(h for h in stack.doc["hosts"] if h["name"] == host)["bmc"]["port"]
+    return subprocess.run(["ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", str(port), "-U", "admin",
+                           "-P", "voe-lab", *args], capture_output=True, text=True, timeout=30)
+
+
+def lab_host(stack, host: str) -> dict:
+    return next(b for b in stack.lab_json("status")["bmcs"] if b["host"] == host)
+
+
+def test_ipmitool_powers_a_host_and_the_lab_follows(stack):
+    assert ipmitool(stack, "v20z", "power", "status").stdout.strip() == "Chassis Power is off"
+    assert ipmitool(stack, "v20z", "chassis", "bootdev", "pxe").returncode == 0
+    assert ipmitool(stack, "v20z", "power", "on").returncode == 0
+    assert lab_host(stack, "v20z")["power"] == "on"
+    # no persona is being started on its MAC: hardware says so
+    assert lab_host(stack, "v20z")["boot"] == "no bootable device"
+    assert ipmitool(stack, "v20z", "power", "off").returncode == 0
+    assert ipmitool(stack, "v20z", "power", "status").stdout.strip() == "Chassis Power is off"
+
+
+def test_a_booted_persona_is_a_real_process_and_power_off_ends_it(stack):
+    assert stack.http.post("/api/v1/personas/oracle/start", json={"to": "pe2800"}).status_code == 202
+    stack.wait("oracle", lambda s: s["state"] == "running")
+    inc = next(i for i in stack.lab_json("truth")["incarnations"] if i["persona"] == "oracle")
+    cmdline = Path(f"/proc/{inc['pid']}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert "voe.agent" in cmdline and "voe.persona=oracle" in cmdline and "voe.generation=1" in cmdline
+    assert ipmitool(stack, "pe2800", "power", "off").returncode == 0
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{inc['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{inc['pid']}").exists() or "zombie" in Path(f"/proc/{inc['pid']}/status").read_text()
+
+
+def test_snmpset_on_the_switch_changes_what_reaches_what(stack):
+    for p in ("web-1", "bea-1"):
+        assert stack.http.post(f"/api/v1/personas/{p}/start", json={}).status_code == 202
+    for p in ("web-1", "bea-1"):
+        stack.wait(p, lambda s: s["state"] == "running")
+    assert stack.lab("reach", "web-1", "bea-1").returncode == 0
+    sw1 = next(s for s in stack.doc["switches"] if s["name"] == "sw1")["settings"]["port"]
+    egress = snmp.portlist(sw1, f"{snmp.DOT1Q_VLAN_STATIC_EGRESS}.200")
+    assert 1 in egress  # dl360-1, where web-1's VM runs, trunks VLAN 200
+    without = sorted(egress - {1})
+    octets = bytearray(3)
+    for p in without:
+        octets[(p - 1) // 8] |= 0x80 >> ((p - 1) % 8)
+    r = subprocess.run(["snmpset", "-v2c", "-c", "private", f"127.0.0.1:{sw1}",
+                        f"{snmp.DOT1Q_VLAN_STATIC_EGRESS}.200", "x", octets.hex()], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    no = stack.lab("reach", "web-1", "bea-1", check=False)
+    assert no.returncode == 1 and "does not carry VLAN 200" in no.stdout
+
+
+def test_bmc_down_and_up(stack):
+    stack.lab("fault", "v20z", "bmc-down")
+    assert ipmitool(stack, "v20z", "-R", "1", "-N", "1", "power", "status").returncode != 0
+    stack.lab("fault", "v20z", "bmc-up")
+    assert ipmitool(stack, "v20z", "power", "status").stdout.strip() == "Chassis Power is off"
+
+
+def test_switch_down_stops_answering_snmp_and_up_restores_it(stack):
+    sw2 = next(s for s in stack.doc["switches"] if s["name"] == "sw2")["settings"]["port"]
+    assert "voe lab switch sw2" in snmp.snmpget(sw2, "1.3.6.1.2.1.1.1.0", hex_strings=False)
+    stack.lab("fault", "sw2", "down")
+    assert "voe lab switch sw2" not in subprocess.run(["snmpget", "-v2c", "-c", "private", "-t", "0.5", "-r", "0",
+                                             f"127.0.0.1:{sw2}", "1.3.6.1.2.1.1.1.0"],
+                                            capture_output=True, text=True).stdout
+    stack.lab("fault", "sw2", "up")
+    assert "voe lab switch sw2" in snmp.snmpget(sw2, "1.3.6.1.2.1.1.1.0", hex_strings=False)
+
+
+def test_hypervisor_host_os_crash_kills_its_api_but_not_its_bmc(stack):
+    url = next(h for h in stack.doc["hosts"] if h["name"] == "dl360-1")["hypervisor"]["url"]
+    assert httpx.get(f"{url}/v1/host", auth=("admin", "voe-lab")).status_code == 200
+    stack.lab("fault", "dl360-1", "os-crash")
+    try:
+        httpx.get(f"{url}/v1/host", auth=("admin", "voe-lab"), timeout=2)
+        raise AssertionError("the hypervisor API still answers")
+    except httpx.ConnectError:
+        pass
+    assert ipmitool(stack, "dl360-1", "power", "status").stdout.strip() == "Chassis Power is on"
+
+
+def test_lab_status_lists_every_endpoint(stack):
+    s = stack.lab_json("status")
+    assert {b["host"] for b in s["bmcs"]} == {h["name"] for h in stack.doc["hosts"]}
+    assert set(s["bmcs"][0]) >= {"host", "protocol", "address", "port", "username", "password"}
+    assert set(s["switches"][0]) >= {"name", "address", "port", "community", "v3", "ports"}
+    assert s["hypervisors"][0]["host"] == "dl360-1" and s["controller"] == stack.url
