@@ -8,7 +8,7 @@ Readers follow the log by id, so a stream resumes exactly where it stopped
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Engine, insert, select
@@ -40,8 +40,8 @@ class EventLog:
     def append(self, severity: Severity, kind: str, message: str, *, persona: str | None = None,
                host: str | None = None, group: str | None = None, data: dict[str, Any] | None = None,
                conn=None) -> int:
-        values = dict(severity=severity, kind=kind, message=message, persona=persona, host=host,
-                      group=group, data=data)
+        values = dict(at=datetime.now(UTC), severity=severity, kind=kind, message=message, persona=persona,
+                      host=host, group=group, data=data)
         if conn is not None:
             return conn.execute(insert(schema.events).values(**values)).inserted_primary_key[0]
         with self.engine.begin() as c:
@@ -71,5 +71,8 @@ class EventLog:
 
 def _row(r) -> dict:
     d = dict(r._mapping)
-    d["at"] = d["at"].isoformat() if d["at"] else None
+    at = d["at"]
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # SQLite keeps no zone; every stamp voe writes is UTC
+    d["at"] = at.isoformat() if at else None
     return d

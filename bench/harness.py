@@ -1,0 +1,139 @@
+"""The controller and the lab as separate processes, as in production, for
+benchmarks and the crash-safety test: the controller can be SIGKILLed and
+restarted on the same store while the lab (the hardware) keeps running."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "review-lab.yaml"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load(path: Path = EXAMPLE) -> dict:
+    return YAML(typ="safe").load(path.read_text())
+
+
+def relocate(doc: dict) -> dict:
+    """Every port of the datacenter moved to a free one."""
+    for h in doc["hosts"]:
+        h["bmc"]["port"] = free_port(socket.SOCK_DGRAM)
+        if h.get("hypervisor"):
+            h["hypervisor"]["url"] = f"http://127.0.0.1:{free_port()}"
+    for s in doc["switches"]:
+        s["settings"]["port"] = free_port(socket.SOCK_DGRAM)
+    return doc
+
+
+def dump(doc: dict) -> str:
+    buf = io.StringIO()
+    YAML().dump(doc, buf)
+    return buf.getvalue()
+
+
+class Stack:
+    def __init__(self, doc: dict, workdir: Path, env: dict[str, str] | None = None):
+        self.doc = doc
+        self.workdir = workdir
+        self.env = {**os.environ, **(env or {}), "VOE_DATA_DIR": str(workdir / "data")}
+        self.port, self.lab_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.file = workdir / "dc.yaml"
+        self.file.write_text(dump(doc))
+        self.controller: subprocess.Popen | None = None
+        self.lab_proc: subprocess.Popen | None = None
+        self.http: httpx.Client | None = None
+
+    def _voe(self, *args: str, log: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "voe.cli.main", *args], env=self.env,
+                                stdout=open(self.workdir / log, "a"), stderr=subprocess.STDOUT)
+
+    def start_controller(self) -> None:
+        self.controller = self._voe("serve", "--port", str(self.port), log="controller.log")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.controller.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("controller did not start: " + (self.workdir / "controller.log").read_text()[-2000:])
+            time.sleep(0.1)
+        token = (self.workdir / "data" / "admin-token").read_text().strip()
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def kill_controller(self) -> None:
+        """SIGKILL: no cleanup, no goodbye."""
+        self.controller.send_signal(signal.SIGKILL)
+        self.controller.wait()
+
+    def start(self) -> "Stack":
+        self.start_controller()
+        r = self.http.post("/api/v1/apply", json={"document": self.doc})
+        r.raise_for_status()
+        self.lab_proc = self._voe("lab", "up", "-f", str(self.file), "--controller", self.url,
+                                  "--control-port", str(self.lab_port), "--state-dir", str(self.workdir / "lab"),
+                                  log="lab.log")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{self.lab_port}/status", timeout=1).raise_for_status()
+                return self
+            except httpx.HTTPError:
+                if self.lab_proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("lab did not start: " + (self.workdir / "lab.log").read_text()[-2000:]) from None
+                time.sleep(0.2)
+
+    def lab(self, method: str, path: str, **kw) -> dict:
+        r = httpx.request(method, f"http://127.0.0.1:{self.lab_port}{path}", timeout=30, **kw)
+        r.raise_for_status()
+        return r.json()
+
+    def fault(self, target: str, fault: str) -> None:
+        self.lab("POST", "/fault", json={"target": target, "fault": fault})
+
+    def truth(self) -> dict:
+        return self.lab("GET", "/truth")
+
+    def status(self, persona: str) -> dict:
+        return self.http.get(f"/api/v1/personas/{persona}/status").json()
+
+    def wait(self, persona: str, pred, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                s = self.status(persona)
+                if pred(s):
+                    return s
+            except (httpx.HTTPError, json.JSONDecodeError):
+                pass  # the controller may be restarting
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{persona} did not settle: {s if 's' in dir() else '?'}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for p in (self.lab_proc, self.controller):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
