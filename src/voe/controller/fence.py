@@ -8,6 +8,7 @@ persona is blocked, loudly, and stays blocked until an operator confirms.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from voe.controller.context import Ctx
@@ -98,16 +99,21 @@ def fence(ctx: Ctx, p: Persona) -> None:
 
 
 def settle(ctx: Ctx, p: Persona, desired_running: bool) -> None:
-    """After a fence: release what the dead incarnation held, then place
-    again (a new generation) or rest."""
+    """After a fence: place again (a new generation) or rest; then release
+    what the dead incarnation held. The evidence is already recorded, so
+    the replacement need not wait for the old host's ports to be tidied."""
     inc = ctx.runtime.current(p.name)
-    if inc is not None:
-        try:
-            release(ctx, inc)
-        except DriverError as e:
-            ctx.log("error", "driver-call", f"could not reset ports after fencing {p.name}: {e}", persona=p.name)
     event = Event.RETARGET if desired_running else Event.SETTLE
     ctx.runtime.transition(p.name, State.FENCED, event, "placing a new incarnation" if desired_running else None)
+    if inc is not None:
+        threading.Thread(target=_release_quietly, args=(ctx, inc), name=f"release-{p.name}", daemon=True).start()
+
+
+def _release_quietly(ctx: Ctx, inc: Incarnation) -> None:
+    try:
+        release(ctx, inc)
+    except DriverError as e:
+        ctx.log("error", "driver-call", f"could not reset ports after fencing {inc.persona}: {e}", persona=inc.persona)
 
 
 def confirm_dead(ctx: Ctx, p: Persona, by: str, reason: str) -> None:

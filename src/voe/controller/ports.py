@@ -9,11 +9,14 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from voe.domain import wiring
 from voe.domain.inventory import Inventory
 from voe.drivers.base import PortConfig
 from voe.store.runtime import RuntimeStore
+
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-ports")
 
 
 class PortKeeper:
@@ -43,17 +46,30 @@ class PortKeeper:
         for h in hosts:
             for nic in wiring.cabled_nics(inv, inv.by_name("hosts")[h]):
                 by_switch[nic.switch].append(nic.port)
-        for sw_name in sorted(by_switch):
+        # switches are independent: configure them at once
+        errors = list(_POOL.map(lambda sw: self._switch(sw, by_switch[sw], switches, load_inventory, hosts, persona),
+                                sorted(by_switch)))
+        for e in errors:
+            if e is not None:
+                raise e
+
+    def _switch(self, sw_name, ports, switches, load_inventory, hosts, persona):
+        try:
             with self._locks[sw_name]:
                 plan = self.plan(load_inventory(), hosts)  # fresh, inside the lock
-                for port in by_switch[sw_name]:
+                for port in ports:
                     want = plan[(sw_name, port)]
                     if self._confirmed.get((sw_name, port)) == want:
                         continue
                     self.log("info", "driver-call", f"configure {sw_name} port {port}: {_describe(want)}",
                              persona=persona)
-                    got = self.switch_driver(switches[sw_name]).configure_port(port, want)
-                    self._confirmed[(sw_name, port)] = got
+                    self.switch_driver(switches[sw_name]).configure_port(port, want)
+                    # the driver confirmed the read-back matches (VLANs and
+                    # admin state); remember what was asked, mode included
+                    self._confirmed[(sw_name, port)] = want
+        except Exception as e:  # handed back to the caller's thread
+            return e
+        return None
 
     def forget(self, switch: str, port: str) -> None:
         self._confirmed.pop((switch, port), None)

@@ -137,6 +137,9 @@ class Reconciler:
 
     def _step(self, name: str, p: Persona) -> None:
         try:
+            # the tick decided on a snapshot; act only if it still holds
+            if self.ctx.runtime.state_of(p.name).state != STEP_STATE[name]:
+                return
             STEPS[name](self.ctx, p)
         except StaleState:
             pass
@@ -179,6 +182,16 @@ def _confirm_dead(ctx: Ctx, p: Persona) -> None:
     intent = ctx.runtime.intents().get(p.name) or {}
     fence.confirm_dead(ctx, p, intent.get("confirm_dead_by") or "?", intent.get("confirm_dead_reason") or "")
 
+
+STEP_STATE = {
+    "place": State.PLACING,
+    "power-on": State.POWERING_ON,
+    "stop": State.STOPPING,
+    "suspect": State.SUSPECT,
+    "fence": State.FENCING,
+    "settle": State.FENCED,
+    "confirm-dead": State.BLOCKED,
+}
 
 STEPS = {
     "place": start.place,

@@ -1,5 +1,6 @@
 """How fast the controller acts and how long it waits. Defaults are chosen
-so that a dead persona is suspect within 2 s (two missed 0.5 s heartbeats)
+so that a dead persona is suspect within 1 s (a 0.3 s heartbeat, two
+missed plus one of grace)
 and a failover completes in a few seconds; every value can be set with an
 environment variable ``VOE_<NAME>`` (e.g. ``VOE_HEARTBEAT_INTERVAL=1``)."""
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, fields
 @dataclass(frozen=True)
 class Timing:
     tick: float = 0.05                 # reconciler loop period
-    heartbeat_interval: float = 0.5    # what agents are told
+    heartbeat_interval: float = 0.3    # what agents are told
     heartbeat_misses: int = 2          # missed intervals before suspect (plus one interval of grace)
     boot_timeout: float = 90.0         # power-on to agent ready
     stop_timeout: float = 10.0         # agent acknowledges a stop

@@ -61,6 +61,16 @@ class SwitchMib:
         self.state = state
         self.descr = descr
         self.started = time.monotonic()
+        self._tree: tuple[float, list, dict] | None = None
+
+    def _sorted(self) -> tuple[list, dict]:
+        """The tree and its sorted keys, reused for 0.2 s and dropped on any
+        write: a GETBULK walks it once per repetition."""
+        now = time.monotonic()
+        if self._tree is None or now - self._tree[0] > 0.2:
+            objs = self._objects()
+            self._tree = (now, sorted(objs), objs)
+        return self._tree[1], self._tree[2]
 
     # --- the tree, rebuilt per request (a switch has at most a few hundred objects)
 
@@ -92,7 +102,7 @@ class SwitchMib:
         return objs
 
     def read_variables(self, *var_binds, **context):
-        objs = self._objects()
+        _, objs = self._sorted()
         out = []
         for oid, _ in var_binds:
             key = tuple(oid)
@@ -100,8 +110,7 @@ class SwitchMib:
         return out
 
     def read_next_variables(self, *var_binds, **context):
-        objs = self._objects()
-        keys = sorted(objs)
+        keys, objs = self._sorted()
         out = []
         for oid, _ in var_binds:
             i = bisect.bisect_right(keys, tuple(oid))
@@ -114,8 +123,11 @@ class SwitchMib:
     def write_variables(self, *var_binds, **context):
         # Row creation first, so one PDU may create a VLAN and set its ports.
         ordered = sorted(var_binds, key=lambda vb: 0 if tuple(vb[0])[:-1] == VLAN_STATIC_ENTRY + (V_ROW_STATUS,) else 1)
-        for oid, value in ordered:
-            self._write(tuple(oid), value)
+        try:
+            for oid, value in ordered:
+                self._write(tuple(oid), value)
+        finally:
+            self._tree = None
         return list(var_binds)
 
     def _write(self, oid: tuple[int, ...], value) -> None:

@@ -81,6 +81,7 @@ class SnmpSwitch(SwitchDriver):
         self._loop = asyncio.new_event_loop()
         self._engine = SnmpEngine()
         self._lock = threading.Lock()  # one request at a time on this driver's loop
+        self._transport = None
 
     @classmethod
     def from_switch(cls, switch: Switch) -> "SnmpSwitch":
@@ -113,8 +114,11 @@ class SnmpSwitch(SwitchDriver):
                 raise DriverTimeout(self.device, operation, self.settings.timeout) from None
 
     async def _target(self):
-        return await UdpTransportTarget.create((self.settings.address, self.settings.port),
-                                               timeout=self.settings.timeout, retries=0)
+        """Created once: its address resolution is not free."""
+        if self._transport is None:
+            self._transport = await UdpTransportTarget.create((self.settings.address, self.settings.port),
+                                                              timeout=self.settings.timeout, retries=0)
+        return self._transport
 
     def _check(self, operation: str, error_indication, error_status, error_index) -> None:
         if error_indication:
