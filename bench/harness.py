@@ -21,10 +21,19 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "review-lab.yaml"
 
 
+_HANDED_OUT: set[tuple[int, int]] = set()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, never the same twice in this process (the kernel
+    may offer a just-closed port again)."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if (kind, port) not in _HANDED_OUT:
+            _HANDED_OUT.add((kind, port))
+            return port
 
 
 def load(path: Path = EXAMPLE) -> dict:

@@ -78,10 +78,19 @@ def api(services, admin_token):
         yield c
 
 
+_HANDED_OUT: set[tuple[int, int]] = set()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, never the same twice in this run (the kernel may
+    offer a just-closed port again)."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if (kind, port) not in _HANDED_OUT:
+            _HANDED_OUT.add((kind, port))
+            return port
 
 
 @pytest.fixture

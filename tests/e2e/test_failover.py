@@ -26,6 +26,20 @@ def no_double_runs(stack):
     assert truth["samples"] > 0
 
 
+def fail_and_replace(stack, persona: str, *faults: str) -> tuple[str, dict, str]:
+    """Start ``persona``, inject ``faults`` into its host, wait for its
+    replacement elsewhere; return (old host, new status, evidence)."""
+    before = start(stack, persona)[persona]
+    host = before["machine"]["host"]
+    for f in faults:
+        stack.lab("fault", host, f)
+    after = replaced(stack, persona, before)
+    assert after["machine"]["host"] != host
+    evidence = stack.http.get(f"/api/v1/personas/{persona}/status").json()["incarnations"][1]["evidence"]
+    no_double_runs(stack)
+    return host, after, evidence
+
+
 def fence_events(stack, persona):
     events = stack.http.get("/api/v1/events/log", params={"persona": persona, "limit": 500}).json()
     return [e["message"] for e in events if e["kind"] in ("fence", "transition")]
@@ -55,34 +69,18 @@ def test_review_hypervisor_host_crash_fences_through_its_bmc_and_restarts_on_phy
 
 
 def test_hung_host_is_powered_off_through_its_bmc_before_the_restart(stack):
-    before = start(stack, "oracle")
-    host = before["oracle"]["machine"]["host"]
-    stack.lab("fault", host, "hang")
-    after = replaced(stack, "oracle", before["oracle"])
-    assert after["machine"]["host"] != host
-    evidence = stack.http.get("/api/v1/personas/oracle/status").json()["incarnations"][1]["evidence"]
+    host, _, evidence = fail_and_replace(stack, "oracle", "hang")
     assert evidence == f"BMC of {host} reads off after hard power-off"
-    no_double_runs(stack)
 
 
 def test_partitioned_host_is_fenced_not_trusted(stack):
-    before = start(stack, "bea-1")
-    host = before["bea-1"]["machine"]["host"]
-    stack.lab("fault", host, "partition")
-    after = replaced(stack, "bea-1", before["bea-1"])
-    assert after["machine"]["host"] != host
-    no_double_runs(stack)
+    host, _, evidence = fail_and_replace(stack, "bea-1", "partition")
+    assert evidence == f"BMC of {host} reads off after hard power-off"
 
 
 def test_power_loss_takes_the_bmc_too_so_the_fabric_fences(stack):
-    before = start(stack, "bea-2")
-    host = before["bea-2"]["machine"]["host"]
-    stack.lab("fault", host, "power-loss")
-    after = replaced(stack, "bea-2", before["bea-2"])
-    assert after["machine"]["host"] != host
-    evidence = stack.http.get("/api/v1/personas/bea-2/status").json()["incarnations"][1]["evidence"]
+    host, _, evidence = fail_and_replace(stack, "bea-2", "power-loss")
     assert evidence.startswith("switch ports sw1:") and evidence.endswith(f"of {host} read admin down")
-    no_double_runs(stack)
 
 
 def test_a_stale_incarnation_that_wakes_up_is_refused_and_exits(stack):

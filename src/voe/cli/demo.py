@@ -74,8 +74,10 @@ def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter fil
         _wait_http(f"http://127.0.0.1:{lab_port}/status", 60, "the lab", procs[-1])
         out.print(f"\n[bold]voe is up.[/bold]  Console: [link]{url}/[/link]")
         out.print(f"  token:   {token}   (also in {data_dir}/admin-token)")
-        out.print(f"  try:     VOE_DATA_DIR={data_dir} voe group start sample-app")
-        out.print(f"           VOE_DATA_DIR={data_dir} voe lab fault dl360-1 os-crash")
+        cli = Path(sys.executable).parent / "voe"
+        out.print(f"  try:     export VOE_DATA_DIR={data_dir}", markup=False)
+        out.print(f"           {cli} group start sample-app", markup=False)
+        out.print(f"           {cli} lab fault dl360-1 os-crash", markup=False)
         out.print("  Ctrl-C stops everything.\n")
         if start_group:
             client.post(f"/groups/{start_group}/start", {"partial": False})

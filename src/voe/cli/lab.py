@@ -22,6 +22,15 @@ PortOpt = Annotated[int, typer.Option("--control-port", help="the lab's control 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
+def _fetch(port: int, path: str, as_json: bool, **kw) -> dict | None:
+    """GET from the lab; with --json, print it and return None."""
+    data = _call(port, "GET", path, **kw)
+    if as_json:
+        json.dump(data, sys.stdout, indent=2)
+        return None
+    return data
+
+
 def _call(port: int, method: str, path: str, **kw):
     try:
         r = httpx.request(method, f"http://127.0.0.1:{port}{path}", timeout=30, **kw)
@@ -63,9 +72,8 @@ def up(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file"
 @app.command()
 def status(control_port: PortOpt = 8471, as_json: JsonOpt = False):
     """Every endpoint: BMCs, switches, hypervisors."""
-    s = _call(control_port, "GET", "/status")
-    if as_json:
-        json.dump(s, sys.stdout, indent=2)
+    s = _fetch(control_port, "/status", as_json)
+    if s is None:
         return
     for b in s["bmcs"]:
         out.print(f"{b['host']:10} {b['protocol']} {b['address']}:{b['port']}  power {b['power']}  "
@@ -79,9 +87,8 @@ def status(control_port: PortOpt = 8471, as_json: JsonOpt = False):
 @app.command()
 def truth(control_port: PortOpt = 8471, as_json: JsonOpt = False):
     """Which incarnations exist and whether two of one persona ever ran at once."""
-    t = _call(control_port, "GET", "/truth")
-    if as_json:
-        json.dump(t, sys.stdout, indent=2)
+    t = _fetch(control_port, "/truth", as_json)
+    if t is None:
         return
     for i in t["incarnations"]:
         iso = " (isolated)" if i["isolated"] else ""
@@ -101,9 +108,8 @@ def fault(target: str, kind: Annotated[str, typer.Argument(help="power-loss, han
 @app.command()
 def reach(a: str, b: str, control_port: PortOpt = 8471, as_json: JsonOpt = False):
     """Can persona A reach persona B, by the switches' actual state?"""
-    r = _call(control_port, "GET", "/reach", params={"a": a, "b": b})
-    if as_json:
-        json.dump(r, sys.stdout)
+    r = _fetch(control_port, "/reach", as_json, params={"a": a, "b": b})
+    if r is None:
         return
     out.print(f"{'yes' if r['reach'] else 'no'}: {r['why']}", markup=False)
     raise typer.Exit(0 if r["reach"] else 1)

@@ -21,6 +21,9 @@ class Ctx:
     timing: Timing
     public_url: str
     ports: PortKeeper = field(init=False)
+    # when a device last failed to answer (cross-checks), so a fence level
+    # that needs it is not tried again a moment later, at full timeout
+    silent: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log)

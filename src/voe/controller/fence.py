@@ -9,6 +9,7 @@ persona is blocked, loudly, and stays blocked until an operator confirms.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from voe.controller.context import Ctx
@@ -22,9 +23,16 @@ from voe.store.runtime import Incarnation
 DEFAULT_LEVELS = {"physical": ["bmc", "fabric"], "vm": ["hypervisor", "hypervisor-host-bmc", "fabric"]}
 
 
+SILENCE_MEMORY = 10.0  # seconds a failed cross-check counts for
+
+
 def _bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     if inc.kind != "physical":
         raise DriverError(host.name, "fence bmc", "a VM has no BMC of its own; use hypervisor-host-bmc")
+    silent_at = ctx.silent.get(f"physical:{host.name}")
+    if silent_at is not None and time.monotonic() - silent_at < SILENCE_MEMORY:
+        raise DriverError(host.name, "fence bmc",
+                          f"the BMC did not answer the cross-check {time.monotonic() - silent_at:.1f} s ago")
     ctx.devices.power(host).power_off(confirm=True)
     ctx.runtime.fence_host(host.name, f"bmc: powered off to fence {inc.persona}")
     return f"BMC of {host.name} reads off after hard power-off"

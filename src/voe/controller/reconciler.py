@@ -162,15 +162,16 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
         host = ctx.inventory().by_name("hosts")[inc.host]
         try:
             if inc.kind == "physical":
-                state = ctx.devices.power(host).power_state()
+                state = ctx.devices.power(host).power_state(retry=False)
                 seen = f"BMC of {host.name} reads {state.value}" + (
                     " (the OS may be hung or cut off)" if state == PowerState.ON else "")
             else:
-                vm = ctx.devices.hypervisor(host).state(inc.vm)
+                vm = ctx.devices.hypervisor(host).state(inc.vm, retry=False)
                 seen = f"hypervisor {host.name} reads VM {inc.vm} {vm.value}" + (
                     " (the guest may be hung or cut off)" if vm == VmState.RUNNING else "")
         except DriverError as e:
             seen = f"cannot read the machine: {e}"
+            ctx.silent[f"{inc.kind}:{host.name}"] = time.monotonic()
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
 
 

@@ -19,7 +19,7 @@ class Timing:
     stop_timeout: float = 10.0         # agent acknowledges a stop
     soft_off_timeout: float = 10.0     # ACPI off before hard off
     pending_retry: float = 2.0         # re-place a pending persona
-    driver_timeout: float = 3.0        # one device call
+    driver_timeout: float = 2.0        # one device call (a live BMC answers in milliseconds)
     workers: int = 64                  # concurrent driver steps
 
     @property

@@ -69,14 +69,15 @@ class Driver(ABC):
     def _fail(self, operation: str, cause: object, transient: bool = False) -> DriverError:
         return DriverError(self.device, operation, str(cause) or type(cause).__name__, transient)
 
-    def _read(self, operation: str, fn: Callable[[], T]) -> T:
+    def _read(self, operation: str, fn: Callable[[], T], retries: int | None = None) -> T:
         """Run a read, retrying transient failures with exponential backoff."""
         delay = 0.05
-        for attempt in range(self.settings.retries + 1):
+        retries = self.settings.retries if retries is None else retries
+        for attempt in range(retries + 1):
             try:
                 return fn()
             except DriverError as e:
-                if not e.transient or attempt == self.settings.retries:
+                if not e.transient or attempt == retries:
                     raise
             time.sleep(delay)
             delay *= 2
@@ -138,8 +139,10 @@ class PowerDriver(Driver):
 
     # public, verified operations
 
-    def power_state(self) -> PowerState:
-        return self._read("power status", self._get_power_state)
+    def power_state(self, retry: bool = True) -> PowerState:
+        """``retry=False``: one attempt, for a look that must not hold up a
+        failover (the fence that follows is what counts)."""
+        return self._read("power status", self._get_power_state, None if retry else 0)
 
     def power_on(self, confirm: bool = True) -> None:
         self._write("power on", self._power_on)
@@ -296,8 +299,8 @@ class HypervisorDriver(Driver):
     @abstractmethod
     def _list(self) -> dict[str, VmState]: ...
 
-    def state(self, name: str) -> VmState:
-        return self._read(f"state of VM {name}", lambda: self._list().get(name, VmState.ABSENT))
+    def state(self, name: str, retry: bool = True) -> VmState:
+        return self._read(f"state of VM {name}", lambda: self._list().get(name, VmState.ABSENT), None if retry else 0)
 
     def list(self) -> dict[str, VmState]:
         return self._read("list VMs", self._list)
