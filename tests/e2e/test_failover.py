@@ -66,6 +66,19 @@ def test_review_hypervisor_host_crash_fences_through_its_bmc_and_restarts_on_phy
     assert incarnation["agent"]["addresses"] == before["web-1"]["agent"]["addresses"]
     no_double_runs(stack)
     assert took < 30
+    # repaired, and returned to service by an operator: web-1 goes back to a VM
+    assert stack.http.post("/api/v1/personas/web-1/move", json={"kind": "vm"}).status_code == 409  # host fenced
+    port = next(h for h in stack.doc["hosts"] if h["name"] == "dl360-1")["bmc"]["port"]
+    import subprocess
+    subprocess.run(["ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", str(port), "-U", "admin", "-P", "voe-lab",
+                    "power", "on"], check=True, capture_output=True)
+    r = stack.http.post("/api/v1/hosts/dl360-1/clear", json={"reason": "rebooted after the crash"})
+    assert r.status_code == 200
+    assert stack.http.post("/api/v1/personas/web-1/move", json={"kind": "vm"}).status_code == 202
+    back = replaced(stack, "web-1", after["web-1"])
+    assert back["machine"] == {"kind": "vm", "host": "dl360-1", "vm": "web-1"}
+    assert back["agent"]["addresses"] == before["web-1"]["agent"]["addresses"]
+    no_double_runs(stack)
 
 
 def test_hung_host_is_powered_off_through_its_bmc_before_the_restart(stack):

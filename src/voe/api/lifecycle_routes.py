@@ -148,6 +148,21 @@ def status(request: Request, _: Viewer) -> dict:
     }
 
 
+@router.post("/hosts/{name}/clear", summary="Return a fenced host to service (audited)")
+def clear_host(request: Request, name: str, body: ConfirmDeadRequest, who: Operator) -> dict:
+    inv = _services(request).inventory.load()
+    if name not in inv.by_name("hosts"):
+        raise NotFound("host", name)
+    rt = request.app.state.runtime
+    fenced = rt.fenced_hosts().get(name)
+    if fenced is None:
+        raise Conflict(f"host {name} is not fenced")
+    rt.clear_host(name)
+    _services(request).events.append("warning", "audit", f"{who.name} returned host {name} to service "
+                                     f"(was fenced: {fenced['reason']}): {body.reason}", host=name)
+    return {"host": name, "cleared": fenced["reason"]}
+
+
 @router.post("/groups/{name}/start", status_code=202, summary="Place a whole group, then start it in dependency order")
 def start_group(request: Request, name: str, body: GroupStartRequest, who: Operator) -> dict:
     inv = _services(request).inventory.load()

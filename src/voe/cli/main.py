@@ -129,6 +129,7 @@ app.command()(demo.demo)
 _kind_apps = {kind: inventory_cmds.kind_app(kind) for kind in ("networks", "switches", "hosts", "personas", "groups")}
 operate_cmds.add_persona_commands(_kind_apps["personas"])
 operate_cmds.add_group_commands(_kind_apps["groups"])
+operate_cmds.add_host_commands(_kind_apps["hosts"])
 for _kind, _sub in _kind_apps.items():
     app.add_typer(_sub, name="switch" if _kind == "switches" else _kind[:-1])
 app.add_typer(token_cmds.app, name="token")

@@ -205,3 +205,12 @@ def _watch_group(c, name: str, s: dict, began: float, timeout: float, want: str)
     out.print(f"{len(s['members']) - len(bad)}/{len(s['members'])} {want} in {time.monotonic() - began:.1f} s")
     if bad:
         raise typer.Exit(1)
+
+
+def add_host_commands(app: typer.Typer) -> None:
+    @app.command()
+    def clear(ctx: typer.Context, name: str,
+              reason: Annotated[str, typer.Option(help="what was repaired or checked, for the audit log")]):
+        """Return a fenced host to service: placement may use it again."""
+        r = ctx.obj.client().post(f"/hosts/{name}/clear", {"reason": reason})
+        out.print(f"{name} is back in service (it was fenced: {r['cleared']})", markup=False)
