@@ -45,7 +45,11 @@ def trial(rng: random.Random, workdir: Path, out: dict) -> None:
     try:
         for p in PERSONAS:
             s.http.post(f"/api/v1/personas/{p}/start", json={}).raise_for_status()
-        before = {p: s.wait(p, lambda st: st["state"] == "running") for p in PERSONAS}
+        try:
+            before = {p: s.wait(p, lambda st: st["state"] == "running") for p in PERSONAS}
+        except TimeoutError as e:
+            out["setup_failed"].append(str(e)[:120])
+            return
         victim = rng.choice(PERSONAS)
         host = before[victim]["machine"]["host"]
         kind = rng.choice(HOST_FAULTS + ["switch-down"])
@@ -101,7 +105,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     out = {"trials": 0, "double_runs": 0, "lost": [], "blocked": [], "replace": [], "detect": [], "fence": [],
-           "kinds": {}}
+           "kinds": {}, "setup_failed": []}
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="voe-faults-") as tmp:
         for i in range(args.trials):
@@ -119,6 +123,8 @@ def main() -> None:
               f"(n={len(v)}, mean {statistics.fmean(v) if v else float('nan'):.2f} s)")
     for item in out["lost"] + out["blocked"]:
         print(f"  - {item}")
+    for item in out["setup_failed"]:
+        print(f"  - a trial could not start its personas: {item}")
 
 
 if __name__ == "__main__":
