@@ -112,6 +112,10 @@ def settle(ctx: Ctx, p: Persona, desired_running: bool) -> None:
     the replacement need not wait for the old host's ports to be tidied."""
     inc = ctx.runtime.current(p.name)
     event = Event.RETARGET if desired_running else Event.SETTLE
+    if desired_running:
+        # whatever cut it off (a partition, a sick host) may cut off its
+        # replacement too: prefer another host
+        ctx.runtime.set_intent(p.name, move_kind="retarget", move_host=None)
     ctx.runtime.transition(p.name, State.FENCED, event, "placing a new incarnation" if desired_running else None)
     if inc is not None:
         threading.Thread(target=_release_quietly, args=(ctx, inc), name=f"release-{p.name}", daemon=True).start()

@@ -39,9 +39,9 @@ def constraint_for(ctx: Ctx, p: Persona) -> Constraint:
 
 
 def move_constraint(kind: str, host: str | None, current_host: str | None) -> Constraint:
-    """``kind`` is vm, physical or any; a move without ``--to`` leaves the
-    host it is on."""
-    return Constraint(host=host, kind=None if kind == "any" else kind,
+    """``kind`` is vm, physical, any, or retarget (after a fence); a move
+    without ``--to`` leaves the host it is on."""
+    return Constraint(host=host, kind=None if kind in ("any", "retarget") else kind,
                       avoid_host=None if host else current_host)
 
 
@@ -67,6 +67,10 @@ def place(ctx: Ctx, p: Persona) -> None:
                 decision.why = plan.get("why") or decision.why
         if decision is None or not decision.ok:
             decision = placer.place(p, constraint_for(ctx, p))
+        retarget = (ctx.runtime.intents().get(p.name) or {}).get("move_kind") == "retarget"
+        if not decision.ok and retarget:
+            # the host it was fenced on is the only one left: better than none
+            decision = placer.place(p, Constraint())
         if not decision.ok:
             ctx.runtime.transition(p.name, State.PLACING, Event.UNPLACEABLE, decision.why, data=decision.as_dict())
             return
