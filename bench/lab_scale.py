@@ -79,6 +79,7 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.05)
+        lab_up = time.monotonic() - t0
         # every BMC and every switch answers, asked over the wire by another process
         check = subprocess.run([sys.executable, "-c", _CHECK, str(f)], capture_output=True, text=True)
         up = time.monotonic() - t0
@@ -86,7 +87,8 @@ def main() -> None:
         lab.terminate()
         lab.wait(60)
     print(f"lab scale: {args.hosts} hosts, {args.switches} switches")
-    print(f"  up and answering in {up:.1f} s (target < 20 s); {check.stdout.strip()}")
+    print(f"  lab up in {lab_up:.1f} s; every device answering on the wire after {up:.1f} s (target < 20 s)")
+    print(f"  {check.stdout.strip()}")
     print(f"  resident memory of the lab: {rss / 2**20:.0f} MiB (target < 2048 MiB)")
 
 
@@ -97,12 +99,12 @@ from voe.domain.inventory import parse
 from voe.drivers.power.ipmi import IpmiPower
 from voe.drivers.switch.snmp import SnmpSwitch
 inv = parse(YAML(typ="safe").load(open(sys.argv[1])))
-ok = 0
-for h in inv.hosts:
-    IpmiPower.from_host(h).power_state(); ok += 1
-for s in inv.switches:
-    SnmpSwitch.from_switch(s).check(); ok += 1
-print(f"{ok} devices answered (IPMI power status, SNMP sysDescr)")
+from concurrent.futures import ThreadPoolExecutor
+calls = [lambda h=h: IpmiPower.from_host(h).power_state() for h in inv.hosts]
+calls += [lambda s=s: SnmpSwitch.from_switch(s).check() for s in inv.switches]
+with ThreadPoolExecutor(16) as pool:
+    done = list(pool.map(lambda f: f(), calls))
+print(f"{len(done)} devices answered (IPMI power status, SNMP sysDescr), 16 at a time")
 '''
 
 if __name__ == "__main__":
