@@ -103,3 +103,29 @@ def test_group_stop_goes_in_reverse_dependency_order(stack):
     for port in range(1, 6):  # every VLAN gone from the hosts' ports
         tagged, untagged, _ = snmp.vlans_on_port(sw1, port, [100, 200, 300])
         assert tagged == set() and untagged == set(), port
+
+
+def test_every_running_agent_configured_exactly_its_vnics(stack, tmp_path):
+    """Read the files each persona's agent rendered in its machine's root,
+    as the persona's OS would, and compare them with the persona's vNICs."""
+    from voe.lab import netfiles
+
+    running = start_group(stack)
+    lab_root = tmp_path / "lab" / "hosts"
+    networks = {n["name"]: n for n in stack.doc["networks"]}
+    for name, st in running.items():
+        m = st["machine"]
+        root = lab_root / m["host"] / ("vms/" + m["vm"] if m["kind"] == "vm" else "")
+        got = sorted((str(a) for i in netfiles.interfaces(root) for a in i.addresses))
+        vnics = next(p for p in stack.doc["personas"] if p["name"] == name)["vnics"]
+        addresses = st["agent"]["addresses"]
+        assert got == sorted(addresses.values())
+        assert sorted(addresses) == sorted(v["network"] for v in vnics)
+        for net, addr in addresses.items():
+            import ipaddress
+            assert ipaddress.ip_interface(addr).network == ipaddress.ip_network(networks[net]["subnet"])
+    from typer.testing import CliRunner
+    from voe.cli.main import app
+
+    shown = CliRunner().invoke(app, ["--url", stack.url, "--token", stack.token, "persona", "show", "web-1"])
+    assert shown.exit_code == 0 and running["web-1"]["agent"]["addresses"]["back"] in shown.output
