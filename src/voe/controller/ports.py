@@ -25,6 +25,8 @@ class PortKeeper:
         self.switch_driver = switch_driver
         self.log = log
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._queue_lock = threading.Lock()
+        self._queued: defaultdict[str, set[str]] = defaultdict(set)
         self._confirmed: dict[tuple[str, str], PortConfig] = {}
 
     def plan(self, inv: Inventory, hosts: Iterable[str]) -> dict[tuple[str, str], PortConfig]:
@@ -39,37 +41,54 @@ class PortKeeper:
         return plan
 
     def reconcile(self, load_inventory: Callable[[], Inventory], hosts: Iterable[str], persona: str | None = None) -> None:
+        """Bring the ports of ``hosts`` to what the live incarnations need.
+
+        Group commit: a caller queues its hosts on each switch; whoever holds
+        the switch's lock writes every queued host's ports in one pass, so a
+        hundred personas starting at once cost a few passes, not a hundred."""
         hosts = list(hosts)
         inv = load_inventory()
-        switches = inv.by_name("switches")
-        by_switch: defaultdict[str, list[str]] = defaultdict(list)
+        by_switch: defaultdict[str, set[str]] = defaultdict(set)
         for h in hosts:
             for nic in wiring.cabled_nics(inv, inv.by_name("hosts")[h]):
-                by_switch[nic.switch].append(nic.port)
-        # switches are independent: configure them at once
-        errors = list(_POOL.map(lambda sw: self._switch(sw, by_switch[sw], switches, load_inventory, hosts, persona),
-                                sorted(by_switch)))
+                by_switch[nic.switch].add(h)
+        for sw, hs in by_switch.items():
+            with self._queue_lock:
+                self._queued[sw] |= hs
+        errors = list(_POOL.map(lambda sw: self._switch(sw, load_inventory, persona), sorted(by_switch)))
         for e in errors:
             if e is not None:
                 raise e
 
-    def _switch(self, sw_name, ports, switches, load_inventory, hosts, persona):
-        try:
-            with self._locks[sw_name]:
-                plan = self.plan(load_inventory(), hosts)  # fresh, inside the lock
-                for port in ports:
-                    want = plan[(sw_name, port)]
-                    if self._confirmed.get((sw_name, port)) == want:
-                        continue
-                    self.log("info", "driver-call", f"configure {sw_name} port {port}: {_describe(want)}",
-                             persona=persona)
-                    self.switch_driver(switches[sw_name]).configure_port(port, want)
-                    # the driver confirmed the read-back matches (VLANs and
-                    # admin state); remember what was asked, mode included
-                    self._confirmed[(sw_name, port)] = want
-        except Exception as e:  # handed back to the caller's thread
-            return e
+    def _switch(self, sw_name: str, load_inventory, persona) -> Exception | None:
+        """One pass for one switch; an error is returned to the caller's
+        thread, with the hosts queued again (inside the lock) for the next."""
+        with self._locks[sw_name]:
+            with self._queue_lock:
+                hosts, self._queued[sw_name] = self._queued[sw_name], set()
+            if not hosts:
+                return None  # an earlier pass already wrote this caller's ports
+            try:
+                self._write_switch(sw_name, hosts, load_inventory(), persona)
+            except Exception as e:
+                with self._queue_lock:
+                    self._queued[sw_name] |= hosts
+                return e
         return None
+
+    def _write_switch(self, sw_name: str, hosts: set[str], inv: Inventory, persona: str | None) -> None:
+        plan = self.plan(inv, hosts)
+        todo = {port: want for (sw, port), want in plan.items()
+                if sw == sw_name and self._confirmed.get((sw, port)) != want}
+        if not todo:
+            return
+        for port, want in sorted(todo.items()):
+            self.log("info", "driver-call", f"configure {sw_name} port {port}: {_describe(want)}", persona=persona)
+        self.switch_driver(inv.by_name("switches")[sw_name]).configure_ports(todo)
+        for port, want in todo.items():
+            # confirmed by the driver's read-back (VLANs and admin state);
+            # remember what was asked, mode included
+            self._confirmed[(sw_name, port)] = want
 
     def forget(self, switch: str, port: str) -> None:
         self._confirmed.pop((switch, port), None)

@@ -250,6 +250,30 @@ class SwitchDriver(Driver):
     def vlans(self) -> set[int]:
         return self._read("list VLANs", self._list_vlans)
 
+    def _write_ports(self, configs: dict[str, PortConfig]) -> None:
+        """Write several ports; drivers that can batch override this."""
+        for port, config in configs.items():
+            self._write_port(port, config)
+
+    def _read_ports(self, ports: list[str]) -> dict[str, PortConfig]:
+        return {port: self._read_port(port) for port in ports}
+
+    def configure_ports(self, configs: dict[str, PortConfig]) -> None:
+        """Several ports in one pass (one read of the VLAN table, one write
+        per VLAN, one read-back), each confirmed as in ``configure_port``."""
+        if not configs:
+            return
+        op = f"configure ports {', '.join(sorted(configs))}"
+        try:
+            self._write_ports(configs)
+        except DriverError:
+            raise
+        except Exception as e:
+            raise self._fail(op, e) from e
+        self._confirm(op, lambda: self._read_ports(list(configs)),
+                      lambda seen: all(_same_vlans(seen[p], c) and seen[p].admin_up == c.admin_up
+                                       for p, c in configs.items()))
+
 
 def _same_vlans(a: PortConfig, b: PortConfig) -> bool:
     return a.native_vlan == b.native_vlan and a.tagged == b.tagged

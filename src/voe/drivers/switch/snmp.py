@@ -173,32 +173,51 @@ class SnmpSwitch(SwitchDriver):
         return egress, untagged
 
     def _read_port(self, port: str) -> PortConfig:
-        n = self._number(port)
+        return self._read_ports([port])[port]
+
+    def _read_ports(self, ports: list[str]) -> dict[str, PortConfig]:
         egress, untagged = self._vlan_table()
-        admin, _pvid = self.get(f"{IF_ADMIN_STATUS}.{n}", f"{PVID}.{n}")
-        native = [v for v, ports in untagged.items() if n in ports and n in egress.get(v, set())]
-        tagged = frozenset(v for v, ports in egress.items() if n in ports and v not in native)
-        return PortConfig("trunk" if tagged else "access", native[0] if native else None, tagged, int(admin) == UP)
+        numbers = {p: self._number(p) for p in ports}
+        oids = [o for n in numbers.values() for o in (f"{IF_ADMIN_STATUS}.{n}", f"{PVID}.{n}")]
+        values = self.get(*oids)
+        out = {}
+        for k, (port, n) in enumerate(numbers.items()):
+            admin = values[2 * k]
+            native = [v for v, members in untagged.items() if n in members and n in egress.get(v, set())]
+            tagged = frozenset(v for v, members in egress.items() if n in members and v not in native)
+            out[port] = PortConfig("trunk" if tagged else "access", native[0] if native else None, tagged,
+                                   int(admin) == UP)
+        return out
 
     def _write_port(self, port: str, config: PortConfig) -> None:
-        n = self._number(port)
-        count = max(len(self.ports), n)
+        self._write_ports({port: config})
+
+    def _write_ports(self, configs: dict[str, PortConfig]) -> None:
+        """One read of the VLAN table, then one SET per VLAN whose members
+        change (egress and untagged together), one for the PVIDs, one for
+        admin state: however many ports are in the batch."""
+        numbers = {p: self._number(p) for p in configs}
+        count = max([len(self.ports)] + list(numbers.values()))
         egress, untagged = self._vlan_table()
-        for v in sorted(config.vlans() - set(egress)):
+        wanted = set().union(*(c.vlans() for c in configs.values()))
+        for v in sorted(wanted - set(egress)):
             self.set((f"{ROW_STATUS}.{v}", rfc1902.Integer32(CREATE_AND_GO)))
             egress[v], untagged[v] = set(), set()
         for v in sorted(egress):
-            want_member = v in config.vlans()
-            want_untagged = v == config.native_vlan
             e, u = set(egress[v]), set(untagged.get(v, set()))
-            new_e = (e | {n}) if want_member else (e - {n})
-            new_u = (u | {n}) if want_untagged else (u - {n})
+            new_e, new_u = set(e), set(u)
+            for port, config in configs.items():
+                n = numbers[port]
+                (new_e.add if v in config.vlans() else new_e.discard)(n)
+                (new_u.add if v == config.native_vlan else new_u.discard)(n)
             if new_e != e or new_u != u:
                 self.set((f"{EGRESS}.{v}", rfc1902.OctetString(encode_portlist(new_e, count))),
                          (f"{UNTAGGED}.{v}", rfc1902.OctetString(encode_portlist(new_u, count))))
-        if config.native_vlan:
-            self.set((f"{PVID}.{n}", rfc1902.Gauge32(config.native_vlan)))
-        self._set_admin(port, config.admin_up)
+        pvids = [(f"{PVID}.{numbers[p]}", rfc1902.Gauge32(c.native_vlan)) for p, c in configs.items() if c.native_vlan]
+        if pvids:
+            self.set(*pvids)
+        self.set(*[(f"{IF_ADMIN_STATUS}.{numbers[p]}", rfc1902.Integer32(UP if c.admin_up else DOWN))
+                   for p, c in configs.items()])
 
     def _set_admin(self, port: str, up: bool) -> None:
         self.set((f"{IF_ADMIN_STATUS}.{self._number(port)}", rfc1902.Integer32(UP if up else DOWN)))
