@@ -9,13 +9,16 @@ answers, the PostgreSQL half skips and says so — in CI it always runs.
 from __future__ import annotations
 
 import os
-import socket
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from harness import free_port  # noqa: E402  (one port allocator for tests and benchmarks)
 
 PG_ADMIN_URL = os.environ.get("VOE_TEST_PG_URL", "postgresql+psycopg://voe:voe@127.0.0.1:5432/postgres")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "review-lab.yaml"
@@ -76,21 +79,6 @@ def api(services, admin_token):
 
     with TestClient(create_app(services), headers={"Authorization": f"Bearer {admin_token}"}) as c:
         yield c
-
-
-_HANDED_OUT: set[tuple[int, int]] = set()
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free now, never the same twice in this run (the kernel may
-    offer a just-closed port again)."""
-    while True:
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if (kind, port) not in _HANDED_OUT:
-            _HANDED_OUT.add((kind, port))
-            return port
 
 
 @pytest.fixture

@@ -34,46 +34,47 @@ needs_netns = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                                  reason="needs root and iproute2 to make a network namespace")
 
 
-@needs_netns
-def test_live_backend_configures_mac_and_address_in_a_namespace():
+@pytest.fixture
+def netns():
+    """A network namespace with one NIC, eth0 (a veth end), MAC 00:0b:cd:09:00:01."""
     ns = f"voe-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "add", "eth0", "address", "00:0b:cd:09:00:01", "type", "veth",
-                        "peer", "name", "peer0"], check=True)
-        config = {"trunk": None, "interfaces": [
-            {"name": "front", "network": "front", "vlan": 100, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
-             "mac": "02:56:4f:00:00:21", "address": "10.0.1.21/24", "gateway": "10.0.1.1", "dedicated": True}]}
-        code = f"import json; from voe.agent import net_live; net_live.apply(json.loads({json.dumps(json.dumps(config))}))"
-        for _ in range(2):  # idempotent
-            subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], check=True)
-        link = json.loads(subprocess.run(["ip", "-n", ns, "-j", "addr", "show", "eth0"], capture_output=True,
-                                         text=True, check=True).stdout)[0]
-        assert link["address"] == "02:56:4f:00:00:21"
-        assert [(a["local"], a["prefixlen"]) for a in link["addr_info"] if a["family"] == "inet"] == [("10.0.1.21", 24)]
-        routes = subprocess.run(["ip", "-n", ns, "route"], capture_output=True, text=True).stdout
-        assert "default via 10.0.1.1" in routes
-    finally:
-        subprocess.run(["ip", "netns", "del", ns])
+    subprocess.run(["ip", "-n", ns, "link", "add", "eth0", "address", "00:0b:cd:09:00:01", "type", "veth",
+                    "peer", "name", "peer0"], check=True)
+    yield ns
+    subprocess.run(["ip", "netns", "del", ns])
+
+
+def apply_in(ns: str, config: dict) -> subprocess.CompletedProcess:
+    code = f"import json; from voe.agent import net_live; net_live.apply(json.loads({json.dumps(json.dumps(config))}))"
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True)
 
 
 @needs_netns
-def test_live_backend_vlan_interfaces_or_a_clear_reason():
-    ns = f"voe-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "add", "eth0", "address", "00:0b:cd:09:00:02", "type", "veth",
-                        "peer", "name", "peer0"], check=True)
-        config = {"trunk": {"nic_mac": "00:0b:cd:09:00:02"}, "interfaces": [
-            {"name": "back", "network": "back", "vlan": 200, "tagged": True, "nic_mac": "00:0b:cd:09:00:02",
-             "mac": "02:56:4f:00:00:22", "address": "10.0.2.22/24", "gateway": None, "dedicated": False}]}
-        code = f"import json; from voe.agent import net_live; net_live.apply(json.loads({json.dumps(json.dumps(config))}))"
-        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True)
-        if r.returncode != 0:
-            assert "is the 8021q module loaded?" in r.stderr
-            pytest.skip("this kernel has no 8021q module: VLAN interfaces cannot be created here")
-        link = json.loads(subprocess.run(["ip", "-n", ns, "-j", "-d", "link", "show", "back"], capture_output=True,
-                                         text=True, check=True).stdout)[0]
-        assert link["address"] == "02:56:4f:00:00:22" and link["linkinfo"]["info_data"]["id"] == 200
-    finally:
-        subprocess.run(["ip", "netns", "del", ns])
+def test_live_backend_configures_mac_and_address_in_a_namespace(netns):
+    config = {"trunk": None, "interfaces": [
+        {"name": "front", "network": "front", "vlan": 100, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
+         "mac": "02:56:4f:00:00:21", "address": "10.0.1.21/24", "gateway": "10.0.1.1", "dedicated": True}]}
+    for _ in range(2):  # idempotent
+        r = apply_in(netns, config)
+        assert r.returncode == 0, r.stderr
+    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "eth0"], capture_output=True,
+                                     text=True, check=True).stdout)[0]
+    assert link["address"] == "02:56:4f:00:00:21"
+    assert [(a["local"], a["prefixlen"]) for a in link["addr_info"] if a["family"] == "inet"] == [("10.0.1.21", 24)]
+    routes = subprocess.run(["ip", "-n", netns, "route"], capture_output=True, text=True).stdout
+    assert "default via 10.0.1.1" in routes
+
+
+@needs_netns
+def test_live_backend_vlan_interfaces_or_a_clear_reason(netns):
+    config = {"trunk": {"nic_mac": "00:0b:cd:09:00:01"}, "interfaces": [
+        {"name": "back", "network": "back", "vlan": 200, "tagged": True, "nic_mac": "00:0b:cd:09:00:01",
+         "mac": "02:56:4f:00:00:22", "address": "10.0.2.22/24", "gateway": None, "dedicated": False}]}
+    r = apply_in(netns, config)
+    if r.returncode != 0:
+        assert "is the 8021q module loaded?" in r.stderr
+        pytest.skip("this kernel has no 8021q module: VLAN interfaces cannot be created here")
+    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "-d", "link", "show", "back"], capture_output=True,
+                                     text=True, check=True).stdout)[0]
+    assert link["address"] == "02:56:4f:00:00:22" and link["linkinfo"]["info_data"]["id"] == 200

@@ -17,23 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import dump, relocate
 from tests.conftest import EXAMPLE, free_port
-from tests.e2e.yaml_dump import dump
 from voe.cli.yamlfile import DatacenterFile
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def relocate(doc: dict) -> dict:
-    """The example datacenter with every port moved to a free one, so tests
-    run beside a demo (and beside each other)."""
-    for h in doc["hosts"]:
-        h["bmc"]["port"] = free_port(2)  # SOCK_DGRAM
-        if h.get("hypervisor"):
-            h["hypervisor"]["url"] = f"http://127.0.0.1:{free_port()}"
-    for s in doc["switches"]:
-        s["settings"]["port"] = free_port(2)
-    return doc
 
 
 @dataclass
