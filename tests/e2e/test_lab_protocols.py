@@ -34,16 +34,43 @@ def test_ipmitool_powers_a_host_and_the_lab_follows(stack):
 
 
 def test_a_booted_persona_is_a_real_process_and_power_off_ends_it(stack):
+    assert stack.http.post("/api/v1/personas/oracle/start", json={"to": "dl360-2"}).status_code == 202
+    pid = running_agent(stack, "oracle")
+    assert ipmitool(stack, "dl360-2", "power", "off").returncode == 0
+    assert process_ends(pid)
+
+
+def test_a_redfish_host_boots_through_redfish_and_curl_sees_it(stack):
+    """pe2800 declares a Redfish BMC: voe powers it with sushy, and any HTTP
+    client reads and drives the same ComputerSystem."""
     assert stack.http.post("/api/v1/personas/oracle/start", json={"to": "pe2800"}).status_code == 202
-    stack.wait("oracle", lambda s: s["state"] == "running")
-    inc = next(i for i in stack.lab_json("truth")["incarnations"] if i["persona"] == "oracle")
+    pid = running_agent(stack, "oracle")
+    bmc = next(b for b in stack.lab_json("status")["bmcs"] if b["host"] == "pe2800")
+    assert bmc["protocol"] == "redfish"
+    system = f"http://127.0.0.1:{bmc['port']}/redfish/v1/Systems/pe2800"
+    auth = (bmc["username"], bmc["password"])
+    assert httpx.get(system, auth=auth).json()["PowerState"] == "On"
+    assert httpx.get(system, auth=("admin", "wrong")).status_code == 401
+    r = httpx.post(f"{system}/Actions/ComputerSystem.Reset", json={"ResetType": "ForceOff"}, auth=auth)
+    assert r.status_code == 204
+    assert process_ends(pid)
+    assert httpx.get(system, auth=auth).json()["PowerState"] == "Off"
+
+
+def running_agent(stack, persona: str) -> int:
+    """The pid of the persona's agent, once running; its command line is the script's."""
+    stack.wait(persona, lambda s: s["state"] == "running")
+    inc = next(i for i in stack.lab_json("truth")["incarnations"] if i["persona"] == persona)
     cmdline = Path(f"/proc/{inc['pid']}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    assert "voe.agent" in cmdline and "voe.persona=oracle" in cmdline and "voe.generation=1" in cmdline
-    assert ipmitool(stack, "pe2800", "power", "off").returncode == 0
+    assert "voe.agent" in cmdline and f"voe.persona={persona}" in cmdline and "voe.generation=1" in cmdline
+    return inc["pid"]
+
+
+def process_ends(pid: int) -> bool:
     deadline = time.monotonic() + 5
-    while Path(f"/proc/{inc['pid']}").exists() and time.monotonic() < deadline:
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not Path(f"/proc/{inc['pid']}").exists() or "zombie" in Path(f"/proc/{inc['pid']}/status").read_text()
+    return not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
 
 
 def test_snmpset_on_the_switch_changes_what_reaches_what(stack):

@@ -179,6 +179,7 @@ class Bmc(Model):
     username: str = ""
     password: str | None = Field(default=None, description="secret: encrypted at rest, never returned")
     verify_tls: bool = False
+    scheme: Literal["https", "http"] = Field(default="https", description="Redfish only: http for emulators and labs")
 
     def effective_port(self) -> int:
         return self.port or (623 if self.driver == "ipmi" else 443)

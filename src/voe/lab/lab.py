@@ -14,6 +14,7 @@ from voe.domain.inventory import Inventory
 from voe.domain.models import Host
 from voe.lab import dataplane, netfiles
 from voe.lab.bmc import BmcLoop, LabBmc, close_bmc
+from voe.lab.redfish import RedfishEmulator
 from voe.lab.hypervisor import Hypervisor
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
 from voe.lab.relay import Relay
@@ -39,7 +40,7 @@ class Lab:
         self.switches: dict[str, SwitchEmulator] = {}
         self.hosts: dict[str, Machine] = {}
         self.hypervisors: dict[str, Hypervisor] = {}
-        self.bmcs: dict[str, LabBmc | None] = {}
+        self.bmcs: dict[str, LabBmc | RedfishEmulator | None] = {}
         self.relays: dict[str, Relay] = {}
         self.cut: set[str] = set()  # machines partitioned from the controller
         self.checker = InvariantChecker(self.truth)
@@ -83,11 +84,14 @@ class Lab:
         self._start_bmc(h)
 
     def _start_bmc(self, h: Host) -> None:
-        if h.bmc.driver != "ipmi":
-            self.bmcs[h.name] = None  # Redfish BMCs are not emulated yet
-            return
-        self.bmcs[h.name] = LabBmc(self.hosts[h.name], h.bmc.username, h.bmc.password or "",
-                                   h.bmc.address, h.bmc.effective_port())
+        if h.bmc.driver == "redfish":
+            bmc: LabBmc | RedfishEmulator = RedfishEmulator(self.hosts[h.name], h.bmc.address, h.bmc.effective_port(),
+                                                            h.bmc.username, h.bmc.password or "")
+            bmc.start()
+        else:
+            bmc = LabBmc(self.hosts[h.name], h.bmc.username, h.bmc.password or "", h.bmc.address,
+                         h.bmc.effective_port())
+        self.bmcs[h.name] = bmc
         self.hosts[h.name].bmc_up = True
 
     def _vm_machine(self, name: str, boot_mac: str, root: Path) -> Machine:
@@ -119,7 +123,7 @@ class Lab:
             hyp.down()
         for b in self.bmcs.values():
             if b is not None:
-                close_bmc(b)
+                _silence(b)
         for em in self.switches.values():
             em.stop()
         for r in self.relays.values():
@@ -174,7 +178,7 @@ class Lab:
         if up and b is None:
             self._start_bmc(self.inv.by_name("hosts")[host])
         elif not up and b is not None:
-            close_bmc(b)
+            _silence(b)
             self.bmcs[host] = None
             self.hosts[host].bmc_up = False
 
@@ -272,3 +276,11 @@ class Lab:
     def truth_report(self) -> dict:
         return {"incarnations": [asdict(i) for i in self.truth()], "violations": self.checker.seen,
                 "samples": self.checker.samples}
+
+
+def _silence(bmc: LabBmc | RedfishEmulator) -> None:
+    """The BMC stops answering, whatever protocol it spoke."""
+    if isinstance(bmc, RedfishEmulator):
+        bmc.stop()
+    else:
+        close_bmc(bmc)

@@ -1,15 +1,21 @@
 """The per-MAC iPXE script: how a machine boots one incarnation of a persona.
 
 Every script sets ``voe_args`` — the agent's parameters (controller URL,
-persona, generation, credential) — which a ``linux-nfs`` kernel line
-passes on to ``/proc/cmdline``. SAN-booted OSes read the same words from
-the iSCSI boot firmware table's companion file the image carries.
+persona, generation, credential) — on one line of exactly the form
+``set voe_args voe.controller=URL voe.persona=NAME voe.generation=N
+voe.token=TOKEN``; the lab's machines read that line, and a ``linux-nfs``
+kernel line passes ``${voe_args}`` on to ``/proc/cmdline``.
 
-* ``linux-nfs``: kernel + initrd from the controller, root on NFS.
-* ``iscsi``: ``sanboot`` of the persona's LUN with its initiator IQN.
-* ``fc``: iPXE cannot drive an FC HBA; the script exits to the next boot
-  device, and the HBA's option ROM boots the LUN zoned to the WWPN voe
-  assigned (recorded in ``voe_wwpn`` for the record and the logs).
+* ``linux-nfs``: kernel + initrd from the controller, root on NFSv4.
+* ``iscsi``: ``sanboot`` of the persona's LUN, presenting its initiator IQN
+  (iPXE also publishes it in the iBFT, so the booted OS logs in as the same
+  initiator the target's ACL allows).
+* ``fc``: iPXE cannot drive an FC HBA. The script records the WWPN the HBA
+  must present (``voe_wwpn``, zoned and masked to the persona's LUN) and
+  ``exit``s to the next boot device; the HBA's option ROM then boots the LUN.
+
+Every value is checked before it is written: a space, quote, ``$``, ``#``,
+``;`` or newline could end a word or a line and inject an iPXE command.
 """
 
 from __future__ import annotations
@@ -18,23 +24,24 @@ import re
 
 from voe.domain.models import Persona
 
-_SAFE = re.compile(r"^[A-Za-z0-9._:/@%+=,\-\[\]]+$")
+_SAFE = re.compile(r"[A-Za-z0-9._:/@%+=,\-\[\]]+")
 
 
 class UnsafeBootValue(ValueError):
-    pass
+    """A value would not survive as one word of an iPXE script."""
 
 
 def _safe(field: str, value: object) -> str:
     """Refuse anything that could end a word or a line in an iPXE script."""
-    text = str(value)
-    if not _SAFE.match(text):
-        raise UnsafeBootValue(f"{field} {text!r} holds characters an iPXE script cannot carry safely "
-                              "(spaces, quotes, newlines, $ or ;)")
+    text = "" if value is None else str(value)
+    if not _SAFE.fullmatch(text):
+        raise UnsafeBootValue(f"{field} {text!r} is empty or holds characters an iPXE script cannot carry "
+                              "safely (spaces, quotes, newlines, $, #, ; ...)")
     return text
 
 
 def agent_args(persona: Persona, generation: int, controller_url: str, token: str) -> str:
+    """The ``voe_args`` words, in the one order the agent and the lab read."""
     return " ".join([
         f"voe.controller={_safe('controller URL', controller_url)}",
         f"voe.persona={_safe('persona', persona.name)}",
@@ -44,33 +51,47 @@ def agent_args(persona: Persona, generation: int, controller_url: str, token: st
 
 
 def render(persona: Persona, generation: int, controller_url: str, token: str, boot_mac: str) -> str:
+    """The whole script for ``boot_mac`` booting ``persona`` as ``generation``."""
     base = controller_url.rstrip("/")
     lines = [
         "#!ipxe",
-        f"# voe: {persona.name} generation {generation}, booting on {_safe('MAC', boot_mac)}",
+        f"# voe: {persona.name} generation {int(generation)}, booting on {_safe('MAC', boot_mac)}",
         f"set voe_args {agent_args(persona, generation, base, token)}",
     ]
+    body = {"linux-nfs": _linux_nfs, "iscsi": _iscsi, "fc": _fc}[persona.boot]
+    return "\n".join(lines + body(persona, base)) + "\n"
+
+
+def _linux_nfs(persona: Persona, base: str) -> list[str]:
     img = persona.image
-    if persona.boot == "linux-nfs":
-        server_path = _safe("nfs_root", img.nfs_root or f"{persona.name}")
-        kernel = _safe("kernel", img.kernel or f"{base}/boot/images/vmlinuz")
-        initrd = _safe("initrd", img.initrd or f"{base}/boot/images/initrd.img")
-        lines += [
-            f"kernel {kernel} initrd=initrd.img root=/dev/nfs nfsroot={server_path},vers=4 ip=dhcp rw ${{voe_args}}",
-            f"initrd {initrd}",
-            "boot",
-        ]
-    elif persona.boot == "iscsi":
-        portal = _safe("target_portal", img.target_portal or "")
-        host, _, port = portal.partition(":")
-        lines += [
-            f"set initiator-iqn {_safe('initiator IQN', persona.san.initiator_iqn)}",
-            f"sanboot iscsi:{host}::{port or 3260}:{int(img.lun)}:{_safe('target IQN', img.target_iqn)}",
-        ]
-    else:  # fc
-        lines += [
-            f"set voe_wwpn {_safe('WWPN', persona.san.wwpn)}",
-            f"echo voe: FC boot of LUN {int(img.lun)} on {_safe('target WWPN', img.target_wwpn)} through the HBA",
-            "exit",
-        ]
-    return "\n".join(lines) + "\n"
+    nfs_root = _safe("image.nfs_root", img.nfs_root)
+    if ":" not in nfs_root:
+        raise UnsafeBootValue(f"image.nfs_root {nfs_root!r} is not SERVER:/PATH")
+    kernel = _safe("image.kernel", img.kernel or f"{base}/boot/images/vmlinuz")
+    initrd = _safe("image.initrd", img.initrd or f"{base}/boot/images/initrd.img")
+    return [
+        f"kernel {kernel} root=/dev/nfs nfsroot={nfs_root},vers=4 ip=dhcp rw ${{voe_args}} initrd=initrd.img",
+        # --name makes ``initrd=initrd.img`` hold whatever the URL's basename is
+        f"initrd --name initrd.img {initrd}",
+        "boot",
+    ]
+
+
+def _iscsi(persona: Persona, base: str) -> list[str]:
+    img = persona.image
+    portal = _safe("image.target_portal", img.target_portal)
+    host, _, port = portal.rpartition(":") if portal.count(":") == 1 else (portal, "", "")
+    return [
+        f"set initiator-iqn {_safe('san.initiator_iqn', persona.san.initiator_iqn)}",
+        f"sanboot iscsi:{host}::{int(port or 3260)}:{int(img.lun)}:{_safe('image.target_iqn', img.target_iqn)}",
+    ]
+
+
+def _fc(persona: Persona, base: str) -> list[str]:
+    img = persona.image
+    return [
+        f"set voe_wwpn {_safe('san.wwpn', persona.san.wwpn)}",
+        f"echo voe: FC boot of LUN {int(img.lun)} on target {_safe('image.target_wwpn', img.target_wwpn)} "
+        "through the HBA presenting ${voe_wwpn}",
+        "exit",
+    ]

@@ -4,6 +4,8 @@ is gone; the caller may then fence through the host's BMC."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 from pydantic import Field
 
@@ -54,10 +56,10 @@ class LabHypervisor(HypervisorDriver):
     def _define(self, spec: VmSpec) -> None:
         body = {"vcpus": spec.vcpus, "memory_mib": spec.memory_mib, "macs": list(spec.macs),
                 "vlans": list(spec.vlans), "boot": spec.boot}
-        self._req(f"define VM {spec.name}", "PUT", f"/v1/vms/{spec.name}", json=body)
+        self._req(f"define VM {spec.name}", "PUT", _vm(spec.name), json=body)
 
     def _action(self, name: str, action: str) -> None:
-        r = self._req(f"{action} VM {name}", "POST", f"/v1/vms/{name}/{action}")
+        r = self._req(f"{action} VM {name}", "POST", _vm(name, action))
         if r.status_code == 404:
             raise DriverError(self.device, f"{action} VM {name}", "no such VM")
 
@@ -71,7 +73,24 @@ class LabHypervisor(HypervisorDriver):
         self._action(name, "destroy")
 
     def _undefine(self, name: str) -> None:
-        self._req(f"undefine VM {name}", "DELETE", f"/v1/vms/{name}")
+        self._req(f"undefine VM {name}", "DELETE", _vm(name))
 
     def _list(self) -> dict[str, VmState]:
         return {vm["name"]: _STATES[vm["state"]] for vm in self._req("list VMs", "GET", "/v1/vms").json()}
+
+    def _get_spec(self, name: str) -> VmSpec | None:
+        r = self._req(f"read VM {name}", "GET", _vm(name))
+        if r.status_code == 404:
+            return None
+        vm = r.json()
+        return VmSpec(name=vm["name"], vcpus=vm["vcpus"], memory_mib=vm["memory_mib"], macs=tuple(vm["macs"]),
+                      boot=vm["boot"], vlans=tuple(vm.get("vlans", [])))
+
+    def spec(self, name: str) -> VmSpec | None:
+        """The VM's definition as the hypervisor holds it; None when absent."""
+        return self._read(f"read VM {name}", lambda: self._get_spec(name))
+
+
+def _vm(name: str, action: str | None = None) -> str:
+    """The API path of one VM; the name is quoted so it stays one segment."""
+    return f"/v1/vms/{quote(name, safe='')}" + (f"/{action}" if action else "")
