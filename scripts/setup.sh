@@ -11,6 +11,7 @@ APT_PACKAGES=(
   tgt nfs-ganesha nfs-ganesha-vfs          # userspace iSCSI target and NFS server
   dnsmasq-base                             # DHCP/TFTP config check
   iproute2 procps
+  chromium                                 # the console's browser tests (Playwright drives it)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from voe import __version__
-from voe.api import agent_routes, document_routes, event_routes, inventory_routes, lifecycle_routes, token_routes
+from voe.api import (agent_routes, document_routes, event_routes, fabric_routes, inventory_routes, lifecycle_routes,
+                     token_routes)
 from voe.controller.services import Services
 from voe.controller.timing import Timing
 from voe.domain.inventory import problems_from
@@ -56,6 +57,7 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     app.state.services = services
     app.state.runtime = services.runtime
     app.state.timing = timing or Timing()
+    app.state.ports = reconciler.ctx.ports if reconciler is not None else None
 
     api = APIRouter(prefix=API)
     for r in inventory_routes.all_routers():
@@ -64,6 +66,7 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     api.include_router(token_routes.router)
     api.include_router(event_routes.router)
     api.include_router(lifecycle_routes.router)
+    api.include_router(fabric_routes.router)
     api.include_router(agent_routes.router)
     app.include_router(api)
     app.include_router(agent_routes.boot_router)

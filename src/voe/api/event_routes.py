@@ -48,7 +48,9 @@ async def stream_events(request: Request, _: Viewer,
             batch = await asyncio.to_thread(log.query, EventQuery(persona, host, group, severity, after_id=cursor, limit=500))
             for ev in batch:
                 cursor = ev["id"]
-                yield {"id": str(ev["id"]), "event": ev["kind"], "data": json.dumps(ev)}
+                # unnamed ("message") events: a browser's EventSource.onmessage
+                # sees every kind without knowing them; the kind is in the data
+                yield {"id": str(ev["id"]), "data": json.dumps(ev)}
             if not batch:
                 await asyncio.sleep(POLL_SECONDS)
 

@@ -72,7 +72,8 @@ def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter fil
         procs.append(subprocess.Popen(voe + ["lab", "up", "-f", str(file), "--controller", url,
                                              "--control-port", str(lab_port)], env=env))
         _wait_http(f"http://127.0.0.1:{lab_port}/status", 60, "the lab", procs[-1])
-        out.print(f"\n[bold]voe is up.[/bold]  Console: [link]{url}/[/link]")
+        out.print("\n[bold]voe is up.[/bold]")
+        out.print(f"  console: {url}/#token={token}   (the link signs you in)", markup=False)
         out.print(f"  token:   {token}   (also in {data_dir}/admin-token)")
         cli = Path(sys.executable).parent / "voe"
         out.print(f"  try:     export VOE_DATA_DIR={data_dir}", markup=False)

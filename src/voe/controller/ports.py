@@ -29,6 +29,10 @@ class PortKeeper:
         self._queued: defaultdict[str, set[str]] = defaultdict(set)
         self._confirmed: dict[tuple[str, str], PortConfig] = {}
 
+    def confirmed(self) -> dict[tuple[str, str], PortConfig]:
+        """Each port's configuration as last read back from its switch."""
+        return dict(self._confirmed)
+
     def plan(self, inv: Inventory, hosts: Iterable[str]) -> dict[tuple[str, str], PortConfig]:
         live = [wiring.Placement(i.persona, i.kind, i.host) for i in self.runtime.live()]
         plan = wiring.port_plan(inv, live, hosts)

@@ -1,0 +1,40 @@
+"""The physical fabric as the console's physical view draws it: every cabled
+NIC, the switch port at its other end, and that port's VLANs — what the
+live incarnations need (planned) beside what the switch last read back
+(confirmed), so a port that voe could not configure stands out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from voe.api.auth import Viewer
+from voe.domain import wiring
+from voe.drivers.base import PortConfig
+
+router = APIRouter(tags=["fabric"])
+
+
+def _port(cfg: PortConfig | None) -> dict | None:
+    if cfg is None:
+        return None
+    return {"mode": cfg.mode, "native_vlan": cfg.native_vlan, "tagged": sorted(cfg.tagged), "admin_up": cfg.admin_up}
+
+
+@router.get("/fabric", summary="Cables between host NICs and switch ports, with each port's VLANs")
+def fabric(request: Request, _: Viewer) -> dict:
+    inv = request.app.state.services.inventory.load()
+    keeper = request.app.state.ports
+    hosts = [h.name for h in inv.hosts]
+    planned = keeper.plan(inv, hosts) if keeper is not None else {}
+    confirmed = keeper.confirmed() if keeper is not None else {}
+    fenced = request.app.state.runtime.fenced_hosts()
+    cables = []
+    for h in inv.hosts:
+        trunk = wiring.trunk_nic(inv, h).name if wiring.cabled_nics(inv, h) else None
+        for nic in wiring.cabled_nics(inv, h):
+            key = (nic.switch, nic.port)
+            cables.append({"host": h.name, "nic": nic.name, "mac": nic.mac, "switch": nic.switch, "port": nic.port,
+                           "trunk": nic.name == trunk, "planned": _port(planned.get(key)),
+                           "confirmed": _port(confirmed.get(key))})
+    return {"cables": cables,
+            "fenced": {name: {**v, "since": v["since"].isoformat()} for name, v in fenced.items()}}

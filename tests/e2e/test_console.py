@@ -1,0 +1,148 @@
+"""The console in a real browser (Debian's Chromium driven by Playwright)
+against a controller and the lab: an operator's clicks, drags and what the
+page shows must be what the controller did."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from voe.api.app import CONSOLE_DIST
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed"),
+    pytest.mark.skipif(not (CONSOLE_DIST / "index.html").exists(), reason="the console is not built (scripts/setup.sh)"),
+]
+SHOTS = os.environ.get("VOE_SCREENSHOTS")  # a directory: save each view there, for the README
+
+
+@pytest.fixture
+def page(stack):
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(20_000)
+        page.goto(f"{stack.url}/#token={stack.token}")
+        page.wait_for_selector(".react-flow__node-persona")
+        yield page
+        browser.close()
+
+
+def badge(page, persona: str):
+    return page.locator(f'[data-persona="{persona}"] .badge')
+
+
+def test_sign_in_refuses_a_wrong_token_and_accepts_the_right_one(stack):
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(stack.url + "/")
+        page.fill("input[name=token]", "not-a-token")
+        page.click("button[type=submit]")
+        assert "unknown or revoked token" in page.locator("[role=alert]").inner_text()
+        page.fill("input[name=token]", stack.token)
+        page.click("button[type=submit]")
+        page.wait_for_selector(".react-flow__node-persona")
+        browser.close()
+
+
+def test_create_cable_start_and_watch_it_run(stack, page):
+    page.click('[data-palette="server"]')  # a new Linux persona, named by the console
+    page.wait_for_selector('[data-persona="server-1"]')
+    assert stack.http.get("/api/v1/personas/server-1").json()["vnics"] == []
+
+    # cable it: drag from the persona's plug to the "front" vSwitch
+    page.drag_and_drop('.react-flow__node[data-id="p:server-1"] .plug', '.react-flow__node[data-id="n:front"] .socket')
+    page.wait_for_selector('[data-panel="persona"] input[name="vnics.0.ip"]')
+    vnics = stack.http.get("/api/v1/personas/server-1").json()["vnics"]
+    assert [v["network"] for v in vnics] == ["front"] and vnics[0]["ip"].startswith("10.0.1.")
+    assert page.input_value('input[name="vnics.0.ip"]') == vnics[0]["ip"]  # proposed from the subnet
+
+    # a refusal shows the API's message next to the field, and nothing is lost
+    page.fill('input[name="vnics.0.ip"]', "10.0.2.77")
+    page.click('[data-panel="persona"] button:has-text("Save")')
+    error = page.locator('[data-vnic="0"] .error')
+    error.wait_for()
+    assert "10.0.1.0/24" in error.inner_text()
+    assert stack.http.get("/api/v1/personas/server-1").json()["vnics"][0]["ip"] == vnics[0]["ip"]
+    page.fill('input[name="vnics.0.ip"]', "10.0.1.77")
+    page.fill('input[name="cpus"]', "2")
+    page.click('[data-panel="persona"] button:has-text("Save")')
+    page.locator('[data-panel="persona"] .ok').wait_for()
+    saved = stack.http.get("/api/v1/personas/server-1").json()
+    assert saved["vnics"][0]["ip"] == "10.0.1.77" and saved["cpus"] == 2
+
+    page.click('[data-panel="persona"] button:has-text("Start")')
+    page.wait_for_function('document.querySelector(\'[data-persona="server-1"] .badge\').textContent === "running"',
+                           timeout=60_000)
+    where = stack.status("server-1")["machine"]
+    assert where is not None
+    assert where["host"] in page.locator('[data-persona="server-1"] .sub').inner_text()
+    assert "placed:" in page.locator("[data-why]").inner_text()  # why it landed there, from the console alone
+    if SHOTS:
+        page.screenshot(path=str(Path(SHOTS) / "console-virtual.png"))
+
+
+def test_a_lab_fault_shows_suspect_fencing_then_running_elsewhere(stack, page):
+    for p in ("web-1", "web-2"):
+        assert stack.http.post(f"/api/v1/personas/{p}/start", json={"kind": "vm"}).status_code == 202
+    page.wait_for_function('document.querySelector(\'[data-persona="web-1"] .badge\').textContent === "running"',
+                           timeout=60_000)
+    # record every state the page shows for web-1, as an operator would see it
+    page.evaluate("""() => { window.seen = [];
+        setInterval(() => { const b = document.querySelector('[data-persona="web-1"] .badge');
+          const s = b && b.textContent; if (s && window.seen[window.seen.length - 1] !== s) window.seen.push(s); }, 25); }""")
+    stack.lab("fault", "dl360-1", "os-crash")
+    page.wait_for_function("""() => window.seen.includes('fencing') &&
+        document.querySelector('[data-persona="web-1"] .badge').textContent === 'running'""", timeout=60_000)
+    seen = page.evaluate("window.seen")
+    assert seen[-1] == "running" and seen.index("fencing") < len(seen) - 1, seen
+    # a suspect that lasted a moment is still on the node's trail, in order
+    page.wait_for_function("""() => document.querySelector('[data-persona="web-1"] .trail').textContent.endsWith('running')""")
+    trail = page.locator('[data-persona="web-1"] .trail').inner_text().split(" → ")
+    assert trail.index("suspect") < trail.index("fencing") < len(trail) - 1 and trail[-1] == "running", trail
+    now = stack.status("web-1")["machine"]
+    assert now["host"] != "dl360-1"
+    assert f"on {now['host']}" in page.locator('[data-persona="web-1"] .sub').inner_text()
+    # the event log panel tells the story, filterable by persona
+    page.fill('input[aria-label="filter by persona"]', "web-1")
+    assert page.locator('.eventlog tr[data-event-kind="fence"]').count() > 0
+    # and the persona's history says where it was and why it moved
+    page.click('.react-flow__node[data-id="p:web-1"]')
+    history = page.locator('[data-panel="persona"] .history')
+    history.locator("tr[data-generation]").nth(1).wait_for()
+    assert "dl360-1" in history.inner_text()
+    if SHOTS:
+        page.click('header button:has-text("Physical")')
+        page.wait_for_selector(".react-flow__node-switch")
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(Path(SHOTS) / "console-physical.png"))
+
+
+def test_physical_view_shows_vms_in_their_host_and_port_vlans(stack, page):
+    assert stack.http.post("/api/v1/personas/web-1/start", json={"kind": "vm"}).status_code == 202
+    stack.wait("web-1", lambda s: s["state"] == "running", timeout=60)
+    page.click('header button:has-text("Physical")')
+    page.wait_for_selector('.react-flow__node[data-id="vm:web-1"]')
+    host = page.locator('.react-flow__node[data-id="h:dl360-1"]').bounding_box()
+    vm = page.locator('.react-flow__node[data-id="vm:web-1"]').bounding_box()
+    assert host["x"] <= vm["x"] and vm["x"] + vm["width"] <= host["x"] + host["width"] + 1
+    port = page.locator('[data-switch="sw1"] [data-port="1"]')
+    port.wait_for()
+    page.wait_for_function("""() => /T [0-9,]*100/.test(document.querySelector('[data-switch="sw1"] [data-port="1"]').textContent)""")
+
+
+def test_group_start_with_clicks_alone(stack, page):
+    page.select_option('header select[aria-label="group"]', "sample-app")
+    page.click('header button:has-text("Start group")')
+    members = stack.http.get("/api/v1/groups/sample-app").json()["members"]
+    for m in members:
+        page.wait_for_function(f"""() => {{ const b = document.querySelector('[data-persona="{m}"] .badge');
+            return b && b.textContent === 'running'; }}""", timeout=120_000)
+    assert page.locator('[data-count="running"]').inner_text() == f"running {len(members)}"
