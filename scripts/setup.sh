@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   pkg-config libvirt-dev libvirt-clients  # libvirt-python builds against libvirt
   ipmitool snmp                            # real IPMI and SNMP clients, for tests and operators
-  tgt nfs-ganesha nfs-ganesha-vfs          # userspace iSCSI target and NFS server
+  tgt nfs-ganesha nfs-ganesha-vfs dbus     # userspace iSCSI target and NFS server (managed over DBus)
+  libiscsi-bin libnfs-utils                # userspace iSCSI and NFS clients, for the storage tests
   dnsmasq-base                             # DHCP/TFTP config check
   iproute2 procps
   chromium                                 # the console's browser tests (Playwright drives it)

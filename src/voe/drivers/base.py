@@ -376,6 +376,7 @@ class Access:
     path: str  # export path or backing image
     initiator: str  # IQN for iscsi, client address or '*'-free host spec for nfs
     target: str | None = None  # target IQN for iscsi
+    lun: int = 1  # iscsi: the LUN the persona boots from
 
 
 class StorageDriver(Driver):
