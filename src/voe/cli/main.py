@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from voe.cli import agent_cmds, demo, inventory_cmds, lab, operate_cmds, token_cmds
+from voe.cli import agent_cmds, demo, driver_cmds, inventory_cmds, lab, operate_cmds, token_cmds
 from voe.cli.client import ApiError
 from voe.cli.context import State
 from voe.cli.yamlfile import DatacenterFile, FileError
@@ -137,6 +137,7 @@ app.add_typer(token_cmds.app, name="token")
 
 app.add_typer(lab.app, name="lab")
 app.add_typer(agent_cmds.app, name="agent")
+app.add_typer(driver_cmds.app, name="driver")
 
 
 def run() -> None:
