@@ -43,9 +43,11 @@ def load(path: Path = EXAMPLE) -> dict:
 def relocate(doc: dict) -> dict:
     """Every port of the datacenter moved to a free one."""
     for h in doc["hosts"]:
-        h["bmc"]["port"] = free_port(socket.SOCK_DGRAM)
+        h["bmc"]["port"] = free_port(socket.SOCK_DGRAM if h["bmc"].get("driver", "ipmi") == "ipmi" else socket.SOCK_STREAM)
         if h.get("hypervisor"):
             h["hypervisor"]["url"] = f"http://127.0.0.1:{free_port()}"
+        if h.get("storage", {}).get("settings", {}).get("url"):
+            h["storage"]["settings"]["url"] = f"http://127.0.0.1:{free_port()}"
     for s in doc["switches"]:
         s["settings"]["port"] = free_port(socket.SOCK_DGRAM)
     return doc

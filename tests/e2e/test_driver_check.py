@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 
-
 def voe(stack, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "VOE_URL": stack.url, "VOE_TOKEN": stack.token}
     return subprocess.run([sys.executable, "-m", "voe.cli.main", *args], capture_output=True, text=True, env=env,

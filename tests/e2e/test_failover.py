@@ -92,8 +92,16 @@ def test_partitioned_host_is_fenced_not_trusted(stack):
 
 
 def test_power_loss_takes_the_bmc_too_so_the_fabric_fences(stack):
+    """The fabric fence shuts the host's ports and revokes the persona's
+    NFS root on the storage server; the replacement is granted it again."""
     host, _, evidence = fail_and_replace(stack, "bea-2", "power-loss")
-    assert evidence.startswith("switch ports sw1:") and evidence.endswith(f"of {host} read admin down")
+    assert evidence.startswith("switch ports sw1:") and f"of {host} read admin down" in evidence
+    assert "storage access revoked (nfs /export/personas/bea-2 from 10.0.3." in evidence
+    revoked = [e for e in stack.http.get("/api/v1/events/log", params={"persona": "bea-2", "kind": "storage",
+                                                                        "limit": 100}).json()]
+    assert [e["message"].split()[0] for e in revoked][-2:] == ["revoked", "granted"]
+    grants = stack.lab_json("truth")["storage"]["dl380"]["grants"]
+    assert [g["path"] for g in grants if g["persona"] == "bea-2"] == ["/export/personas/bea-2"]
 
 
 def test_a_stale_incarnation_that_wakes_up_is_refused_and_exits(stack):

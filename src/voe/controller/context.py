@@ -7,6 +7,7 @@ from typing import Any
 
 from voe.controller.devices import Devices
 from voe.controller.ports import PortKeeper
+from voe.controller.storage import StorageKeeper
 from voe.controller.services import Services
 from voe.controller.timing import Timing
 from voe.domain.inventory import Inventory
@@ -21,12 +22,14 @@ class Ctx:
     timing: Timing
     public_url: str
     ports: PortKeeper = field(init=False)
+    storage: StorageKeeper = field(init=False)
     # when a device last failed to answer (cross-checks), so a fence level
     # that needs it is not tried again a moment later, at full timeout
     silent: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log)
+        self.storage = StorageKeeper(self.runtime, self.devices, self.log)
 
     def inventory(self) -> Inventory:
         return self.services.inventory.load()

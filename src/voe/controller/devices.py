@@ -8,7 +8,7 @@ import threading
 
 from voe.domain.models import Host, Switch
 from voe.drivers import factory
-from voe.drivers.base import HypervisorDriver, PowerDriver, SwitchDriver
+from voe.drivers.base import HypervisorDriver, PowerDriver, StorageDriver, SwitchDriver
 
 
 class Devices:
@@ -38,6 +38,9 @@ class Devices:
 
     def hypervisor(self, host: Host) -> HypervisorDriver:
         return self._get("hypervisor", host.name, host.hypervisor, lambda: factory.hypervisor_for_host(host))
+
+    def storage(self, host: Host) -> StorageDriver:
+        return self._get("storage", host.name, host.storage, lambda: factory.storage_for_host(host))
 
     def close(self) -> None:
         with self._lock:

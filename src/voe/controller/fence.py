@@ -57,8 +57,10 @@ def _hypervisor_host_bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
 
 
 def _fabric(ctx: Ctx, inc: Incarnation, host: Host) -> str:
-    """Shut every switch port of the machine's host, each read back down.
-    The host stays cut off until an operator clears it."""
+    """Shut every switch port of the machine's host, each read back down,
+    and revoke the persona's storage access (closing its open sessions),
+    read back from the storage service. The host stays cut off until an
+    operator clears it."""
     inv = ctx.inventory()
     switches = inv.by_name("switches")
     shut = []
@@ -68,8 +70,11 @@ def _fabric(ctx: Ctx, inc: Incarnation, host: Host) -> str:
         shut.append(f"{nic.switch}:{nic.port}")
     if not shut:
         raise DriverError(host.name, "fence fabric", "no cabled switch port to shut")
+    persona = inv.by_name("personas").get(inc.persona)
+    revoked = ctx.storage.revoke(inv, persona, inc) if persona is not None else None
     ctx.runtime.fence_host(host.name, f"fabric: ports {', '.join(shut)} shut to fence {inc.persona}")
-    return f"switch ports {', '.join(shut)} of {host.name} read admin down"
+    return (f"switch ports {', '.join(shut)} of {host.name} read admin down"
+            + (f"; storage access revoked ({revoked})" if revoked else ""))
 
 
 LEVELS: dict[str, Callable[[Ctx, Incarnation, Host], str]] = {

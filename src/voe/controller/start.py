@@ -92,6 +92,7 @@ def power_on(ctx: Ctx, p: Persona) -> None:
     host = inv.by_name("hosts")[inc.host]
     where = {"persona": p.name, "host": host.name}
     try:
+        ctx.storage.grant(inv, p, inc.generation)
         ctx.ports.reconcile(ctx.inventory, [host.name], persona=p.name)
         token = ctx.services.tokens.replace(f"agent-{p.name}", "agent", persona=p.name)
         script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)

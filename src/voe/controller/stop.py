@@ -71,12 +71,17 @@ def power_down(ctx: Ctx, inc: Incarnation, graceful: bool) -> str:
 
 
 def release(ctx: Ctx, inc: Incarnation) -> None:
-    """After an incarnation ended: its boot script, credential and VLANs go."""
+    """After an incarnation ended: its boot script, credential, storage
+    access and VLANs go."""
     ctx.runtime.unregister_boot(inc.persona)
     try:
         ctx.services.tokens.revoke(f"agent-{inc.persona}")
     except NotFound:  # a retried release
         pass
+    inv = ctx.inventory()
+    persona = inv.by_name("personas").get(inc.persona)
+    if persona is not None:
+        ctx.storage.revoke(inv, persona, inc)
     ctx.ports.reconcile(ctx.inventory, [inc.host], persona=inc.persona)
 
 

@@ -216,6 +216,16 @@ class HypervisorSpec(Model):
     memory: MiB = Field(description="memory offered to VMs")
 
 
+class StorageSpec(Model):
+    """A storage service on a host (NFS roots, iSCSI LUNs): voe grants each
+    persona's current incarnation access and revokes it when it ends."""
+
+    driver: str = Field(min_length=1, description="storage driver: tgt, ganesha, lab")
+    serves: list[str] = Field(min_length=1, description="addresses personas' images name (the server of an "
+                                                         "nfs_root, the host of a target_portal)")
+    settings: dict[str, Any] = Field(default_factory=dict, description="driver settings (see `voe driver schema`)")
+
+
 FenceLevel = Literal["bmc", "hypervisor", "hypervisor-host-bmc", "fabric"]
 
 
@@ -231,6 +241,7 @@ class Host(Model):
     schedulable: bool = Field(default=True, description="false keeps personas off this host (infrastructure, maintenance)")
     labels: Labels = Field(default_factory=dict)
     hypervisor: HypervisorSpec | None = None
+    storage: StorageSpec | None = None
     fencing: list[FenceLevel] | None = Field(default=None, description="fence levels tried in order")
 
     @model_validator(mode="after")

@@ -379,6 +379,10 @@ class Access:
     lun: int = 1  # iscsi: the LUN the persona boots from
 
 
+class StorageSettings(DriverSettings):
+    lun_dir: str = Field(default="/srv/voe/luns", description="where iSCSI personas' disk images live: DIR/PERSONA.img")
+
+
 class StorageDriver(Driver):
     @abstractmethod
     def grant(self, access: Access) -> None:

@@ -5,12 +5,15 @@ still answers after an OS crash, as in the review's failure."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from voe.lab.hypervisor_api import VM_PATH, HypervisorAPI
+from voe.lab.json_api import JsonApi
 from voe.lab.machine import Machine
+
+VM_PATH = re.compile(r"^/v1/vms/([A-Za-z0-9._-]+)(?:/(start|shutdown|destroy))?$")
 
 
 @dataclass
@@ -38,7 +41,7 @@ class Hypervisor:
         self.root = root
         self.cpus, self.memory_mib = cpus, memory_mib
         self.vms: dict[str, Vm] = {}
-        self.api = HypervisorAPI(self, url, username, password)
+        self.api = JsonApi(self, url, username, password)
         self.make_vm_machine = make_vm_machine
         self.up = False
 

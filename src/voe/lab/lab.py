@@ -14,7 +14,9 @@ from voe.domain.inventory import Inventory
 from voe.domain.models import Host
 from voe.lab import dataplane, netfiles
 from voe.lab.bmc import BmcLoop, LabBmc, close_bmc
+from voe.lab.json_api import JsonApi
 from voe.lab.redfish import RedfishEmulator
+from voe.lab.storage import LabStorage
 from voe.lab.hypervisor import Hypervisor
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
 from voe.lab.relay import Relay
@@ -40,6 +42,7 @@ class Lab:
         self.switches: dict[str, SwitchEmulator] = {}
         self.hosts: dict[str, Machine] = {}
         self.hypervisors: dict[str, Hypervisor] = {}
+        self.storages: dict[str, tuple[LabStorage, JsonApi]] = {}
         self.bmcs: dict[str, LabBmc | RedfishEmulator | None] = {}
         self.relays: dict[str, Relay] = {}
         self.cut: set[str] = set()  # machines partitioned from the controller
@@ -65,9 +68,9 @@ class Lab:
         for h in self.inv.hosts:
             self._add_host(h)
         self.bmc_loop = BmcLoop()  # after the first BMC: pyghmi's IO thread must exist first
-        for name, hyp in self.hypervisors.items():
+        for name in [*self.hypervisors, *self.storages]:
             self.hosts[name].set_boot("disk", True)
-            self.hosts[name].power_on()  # hypervisor hosts run, as in any datacenter
+            self.hosts[name].power_on()  # hypervisor and storage hosts run, as in any datacenter
         self.checker.start()
 
     def _add_host(self, h: Host) -> None:
@@ -81,6 +84,10 @@ class Lab:
             self.hypervisors[h.name] = Hypervisor(
                 m, h.hypervisor.url, h.hypervisor.username, h.hypervisor.password or "",
                 self.state_dir / "hosts" / h.name, self._vm_machine, h.hypervisor.cpus, h.hypervisor.memory)
+        if h.storage is not None and h.storage.driver == "lab":
+            st = h.storage.settings
+            model = LabStorage(h.name)
+            self.storages[h.name] = (model, JsonApi(model, st["url"], st.get("username", "admin"), st.get("password", "")))
         self._start_bmc(h)
 
     def _start_bmc(self, h: Host) -> None:
@@ -107,6 +114,15 @@ class Lab:
         return self.relays[machine].url
 
     def _changed(self, m: Machine) -> None:
+        storage = self.storages.get(m.name)
+        if storage is not None:
+            model, api = storage
+            serving = m.powered and m.last_boot is not None and m.last_boot.outcome == "disk"
+            if serving and not model.up:
+                api.start()
+            elif not serving and model.up:
+                api.stop()
+            model.up = serving
         hyp = self.hypervisors.get(m.name)
         if hyp is not None:
             if m.powered and m.last_boot is not None and m.last_boot.outcome == "disk":
@@ -121,6 +137,9 @@ class Lab:
             m.power_off()
         for hyp in self.hypervisors.values():
             hyp.down()
+        for model, api in self.storages.values():
+            if model.up:
+                api.stop()
         for b in self.bmcs.values():
             if b is not None:
                 _silence(b)
@@ -275,7 +294,8 @@ class Lab:
 
     def truth_report(self) -> dict:
         return {"incarnations": [asdict(i) for i in self.truth()], "violations": self.checker.seen,
-                "samples": self.checker.samples}
+                "samples": self.checker.samples,
+                "storage": {name: {"up": model.up, "grants": model.snapshot()} for name, (model, _) in self.storages.items()}}
 
 
 def _silence(bmc: LabBmc | RedfishEmulator) -> None:

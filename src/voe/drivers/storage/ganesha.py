@@ -25,14 +25,14 @@ from jeepney import DBusAddress, MessageType, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from pydantic import Field
 
-from voe.drivers.base import Access, DriverSettings, StorageDriver
+from voe.drivers.base import Access, StorageDriver, StorageSettings
 from voe.errors import DriverError
 
 _MGR = DBusAddress("/org/ganesha/nfsd/ExportMgr", bus_name="org.ganesha.nfsd", interface="org.ganesha.nfsd.exportmgr")
 _SAFE = re.compile(r"^[A-Za-z0-9._/:@+-]+$")
 
 
-class GaneshaSettings(DriverSettings):
+class GaneshaSettings(StorageSettings):
     export_dir: Path = Field(description="directory of voe's export files, included by ganesha's configuration")
     dbus_address: str | None = Field(default=None, description="ganesha's DBus bus, e.g. unix:path=/run/dbus/"
                                                                "system_bus_socket; the system bus when absent")

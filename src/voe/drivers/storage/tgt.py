@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from voe.drivers.base import Access, DriverSettings, StorageDriver
+from voe.drivers.base import Access, StorageDriver, StorageSettings
 from voe.errors import DriverError, DriverTimeout
 
 
-class TgtSettings(DriverSettings):
+class TgtSettings(StorageSettings):
     control_port: int | None = Field(default=None, ge=0, le=65535,
                                      description="tgtd's management port (tgtd -C N); the default socket when absent")
     tgtadm: str = Field(default="tgtadm", description="path of the tgtadm binary")

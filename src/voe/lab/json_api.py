@@ -1,25 +1,22 @@
-"""The lab's hypervisor API (docs/lab-hypervisor-api.md): JSON over HTTP
-with Basic auth, served while its host's hypervisor OS runs. Its VMs are lab
-machines that network-boot from their first MAC."""
+"""The lab's management services over HTTP: JSON with Basic auth, served
+while their host's OS runs — the hypervisor API (docs/lab-hypervisor-api.md)
+and the storage API (docs/lab.md). ``model.handle(method, path, body)``
+answers each request."""
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-VM_PATH = re.compile(r"^/v1/vms/([A-Za-z0-9._-]+)(?:/(start|shutdown|destroy))?$")
+class JsonApi:
+    """Serves one host's API; ``model`` is the lab's model of the service."""
 
-
-class HypervisorAPI:
-    """Serves one hypervisor host's API; ``hyp`` is the lab's model of it."""
-
-    def __init__(self, hyp, url: str, username: str, password: str):
-        self.hyp = hyp
+    def __init__(self, model, url: str, username: str, password: str):
+        self.model = model
         u = urlsplit(url)
         self.address = (u.hostname or "127.0.0.1", u.port or 80)
         self.auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
@@ -48,7 +45,7 @@ class HypervisorAPI:
                     return self._answer(401, {"detail": "bad credentials"})
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-                code, out = api.hyp.handle(method, self.path, body)
+                code, out = api.model.handle(method, self.path, body)
                 self._answer(code, out)
 
             def do_GET(self):
@@ -65,7 +62,7 @@ class HypervisorAPI:
 
         self.httpd = ThreadingHTTPServer(self.address, Handler)
         self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, name=f"hv-{self.address[1]}", daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, name=f"lab-api-{self.address[1]}", daemon=True).start()
 
     def stop(self) -> None:
         """Connection refused from now on, as when the host's OS is gone."""

@@ -1,0 +1,56 @@
+"""The lab's storage server (``voe.lab.storage``), through its JSON API:
+the same grant/revoke/read-back contract as tgt and nfs-ganesha, with state
+the lab's truth report shows."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import Field
+
+from voe.drivers.base import Access, StorageDriver, StorageSettings
+from voe.errors import DriverError, DriverTimeout
+
+
+class LabStorageSettings(StorageSettings):
+    url: str = Field(description="the lab storage API, e.g. http://127.0.0.1:8482")
+    username: str = "admin"
+    password: str = Field(default="", json_schema_extra={"secret": True})
+
+
+class LabStorageDriver(StorageDriver):
+    Settings = LabStorageSettings
+
+    def _req(self, operation: str, method: str, body: dict | None = None) -> httpx.Response:
+        s: LabStorageSettings = self.settings  # type: ignore[assignment]
+        try:
+            r = httpx.request(method, s.url.rstrip("/") + "/v1/grants", json=body, auth=(s.username, s.password),
+                              timeout=s.timeout)
+        except httpx.TimeoutException:
+            raise DriverTimeout(self.device, operation, s.timeout) from None
+        except httpx.HTTPError as e:
+            raise DriverError(self.device, operation, f"storage API unreachable: {e}", transient=True) from None
+        if r.status_code >= 400:
+            raise DriverError(self.device, operation, f"HTTP {r.status_code}: {r.text[:200]}")
+        return r
+
+    def grants(self) -> list[Access]:
+        return self._read("list grants", lambda: [
+            Access(g["persona"], g["kind"], g["path"], g["initiator"], g.get("target"), g.get("lun") or 1)
+            for g in self._req("list grants", "GET").json()])
+
+    def check(self) -> str:
+        return f"lab storage answers: {len(self.grants())} grant(s)"
+
+    def _body(self, a: Access) -> dict:
+        return {"persona": a.persona, "kind": a.kind, "path": a.path, "initiator": a.initiator, "target": a.target,
+                "lun": a.lun}
+
+    def grant(self, access: Access) -> None:
+        self._req(f"grant {access.persona}", "PUT", self._body(access))
+        self._confirm(f"grant {access.persona}", self.grants, lambda seen: access in seen)
+
+    def revoke(self, access: Access) -> None:
+        self._req(f"revoke {access.persona}", "DELETE", self._body(access))
+        self._confirm(f"revoke {access.persona}", self.grants,
+                      lambda seen: not any(g.initiator == access.initiator and (g.target or g.path) ==
+                                           (access.target or access.path) for g in seen))
