@@ -53,6 +53,16 @@ def relocate(doc: dict) -> dict:
     return doc
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not gone after ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def dump(doc: dict) -> str:
     buf = io.StringIO()
     YAML().dump(doc, buf)

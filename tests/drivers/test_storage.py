@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import free_port
+from harness import free_port, stop_process
 
 from voe.drivers.base import Access
 from voe.drivers.storage.ganesha import GaneshaSettings, GaneshaStorage, render_export
@@ -38,16 +38,6 @@ def wait_listening(port: int, proc: subprocess.Popen, log: Path) -> None:
         time.sleep(0.1)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """tgtd ignores SIGTERM while it has targets; a test daemon just goes."""
-    proc.terminate()
-    try:
-        proc.wait(3)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 # --- iSCSI through tgt ----------------------------------------------------------
 
 @pytest.fixture
@@ -61,7 +51,7 @@ def tgt(tmp_path):
     lun = tmp_path / "oracle.img"
     lun.write_bytes(b"\0" * (8 << 20))
     yield TgtStorage("dl380", TgtSettings(control_port=control, timeout=5)), portal, lun
-    stop(proc)
+    stop_process(proc, grace=3)  # tgtd ignores SIGTERM while it has targets
 
 
 def iscsi_ls(portal: int, initiator: str) -> str:
@@ -181,8 +171,8 @@ NFS_KRB5 {{ Active_krb5 = false; }}
     driver = GaneshaStorage("dl380", GaneshaSettings(export_dir=exports, dbus_address=f"unix:path={sock}", timeout=5))
     yield driver, port, root
     driver.close()
-    stop(proc)
-    stop(bus)
+    stop_process(proc, grace=3)
+    stop_process(bus, grace=3)
 
 
 def nfs_cat(port: int, path: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import dump, relocate
+from harness import dump, relocate, stop_process
 from tests.conftest import EXAMPLE, free_port
 from voe.cli.yamlfile import DatacenterFile
 
@@ -95,10 +95,6 @@ def stack(tmp_path, monkeypatch):
         time.sleep(0.2)
     yield s
     server.should_exit = True
-    lab.terminate()
-    try:
-        lab.wait(15)
-    except subprocess.TimeoutExpired:
-        lab.kill()
+    stop_process(lab)
     t.join(10)
     services.close()

@@ -58,10 +58,22 @@ def test_export_rebuilds_the_same_inventory_on_an_empty_controller(voe, tmp_path
     from voe.domain.inventory import Inventory, parse
     from voe.cli.yamlfile import DatacenterFile
 
+    from voe.domain.models import SECRET_FIELDS
+
+    def without_secrets(inv: Inventory) -> dict:
+        doc = inv.model_dump(mode="json")
+        for kind, paths in SECRET_FIELDS.items():
+            for spec in doc[kind]:
+                for path in paths:
+                    parent = spec
+                    for part in path[:-1]:
+                        parent = parent.get(part) if isinstance(parent, dict) else None
+                    if isinstance(parent, dict):
+                        parent.pop(path[-1], None)
+        return doc
+
     rebuilt = parse(DatacenterFile(x).data())
-    strip = lambda inv: Inventory.model_validate(  # noqa: E731
-        {**inv.model_dump(), "hosts": [h.model_dump(exclude={"bmc": {"password"}, "hypervisor": {"password"}}) for h in inv.hosts]})
-    assert strip(rebuilt) == strip(before)
+    assert without_secrets(rebuilt) == without_secrets(before)
 
 
 def test_prune_deletes_what_the_file_leaves_out(voe, tmp_path):

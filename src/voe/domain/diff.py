@@ -66,14 +66,26 @@ def diff(old: Inventory, new: Inventory, prune: bool = True) -> list[Change]:
 def keep_secrets(incoming: Inventory, current: Inventory) -> Inventory:
     """A secret left out of a file means "keep the one the controller has",
     so an exported file (which never carries secrets) applies cleanly."""
-    out = incoming.model_copy(deep=True)
-    existing = current.by_name("hosts")
-    for host in out.hosts:
-        old = existing.get(host.name)
-        if old is None:
-            continue
-        for section, attr in SECRET_FIELDS["hosts"]:
-            new_part, old_part = getattr(host, section), getattr(old, section)
-            if new_part is not None and old_part is not None and getattr(new_part, attr) is None:
-                setattr(new_part, attr, getattr(old_part, attr))
-    return out
+    updates = {}
+    for kind, paths in SECRET_FIELDS.items():
+        existing = current.by_name(kind)
+        kept = []
+        for obj in getattr(incoming, kind):
+            old = existing.get(obj.name)
+            if old is not None:
+                new_spec, old_spec = obj.model_dump(mode="json"), old.model_dump(mode="json")
+                if [path for path in paths if _fill(new_spec, old_spec, path)]:  # every path, no short cut
+                    obj = type(obj).model_validate(new_spec)
+            kept.append(obj)
+        updates[kind] = kept
+    return incoming.model_copy(update=updates)
+
+
+def _fill(new: dict, old: dict, path: tuple[str, ...]) -> bool:
+    """Copy ``old``'s value at ``path`` into ``new`` where ``new`` has none."""
+    for part in path[:-1]:
+        new, old = new.get(part) if isinstance(new, dict) else None, old.get(part) if isinstance(old, dict) else None
+    if isinstance(new, dict) and isinstance(old, dict) and new.get(path[-1]) is None and old.get(path[-1]) is not None:
+        new[path[-1]] = old[path[-1]]
+        return True
+    return False

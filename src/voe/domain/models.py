@@ -374,6 +374,8 @@ KINDS: dict[str, type[Model]] = {
 delete in reverse)."""
 
 SECRET_FIELDS: dict[str, list[tuple[str, ...]]] = {
-    "hosts": [("bmc", "password"), ("hypervisor", "password")],
+    "hosts": [("bmc", "password"), ("hypervisor", "password"), ("storage", "settings", "password")],
+    "switches": [("settings", "community"), ("settings", "password"), ("settings", "v3", "auth_key"),
+                 ("settings", "v3", "priv_key")],
 }
 """Where secrets sit inside each kind; stripped from every output in one place."""

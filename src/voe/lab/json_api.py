@@ -9,8 +9,10 @@ import base64
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from voe.lab.http_thread import HttpThread
 
 class JsonApi:
     """Serves one host's API; ``model`` is the lab's model of the service."""
@@ -20,7 +22,7 @@ class JsonApi:
         u = urlsplit(url)
         self.address = (u.hostname or "127.0.0.1", u.port or 80)
         self.auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-        self.httpd: ThreadingHTTPServer | None = None
+        self._server: HttpThread | None = None
         self.frozen = threading.Event()  # set while the host hangs
 
     def start(self) -> None:
@@ -60,13 +62,11 @@ class JsonApi:
             def do_DELETE(self):
                 self._handle("DELETE")
 
-        self.httpd = ThreadingHTTPServer(self.address, Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, name=f"lab-api-{self.address[1]}", daemon=True).start()
+        self._server = HttpThread(self.address, Handler, f"lab-api-{self.address[1]}")
+        self._server.start()
 
     def stop(self) -> None:
         """Connection refused from now on, as when the host's OS is gone."""
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from voe.lab.http_thread import HttpThread
 
 ROOT = "/redfish/v1"
 _RESETS = {"On": "power_on", "ForceOff": "power_off", "GracefulShutdown": "soft_off", "ForceRestart": "reset"}
@@ -37,22 +38,17 @@ class RedfishEmulator:
         self.machine = machine
         self.address, self.port = address, port
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._server = HttpThread((address, port), _handler(self), f"redfish-{port}")
 
     @property
     def system_path(self) -> str:
         return f"{ROOT}/Systems/{self.machine.name}"
 
     def start(self) -> None:
-        self._httpd = ThreadingHTTPServer((self.address, self.port), _handler(self))
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name=f"redfish-{self.port}", daemon=True).start()
+        self._server.start()
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        self._server.stop()
 
     # --- the resources --------------------------------------------------------
 
