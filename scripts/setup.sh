@@ -13,6 +13,7 @@ APT_PACKAGES=(
   dnsmasq-base                             # DHCP/TFTP config check
   iproute2 procps
   chromium                                 # the console's browser tests (Playwright drives it)
+  busybox-static e2fsprogs qemu-utils      # the sample persona images, built here; qcow2 clones
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -45,5 +46,10 @@ if [ -f console/package.json ]; then
     (cd console && npm ci --no-audit --no-fund --loglevel=error)
   fi
   (cd console && npm run --silent build)
+fi
+if [ ! -f build/templates/.built ] || [ src/voe/images/samples.py -nt build/templates/.built ]; then
+  echo "setup: building the sample persona templates (build/templates)"
+  .venv/bin/python -m voe.images.samples build/templates >/dev/null
+  touch build/templates/.built
 fi
 echo "setup: ready (.venv)"

@@ -90,15 +90,25 @@ function Console({ api, onSignOut }) {
 
   async function createPersona(spec, position) {
     const taken = new Set(data.personas.map((p) => p.name));
-    let body;
-    if (spec.clone) {
-      body = cloneSpec(personaByName[spec.clone], nextName(spec.clone, taken));
+    let made;
+    const source = spec.clone && personaByName[spec.clone];
+    if (spec.template || (source && source.image.template)) {
+      // a template's persona is copied by cloning the template again: its own image, not the original's
+      const name = nextName(spec.stem || spec.clone, taken);
+      const { image, boot, ...fields } = source ? cloneSpec(source, name) : { name, cpus: 1, memory: 1024, vnics: [] };
+      made = (await run(() => api.post(`/templates/${encodeURIComponent(spec.template || image.template)}/clone`,
+        { persona: fields }))).persona;
     } else {
-      const name = nextName(spec.stem, taken);
-      const image = Object.fromEntries(Object.entries(spec.image).map(([k, v]) => [k, typeof v === "string" ? v.replace("{name}", name) : v]));
-      body = { name, boot: spec.boot, image, cpus: 1, memory: 1024, vnics: [] };
+      let body;
+      if (spec.clone) {
+        body = cloneSpec(personaByName[spec.clone], nextName(spec.clone, taken));
+      } else {
+        const name = nextName(spec.stem, taken);
+        const image = Object.fromEntries(Object.entries(spec.image).map(([k, v]) => [k, typeof v === "string" ? v.replace("{name}", name) : v]));
+        body = { name, boot: spec.boot, image, cpus: 1, memory: 1024, vnics: [] };
+      }
+      made = await run(() => api.post("/personas", body));
     }
-    const made = await run(() => api.post("/personas", body));
     if (position) {
       const saved = JSON.parse(localStorage.getItem("voe.layout.virtual") || "{}");
       saved[`p:${made.name}`] = position;

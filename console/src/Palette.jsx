@@ -23,13 +23,16 @@ export function blankPersona(kind, personas) {
   return { boot: "linux-nfs", image: { nfs_root: root } };
 }
 
+// Templates are cloned by the controller: the new persona gets its own copy
+// of the image and a fresh identity.
 export default function Palette({ personas, selectedPersona, onCreate, onAddNetwork, templates }) {
   const [net, setNet] = useState({ name: "", vlan: "", subnet: "" });
   const [error, setError] = useState(null);
   const items = [
     { label: "Linux server (NFS root)", spec: { stem: "server", ...blankPersona("linux-nfs", personas) } },
     { label: "SAN-booted server (iSCSI)", spec: { stem: "san", ...blankPersona("iscsi", personas) } },
-    ...(templates || []).map((t) => ({ label: `${t.name} (template)`, spec: { stem: t.name, boot: t.boot || "linux-nfs", image: { template: t.name } } })),
+    ...(templates || []).map((t) => ({ label: `${t.name}: ${t.description || t.boot} (v${t.version})`,
+                                       spec: { stem: t.name, template: t.name } })),
   ];
   return (
     <div className="palette">

@@ -64,3 +64,15 @@ describe("cloning", () => {
     expect(copy.san).toEqual({});
   });
 });
+
+describe("live status", () => {
+  it("applies a transition at once but never lets a late one turn the clock back", async () => {
+    const { withTransition } = await import("./useLive.js");
+    const data = { status: { personas: [{ name: "web-1", state: "running", since: "2026-11-24T07:00:02Z" }] } };
+    const late = withTransition(data, { persona: "web-1", at: "2026-11-24T07:00:01Z", data: { to: "booting" } });
+    expect(late.status.personas[0].state).toBe("running");
+    expect(late.trails["web-1"].map((t) => t.to)).toEqual(["booting"]);
+    const fresh = withTransition(late, { persona: "web-1", at: "2026-11-24T07:00:03Z", data: { to: "suspect" } });
+    expect(fresh.status.personas[0].state).toBe("suspect");
+  });
+});

@@ -19,13 +19,14 @@ export function useLive(api) {
 
   const refresh = useCallback(async (inventory = true) => {
     try {
-      const [status, fabric, ...lists] = await Promise.all([
-        api.get("/status"), api.get("/fabric"), ...(inventory ? KINDS.map((k) => api.all(k)) : [])]);
+      const [status, fabric, templates, ...lists] = await Promise.all([
+        api.get("/status"), api.get("/fabric"), inventory ? api.get("/templates") : null,
+        ...(inventory ? KINDS.map((k) => api.all(k)) : [])]);
       setData((old) => ({
         ...(old || {}),
         status,
         fabric,
-        ...(inventory ? Object.fromEntries(KINDS.map((k, i) => [k, lists[i]])) : {}),
+        ...(inventory ? { templates, ...Object.fromEntries(KINDS.map((k, i) => [k, lists[i]])) } : {}),
       }));
       setError(null);
     } catch (e) {
@@ -87,7 +88,10 @@ export function withTransition(data, ev) {
   const trails = { ...(data.trails || {}) };
   const at = Date.parse(ev.at);
   trails[ev.persona] = [...(trails[ev.persona] || []).filter((t) => at - t.at < TRAIL_MS), { to: ev.data.to, at }].slice(-8);
-  const personas = data.status.personas.map((p) => (p.name === ev.persona ? { ...p, state: ev.data.to } : p));
+  // an event older than the status already shown (the stream can lag a
+  // status read) joins the trail but does not turn the clock back
+  const personas = data.status.personas.map((p) => (p.name === ev.persona && at >= Date.parse(p.since)
+    ? { ...p, state: ev.data.to, since: ev.at } : p));
   return { ...data, trails, status: { ...data.status, personas } };
 }
 

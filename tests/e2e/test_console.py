@@ -146,3 +146,25 @@ def test_group_start_with_clicks_alone(stack, page):
         page.wait_for_function(f"""() => {{ const b = document.querySelector('[data-persona="{m}"] .badge');
             return b && b.textContent === 'running'; }}""", timeout=120_000)
     assert page.locator('[data-count="running"]').inner_text() == f"running {len(members)}"
+
+
+def test_the_palette_offers_templates_and_a_drop_clones_one(stack, tmp_path):
+    from voe.images import samples
+
+    if not samples.BUSYBOX.exists():
+        pytest.skip("busybox-static is not installed (scripts/setup.sh installs it)")
+    samples.build_tree(tmp_path / "apache", "apache", "Apache web server (stand-in)")
+    assert stack.http.post("/api/v1/templates", json={"name": "apache", "source": str(tmp_path / "apache"),
+                                                      "description": "Apache web server"}).status_code == 201
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{stack.url}/#token={stack.token}")
+        item = page.locator('[data-palette="apache"]')
+        assert "Apache web server (v1)" in item.inner_text()
+        item.drag_to(page.locator(".react-flow__pane"))  # dropped on the diagram
+        page.wait_for_selector('[data-persona="apache-1"]')
+        image = stack.http.get("/api/v1/personas/apache-1/image").json()
+        assert image["template"] == "apache" and (Path(image["path"]) / "etc/hostname").read_text() == "apache-1\n"
+        assert page.input_value('input[name="image.nfs_root"]') == f"10.0.3.5:{image['path']}"
+        browser.close()

@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from voe import __version__
-from voe.api import (agent_routes, document_routes, driver_routes, event_routes, fabric_routes, inventory_routes, lifecycle_routes,
-                     token_routes)
+from voe.api import (agent_routes, document_routes, driver_routes, event_routes, fabric_routes, inventory_routes,
+                     lifecycle_routes, template_routes, token_routes)
 from voe.controller.services import Services
 from voe.controller.timing import Timing
 from voe.domain.inventory import problems_from
@@ -68,6 +68,7 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     api.include_router(lifecycle_routes.router)
     api.include_router(fabric_routes.router)
     api.include_router(driver_routes.router)
+    api.include_router(template_routes.router)
     api.include_router(agent_routes.router)
     app.include_router(api)
     app.include_router(agent_routes.boot_router)

@@ -69,6 +69,7 @@ def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter fil
         client = Client(Target(url, token))
         result = client.post("/apply", {"document": DatacenterFile(file).data()})
         out.print(f"inventory: {len(result['changes'])} object(s) created from {file}")
+        out.print(f"templates: {', '.join(_add_sample_templates(client)) or 'none (run scripts/setup.sh)'}")
         procs.append(subprocess.Popen(voe + ["lab", "up", "-f", str(file), "--controller", url,
                                              "--control-port", str(lab_port)], env=env))
         _wait_http(f"http://127.0.0.1:{lab_port}/status", 60, "the lab", procs[-1])
@@ -89,3 +90,19 @@ def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter fil
         out.print("stopping")
     finally:
         shutdown()
+
+
+def _add_sample_templates(client: Client) -> list[str]:
+    """The sample library built by scripts/setup.sh, offered in the console's
+    palette (stand-ins: see voe.images.samples)."""
+    from voe.images.samples import ROLES
+
+    built = Path(__file__).resolve().parents[3] / "build" / "templates"
+    have = {t["name"] for t in client.get("/templates")}
+    added = []
+    for role, (boot, description) in ROLES.items():
+        source = built / (role if boot == "linux-nfs" else f"{role}.raw")
+        if source.exists() and role not in have:
+            client.post("/templates", {"name": role, "source": str(source), "description": description, "boot": boot})
+            added.append(role)
+    return added

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from voe.cli import agent_cmds, demo, driver_cmds, inventory_cmds, lab, operate_cmds, token_cmds
+from voe.cli import agent_cmds, demo, driver_cmds, image_cmds, inventory_cmds, lab, operate_cmds, token_cmds
 from voe.cli.client import ApiError
 from voe.cli.context import State
 from voe.cli.yamlfile import DatacenterFile, FileError
@@ -128,6 +128,7 @@ def export(ctx: typer.Context):
 app.command()(demo.demo)
 _kind_apps = {kind: inventory_cmds.kind_app(kind) for kind in ("networks", "switches", "hosts", "personas", "groups")}
 operate_cmds.add_persona_commands(_kind_apps["personas"])
+image_cmds.add_persona_image_commands(_kind_apps["personas"])
 operate_cmds.add_group_commands(_kind_apps["groups"])
 operate_cmds.add_host_commands(_kind_apps["hosts"])
 for _kind, _sub in _kind_apps.items():
@@ -138,6 +139,7 @@ app.add_typer(token_cmds.app, name="token")
 app.add_typer(lab.app, name="lab")
 app.add_typer(agent_cmds.app, name="agent")
 app.add_typer(driver_cmds.app, name="driver")
+app.add_typer(image_cmds.app, name="template")
 
 
 def run() -> None:

@@ -3,11 +3,13 @@ reconciler: the store (inventory, tokens, events) and its data directory."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
 
+from voe.images.store import ImageStore, LocalImageStore
 from voe.store import db
 from voe.store.events import EventLog
 from voe.store.inventory_store import InventoryStore
@@ -24,6 +26,7 @@ class Services:
     tokens: TokenStore
     events: EventLog
     runtime: RuntimeStore
+    images: ImageStore
 
     @classmethod
     def open(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Services":
@@ -31,8 +34,9 @@ class Services:
         engine = db.open_engine(db.database_url(directory, database_url))
         db.migrate(engine)
         events = EventLog(engine)
+        images = LocalImageStore(Path(os.environ.get("VOE_IMAGES_DIR") or directory / "images"))
         return cls(directory, engine, InventoryStore(engine, Sealer(load_key(directory))),
-                   TokenStore(engine), events, RuntimeStore(engine, events))
+                   TokenStore(engine), events, RuntimeStore(engine, events), images)
 
     def ensure_admin_token(self) -> Path | None:
         """On first start, mint an admin token and leave it in the data dir

@@ -261,7 +261,8 @@ BootKind = Literal["linux-nfs", "iscsi", "fc"]
 class Image(Model):
     """Where the persona's OS lives. Which fields apply follows the boot kind."""
 
-    template: str | None = None
+    template: str | None = Field(default=None, description="the template this image was cloned from")
+    template_version: int | None = Field(default=None, ge=1, description="which version of the template")
     nfs_root: str | None = Field(default=None, description="server:/path of the NFS root (linux-nfs)")
     kernel: str | None = None
     initrd: str | None = None

@@ -27,6 +27,17 @@ from pathlib import Path
 
 VOE_ARGS = re.compile(r"^\s*set\s+voe_args\s+(.+?)\s*$", re.MULTILINE)
 KERNEL_VOE = re.compile(r"^\s*kernel\s+\S+\s+(.*voe\.persona=.*)$", re.MULTILINE)
+NFSROOT = re.compile(r"\bnfsroot=[^:\s]+:([^,\s]+)")
+
+
+def nfs_root_here(script: str) -> Path | None:
+    """The NFS root a script mounts, when that export's directory is on this
+    machine (the lab and voe's image store share it): the lab boots the
+    persona's OS in its real root tree, as an NFS mount would."""
+    m = NFSROOT.search(script)
+    if m and Path(m.group(1)).is_dir():
+        return Path(m.group(1))
+    return None
 
 
 def parse_boot_args(script: str) -> str | None:
@@ -61,11 +72,13 @@ class ProcessOS:
 
     def __init__(self, agent_cmd: list[str], root: Path):
         self.agent_cmd = agent_cmd
-        self.root = root
+        self.local_root = root  # the machine's own disk
+        self.root = root  # what the running OS has as /
         self.proc: subprocess.Popen | None = None
         self.frozen = False
 
-    def start(self, args: str, controller_url: str) -> None:
+    def start(self, args: str, controller_url: str, root: Path | None = None) -> None:
+        self.root = root or self.local_root
         self.root.mkdir(parents=True, exist_ok=True)
         words = [w for w in shlex.split(args) if not w.startswith("voe.controller=")]
         words.append(f"voe.controller={controller_url}")
@@ -184,7 +197,7 @@ class Machine:
         args = parse_boot_args(script)
         if args is None:
             return Boot("no bootable device")
-        self.os.start(args, self.controller.url_for(self.name))
+        self.os.start(args, self.controller.url_for(self.name), nfs_root_here(script))
         a = args_dict(args)
         return Boot("os", a.get("voe.persona"), int(a["voe.generation"]) if "voe.generation" in a else None)
 

@@ -1,0 +1,1 @@
+"""Persona images: templates, clones with a fresh identity, capture."""
