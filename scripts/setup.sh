@@ -14,6 +14,7 @@ APT_PACKAGES=(
   iproute2 procps
   chromium                                 # the console's browser tests (Playwright drives it)
   busybox-static e2fsprogs qemu-utils      # the sample persona images, built here; qcow2 clones
+  rsync openssh-client                     # capture of a live server's root (voe template create --from-host)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -205,3 +205,19 @@ def test_export_file_refuses_what_ganesha_could_not_parse():
     with pytest.raises(ValueError, match="client"):
         render_export(100, Access("x", "nfs", "/srv/x", "10.0.0.1; }"))
     assert "Clients = 10.0.3.21;" in render_export(100, Access("x", "nfs", "/srv/x", "10.0.3.21"))
+
+
+@ROOT_ONLY
+def test_a_cloned_persona_root_is_served_by_ganesha_to_that_persona_only(ganesha, tmp_path):
+    """The image store's clone, exported by nfs-ganesha, read by a real NFS
+    client: the persona sees its own hostname, and not another's root."""
+    from voe.images.store import LocalImageStore
+
+    driver, port, template = ganesha
+    store = LocalImageStore(tmp_path / "images")
+    store.create_template("weblogic", template)
+    one, two = store.clone("weblogic", "bea-1"), store.clone("weblogic", "bea-2")
+    driver.grant(Access("bea-1", "nfs", one.path, "127.0.0.1"))
+    driver.grant(Access("bea-2", "nfs", two.path, "127.0.0.2"))
+    assert nfs_cat(port, "/personas/bea-1/etc/hostname").stdout == "bea-1\n"
+    assert nfs_cat(port, "/personas/bea-2/etc/hostname").returncode != 0  # 127.0.0.1 is not bea-2

@@ -35,7 +35,8 @@ def fail_and_replace(stack, persona: str, *faults: str) -> tuple[str, dict, str]
         stack.lab("fault", host, f)
     after = replaced(stack, persona, before)
     assert after["machine"]["host"] != host
-    evidence = stack.http.get(f"/api/v1/personas/{persona}/status").json()["incarnations"][1]["evidence"]
+    history = stack.http.get(f"/api/v1/personas/{persona}/status").json()["incarnations"]
+    evidence = next(i["evidence"] for i in history if i["generation"] == before["generation"])
     no_double_runs(stack)
     return host, after, evidence
 

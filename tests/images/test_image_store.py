@@ -98,3 +98,19 @@ def test_a_qcow2_clone_is_an_overlay_that_writes_almost_nothing(store, tmp_path)
     assert image.method == "qcow2-backing" and image.bytes_written < 1 << 20
     info = subprocess.run(["qemu-img", "info", "--output=json", image.path], capture_output=True, text=True, check=True)
     assert '"backing-filename"' in info.stdout and "templates/oracle/v1/disk.qcow2" in info.stdout
+
+
+def test_a_servers_root_is_copied_without_what_the_running_system_made(tmp_path):
+    """`voe template create --from-host` copies with rsync (over SSH for a
+    host); here rsync copies a local root, as it would a remote one."""
+    from voe.images.capture import copy_server_root, rsync_command
+
+    server = make_root(tmp_path / "server")
+    for rel in ("proc/1/status", "tmp/x", "run/lock", "dev/null"):
+        (server / rel).parent.mkdir(parents=True, exist_ok=True)
+        (server / rel).write_text("")
+    copy_server_root(None, str(server), tmp_path / "copy")
+    assert (tmp_path / "copy/usr/sbin/httpd").exists() and (tmp_path / "copy/proc").is_dir()
+    assert not any(any((tmp_path / "copy" / d).iterdir()) for d in ("proc", "tmp", "run", "dev"))
+    cmd = rsync_command("web-7.example", "/", tmp_path / "dest")
+    assert cmd[-2:] == ["web-7.example:/", f"{tmp_path / 'dest'}/"] and "ssh -o BatchMode=yes -o ConnectTimeout=10" in cmd

@@ -4,6 +4,8 @@ a new persona (a fresh identity, its own copy of the image), and capture
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -16,13 +18,16 @@ from voe.api.inventory_routes import _put
 from voe.domain.inventory import Inventory
 from voe.domain.models import Persona
 from voe.errors import Conflict, NotFound
+from voe.images.capture import copy_server_root
 
 router = APIRouter(tags=["images"])
 
 
 class TemplateRequest(BaseModel):
     name: str
-    source: str = Field(description="a directory (NFS root tree) or disk image (raw, qcow2) on the controller's host")
+    source: str = Field(description="a directory (NFS root tree) or disk image (raw, qcow2) on the controller's "
+                                    "host, or with from_host, the path of a server's root on that server")
+    from_host: str | None = Field(default=None, description="copy a live server's root over SSH/rsync (capture)")
     description: str = ""
     boot: Literal["linux-nfs", "iscsi"] | None = None
     clean: bool = Field(default=False, description="remove machine-specific files (host keys, machine-id, leases)")
@@ -59,7 +64,20 @@ def show_template(request: Request, name: str, _: Viewer) -> list[dict]:
 
 @router.post("/templates", status_code=201, summary="A new template (or a new version of one) from a tree or image")
 def create_template(request: Request, body: TemplateRequest, who: Admin) -> dict:
-    t, cleaned = _images(request).create_template(body.name, Path(body.source), body.description, body.boot, body.clean)
+    store = _images(request)
+    if body.from_host:
+        staging = Path(tempfile.mkdtemp(prefix=".capture-", dir=store.root))
+        try:
+            try:
+                copy_server_root(body.from_host, body.source, staging)
+            except RuntimeError as e:
+                raise Conflict(str(e), ("body", "from_host")) from None
+            t, cleaned = store.create_template(body.name, staging, body.description or f"captured from "
+                                               f"{body.from_host}:{body.source}", body.boot, clean=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    else:
+        t, cleaned = store.create_template(body.name, Path(body.source), body.description, body.boot, body.clean)
     request.app.state.services.events.append("info", "image", f"{who.name} created template {t.name} v{t.version} "
                                              f"from {body.source}", data={"cleaned": cleaned})
     return {"template": asdict(t), "cleaned": cleaned}

@@ -44,12 +44,18 @@ def show(ctx: typer.Context, name: str, as_json: JSON = False):
 
 @app.command()
 def create(ctx: typer.Context, name: str,
-           source: Annotated[Path, typer.Option("--from", help="a root tree or disk image on the controller's host")],
+           source: Annotated[Optional[Path], typer.Option("--from", help="a root tree or disk image on the "
+                                                                         "controller's host")] = None,
+           from_host: Annotated[Optional[str], typer.Option(help="capture a live server's root over SSH/rsync")] = None,
+           path: Annotated[str, typer.Option(help="with --from-host: the root to copy")] = "/",
            description: Annotated[str, typer.Option(help="what it is")] = "",
            clean: Annotated[bool, typer.Option(help="remove host keys, machine-id, leases (a server's copy)")] = False):
-    """Add a template, or a new version of one."""
-    r = ctx.obj.client().post("/templates", {"name": name, "source": str(source.resolve()), "description": description,
-                                             "clean": clean})
+    """Add a template, or a new version of one: from a tree or image, or from a running server (cleaned)."""
+    if (source is None) == (from_host is None):
+        raise typer.BadParameter("give --from PATH or --from-host HOST [--path /]")
+    body = {"name": name, "description": description, "clean": clean,
+            **({"source": path, "from_host": from_host} if from_host else {"source": str(source.resolve())})}
+    r = ctx.obj.client().post("/templates", body)
     out.print(f"template {name} v{r['template']['version']} ({r['template']['bytes']} bytes)")
     for f in r["cleaned"]:
         out.print(f"  cleaned {f}")

@@ -29,7 +29,7 @@ class Ctx:
 
     def __post_init__(self) -> None:
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log)
-        self.storage = StorageKeeper(self.runtime, self.devices, self.log)
+        self.storage = StorageKeeper(self.runtime, self.devices, self.log, self.services.images)
 
     def inventory(self) -> Inventory:
         return self.services.inventory.load()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from dataclasses import replace
 
 from voe.domain import storage
 from voe.domain.inventory import Inventory
@@ -17,14 +18,22 @@ from voe.store.runtime import Incarnation
 
 
 class StorageKeeper:
-    def __init__(self, runtime, devices, log):
+    def __init__(self, runtime, devices, log, images=None):
+        self.images = images  # voe's image store: an iSCSI persona's LUN is its clone there
         self.runtime = runtime
         self.devices = devices
         self.log = log
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
-    def grant(self, inv: Inventory, p: Persona, generation: int) -> str | None:
+    def _access(self, inv: Inventory, p: Persona):
         found = storage.access_for(inv, p)
+        if found is None or found[1].kind != "iscsi" or self.images is None:
+            return found
+        image = self.images.persona_image(p.name)
+        return found if image is None else (found[0], replace(found[1], path=image.path))
+
+    def grant(self, inv: Inventory, p: Persona, generation: int) -> str | None:
+        found = self._access(inv, p)
         if found is None:
             return None
         host, access = found
@@ -37,7 +46,7 @@ class StorageKeeper:
     def revoke(self, inv: Inventory, p: Persona, inc: Incarnation) -> str | None:
         """Revoke ``inc``'s access, confirmed by the service; None when the
         persona has no managed storage or a newer incarnation holds it."""
-        found = storage.access_for(inv, p)
+        found = self._access(inv, p)
         if found is None:
             return None
         host, access = found

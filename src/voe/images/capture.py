@@ -6,6 +6,7 @@ leases, the hostname. Returns what was cleaned, for the operator to read."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 MACHINE_SPECIFIC = [
@@ -34,3 +35,28 @@ def clean_root(root: Path) -> list[str]:
             f.write_text("")
             cleaned.append(f"/{rel} (emptied)")
     return cleaned
+
+
+# what a running server has that is not its image
+NOT_IMAGE = ["/proc/*", "/sys/*", "/dev/*", "/run/*", "/tmp/*", "/mnt/*", "/media/*", "/lost+found", "/swapfile"]
+
+
+def rsync_command(host: str | None, path: str, dest: Path) -> list[str]:
+    """rsync of a server's root (``host`` over SSH, or a local path), keeping
+    owners, modes, hard links, ACLs and xattrs, without what the running
+    system mounted or made."""
+    source = f"{host}:{path.rstrip('/')}/" if host else f"{path.rstrip('/')}/"
+    cmd = ["rsync", "-aHAX", "--numeric-ids", "--delete"]
+    cmd += [f"--exclude={p}" for p in NOT_IMAGE]
+    if host:
+        cmd += ["-e", "ssh -o BatchMode=yes -o ConnectTimeout=10"]
+    return [*cmd, source, f"{dest}/"]
+
+
+def copy_server_root(host: str | None, path: str, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(rsync_command(host, path, dest), capture_output=True, text=True)
+    if r.returncode != 0:
+        where = f"{host}:{path}" if host else path
+        raise RuntimeError(f"rsync from {where} failed: {r.stderr.strip() or r.returncode} "
+                           "(the controller's user needs SSH key access to the server as root)")
