@@ -44,7 +44,10 @@ if [ -f console/package.json ]; then
     echo "setup: npm is needed to build the console" >&2; exit 1
   fi
   if [ ! -d console/node_modules ] || [ console/package-lock.json -nt console/node_modules ]; then
-    (cd console && npm ci --no-audit --no-fund --loglevel=error)
+    # the locked versions, without rewriting the lock. Not `npm ci`: it refuses
+    # a lock that lacks rollup's packages for other platforms, which the
+    # npm mirror this project builds from does not carry
+    (cd console && npm install --no-save --no-audit --no-fund --loglevel=error)
   fi
   (cd console && npm run --silent build)
 fi
