@@ -16,7 +16,7 @@ out = Console(soft_wrap=True)
 
 @app.command()
 def check(ctx: typer.Context, name: Annotated[str, typer.Argument(help="a host or switch name")],
-          as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False):
+          as_json: render.JsonOpt = False):
     """Reach a host's BMC (and hypervisor) or a switch from the controller, with its stored credentials."""
     result = ctx.obj.client().post(f"/devices/{name}/check", {})
     if as_json:

@@ -14,11 +14,10 @@ from voe.cli import render
 
 app = typer.Typer(help="Persona image templates.", no_args_is_help=True)
 out = Console(soft_wrap=True)
-JSON = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 @app.command("list")
-def list_(ctx: typer.Context, as_json: JSON = False):
+def list_(ctx: typer.Context, as_json: render.JsonOpt = False):
     """The template library (latest version of each)."""
     items = ctx.obj.client().get("/templates")
     if as_json:
@@ -32,7 +31,7 @@ def list_(ctx: typer.Context, as_json: JSON = False):
 
 
 @app.command()
-def show(ctx: typer.Context, name: str, as_json: JSON = False):
+def show(ctx: typer.Context, name: str, as_json: render.JsonOpt = False):
     """Every version of a template."""
     items = ctx.obj.client().get(f"/templates/{name}")
     if as_json:

@@ -20,7 +20,7 @@ def kind_app(kind: str) -> typer.Typer:
 
     @app.command("list")
     def list_(ctx: typer.Context,
-              as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+              as_json: render.JsonOpt = False,
               q: Annotated[Optional[str], typer.Option(help="substring of the name")] = None,
               label: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable")] = None):
         f"""List {kind}."""
@@ -33,7 +33,7 @@ def kind_app(kind: str) -> typer.Typer:
 
     @app.command()
     def show(ctx: typer.Context, name: str,
-             as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False):
+             as_json: render.JsonOpt = False):
         """Show one object in full."""
         client = ctx.obj.client()
         spec = client.get(f"/{kind}/{name}")

@@ -15,11 +15,11 @@ import typer
 from rich.console import Console
 
 from voe.cli.demo import EXAMPLE
+from voe.cli.render import JsonOpt
 
 app = typer.Typer(help="The emulated datacenter (IPMI, SNMP, a hypervisor API).", no_args_is_help=True)
 out = Console(soft_wrap=True)
 PortOpt = Annotated[int, typer.Option("--control-port", help="the lab's control API port")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 def _fetch(port: int, path: str, as_json: bool, **kw) -> dict | None:

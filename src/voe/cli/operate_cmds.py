@@ -20,7 +20,6 @@ STATE_STYLE = {"running": "green", "stopped": "dim", "blocked": "bold red", "sus
 
 KindOpt = Annotated[Optional[str], typer.Option("--kind", help="vm or physical")]
 ToOpt = Annotated[Optional[str], typer.Option("--to", help="a host name")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="follow until it settles")]
 
 
@@ -89,7 +88,7 @@ def add_persona_commands(app: typer.Typer) -> None:
     @app.command()
     def place(ctx: typer.Context, name: str, to: ToOpt = None, kind: KindOpt = None,
               dry_run: Annotated[bool, typer.Option("--dry-run", help="explain only (the only mode)")] = True,
-              as_json: JsonOpt = False):
+              as_json: render.JsonOpt = False):
         """Explain where a persona would be placed, and why, without acting."""
         d = ctx.obj.client().get(f"/personas/{name}/place", params={k: v for k, v in {"to": to, "kind": kind}.items() if v})
         if as_json:
@@ -111,7 +110,7 @@ def add_persona_commands(app: typer.Typer) -> None:
         out.print(f"{name}: confirmation recorded; state {s['state']}")
 
     @app.command()
-    def status(ctx: typer.Context, name: str, as_json: JsonOpt = False):
+    def status(ctx: typer.Context, name: str, as_json: render.JsonOpt = False):
         """Where a persona runs, why, what its agent reports, and its incarnations."""
         s = ctx.obj.client().get(f"/personas/{name}/status")
         if as_json:
@@ -171,7 +170,7 @@ def add_group_commands(app: typer.Typer) -> None:
         _watch_group(c, name, r, began, timeout, want="stopped")
 
     @app.command()
-    def status(ctx: typer.Context, name: str, as_json: JsonOpt = False):
+    def status(ctx: typer.Context, name: str, as_json: render.JsonOpt = False):
         """Every member's state and machine."""
         s = ctx.obj.client().get(f"/groups/{name}/status")
         if as_json:

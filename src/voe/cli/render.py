@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from rich.console import Console
 from rich.table import Table
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 COLUMNS: dict[str, list[tuple[str, Any]]] = {
     "networks": [("name", "name"), ("vlan", "vlan"), ("subnet", "subnet"), ("gateway", "gateway")],
