@@ -78,3 +78,14 @@ def test_a_refused_persona_leaves_no_image_behind(stack, apache):
     assert stack.http.get("/api/v1/personas/web-8/image").status_code == 404
     r = stack.http.post("/api/v1/templates/apache/clone", json={"persona": {"name": "web-8", "vnics": [{"network": "front"}]}})
     assert r.status_code == 201 and r.json()["image"]["template"] == "apache"
+
+
+def test_an_image_outlives_its_persona_until_deleted_on_purpose(stack, apache):
+    assert stack.http.post("/api/v1/templates/apache/clone", json={"persona": {"name": "web-7"}}).status_code == 201
+    r = stack.http.delete("/api/v1/personas/web-7/image")
+    assert r.status_code == 409 and "still exists" in r.json()["detail"]
+    assert stack.http.delete("/api/v1/personas/web-7").status_code == 204
+    assert stack.http.get("/api/v1/personas/web-7/image").status_code == 200  # a disk is not lost by a typo
+    assert stack.http.delete("/api/v1/personas/web-7/image").status_code == 204
+    assert stack.http.get("/api/v1/personas/web-7/image").status_code == 404
+    assert stack.http.delete("/api/v1/templates/apache").status_code == 204  # no persona is based on it now

@@ -139,6 +139,17 @@ def persona_image(request: Request, name: str, _: Viewer) -> dict:
     return asdict(image)
 
 
+@router.delete("/personas/{name}/image", status_code=204, summary="Delete the image of a persona that was deleted")
+def delete_persona_image(request: Request, name: str, who: Admin) -> None:
+    if name in request.app.state.services.inventory.load().by_name("personas"):
+        raise Conflict(f"persona {name!r} still exists; delete it first (its image is its disk)", ("name",))
+    if _images(request).persona_image(name) is None:
+        raise NotFound("persona image", name)
+    _images(request).delete_persona_image(name)
+    request.app.state.services.events.append("warning", "image", f"{who.name} deleted the image of {name}",
+                                             persona=name)
+
+
 @router.post("/personas/{name}/capture", status_code=201, summary="Turn a persona's image into a template version")
 def capture(request: Request, name: str, body: CaptureRequest, who: Admin) -> dict:
     t, cleaned = _images(request).capture(name, body.as_template, body.description)
