@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from voe.api.auth import Operator, Viewer
-from voe.controller.status import group_status, persona_status
+from voe.controller.status import group_status, persona_status, statuses
 from voe.domain import capacity
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import QUIET_STATES, State
@@ -143,7 +143,7 @@ def status(request: Request, _: Viewer) -> dict:
     inv = _services(request).inventory.load()
     rt = request.app.state.runtime
     return {
-        "personas": [persona_status(rt, inv, p.name) for p in inv.personas],
+        "personas": statuses(rt, inv, [p.name for p in inv.personas]),
         "hosts": [{"name": h, **v, "since": v["since"].isoformat()} for h, v in rt.fenced_hosts().items()],
     }
 

@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import LIVE_STATES
-from voe.store.runtime import RuntimeStore, now
+from voe.store.runtime import Incarnation, PersonaState, RuntimeStore, now
 
 
 def persona_status(rt: RuntimeStore, inv: Inventory, name: str, history: bool = False) -> dict:
-    st = rt.state_of(name)
+    out = _status(inv, name, rt.state_of(name), rt.current(name), rt.heartbeat_of(name))
+    if history:
+        out["incarnations"] = [i.as_dict() for i in rt.history(name)]
+    return out
+
+
+def statuses(rt: RuntimeStore, inv: Inventory, names: list[str]) -> list[dict]:
+    """Many personas' status from one read of each table: a group of a
+    thousand is one query per table, not three thousand."""
+    states, latest, heartbeats = rt.states(), rt.latest(), rt.heartbeats()
+    return [_status(inv, n, states.get(n) or PersonaState.never_started(n),
+                    latest.get(n), heartbeats.get(n)) for n in names]
+
+
+def _status(inv: Inventory, name: str, st: PersonaState, inc: Incarnation | None, hb: dict | None) -> dict:
     p = inv.by_name("personas").get(name)
-    inc = rt.current(name)
-    hb = rt.heartbeats().get(name)
     live = inc is not None and inc.ended_at is None
     out = {
         "name": name,
@@ -36,12 +48,10 @@ def persona_status(rt: RuntimeStore, inv: Inventory, name: str, history: bool = 
             "detail": report.get("detail"),
             "wwpn": report.get("wwpn"),
         }
-    if history:
-        out["incarnations"] = [i.as_dict() for i in rt.history(name)]
     return out
 
 
 def group_status(rt: RuntimeStore, inv: Inventory, name: str) -> dict:
     g = inv.by_name("groups")[name]
     return {"name": name, "desired": g.desired, "depends": g.depends,
-            "members": [persona_status(rt, inv, m) for m in g.members]}
+            "members": statuses(rt, inv, list(g.members))}

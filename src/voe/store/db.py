@@ -53,8 +53,19 @@ def _sqlite_begin(conn) -> None:
     # IMMEDIATE: a transaction that reads and then writes must not find, at
     # its first write, that another writer committed since its read (WAL
     # answers that with an immediate "database is locked"); taking the write
-    # lock up front makes writers queue on busy_timeout instead.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # lock up front makes writers queue on busy_timeout instead. A reader
+    # (see ``reader``) needs no lock: WAL gives it a snapshot, and taking the
+    # write lock for it would queue every status read behind every write.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "voe_read_only"
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine for transactions that only read: on SQLite they take
+    a snapshot instead of the write lock (PostgreSQL ignores the option)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def open_engine(url: str) -> Engine:

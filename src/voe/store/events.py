@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, insert, select
 
 from voe.store import schema
+from voe.store.db import reader
 
 Severity = Literal["debug", "info", "warning", "error", "critical"]
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -36,6 +37,7 @@ class EventQuery:
 class EventLog:
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.reader = reader(engine)
 
     def append(self, severity: Severity, kind: str, message: str, *, persona: str | None = None,
                host: str | None = None, group: str | None = None, data: dict[str, Any] | None = None,
@@ -65,7 +67,7 @@ class EventLog:
         if q.until:
             stmt = stmt.where(t.c.at <= q.until)
         stmt = stmt.order_by(t.c.id.desc() if q.newest_first else t.c.id).limit(q.limit)
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return [_row(r) for r in c.execute(stmt)]
 
 

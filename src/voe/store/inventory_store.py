@@ -22,6 +22,7 @@ from voe.domain.inventory import CONFLICT, Inventory
 from voe.domain.models import KINDS
 from voe.errors import Conflict, FieldProblem, InvalidInventory
 from voe.store import schema
+from voe.store.db import reader
 from voe.store.secrets import Sealer
 
 LocMap = Callable[[tuple], tuple | None]
@@ -55,6 +56,7 @@ def claims_of(kind: str, obj) -> Iterable[tuple[str, str]]:
 class InventoryStore:
     def __init__(self, engine: Engine, sealer: Sealer):
         self.engine = engine
+        self.reader = reader(engine)
         self.sealer = sealer
         # SQLite has one writer anyway; on PostgreSQL an advisory lock
         # serializes inventory writes across controllers.
@@ -72,7 +74,7 @@ class InventoryStore:
         reads the inventory many times a second, and it changes rarely.
         Callers must treat the result as read-only."""
         if conn is None:
-            with self.engine.connect() as c:
+            with self.reader.connect() as c:
                 t = schema.objects
                 key = (self._writes,) + tuple(c.execute(select(
                     func.count(), func.sum(t.c.revision), func.max(t.c.updated_at), func.max(t.c.created_at))).one())
@@ -94,7 +96,7 @@ class InventoryStore:
         return Inventory.model_validate(doc)
 
     def revisions(self, kind: str) -> dict[str, int]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             rows = c.execute(select(schema.objects.c.name, schema.objects.c.revision).where(schema.objects.c.kind == kind))
             return dict(rows.all())
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from voe.domain.lifecycle import Event, State, next_state
 from voe.errors import VoeError
 from voe.store import schema
+from voe.store.db import reader
 from voe.store.events import EventLog
 
 
@@ -37,6 +38,10 @@ class DoubleStartRefused(VoeError):
 
 class StaleState(VoeError):
     """Someone else moved the persona since it was read; re-read and decide again."""
+
+
+HEARTBEAT_PERSIST_EVERY = 5.0
+"""Seconds between writes of an unchanged heartbeat (see ``record_heartbeat``)."""
 
 
 def now() -> datetime:
@@ -86,26 +91,41 @@ class PersonaState:
     reason: str | None
     plan: dict | None
 
+    @classmethod
+    def never_started(cls, persona: str, at: datetime | None = None) -> "PersonaState":
+        return cls(persona, State.STOPPED, 0, at or now(), None, None)
+
+
+def _state(row) -> PersonaState:
+    return PersonaState(row.persona, State(row.state), row.generation, aware(row.since), row.reason, row.plan)
+
 
 class RuntimeStore:
     def __init__(self, engine: Engine, events: EventLog):
         self.engine = engine
+        self.reader = reader(engine)
         self.events = events
         # SQLite serves one controller process: a process lock makes the
         # guard's read-then-insert atomic there; PostgreSQL uses a row-level
         # advisory lock per persona (``_lock``) across controllers.
         self._guard = threading.Lock()
+        self._beats: dict[str, dict] = {}
+        self._beats_written: dict[str, datetime] = {}
+        self._beats_lock = threading.Lock()
+        self._beats_seeded = False  # the stored beats are read once, at the first look
 
     # --- persona states -------------------------------------------------
 
     def states(self) -> dict[str, PersonaState]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             rows = c.execute(select(schema.persona_runtime)).all()
-        return {r.persona: PersonaState(r.persona, State(r.state), r.generation, aware(r.since), r.reason, r.plan)
-                for r in rows}
+        return {r.persona: _state(r) for r in rows}
 
     def state_of(self, persona: str) -> PersonaState:
-        return self.states().get(persona) or PersonaState(persona, State.STOPPED, 0, now(), None, None)
+        t = schema.persona_runtime
+        with self.reader.connect() as c:
+            row = c.execute(select(t).where(t.c.persona == persona)).first()
+        return _state(row) if row else PersonaState.never_started(persona)
 
     def transition(self, persona: str, seen: State, event: Event, reason: str | None = None,
                    *, host: str | None = None, data: dict | None = None, plan: Any = ...) -> State:
@@ -188,34 +208,67 @@ class RuntimeStore:
                       .values(ready_at=now()))
 
     def live(self) -> list[Incarnation]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return [Incarnation.of(r) for r in c.execute(select(schema.incarnations).where(schema.incarnations.c.ended_at.is_(None)))]
 
     def current(self, persona: str) -> Incarnation | None:
         t = schema.incarnations
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             row = c.execute(select(t).where(t.c.persona == persona).order_by(t.c.generation.desc()).limit(1)).first()
         return Incarnation.of(row) if row else None
 
+    def latest(self) -> dict[str, Incarnation]:
+        """Every persona's newest incarnation, in one read."""
+        t = schema.incarnations
+        newest = select(t.c.persona, func.max(t.c.generation).label("g")).group_by(t.c.persona).subquery()
+        with self.reader.connect() as c:
+            rows = c.execute(select(t).join(newest, (t.c.persona == newest.c.persona) & (t.c.generation == newest.c.g)))
+            return {r.persona: Incarnation.of(r) for r in rows}
+
     def history(self, persona: str, limit: int = 50) -> list[Incarnation]:
         t = schema.incarnations
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             rows = c.execute(select(t).where(t.c.persona == persona).order_by(t.c.generation.desc()).limit(limit))
             return [Incarnation.of(r) for r in rows]
 
     # --- heartbeats (written by the API on the agent's behalf) ------------
 
     def record_heartbeat(self, persona: str, generation: int, ready: bool, stopping: bool, report: dict) -> None:
-        t = schema.heartbeats
-        values = dict(generation=generation, at=now(), ready=ready, stopping=stopping, report=report)
-        with self.engine.begin() as c:
-            if c.execute(update(t).where(t.c.persona == persona).values(**values)).rowcount == 0:
-                c.execute(insert(t).values(persona=persona, **values))
+        """Beats arrive several times a second per persona: they are kept in
+        memory, and the row is written only when what the agent says changes
+        (generation, ready, stopping, its report) or every
+        ``HEARTBEAT_PERSIST_EVERY`` seconds, so a restarted controller and
+        the status views see a recent beat without a write per beat."""
+        beat = dict(persona=persona, generation=generation, at=now(), ready=ready, stopping=stopping, report=report)
+        with self._beats_lock:
+            last = self._beats.get(persona)
+            self._beats[persona] = beat
+            written = self._beats_written.get(persona)
+            due = (written is None or (beat["at"] - written).total_seconds() >= HEARTBEAT_PERSIST_EVERY
+                   or any(last[k] != beat[k] for k in ("generation", "ready", "stopping", "report")))
+            if due:
+                self._beats_written[persona] = beat["at"]
+        if due:
+            t = schema.heartbeats
+            values = {k: v for k, v in beat.items() if k != "persona"}
+            with self.engine.begin() as c:
+                if c.execute(update(t).where(t.c.persona == persona).values(**values)).rowcount == 0:
+                    c.execute(insert(t).values(persona=persona, **values))
 
     def heartbeats(self) -> dict[str, dict]:
-        with self.engine.connect() as c:
-            rows = c.execute(select(schema.heartbeats)).all()
-        return {r.persona: {**r._mapping, "at": aware(r.at)} for r in rows}
+        """The newest beat of each persona: this process's, else the stored one."""
+        if not self._beats_seeded:
+            with self.reader.connect() as c:
+                rows = c.execute(select(schema.heartbeats)).all()
+            with self._beats_lock:
+                for r in rows:
+                    self._beats.setdefault(r.persona, {**r._mapping, "at": aware(r.at)})
+                self._beats_seeded = True
+        with self._beats_lock:
+            return dict(self._beats)
+
+    def heartbeat_of(self, persona: str) -> dict | None:
+        return self.heartbeats().get(persona)
 
     # --- boot scripts -----------------------------------------------------
 
@@ -225,12 +278,15 @@ class RuntimeStore:
             c.execute(delete(t).where((t.c.mac == mac) | (t.c.persona == persona)))
             c.execute(insert(t).values(mac=mac, persona=persona, generation=generation, script=script))
 
-    def unregister_boot(self, persona: str) -> None:
+    def unregister_boot(self, persona: str, generation: int) -> None:
+        """Only that generation's script: a late release must not take its
+        replacement's."""
+        t = schema.boot_scripts
         with self.engine.begin() as c:
-            c.execute(delete(schema.boot_scripts).where(schema.boot_scripts.c.persona == persona))
+            c.execute(delete(t).where((t.c.persona == persona) & (t.c.generation == generation)))
 
     def boot_script(self, mac: str) -> str | None:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return c.execute(select(schema.boot_scripts.c.script).where(schema.boot_scripts.c.mac == mac)).scalar()
 
     # --- hosts ------------------------------------------------------------
@@ -246,7 +302,7 @@ class RuntimeStore:
             c.execute(delete(schema.host_runtime).where(schema.host_runtime.c.host == host))
 
     def fenced_hosts(self) -> dict[str, dict]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return {r.host: {"reason": r.reason, "since": aware(r.since)} for r in c.execute(select(schema.host_runtime))}
 
     # --- operator intents -----------------------------------------------
@@ -258,7 +314,7 @@ class RuntimeStore:
                 c.execute(insert(t).values(persona=persona, at=now(), **values))
 
     def intents(self) -> dict[str, dict]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return {r.persona: dict(r._mapping) for r in c.execute(select(schema.intents))}
 
     def clear_intent(self, persona: str, *fields: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from voe.errors import Conflict, NotFound
 from voe.store import schema
+from voe.store.db import reader
 
 Role = Literal["viewer", "operator", "admin", "agent"]
 RANK = {"agent": 0, "viewer": 1, "operator": 2, "admin": 3}
@@ -40,9 +41,16 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def agent_token_name(persona: str, generation: int) -> str:
+    """One credential per incarnation: releasing an old incarnation late
+    must not revoke its replacement's."""
+    return f"agent-{persona}-g{generation}"
+
+
 class TokenStore:
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.reader = reader(engine)
 
     def create(self, name: str, role: Role, persona: str | None = None) -> str:
         """Make a token; the clear text is returned once and never kept."""
@@ -63,14 +71,14 @@ class TokenStore:
         return token
 
     def authenticate(self, token: str) -> Principal | None:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             row = c.execute(select(schema.tokens).where(
                 (schema.tokens.c.digest == digest(token)) & (schema.tokens.c.revoked == False)  # noqa: E712
             )).first()
         return Principal(row.name, row.role, row.persona) if row else None
 
     def list(self) -> list[dict]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             rows = c.execute(select(schema.tokens.c.name, schema.tokens.c.role, schema.tokens.c.persona,
                                     schema.tokens.c.created_at, schema.tokens.c.revoked)
                              .where(schema.tokens.c.persona.is_(None)).order_by(schema.tokens.c.name)).all()
@@ -83,7 +91,7 @@ class TokenStore:
             raise NotFound("token", name)
 
     def has_admin(self) -> bool:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return c.execute(select(schema.tokens.c.name).where(
                 (schema.tokens.c.role == "admin") & (schema.tokens.c.revoked == False))).first() is not None  # noqa: E712
 
