@@ -147,3 +147,37 @@ def test_no_evidence_blocks_until_an_operator_confirms(stack):
     audit = stack.http.get("/api/v1/events/log", params={"persona": "lb", "kind": "audit"}).json()
     assert any("v20z unplugged" in e["message"] for e in audit)
     no_double_runs(stack)
+
+
+def test_a_dead_switch_is_routed_around_through_each_hosts_second_nic(stack):
+    """sw1 dies (management and forwarding): the servers trunked through it
+    are cut off, fenced through their BMCs and started again with their
+    trunks on the NIC each host has on sw2, keeping MAC and IP; the VMs of
+    the hypervisor host keep running as its uplink moves to sw2. When sw1
+    answers again voe marks it up."""
+    from tests.e2e import snmp
+
+    before = start(stack, "oracle", "bea-1", "web-1")
+    assert before["web-1"]["machine"]["kind"] == "vm"
+    stack.lab("fault", "sw1", "down")
+    after = {n: replaced(stack, n, before[n]) for n in ("oracle", "bea-1")}
+    fabric = stack.http.get("/api/v1/fabric").json()
+    assert fabric["switches_down"] == ["sw1"]
+    sw2 = next(s for s in stack.doc["switches"] if s["name"] == "sw2")["settings"]["port"]
+    for name, st in after.items():
+        trunk = [c for c in fabric["cables"] if c["host"] == st["machine"]["host"] and c["trunk"]]
+        assert [c["switch"] for c in trunk] == ["sw2"], trunk
+        tagged, untagged, pvid = snmp.vlans_on_port(sw2, int(trunk[0]["port"]), [100, 200, 300])
+        assert (tagged, untagged, pvid) == ({200}, {300}, 300)  # back tagged, storage native: as on sw1
+        assert st["agent"]["addresses"] == before[name]["agent"]["addresses"]
+    web = stack.status("web-1")
+    assert web["generation"] == before["web-1"]["generation"] and web["state"] == "running"
+    uplink = next(c for c in fabric["cables"] if c["host"] == "dl360-1" and c["trunk"])
+    assert uplink["switch"] == "sw2"
+    assert snmp.vlans_on_port(sw2, int(uplink["port"]), [100, 200, 300])[0] >= {100, 200}  # web-1's
+    no_double_runs(stack)
+    stack.lab("fault", "sw1", "up")
+    deadline = time.monotonic() + 10
+    while stack.http.get("/api/v1/fabric").json()["switches_down"]:
+        assert time.monotonic() < deadline, "sw1 is not marked up again"
+        time.sleep(0.2)

@@ -48,11 +48,11 @@ def config(request: Request, who: Agent, persona: str | None = None) -> dict:
     inv = request.app.state.services.inventory.load()
     p = inv.by_name("personas")[who.persona]
     host = inv.by_name("hosts")[inc.host]
-    ifaces = wiring.interfaces(inv, p, inc.kind, host)
+    ifaces = wiring.interfaces(inv, p, inc.kind, host, inc.boot_mac)
     boot = wiring.boot_vnic(p)
     trunk = None
     if inc.kind == "physical":
-        trunk = {"nic_mac": wiring.trunk_nic(inv, host).mac, "native_network": boot.network if boot else None}
+        trunk = {"nic_mac": wiring.trunk_nic(inv, host, mac=inc.boot_mac).mac, "native_network": boot.network if boot else None}
     t = request.app.state.timing
     return {
         "persona": p.name,

@@ -28,13 +28,18 @@ def fabric(request: Request, _: Viewer) -> dict:
     planned = keeper.plan(inv, hosts) if keeper is not None else {}
     confirmed = keeper.confirmed() if keeper is not None else {}
     fenced = request.app.state.runtime.fenced_hosts()
+    down = keeper.switches.down() if keeper is not None else frozenset()
+    booted = {i.host: i.boot_mac for i in request.app.state.runtime.live() if i.kind == "physical"}
     cables = []
     for h in inv.hosts:
-        trunk = wiring.trunk_nic(inv, h).name if wiring.cabled_nics(inv, h) else None
+        try:
+            trunk = wiring.trunk_nic(inv, h, down, booted.get(h.name)).name
+        except wiring.WiringError:
+            trunk = None
         for nic in wiring.cabled_nics(inv, h):
             key = (nic.switch, nic.port)
             cables.append({"host": h.name, "nic": nic.name, "mac": nic.mac, "switch": nic.switch, "port": nic.port,
                            "trunk": nic.name == trunk, "planned": _port(planned.get(key)),
                            "confirmed": _port(confirmed.get(key))})
-    return {"cables": cables,
+    return {"cables": cables, "switches_down": sorted(down),
             "fenced": {name: {**v, "since": v["since"].isoformat()} for name, v in fenced.items()}}

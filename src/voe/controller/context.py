@@ -8,6 +8,7 @@ from typing import Any
 from voe.controller.devices import Devices
 from voe.controller.ports import PortKeeper
 from voe.controller.storage import StorageKeeper
+from voe.controller.switch_watch import SwitchWatch
 from voe.controller.services import Services
 from voe.controller.timing import Timing
 from voe.domain.inventory import Inventory
@@ -23,12 +24,17 @@ class Ctx:
     public_url: str
     ports: PortKeeper = field(init=False)
     storage: StorageKeeper = field(init=False)
+    switches: SwitchWatch = field(init=False)
     # when a device last failed to answer (cross-checks), so a fence level
     # that needs it is not tried again a moment later, at full timeout
     silent: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ports = PortKeeper(self.runtime, self.devices.switch, self.log)
+        self.switches = SwitchWatch(self.devices.switch, self.log, self.timing.switch_probe_interval,
+                                    self.timing.crosscheck_timeout)
+        self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches)
+        self.switches.on_down = lambda name: self.ports.route_around(self.inventory, name)
+        self.switches.on_back = lambda name: self.ports.restore(self.inventory, name)
         self.storage = StorageKeeper(self.runtime, self.devices, self.log, self.services.images)
 
     def inventory(self) -> Inventory:

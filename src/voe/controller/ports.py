@@ -13,29 +13,50 @@ from concurrent.futures import ThreadPoolExecutor
 
 from voe.domain import wiring
 from voe.domain.inventory import Inventory
-from voe.drivers.base import PortConfig
+from voe.drivers.base import PortConfig, carries
+from voe.errors import DriverError
+from voe.controller.switch_watch import SwitchWatch
 from voe.store.runtime import RuntimeStore
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-ports")
 
 
 class PortKeeper:
-    def __init__(self, runtime: RuntimeStore, switch_driver: Callable, log: Callable[..., None]):
+    def __init__(self, runtime: RuntimeStore, switch_driver: Callable, log: Callable[..., None], switches: SwitchWatch):
         self.runtime = runtime
+        self.switches = switches
         self.switch_driver = switch_driver
         self.log = log
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._queue_lock = threading.Lock()
         self._queued: defaultdict[str, set[str]] = defaultdict(set)
         self._confirmed: dict[tuple[str, str], PortConfig] = {}
+        self._learned: set[str] = set()
 
     def confirmed(self) -> dict[tuple[str, str], PortConfig]:
         """Each port's configuration as last read back from its switch."""
         return dict(self._confirmed)
 
+    def _learn(self, sw_name: str, inv: Inventory) -> None:
+        """Read every cabled port of a switch the first time it is written
+        (under its lock), so a port that already carries what it should is
+        not written again: later passes, a failover's among them, write
+        only what changes. A failed read only costs those writes."""
+        if sw_name in self._learned:
+            return
+        ports = sorted({n.port for h in inv.hosts for n in h.nics if n.switch == sw_name})
+        try:
+            seen = self.switch_driver(inv.by_name("switches")[sw_name]).read_ports(ports)
+        except DriverError as e:
+            self.log("warning", "driver-call", f"could not read the ports of {sw_name}: {e}")
+            return
+        for port, cfg in seen.items():
+            self._confirmed.setdefault((sw_name, port), cfg)
+        self._learned.add(sw_name)
+
     def plan(self, inv: Inventory, hosts: Iterable[str]) -> dict[tuple[str, str], PortConfig]:
-        live = [wiring.Placement(i.persona, i.kind, i.host) for i in self.runtime.live()]
-        plan = wiring.port_plan(inv, live, hosts)
+        live = [wiring.Placement(i.persona, i.kind, i.host, i.boot_mac) for i in self.runtime.live()]
+        plan = wiring.port_plan(inv, live, hosts, self.switches.down())
         fenced = self.runtime.fenced_hosts()
         for name in hosts:
             if fenced.get(name, {}).get("reason", "").startswith("fabric"):
@@ -75,6 +96,8 @@ class PortKeeper:
             try:
                 self._write_switch(sw_name, hosts, load_inventory(), persona)
             except Exception as e:
+                if isinstance(e, DriverError) and e.transient:
+                    self.switches.mark_down(sw_name, str(e))
                 with self._queue_lock:
                     self._queued[sw_name] |= hosts
                 return e
@@ -82,8 +105,15 @@ class PortKeeper:
 
     def _write_switch(self, sw_name: str, hosts: set[str], inv: Inventory, persona: str | None) -> None:
         plan = self.plan(inv, hosts)
+        if sw_name in self.switches.down():
+            needed = sorted(port for (sw, port), want in plan.items() if sw == sw_name and want.vlans())
+            if needed:
+                raise DriverError(sw_name, f"configure ports {', '.join(needed)}", "the switch does not answer",
+                                  transient=True)
+            return  # nothing runs through it; it is restored when it answers again
+        self._learn(sw_name, inv)
         todo = {port: want for (sw, port), want in plan.items()
-                if sw == sw_name and self._confirmed.get((sw, port)) != want}
+                if sw == sw_name and not self._holds(sw, port, want)}
         if not todo:
             return
         for port, want in sorted(todo.items()):
@@ -93,6 +123,33 @@ class PortKeeper:
             # confirmed by the driver's read-back (VLANs and admin state);
             # remember what was asked, mode included
             self._confirmed[(sw_name, port)] = want
+
+    def route_around(self, load_inventory: Callable[[], Inventory], sw_name: str) -> None:
+        """A switch stopped answering: the hypervisor hosts cabled to it move
+        their uplink's VLANs to their next NIC (their VMs stay up). Servers
+        trunked through it are cut off; failover replaces them."""
+        self._rewrite_hosts_on(load_inventory, sw_name, "route around")
+
+    def restore(self, load_inventory: Callable[[], Inventory], sw_name: str) -> None:
+        """A switch answers again: forget what it was thought to carry, read
+        it afresh and write every port of every host cabled to it."""
+        with self._locks[sw_name]:
+            self._learned.discard(sw_name)
+            for key in [k for k in self._confirmed if k[0] == sw_name]:
+                del self._confirmed[key]
+        self._rewrite_hosts_on(load_inventory, sw_name, "restore the ports of")
+
+    def _rewrite_hosts_on(self, load_inventory: Callable[[], Inventory], sw_name: str, what: str) -> None:
+        inv = load_inventory()
+        hosts = [h.name for h in inv.hosts if any(n.switch == sw_name for n in h.nics)]
+        try:
+            self.reconcile(load_inventory, hosts)
+        except DriverError as e:
+            self.log("warning", "driver-call", f"could not fully {what} {sw_name}: {e}")
+
+    def _holds(self, switch: str, port: str, want: PortConfig) -> bool:
+        seen = self._confirmed.get((switch, port))
+        return seen is not None and carries(seen, want)
 
     def forget(self, switch: str, port: str) -> None:
         self._confirmed.pop((switch, port), None)

@@ -19,11 +19,13 @@ class Allocation:
     host: str
 
 
-def machines(inv: Inventory, allocations: Iterable[Allocation] = (), unavailable: Iterable[str] = ()) -> list[Machine]:
+def machines(inv: Inventory, allocations: Iterable[Allocation] = (), unavailable: Iterable[str] = (),
+             switches_down: Iterable[str] = ()) -> list[Machine]:
     """Every physical host that is not a hypervisor is one physical machine;
-    every hypervisor host offers one pool of VM capacity."""
+    every hypervisor host offers one pool of VM capacity. A NIC on a switch
+    that does not answer cannot carry a new incarnation's networks."""
     down = set(unavailable)
-    switches = set(inv.by_name("switches"))
+    switches = set(inv.by_name("switches")) - set(switches_down)
     out: dict[str, Machine] = {}
     for h in inv.hosts:
         cabled = tuple(n.switch for n in h.nics if n.switch in switches)

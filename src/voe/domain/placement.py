@@ -135,7 +135,7 @@ def rule_out(p: Persona, m: Machine, c: Constraint) -> tuple[str, str] | None:
         return "dedicated", (f"{{n}} {{lack}} {dedicated} NICs cabled to distinct switches for "
                              f"{dedicated} dedicated vNICs (each needs its own NIC on its own switch)")
     if p.vnics and not m.nic_switches:
-        return "network", "{n} {have} no NIC cabled to a managed switch, so cannot carry the persona's VLANs"
+        return "network", "{n} {have} no NIC cabled to a managed switch that is up, so cannot carry the persona's VLANs"
     aa = p.policy.anti_affinity
     if aa and m.anti_sets.get(aa):
         return "anti-affinity", f"{{n}} already {{run}} a member of anti-affinity set {aa!r}"

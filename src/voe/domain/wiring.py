@@ -3,13 +3,15 @@ configures, and what every switch port must carry. Pure; the same function
 answers the agent, configures the switches and explains the physical view.
 
 Physical machine: the persona's vNICs ride an 802.1q trunk on the host's boot
-NIC (its first NIC cabled to a managed switch): the boot vNIC untagged on the
+NIC (its first NIC cabled to a managed switch that is up, chosen when the
+incarnation is placed and kept for its life): the boot vNIC untagged on the
 native VLAN, every other one tagged. A dedicated vNIC gets a NIC of its own on
 a switch of its own, as an access port.
 
 VM: the hypervisor gives the VM one NIC per vNIC, with the persona's MACs, and
-tags each NIC's frames; the hypervisor host's trunk port carries the union of
-its VMs' VLANs.
+tags each NIC's frames; the hypervisor host's trunk port (its first cabled
+NIC on a switch that is up: an active-backup uplink) carries the union of its
+VMs' VLANs.
 """
 
 from __future__ import annotations
@@ -57,22 +59,32 @@ def cabled_nics(inv: Inventory, host: Host) -> list[Nic]:
     return [n for n in host.nics if n.switch in switches]
 
 
-def trunk_nic(inv: Inventory, host: Host) -> Nic:
+def trunk_nic(inv: Inventory, host: Host, down: frozenset[str] = frozenset(), mac: str | None = None) -> Nic:
+    """The NIC that carries a host's trunk: the one an incarnation booted
+    from (``mac``) for its whole life, else the first cabled NIC on a switch
+    not in ``down`` (switches that do not answer)."""
     nics = cabled_nics(inv, host)
-    if not nics:
-        raise WiringError(f"host {host.name} has no NIC cabled to a managed switch")
-    return nics[0]
+    if mac is not None:
+        found = next((n for n in nics if n.mac == mac), None)
+        if found is not None:
+            return found
+    up = [n for n in nics if n.switch not in down]
+    if not up:
+        raise WiringError(f"host {host.name} has no NIC cabled to a managed switch"
+                          + (" that is up" if nics else ""))
+    return up[0]
 
 
-def dedicated_nics(inv: Inventory, host: Host, p: Persona) -> dict[int, Nic]:
-    """vNIC index -> the host NIC it gets, each on a distinct switch, never
-    the trunk NIC's switch port."""
+def dedicated_nics(inv: Inventory, host: Host, p: Persona, trunk: Nic | None = None,
+                   down: frozenset[str] = frozenset()) -> dict[int, Nic]:
+    """vNIC index -> the host NIC it gets, each on a distinct switch that is
+    up, never the trunk NIC's switch port."""
     wanted = [i for i, v in enumerate(p.vnics) if v.dedicated]
     if not wanted:
         return {}
-    trunk = trunk_nic(inv, host)
+    trunk = trunk or trunk_nic(inv, host, down)
     used_switches: set[str] = set()
-    free = [n for n in cabled_nics(inv, host) if n is not trunk] + [trunk]
+    free = [n for n in cabled_nics(inv, host) if n is not trunk and n.switch not in down] + [trunk]
     out: dict[int, Nic] = {}
     for i in wanted:
         nic = next((n for n in free if n.switch not in used_switches and n not in out.values()), None)
@@ -83,12 +95,14 @@ def dedicated_nics(inv: Inventory, host: Host, p: Persona) -> dict[int, Nic]:
     return out
 
 
-def interfaces(inv: Inventory, p: Persona, kind: str, host: Host) -> list[Interface]:
+def interfaces(inv: Inventory, p: Persona, kind: str, host: Host, boot_mac: str | None = None) -> list[Interface]:
+    """What the agent configures; ``boot_mac`` is the incarnation's (its
+    NIC carries the trunk of a physical machine)."""
     nets = inv.by_name("networks")
     boot = boot_vnic(p)
     out = []
-    dedicated = dedicated_nics(inv, host, p) if kind == "physical" else {}
-    trunk = trunk_nic(inv, host) if kind == "physical" else None
+    trunk = trunk_nic(inv, host, mac=boot_mac) if kind == "physical" else None
+    dedicated = dedicated_nics(inv, host, p, trunk) if kind == "physical" else {}
     for i, v in enumerate(p.vnics):
         net = nets[v.network]
         address = f"{v.ip}/{net.subnet.prefixlen}"
@@ -102,14 +116,15 @@ def interfaces(inv: Inventory, p: Persona, kind: str, host: Host) -> list[Interf
     return out
 
 
-def boot_mac(inv: Inventory, p: Persona, kind: str, host: Host) -> str:
-    """The MAC whose iPXE script boots this incarnation."""
+def boot_mac(inv: Inventory, p: Persona, kind: str, host: Host, down: frozenset[str] = frozenset()) -> str:
+    """The MAC whose iPXE script boots this incarnation: a physical machine
+    boots from its trunk NIC, on a switch that is up."""
     if kind == "vm":
         b = boot_vnic(p)
         if b is None:
             raise WiringError(f"persona {p.name} has no vNIC to network-boot a VM from")
         return b.mac
-    return trunk_nic(inv, host).mac
+    return trunk_nic(inv, host, down).mac
 
 
 def vm_vlans(inv: Inventory, p: Persona) -> tuple[int, ...]:
@@ -122,12 +137,15 @@ class Placement:
     persona: str
     kind: str
     host: str
+    boot_mac: str | None = None
 
 
-def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: Iterable[str]) -> dict[tuple[str, str], PortConfig]:
+def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: Iterable[str],
+              down: frozenset[str] = frozenset()) -> dict[tuple[str, str], PortConfig]:
     """What every cabled port of the hosts in scope must carry, given what
     runs where. A port with nothing on it carries no VLAN: removing a persona
-    removes its VLANs."""
+    removes its VLANs. ``down``: switches that do not answer, which a
+    hypervisor host's uplink avoids."""
     nets = inv.by_name("networks")
     hosts = inv.by_name("hosts")
     personas = inv.by_name("personas")
@@ -143,8 +161,8 @@ def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: I
         if pl.kind == "vm":
             vm_vlans_by_host.setdefault(host.name, set()).update(vm_vlans(inv, p))
             continue
-        trunk = trunk_nic(inv, host)
-        dedicated = dedicated_nics(inv, host, p)
+        trunk = trunk_nic(inv, host, down, pl.boot_mac)
+        dedicated = dedicated_nics(inv, host, p, trunk)
         boot = boot_vnic(p)
         tagged = {nets[v.network].vlan for i, v in enumerate(p.vnics) if i not in dedicated and v is not boot}
         native = nets[boot.network].vlan if boot is not None and p.vnics.index(boot) not in dedicated else None
@@ -152,6 +170,6 @@ def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: I
         for i, nic in dedicated.items():
             plan[(nic.switch, nic.port)] = PortConfig.access(nets[p.vnics[i].network].vlan)
     for host_name, vlans in vm_vlans_by_host.items():
-        trunk = trunk_nic(inv, hosts[host_name])
+        trunk = trunk_nic(inv, hosts[host_name], down)
         plan[(trunk.switch, trunk.port)] = PortConfig.trunk(vlans, None)
     return plan

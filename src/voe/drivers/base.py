@@ -226,6 +226,9 @@ class SwitchDriver(Driver):
     def read_port(self, port: str) -> PortConfig:
         return self._read(f"read port {port}", lambda: self._read_port(port))
 
+    def read_ports(self, ports: list[str]) -> dict[str, PortConfig]:
+        return self._read(f"read ports {', '.join(ports)}", lambda: self._read_ports(ports))
+
     def configure_port(self, port: str, config: PortConfig) -> PortConfig:
         """Write, then read back and compare: returns the confirmed state."""
         op = f"configure port {port}"
@@ -235,7 +238,7 @@ class SwitchDriver(Driver):
             raise
         except Exception as e:
             raise self._fail(op, e) from e
-        return self._confirm(op, lambda: self._read_port(port), lambda seen: _same_vlans(seen, config) and seen.admin_up == config.admin_up)
+        return self._confirm(op, lambda: self._read_port(port), lambda seen: carries(seen, config))
 
     def set_admin(self, port: str, up: bool) -> None:
         op = f"set port {port} admin {'up' if up else 'down'}"
@@ -271,12 +274,16 @@ class SwitchDriver(Driver):
         except Exception as e:
             raise self._fail(op, e) from e
         self._confirm(op, lambda: self._read_ports(list(configs)),
-                      lambda seen: all(_same_vlans(seen[p], c) and seen[p].admin_up == c.admin_up
-                                       for p, c in configs.items()))
+                      lambda seen: all(carries(seen[p], c) for p, c in configs.items()))
 
 
 def _same_vlans(a: PortConfig, b: PortConfig) -> bool:
     return a.native_vlan == b.native_vlan and a.tagged == b.tagged
+
+
+def carries(seen: PortConfig, want: PortConfig) -> bool:
+    """A port read back as ``seen`` already does what ``want`` asks."""
+    return _same_vlans(seen, want) and seen.admin_up == want.admin_up
 
 
 # --- hypervisor -------------------------------------------------------------

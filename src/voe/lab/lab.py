@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import sys
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from voe.domain.inventory import Inventory
@@ -23,7 +24,7 @@ from voe.lab.relay import Relay
 from voe.lab.switch_emulator import SnmpLoop, SwitchEmulator
 from voe.lab.truth import IncarnationTruth, InvariantChecker
 
-HOST_FAULTS = ("power-loss", "hang", "resume", "os-crash", "partition", "heal", "bmc-down", "bmc-up")
+HOST_FAULTS = ("power-loss", "hang", "resume", "os-crash", "partition", "heal", "bmc-down", "bmc-up", "repair")
 SWITCH_FAULTS = ("down", "up")
 
 
@@ -74,11 +75,10 @@ class Lab:
         self.checker.start()
 
     def _add_host(self, h: Host) -> None:
-        boot_nic = next((n for n in h.nics if n.switch), h.nics[0] if h.nics else None)
         link = ControllerLink(self.controller_url, self._relay_url)
-        m = Machine(h.name, boot_nic.mac if boot_nic else "", link,
+        m = Machine(h.name, [n.mac for n in h.nics if n.switch], link,
                     ProcessOS(self.agent_cmd, self.state_dir / "hosts" / h.name),
-                    local_disk=h.local_disk, on_change=self._changed)
+                    local_disk=h.local_disk, on_change=self._changed, link_up=partial(self._link_up, h))
         self.hosts[h.name] = m
         if h.hypervisor is not None and h.hypervisor.driver == "lab":
             self.hypervisors[h.name] = Hypervisor(
@@ -102,7 +102,7 @@ class Lab:
         self.hosts[h.name].bmc_up = True
 
     def _vm_machine(self, name: str, boot_mac: str, root: Path) -> Machine:
-        return Machine(name, boot_mac, ControllerLink(self.controller_url, self._relay_url),
+        return Machine(name, [boot_mac], ControllerLink(self.controller_url, self._relay_url),
                        ProcessOS(self.agent_cmd, root), kind="vm", on_change=self._changed)
 
     def _relay_url(self, machine: str) -> str:
@@ -113,7 +113,40 @@ class Lab:
             self.relays[machine] = relay
         return self.relays[machine].url
 
+    def _link_up(self, host: Host, mac: str) -> bool:
+        nic = next((n for n in host.nics if n.mac == mac), None)
+        if nic is None or nic.switch not in self.switches:
+            return False
+        st = self.switches[nic.switch].state
+        return not st.down and st.admin_up[st.number_of(nic.port)]
+
+    def _uplink(self, host: Host):
+        """A hypervisor host's active-backup uplink: its first cabled NIC
+        whose switch is up."""
+        return next((n for n in host.nics if n.switch in self.switches and not self.switches[n.switch].state.down), None)
+
+    def _path_down(self, m: Machine) -> bool:
+        """Whether a machine's way to the controller runs through a switch
+        that is down: a server's through the NIC it booted from, a VM's
+        through every uplink of its host."""
+        host = self._host_of(m)
+        if m.kind == "vm":
+            return self._uplink(host) is None
+        mac = m.last_boot.mac if m.last_boot is not None else None
+        nic = next((n for n in host.nics if n.mac == mac), None)
+        return nic is not None and nic.switch in self.switches and self.switches[nic.switch].state.down
+
+    def _recut(self) -> None:
+        """Cut or restore every machine's path to the controller."""
+        for m in self.all_machines():
+            self._set_cut(m.name, self._cut_off(m))
+
+    def _cut_off(self, m: Machine) -> bool:
+        return m.name in self.cut or self._host_of(m).name in self.cut or self._path_down(m)
+
     def _changed(self, m: Machine) -> None:
+        if m.name in self.relays and m in self.all_machines():
+            self._set_cut(m.name, self._cut_off(m))
         storage = self.storages.get(m.name)
         if storage is not None:
             model, api = storage
@@ -158,8 +191,7 @@ class Lab:
             if fault not in SWITCH_FAULTS:
                 raise LabError(f"a switch takes: {', '.join(SWITCH_FAULTS)}")
             self.switches[target].set_down(fault == "down")
-            for name in self._machines_on_switch(target):
-                self._set_cut(name, fault == "down" or name in self.cut)
+            self._recut()
             self.checker.poke()
             return f"switch {target} {fault}"
         if target not in self.hosts:
@@ -180,12 +212,28 @@ class Lab:
                 hyp.down()
         elif fault in ("partition", "heal"):
             (self.cut.add if fault == "partition" else self.cut.discard)(target)
-            for name in [target] + (list(hyp.vms) if hyp else []):
-                self._set_cut(name, fault == "partition")
+            self._recut()
         elif fault in ("bmc-down", "bmc-up"):
             self._bmc(target, up=fault == "bmc-up")
+        elif fault == "repair":
+            self._repair(target)
         self.checker.poke()
         return f"host {target} {fault}"
+
+    def _repair(self, target: str) -> None:
+        """What a technician does: the OS thaws, the cable is back, the BMC
+        answers, and a hypervisor or storage server is started from its disk
+        again (a server for personas stays off until voe boots it)."""
+        m = self.hosts[target]
+        m.hang(False)
+        if target in self.hypervisors:
+            self.hypervisors[target].hang(False)
+        self.cut.discard(target)
+        self._recut()
+        self._bmc(target, up=True)
+        if (target in self.hypervisors or target in self.storages) and not m.powered:
+            m.set_boot("disk", True)
+            m.power_on()
 
     def _set_cut(self, machine: str, cut: bool) -> None:
         relay = self.relays.get(machine)
@@ -200,16 +248,6 @@ class Lab:
             _silence(b)
             self.bmcs[host] = None
             self.hosts[host].bmc_up = False
-
-    def _machines_on_switch(self, switch: str) -> list[str]:
-        out = []
-        for h in self.inv.hosts:
-            boot_nic = next((n for n in h.nics if n.switch), None)
-            if boot_nic is not None and boot_nic.switch == switch:
-                out.append(h.name)
-                if h.name in self.hypervisors:
-                    out += list(self.hypervisors[h.name].vms)
-        return out
 
     # --- what is true -------------------------------------------------------------
 
@@ -254,7 +292,7 @@ class Lab:
                 continue
             host = self._host_of(m)
             nics = {n.mac: n for n in host.nics if n.switch}
-            trunk = next((n for n in host.nics if n.switch), None)
+            trunk = self._uplink(host)
             vm = None if m.kind == "physical" else self.hypervisors[host.name].vms[m.name]
             for iface in netfiles.interfaces(m.os.root):
                 if vm is not None:  # each VM NIC is tagged by the hypervisor onto the host's trunk

@@ -64,6 +64,7 @@ class Boot:
     persona: str | None = None
     generation: int | None = None
     at: float = field(default_factory=time.time)
+    mac: str | None = None  # the NIC it network-booted from
 
 
 class ProcessOS:
@@ -116,11 +117,12 @@ class ProcessOS:
 class Machine:
     """A physical host or a VM of the lab."""
 
-    def __init__(self, name: str, boot_mac: str, controller: "ControllerLink", os_: ProcessOS,
-                 kind: str = "physical", local_disk: bool = False, on_change=None):
+    def __init__(self, name: str, boot_macs: list[str], controller: "ControllerLink", os_: ProcessOS,
+                 kind: str = "physical", local_disk: bool = False, on_change=None, link_up=None):
         self.name = name
         self.kind = kind
-        self.boot_mac = boot_mac
+        self.boot_macs = boot_macs  # the firmware's network boot order
+        self.link_up = link_up or (lambda mac: True)
         self.controller = controller
         self.os = os_
         self.local_disk = local_disk
@@ -191,15 +193,20 @@ class Machine:
         self.on_change(self)
 
     def _network_boot(self) -> Boot:
-        script = self.controller.boot_script(self.boot_mac)
-        if script is None:
-            return Boot("no bootable device")
-        args = parse_boot_args(script)
-        if args is None:
-            return Boot("no bootable device")
-        self.os.start(args, self.controller.url_for(self.name), nfs_root_here(script))
-        a = args_dict(args)
-        return Boot("os", a.get("voe.persona"), int(a["voe.generation"]) if "voe.generation" in a else None)
+        """Like PXE firmware: try each NIC in boot order; a NIC without link
+        (its switch is down or its port shut) gets no DHCP answer and the
+        next one is tried."""
+        for mac in self.boot_macs:
+            if not self.link_up(mac):
+                continue
+            script = self.controller.boot_script(mac)
+            args = parse_boot_args(script) if script is not None else None
+            if args is None:
+                continue
+            self.os.start(args, self.controller.url_for(self.name), nfs_root_here(script))
+            a = args_dict(args)
+            return Boot("os", a.get("voe.persona"), int(a["voe.generation"]) if "voe.generation" in a else None, mac=mac)
+        return Boot("no bootable device")
 
     # --- faults ---------------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""Which switches answer. A switch that stops answering its management
+protocol is taken out of placement: a new incarnation's trunk goes to a NIC
+on another switch (every host in a mature datacenter has one), and a
+hypervisor host's uplink moves to its next NIC, as an active-backup bond
+does. When the switch answers again, its ports are read afresh and brought
+back to what voe wants (a switch that rebooted has forgotten its VLANs).
+
+A switch that does not answer is not evidence that it forwards nothing, so
+this never fences anything by itself: it only steers new placements.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from voe.domain.inventory import Inventory
+from voe.domain.models import Switch
+from voe.errors import DriverError
+
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-switch-probe")
+_POOL_LOOK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-switch-look")
+
+
+class SwitchWatch:
+    def __init__(self, switch_driver: Callable[[Switch], object], log: Callable[..., None],
+                 interval: float, timeout: float):
+        self.switch_driver = switch_driver
+        self.log = log
+        self.interval = interval
+        self.timeout = timeout
+        self._down: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()
+        # what to do when a switch goes or comes back (the ports follow);
+        # run on the watch's own threads, never under a caller's lock
+        self.on_down: Callable[[str], None] = lambda name: None
+        self.on_back: Callable[[str], None] = lambda name: None
+
+    def down(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._down)
+
+    def mark_down(self, name: str, reason: str) -> None:
+        with self._lock:
+            if name in self._down:
+                return
+            self._down[name] = reason
+        self.log("error", "switch", f"switch {name} does not answer ({reason}): new trunks avoid it")
+        _POOL.submit(self.on_down, name)
+
+    def _mark_up(self, name: str) -> None:
+        with self._lock:
+            if self._down.pop(name, None) is None:
+                return
+        self.log("info", "switch", f"switch {name} answers again: reading and restoring its ports")
+        _POOL.submit(self.on_back, name)
+
+    def probe_all(self, inv: Inventory) -> None:
+        """Ask every switch a cheap question, each at most once at a time;
+        one that cannot answer within ``timeout`` is down."""
+        for sw in inv.switches:
+            with self._lock:
+                if sw.name in self._in_flight:
+                    continue
+                self._in_flight.add(sw.name)
+            _POOL.submit(self._probe, sw)
+
+    def _probe(self, sw: Switch) -> None:
+        try:
+            look = _POOL_LOOK.submit(self.switch_driver(sw).check)
+            try:
+                look.result(timeout=self.timeout)
+            except FutureTimeout:
+                self.mark_down(sw.name, f"no answer within {self.timeout:g} s")
+            except DriverError as e:
+                self.mark_down(sw.name, str(e))
+            else:
+                self._mark_up(sw.name)
+        finally:
+            with self._lock:
+                self._in_flight.discard(sw.name)
+
+    def run(self, inventory: Callable[[], Inventory], stop: threading.Event) -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                self.probe_all(inventory())
+            except Exception as e:  # the watch must outlive one bad pass
+                self.log("error", "controller", f"switch watch pass failed: {e!r}")
+            stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
