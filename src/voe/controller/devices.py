@@ -16,18 +16,28 @@ class Devices:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], tuple[object, object]] = {}
+        self._building: dict[tuple[str, str], threading.Lock] = {}
 
     def _get(self, concern: str, name: str, spec: object, build):
+        """The cached driver, else a new one; building one may talk to the
+        device (a Redfish service root), so it holds only that device's lock."""
         key = (concern, name)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None and hit[0] == spec:
                 return hit[1]
-            if hit is not None:
-                hit[1].close()
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and hit[0] == spec:
+                return hit[1]
             driver = build()
             driver.settings = driver.settings.model_copy(update={"timeout": self.timeout})
-            self._cache[key] = (spec, driver)
+            with self._lock:
+                self._cache[key] = (spec, driver)
+            if hit is not None:
+                hit[1].close()
             return driver
 
     def power(self, host: Host) -> PowerDriver:

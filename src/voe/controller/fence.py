@@ -8,12 +8,11 @@ persona is blocked, loudly, and stays blocked until an operator confirms.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 from voe.controller.context import Ctx
-from voe.controller.stop import release
+from voe.controller.stop import release_in_background
 from voe.domain import wiring
 from voe.domain.lifecycle import Event, State
 from voe.domain.models import Host, Persona
@@ -123,14 +122,7 @@ def settle(ctx: Ctx, p: Persona, desired_running: bool) -> None:
         ctx.runtime.set_intent(p.name, move_kind="retarget", move_host=None)
     ctx.runtime.transition(p.name, State.FENCED, event, "placing a new incarnation" if desired_running else None)
     if inc is not None:
-        threading.Thread(target=_release_quietly, args=(ctx, inc), name=f"release-{p.name}", daemon=True).start()
-
-
-def _release_quietly(ctx: Ctx, inc: Incarnation) -> None:
-    try:
-        release(ctx, inc)
-    except DriverError as e:
-        ctx.log("error", "driver-call", f"could not reset ports after fencing {inc.persona}: {e}", persona=inc.persona)
+        release_in_background(ctx, inc)
 
 
 def confirm_dead(ctx: Ctx, p: Persona, by: str, reason: str) -> None:

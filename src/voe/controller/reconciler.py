@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
@@ -74,6 +75,8 @@ class Reconciler:
         self.ctx.log("info", "controller", "reconciler started; resuming from the recorded states")
         self._thread = threading.Thread(target=self._run, name="voe-reconciler", daemon=True)
         self._thread.start()
+        threading.Thread(target=self.ctx.switches.run, args=(self.ctx.inventory, self._stop),
+                         name="voe-switch-watch", daemon=True).start()
 
     def stop(self, wait: bool = True) -> None:
         self._stop.set()
@@ -108,7 +111,7 @@ class Reconciler:
             with self._busy_lock:
                 if p.name in self.busy:
                     continue
-            st = states.get(p.name) or PersonaState(p.name, State.STOPPED, 0, t, None, None)
+            st = states.get(p.name) or PersonaState.never_started(p.name, t)
             hb = heartbeats.get(p.name)
             current_hb = hb if hb is not None and hb["generation"] == st.generation else None
             hb_at = max(current_hb["at"], self._grace_from) if current_hb else (
@@ -155,24 +158,33 @@ class Reconciler:
 def _suspect(ctx: Ctx, p: Persona) -> None:
     """Cross-check a silent persona with its machine before fencing. What
     the BMC or hypervisor says goes into the log; it is not evidence yet
-    (a BMC reading 'on' says nothing of a hung OS), so fencing follows."""
+    (a BMC reading 'on' says nothing of a hung OS), so fencing follows.
+    A device that cannot answer within ``crosscheck_timeout`` is remembered
+    as silent, so fencing does not wait for it a second time."""
     inc = ctx.runtime.current(p.name)
     seen = "no live incarnation"
     if inc is not None and inc.ended_at is None:
         host = ctx.inventory().by_name("hosts")[inc.host]
+        look = _CROSSCHECK.submit(_look, ctx, inc, host)
         try:
-            if inc.kind == "physical":
-                state = ctx.devices.power(host).power_state(retry=False)
-                seen = f"BMC of {host.name} reads {state.value}" + (
-                    " (the OS may be hung or cut off)" if state == PowerState.ON else "")
-            else:
-                vm = ctx.devices.hypervisor(host).state(inc.vm, retry=False)
-                seen = f"hypervisor {host.name} reads VM {inc.vm} {vm.value}" + (
-                    " (the guest may be hung or cut off)" if vm == VmState.RUNNING else "")
-        except DriverError as e:
-            seen = f"cannot read the machine: {e}"
+            seen = look.result(timeout=ctx.timing.crosscheck_timeout)
+        except (DriverError, FutureTimeout) as e:
+            seen = f"cannot read the machine: {str(e) or f'no answer within {ctx.timing.crosscheck_timeout:g} s'}"
             ctx.silent[f"{inc.kind}:{host.name}"] = time.monotonic()
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
+
+
+_CROSSCHECK = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-crosscheck")
+
+
+def _look(ctx: Ctx, inc, host) -> str:
+    if inc.kind == "physical":
+        state = ctx.devices.power(host).power_state(retry=False)
+        return f"BMC of {host.name} reads {state.value}" + (
+            " (the OS may be hung or cut off)" if state == PowerState.ON else "")
+    vm = ctx.devices.hypervisor(host).state(inc.vm, retry=False)
+    return f"hypervisor {host.name} reads VM {inc.vm} {vm.value}" + (
+        " (the guest may be hung or cut off)" if vm == VmState.RUNNING else "")
 
 
 def _settle(ctx: Ctx, p: Persona) -> None:

@@ -8,8 +8,10 @@ runs it again after a restart.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller.context import Ctx
+from voe.controller.stop import release_in_background
 from voe.domain import capacity, wiring
 from voe.domain.lifecycle import Event, State
 from voe.domain.models import Persona
@@ -17,16 +19,29 @@ from voe.domain.placement import Constraint, Placer
 from voe.drivers.base import VmSpec
 from voe.drivers.boot import ipxe
 from voe.errors import DriverError
+from voe.store.tokens import agent_token_name
+
+_PREPARE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-grant")
 
 PLACEMENT_LOCK = threading.Lock()
 """Placements are made one at a time, each against fresh capacity, so two
 personas never take the last slot of one machine."""
 
 
-def machines_now(ctx: Ctx):
+def machines_now(ctx: Ctx, last_resort: bool = False):
+    """What placement may choose from now. A fenced host is out until an
+    operator clears it, except, as a last resort, a server that a fence
+    powered off (confirmed off, so nothing runs there; booting it again is
+    better than leaving a persona down). A hypervisor host powered off has
+    no hypervisor, and a host cut off at the fabric may still be running."""
     inv = ctx.inventory()
     allocations = [capacity.Allocation(i.persona, i.kind, i.host) for i in ctx.runtime.live()]
-    return inv, capacity.machines(inv, allocations, ctx.runtime.fenced_hosts())
+    fenced = ctx.runtime.fenced_hosts()
+    hosts = inv.by_name("hosts")
+    if last_resort:
+        fenced = {h: v for h, v in fenced.items()
+                  if not v["reason"].startswith("bmc") or h not in hosts or hosts[h].hypervisor is not None}
+    return inv, capacity.machines(inv, allocations, fenced, ctx.switches.down())
 
 
 def constraint_for(ctx: Ctx, p: Persona) -> Constraint:
@@ -71,12 +86,18 @@ def place(ctx: Ctx, p: Persona) -> None:
         if not decision.ok and retarget:
             # the host it was fenced on is the only one left: better than none
             decision = placer.place(p, Constraint())
+        if not decision.ok and retarget:
+            inv, machines = machines_now(ctx, last_resort=True)
+            fallback = Placer(machines).place(p, Constraint())
+            if fallback.ok:
+                decision = fallback
+                decision.why += " (a host powered off by an earlier fence: nothing else fits)"
         if not decision.ok:
             ctx.runtime.transition(p.name, State.PLACING, Event.UNPLACEABLE, decision.why, data=decision.as_dict())
             return
         m = decision.machine
         host = inv.by_name("hosts")[m.host]
-        boot_mac = wiring.boot_mac(inv, p, m.kind, host)
+        boot_mac = wiring.boot_mac(inv, p, m.kind, host, ctx.switches.down())
         gen = ctx.runtime.begin_incarnation(p.name, m.kind, m.host, p.name if m.kind == "vm" else None, boot_mac, decision.why)
     ctx.runtime.clear_intent(p.name, "move_kind", "move_host")
     ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, decision.why, host=m.host,
@@ -86,16 +107,24 @@ def place(ctx: Ctx, p: Persona) -> None:
 def power_on(ctx: Ctx, p: Persona) -> None:
     inc = ctx.runtime.current(p.name)
     if inc is None or inc.ended_at is not None:
+        # a controller died between ending a start that never began and saying so
+        ctx.runtime.transition(p.name, State.POWERING_ON, Event.NOT_STARTED, "its incarnation had already ended")
         return
     inv = ctx.inventory()
     p = inv.by_name("personas")[p.name]
     host = inv.by_name("hosts")[inc.host]
     where = {"persona": p.name, "host": host.name}
+    bootable = False  # from here on a machine may boot it: only fencing can say it does not run
     try:
-        ctx.storage.grant(inv, p, inc.generation)
-        ctx.ports.reconcile(ctx.inventory, [host.name], persona=p.name)
-        token = ctx.services.tokens.replace(f"agent-{p.name}", "agent", persona=p.name)
+        # the storage service and the switches are independent: ask both at once
+        granted = _PREPARE.submit(ctx.storage.grant, inv, p, inc.generation)
+        try:
+            ctx.ports.reconcile(ctx.inventory, [host.name], persona=p.name)
+        finally:
+            granted.result()
+        token = ctx.services.tokens.replace(agent_token_name(p.name, inc.generation), "agent", persona=p.name)
         script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)
+        bootable = True
         ctx.runtime.register_boot(inc.boot_mac, p.name, inc.generation, script)
         ctx.log("info", "boot", f"iPXE script registered for {inc.boot_mac} (generation {inc.generation})", **where)
         if inc.kind == "physical":
@@ -114,7 +143,22 @@ def power_on(ctx: Ctx, p: Persona) -> None:
             hv.define(spec)
             hv.start(inc.vm)
     except DriverError as e:
+        if not bootable:
+            _not_started(ctx, inc, e)
+            return
         ctx.runtime.transition(p.name, State.POWERING_ON, Event.FAILED, str(e), host=host.name)
         return
     ctx.runtime.transition(p.name, State.POWERING_ON, Event.POWERED, f"generation {inc.generation} on {host.name}",
                            host=host.name)
+
+
+def _not_started(ctx: Ctx, inc, error: DriverError) -> None:
+    """A start that failed before its boot script existed or any power
+    command went out: nothing can be running it, which is evidence enough,
+    and its machine is not to blame (no fence). It is placed again after
+    ``pending_retry``, away from what failed (a switch that stopped
+    answering is out of placement by then)."""
+    evidence = f"never started: {error} (before any boot script or power command)"
+    ctx.runtime.end_incarnation(inc.persona, inc.generation, evidence)
+    ctx.runtime.transition(inc.persona, State.POWERING_ON, Event.NOT_STARTED, evidence, host=inc.host)
+    release_in_background(ctx, inc)

@@ -3,6 +3,8 @@ the incarnation ends only when the machine reads off."""
 
 from __future__ import annotations
 
+import threading
+
 import time
 
 from voe.controller.context import Ctx
@@ -11,6 +13,7 @@ from voe.domain.models import Persona
 from voe.drivers.base import PowerState, VmState
 from voe.errors import DriverError, NotFound
 from voe.store.runtime import Incarnation, now
+from voe.store.tokens import agent_token_name
 
 
 def _agent_acknowledged(ctx: Ctx, inc: Incarnation) -> bool:
@@ -73,9 +76,9 @@ def power_down(ctx: Ctx, inc: Incarnation, graceful: bool) -> str:
 def release(ctx: Ctx, inc: Incarnation) -> None:
     """After an incarnation ended: its boot script, credential, storage
     access and VLANs go."""
-    ctx.runtime.unregister_boot(inc.persona)
+    ctx.runtime.unregister_boot(inc.persona, inc.generation)
     try:
-        ctx.services.tokens.revoke(f"agent-{inc.persona}")
+        ctx.services.tokens.revoke(agent_token_name(inc.persona, inc.generation))
     except NotFound:  # a retried release
         pass
     inv = ctx.inventory()
@@ -83,6 +86,19 @@ def release(ctx: Ctx, inc: Incarnation) -> None:
     if persona is not None:
         ctx.storage.revoke(inv, persona, inc)
     ctx.ports.reconcile(ctx.inventory, [inc.host], persona=inc.persona)
+
+
+def release_in_background(ctx: Ctx, inc: Incarnation) -> None:
+    """``release`` off the critical path: the evidence that the incarnation
+    ended is already recorded, so its replacement need not wait for the old
+    ports and storage to be tidied."""
+    def run() -> None:
+        try:
+            release(ctx, inc)
+        except DriverError as e:
+            ctx.log("error", "driver-call", f"could not release what {inc.persona} generation {inc.generation} held: {e}",
+                    persona=inc.persona)
+    threading.Thread(target=run, name=f"release-{inc.persona}", daemon=True).start()
 
 
 def stop(ctx: Ctx, p: Persona) -> None:

@@ -41,6 +41,7 @@ class Event(str, Enum):
     HEARTBEAT_MISSED = "heartbeat-missed"
     HEARTBEAT_RESUMED = "heartbeat-resumed"
     FAILED = "failed"                  # a start or stop step failed, or boot timed out
+    NOT_STARTED = "not-started"        # a start failed before anything could boot the incarnation
     CONFIRM_SUSPECT = "confirm-suspect"
     FENCE_SUCCEEDED = "fence-succeeded"
     FENCE_FAILED = "fence-failed"      # every level failed
@@ -64,6 +65,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.PLACING, E.STOP): S.STOPPED,
     (S.POWERING_ON, E.POWERED): S.BOOTING,
     (S.POWERING_ON, E.FAILED): S.FENCING,
+    (S.POWERING_ON, E.NOT_STARTED): S.PENDING,
     (S.POWERING_ON, E.STOP): S.STOPPING,
     (S.BOOTING, E.AGENT_READY): S.RUNNING,
     (S.BOOTING, E.FAILED): S.FENCING,
