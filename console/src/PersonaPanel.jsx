@@ -32,8 +32,21 @@ export default function PersonaPanel({ api, persona, status, networks, onAction,
   const [detail, setDetail] = useState(null);
   const [preview, setPreview] = useState(null);
   const [moveKind, setMoveKind] = useState("");
+  // unsaved edits win over a refresh from the event stream: a refresh that
+  // lands while the operator types must not put the old values back
+  const [dirty, setDirty] = useState(false);
+  const [shown, setShown] = useState(persona.name);
 
-  useEffect(() => { setDraft(toDraft(persona)); setErrors({}); setBanner(null); setPreview(null); }, [persona]);
+  useEffect(() => {
+    if (persona.name !== shown) {
+      setShown(persona.name);
+      setDirty(false);
+    } else if (dirty) {
+      setBanner({ ok: false, text: "changed elsewhere while you edit: Save keeps your values, Revert takes the new ones" });
+      return;
+    }
+    setDraft(toDraft(persona)); setErrors({}); setBanner(null); setPreview(null);
+  }, [persona]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     let live = true;
     api.get(`/personas/${encodeURIComponent(persona.name)}/status`).then((d) => live && setDetail(d)).catch(() => {});
@@ -41,6 +54,7 @@ export default function PersonaPanel({ api, persona, status, networks, onAction,
   }, [api, persona.name, status]);
 
   const set = (path, value) => {
+    setDirty(true);
     setDraft((old) => {
       const out = toDraft(old);
       let at = out;
@@ -58,6 +72,7 @@ export default function PersonaPanel({ api, persona, status, networks, onAction,
     try {
       const saved = await api.put(`/personas/${encodeURIComponent(persona.name)}`, draft);
       setDraft(toDraft(saved));
+      setDirty(false);
       setErrors({});
       setBanner({ ok: true, text: "saved" });
     } catch (e) {
@@ -179,7 +194,7 @@ export default function PersonaPanel({ api, persona, status, networks, onAction,
               </td>
               <td className="mono">{v.mac || "assigned on save"}</td>
               <td><input type="checkbox" checked={!!v.boot} onChange={(e) => set(`vnics.${i}.boot`, e.target.checked)} /></td>
-              <td><button title="remove this vNIC" onClick={() => setDraft((o) => ({ ...o, vnics: o.vnics.filter((_, j) => j !== i) }))}>✕</button></td>
+              <td><button title="remove this vNIC" onClick={() => { setDirty(true); setDraft((o) => ({ ...o, vnics: o.vnics.filter((_, j) => j !== i) })); }}>✕</button></td>
             </tr>
           ))}
         </tbody>
@@ -187,7 +202,7 @@ export default function PersonaPanel({ api, persona, status, networks, onAction,
       {err("vnics") ? <div className="error" role="alert">{err("vnics")}</div> : null}
       <div className="actions">
         <button className="primary" onClick={save}>Save</button>
-        <button onClick={() => { setDraft(toDraft(persona)); setErrors({}); }}>Revert</button>
+        <button onClick={() => { setDraft(toDraft(persona)); setDirty(false); setErrors({}); setBanner(null); }}>Revert</button>
         <button className="danger" onClick={remove}>Delete</button>
       </div>
 
