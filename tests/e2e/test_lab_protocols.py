@@ -100,6 +100,32 @@ def test_bmc_down_and_up(stack):
     assert ipmitool(stack, "v20z", "power", "status").stdout.strip() == "Chassis Power is off"
 
 
+def test_voes_ipmi_driver_reaches_a_bmc_again_after_it_was_down(stack):
+    """A BMC that reboots forgets its sessions: the driver must log in
+    afresh, a second client of the same BMC must not wait on the first
+    one's session, and the other BMCs keep answering throughout."""
+    from voe.drivers.power.ipmi import IpmiPower, IpmiSettings
+    from voe.errors import DriverError
+
+    port = next(h for h in stack.doc["hosts"] if h["name"] == "dl360-3")["bmc"]["port"]
+    def driver():
+        return IpmiPower("dl360-3", IpmiSettings(address="127.0.0.1", port=port, username="admin",
+                                                 password="voe-lab", timeout=2))
+    first = driver()
+    assert first.power_state(retry=False).value == "off"
+    assert driver().power_state(retry=False).value == "off"  # a second client, same BMC
+    stack.lab("fault", "dl360-3", "bmc-down")
+    try:
+        first.power_state(retry=False)
+        raise AssertionError("a BMC that is down answered")
+    except DriverError as e:
+        assert "dl360-3" in str(e)
+    stack.lab("fault", "dl360-3", "bmc-up")
+    assert first.power_state(retry=False).value == "off"
+    assert driver().power_state(retry=False).value == "off"
+    assert ipmitool(stack, "v20z", "power", "status").stdout.strip() == "Chassis Power is off"
+
+
 def test_switch_down_stops_answering_snmp_and_up_restores_it(stack):
     sw2 = next(s for s in stack.doc["switches"] if s["name"] == "sw2")["settings"]["port"]
     assert "voe lab switch sw2" in snmp.snmpget(sw2, "1.3.6.1.2.1.1.1.0", hex_strings=False)

@@ -13,6 +13,7 @@ request with status 0x11 ("invalid authentication algorithm", IPMI 2.0 table
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from pyghmi.ipmi import bmc as pyghmi_bmc
@@ -20,6 +21,8 @@ from pyghmi.ipmi.private import serversession
 from pyghmi.ipmi.private import session as ipmisession
 
 from voe.lab.machine import Machine
+
+log = logging.getLogger("voe.lab.bmc")
 
 RMCP_PLUS_OPEN_SESSION = 16        # payload type, IPMI 2.0 table 13-16
 AUTH_HMAC_SHA1 = 1                 # authentication algorithm, table 13-17
@@ -109,7 +112,14 @@ class BmcLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            ipmisession.Session.wait_for_rsp(0.2)
+            try:
+                ipmisession.Session.wait_for_rsp(0.2)
+            except Exception as e:  # noqa: BLE001 - one bad packet must not silence every BMC
+                # pyghmi's server trips on packets that outlive their BMC (a
+                # reply queued for a socket just closed, a client's retry
+                # landing on a session of the BMC that replaced it); real BMCs
+                # drop such packets, and so does this loop
+                log.debug("lab IPMI loop dropped a packet: %r", e)
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,8 +2,8 @@
 
 pyghmi's calls block and, against a BMC that has gone silent, can wait far
 longer than a controller may; every call here runs under a hard deadline
-(``settings.timeout``) and a session that failed is dropped, so the next
-call logs in afresh (a BMC that came back is reached again).
+(``settings.timeout``) and a session that failed is retired, so the next
+call logs in afresh (a BMC that came back, or rebooted, is reached again).
 """
 
 from __future__ import annotations
@@ -42,13 +42,50 @@ class IpmiSettings(DriverSettings):
     password: str = Field(default="", json_schema_extra={"secret": True})
 
 
+class _Link:
+    """One pyghmi session and the lock that keeps its calls one at a time.
+    A link that failed is retired whole: calls still queued on it give up,
+    and the next call opens a new link rather than waiting behind a call
+    that may block for seconds inside pyghmi."""
+
+    def __init__(self, settings: IpmiSettings):
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.cmd: command.Command | None = None
+        self.retired = False
+
+    def run(self, fn):
+        with self.lock:
+            if self.retired:
+                raise pyghmi_exc.IpmiException("session retired after a failure")
+            if self.cmd is None:
+                # as bytes: pyghmi keys its shared sessions by the encoded
+                # credentials on lookup and removal but by the caller's on
+                # insertion, so text credentials make a second client of the
+                # same BMC wait forever on the first one's session
+                s = self.settings
+                self.cmd = command.Command(s.address, s.username.encode(), s.password.encode(), port=s.port,
+                                           keepalive=False)
+            return fn(self.cmd)
+
+    def retire(self) -> None:
+        """Marked broken, the session leaves pyghmi's shared cache (the next
+        client logs in afresh: a BMC that rebooted no longer knows it) and
+        a call still waiting on it inside pyghmi returns at once. No logout
+        is sent: the BMC is not answering, or has forgotten the session."""
+        self.retired = True
+        session = getattr(self.cmd, "ipmi_session", None)
+        if session is not None and not session.broken:
+            session.logged = 0
+            session._mark_broken()
+
+
 class IpmiPower(PowerDriver):
     Settings = IpmiSettings
 
     def __init__(self, device: str, settings: IpmiSettings):
         super().__init__(device, settings)
-        self._cmd: command.Command | None = None
-        self._lock = threading.Lock()
+        self._link = _Link(settings)
 
     @classmethod
     def from_host(cls, host: Host) -> "IpmiPower":
@@ -56,30 +93,27 @@ class IpmiPower(PowerDriver):
         return cls(host.name, IpmiSettings(address=b.address, port=b.effective_port(), username=b.username,
                                            password=b.password or ""))
 
-    def _session(self) -> command.Command:
-        if self._cmd is None:
-            s = self.settings
-            self._cmd = command.Command(s.address, s.username, s.password, port=s.port, keepalive=False)
-        return self._cmd
+    def _retire(self, link: _Link) -> None:
+        if self._link is link:
+            self._link = _Link(self.settings)
+        link.retire()
 
     def _call(self, operation: str, fn):
         """Run ``fn(session)`` under the deadline; failures are typed."""
-        def run():
-            with self._lock:
-                return fn(self._session())
-        future = _POOL.submit(run)
+        link = self._link
+        future = _POOL.submit(link.run, fn)
         try:
             return future.result(timeout=self.settings.timeout)
         except FutureTimeout:
-            self._cmd = None
+            self._retire(link)
             raise DriverTimeout(self.device, operation, self.settings.timeout) from None
         except pyghmi_exc.IpmiException as e:
-            self._cmd = None
+            self._retire(link)
             text = str(e) or "no answer from the BMC"
             transient = "timeout" in text.lower() or text == "None" or "no answer" in text
             raise DriverError(self.device, operation, text, transient=transient) from None
         except OSError as e:
-            self._cmd = None
+            self._retire(link)
             raise DriverError(self.device, operation, str(e), transient=True) from None
 
     def check(self) -> str:
