@@ -51,7 +51,11 @@ def trunk_switch(s: Stack, host: str) -> str:
     return next(c["switch"] for c in fabric["cables"] if c["host"] == host and c["trunk"])
 
 
-def trial(s: Stack, rng: random.Random, out: dict) -> None:
+def switches(s: Stack) -> set[str]:
+    return {sw["name"] for sw in s.doc["switches"]}
+
+
+def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> None:
     for p in PERSONAS:  # all running: the previous trial's replacements
         try:
             s.wait(p, lambda st: st["state"] == "running", SETTLE)
@@ -72,7 +76,7 @@ def trial(s: Stack, rng: random.Random, out: dict) -> None:
         other = next(before[p]["machine"]["host"] for p in PERSONAS if before[p]["machine"]["host"] != host)
         faults.append((other, rng.choice(["power-loss", "hang", "partition"])))
     sigkill = rng.random() < 0.2
-    hit_hosts = {t for t, _ in faults if t not in ("sw1", "sw2")}
+    hit_hosts = {t for t, _ in faults if t not in switches(s)}
     affected = [p for p in PERSONAS if before[p]["machine"]["host"] in hit_hosts]
     if kind == "switch-down":  # servers trunked through it; VMs move their uplink and stay
         affected += [p for p in PERSONAS if before[p]["machine"]["kind"] == "physical" and p not in affected
@@ -85,12 +89,14 @@ def trial(s: Stack, rng: random.Random, out: dict) -> None:
         time.sleep(rng.uniform(0.3, 2.0))
         s.kill_controller()
         s.start_controller()
+    took = []
     for p in affected:
         try:
             st = s.wait(p, lambda st: (st["generation"] > before[p]["generation"] and st["state"] == "running")
                         or st["state"] == "blocked", SETTLE)
         except TimeoutError:
-            out["lost"].append(f"{label}: {p}")
+            now = s.status(p)
+            out["lost"].append(f"{label}: {p} still {now['state']} after {SETTLE:g} s ({(now.get('reason') or '')[:120]})")
             continue
         if st["state"] == "blocked":
             out["blocked"].append(f"{label}: {st['reason'][:80]}")
@@ -101,6 +107,8 @@ def trial(s: Stack, rng: random.Random, out: dict) -> None:
         for e in reversed(events):
             if stamp(e["at"]) >= t0 - 0.01:
                 times.setdefault(e["data"]["to"], stamp(e["at"]))
+        if times.get("running") is not None:
+            took.append(f"{p} {times['running'] - t0:.2f} s")
         for key, value in (("replace", times.get("running")), ("detect", times.get("suspect"))):
             if value is not None:
                 out[key].append(value - t0)
@@ -110,13 +118,16 @@ def trial(s: Stack, rng: random.Random, out: dict) -> None:
             out["fence"].append(times["fenced"] - times["fencing"])
     repair(s, faults)
     out["trials"] += 1
+    if verbose:
+        print(f"  trial {out['trials']}: {label} on {', '.join(t for t, _ in faults)}: "
+              f"replaced {', '.join(took) or 'nothing'}", flush=True)
     out["kinds"][label] = out["kinds"].get(label, 0) + 1
 
 
 def repair(s: Stack, faults: list[tuple[str, str]]) -> None:
     """Mend what the trial broke and return fenced hosts to service."""
     for target, _ in faults:
-        s.fault(target, "up" if target in ("sw1", "sw2") else "repair")
+        s.fault(target, "up" if target in switches(s) else "repair")
     status = s.http.get("/api/v1/status").json()
     for host in status["hosts"]:
         s.http.post(f"/api/v1/hosts/{host['name']}/clear", json={"reason": "repaired by the fault campaign"})
@@ -129,18 +140,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--verbose", action="store_true", help="a line per trial")
+    ap.add_argument("--keep", type=Path, help="run in this directory and keep the controller's and lab's logs")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     out = {"trials": 0, "lost": [], "blocked": [], "replace": [], "detect": [], "fence": [],
            "replace_nokill": [], "detect_nokill": [], "kinds": {}, "setup_failed": []}
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="voe-faults-") as tmp:
-        s = Stack(relocate(load()), Path(tmp)).start()
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        s = Stack(relocate(load()), workdir).start()
         try:
             for p in PERSONAS:
                 s.http.post(f"/api/v1/personas/{p}/start", json={}).raise_for_status()
             for _ in range(args.trials):
-                trial(s, rng, out)
+                trial(s, rng, out, args.verbose)
             truth = s.truth()
         finally:
             s.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from voe.controller.crosscheck import Silence
 from voe.controller.devices import Devices
 from voe.controller.ports import PortKeeper
 from voe.controller.storage import StorageKeeper
@@ -25,9 +26,7 @@ class Ctx:
     ports: PortKeeper = field(init=False)
     storage: StorageKeeper = field(init=False)
     switches: SwitchWatch = field(init=False)
-    # when a device last failed to answer (cross-checks), so a fence level
-    # that needs it is not tried again a moment later, at full timeout
-    silent: dict[str, float] = field(default_factory=dict)
+    silence: Silence = field(default_factory=Silence)  # devices that did not answer a cross-check
 
     def __post_init__(self) -> None:
         self.switches = SwitchWatch(self.devices.switch, self.log, self.timing.switch_probe_interval,

@@ -8,7 +8,6 @@ persona is blocked, loudly, and stays blocked until an operator confirms.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from voe.controller.context import Ctx
@@ -22,16 +21,10 @@ from voe.store.runtime import Incarnation
 DEFAULT_LEVELS = {"physical": ["bmc", "fabric"], "vm": ["hypervisor", "hypervisor-host-bmc", "fabric"]}
 
 
-SILENCE_MEMORY = 10.0  # seconds a failed cross-check counts for
-
-
 def _bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     if inc.kind != "physical":
         raise DriverError(host.name, "fence bmc", "a VM has no BMC of its own; use hypervisor-host-bmc")
-    silent_at = ctx.silent.get(f"physical:{host.name}")
-    if silent_at is not None and time.monotonic() - silent_at < SILENCE_MEMORY:
-        raise DriverError(host.name, "fence bmc",
-                          f"the BMC did not answer the cross-check {time.monotonic() - silent_at:.1f} s ago")
+    ctx.silence.refuse_if_silent("bmc", host.name, "fence bmc")
     ctx.devices.power(host).power_off(confirm=True)
     ctx.runtime.fence_host(host.name, f"bmc: powered off to fence {inc.persona}")
     return f"BMC of {host.name} reads off after hard power-off"
@@ -40,6 +33,7 @@ def _bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
 def _hypervisor(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     if inc.kind != "vm":
         raise DriverError(host.name, "fence hypervisor", "not a VM")
+    ctx.silence.refuse_if_silent("hypervisor", host.name, "fence hypervisor")
     ctx.devices.hypervisor(host).destroy(inc.vm)
     return f"hypervisor {host.name} reads VM {inc.vm} off after destroy"
 
@@ -50,6 +44,7 @@ def _hypervisor_host_bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     already = ctx.runtime.fenced_hosts().get(host.name)
     if already and already["since"] >= inc.started_at and already["reason"].startswith("bmc"):
         return f"hypervisor host {host.name} was powered off ({already['reason']}) after this VM started"
+    ctx.silence.refuse_if_silent("bmc", host.name, "fence hypervisor host bmc")
     ctx.devices.power(host).power_off(confirm=True)
     ctx.runtime.fence_host(host.name, f"bmc: hypervisor host powered off to fence {inc.persona}")
     return f"BMC of hypervisor host {host.name} reads off after hard power-off"

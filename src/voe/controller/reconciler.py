@@ -14,15 +14,14 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
+from voe.controller.crosscheck import crosscheck
 from voe.controller.decide import Next, Observed, decide
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import Event, State
 from voe.domain.models import Persona
-from voe.drivers.base import PowerState, VmState
 from voe.errors import DriverError
 from voe.store.runtime import PersonaState, StaleState, now
 
@@ -156,35 +155,14 @@ class Reconciler:
 
 
 def _suspect(ctx: Ctx, p: Persona) -> None:
-    """Cross-check a silent persona with its machine before fencing. What
-    the BMC or hypervisor says goes into the log; it is not evidence yet
-    (a BMC reading 'on' says nothing of a hung OS), so fencing follows.
-    A device that cannot answer within ``crosscheck_timeout`` is remembered
-    as silent, so fencing does not wait for it a second time."""
+    """Cross-check a silent persona with its machine, then fence: what the
+    machine says is logged, never taken as evidence (see ``crosscheck``)."""
     inc = ctx.runtime.current(p.name)
     seen = "no live incarnation"
     if inc is not None and inc.ended_at is None:
         host = ctx.inventory().by_name("hosts")[inc.host]
-        look = _CROSSCHECK.submit(_look, ctx, inc, host)
-        try:
-            seen = look.result(timeout=ctx.timing.crosscheck_timeout)
-        except (DriverError, FutureTimeout) as e:
-            seen = f"cannot read the machine: {str(e) or f'no answer within {ctx.timing.crosscheck_timeout:g} s'}"
-            ctx.silent[f"{inc.kind}:{host.name}"] = time.monotonic()
+        seen = crosscheck(ctx, inc, host, ctx.silence, ctx.timing.crosscheck_timeout)
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
-
-
-_CROSSCHECK = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-crosscheck")
-
-
-def _look(ctx: Ctx, inc, host) -> str:
-    if inc.kind == "physical":
-        state = ctx.devices.power(host).power_state(retry=False)
-        return f"BMC of {host.name} reads {state.value}" + (
-            " (the OS may be hung or cut off)" if state == PowerState.ON else "")
-    vm = ctx.devices.hypervisor(host).state(inc.vm, retry=False)
-    return f"hypervisor {host.name} reads VM {inc.vm} {vm.value}" + (
-        " (the guest may be hung or cut off)" if vm == VmState.RUNNING else "")
 
 
 def _settle(ctx: Ctx, p: Persona) -> None:

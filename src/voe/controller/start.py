@@ -161,4 +161,8 @@ def _not_started(ctx: Ctx, inc, error: DriverError) -> None:
     evidence = f"never started: {error} (before any boot script or power command)"
     ctx.runtime.end_incarnation(inc.persona, inc.generation, evidence)
     ctx.runtime.transition(inc.persona, State.POWERING_ON, Event.NOT_STARTED, evidence, host=inc.host)
+    if inc.generation > 1:
+        # a persona that ran before is being brought back: the next try is a
+        # retarget too (away from this host; a fenced server as a last resort)
+        ctx.runtime.set_intent(inc.persona, move_kind="retarget", move_host=None)
     release_in_background(ctx, inc)

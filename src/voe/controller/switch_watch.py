@@ -21,6 +21,7 @@ from voe.domain.inventory import Inventory
 from voe.domain.models import Switch
 from voe.errors import DriverError
 
+MISSES_TO_DOWN = 2
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-switch-probe")
 _POOL_LOOK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-switch-look")
 
@@ -33,6 +34,7 @@ class SwitchWatch:
         self.interval = interval
         self.timeout = timeout
         self._down: dict[str, str] = {}
+        self._missed: dict[str, int] = {}  # probes failed in a row
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
         # what to do when a switch goes or comes back (the ports follow);
@@ -75,14 +77,25 @@ class SwitchWatch:
             try:
                 look.result(timeout=self.timeout)
             except FutureTimeout:
-                self.mark_down(sw.name, f"no answer within {self.timeout:g} s")
+                self._missed_one(sw.name, f"no answer within {self.timeout:g} s")
             except DriverError as e:
-                self.mark_down(sw.name, str(e))
+                self._missed_one(sw.name, str(e))
             else:
+                self._missed.pop(sw.name, None)
                 self._mark_up(sw.name)
         finally:
             with self._lock:
                 self._in_flight.discard(sw.name)
+
+    def _missed_one(self, name: str, reason: str) -> None:
+        """Down after ``MISSES_TO_DOWN`` failed probes in a row: one slow
+        answer (a busy switch CPU, the SNMP stack's first use) is not an
+        outage, and taking a switch out of placement moves trunks."""
+        with self._lock:
+            self._missed[name] = self._missed.get(name, 0) + 1
+            missed = self._missed[name]
+        if missed >= MISSES_TO_DOWN:
+            self.mark_down(name, reason)
 
     def run(self, inventory: Callable[[], Inventory], stop: threading.Event) -> None:
         while not stop.is_set():

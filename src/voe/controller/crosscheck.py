@@ -1,0 +1,84 @@
+"""Cross-checking a silent persona with its machine before fencing.
+
+What the BMC or hypervisor says goes into the log; it is not evidence (a
+BMC reading 'on' says nothing of a hung OS). Its other use is speed: every
+device a fence level would need is asked at once, bounded by
+``crosscheck_timeout``, and one that cannot answer is remembered as silent
+for a while, so the fence skips its level instead of waiting a full driver
+timeout (and its retries) for a device already known not to answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from voe.domain.models import Host
+from voe.drivers.base import PowerState, VmState
+from voe.errors import DriverError
+from voe.store.runtime import Incarnation
+
+SILENCE_MEMORY = 10.0  # seconds a device that did not answer counts as silent
+
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-crosscheck")
+
+
+class Silence:
+    """Which devices (a host's ``bmc`` or ``hypervisor``) did not answer a
+    cross-check, and when."""
+
+    def __init__(self) -> None:
+        self._at: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def mark(self, device: str, host: str) -> None:
+        with self._lock:
+            self._at[(device, host)] = time.monotonic()
+
+    def ago(self, device: str, host: str) -> float | None:
+        """Seconds since it last failed to answer, if recently enough to count."""
+        with self._lock:
+            at = self._at.get((device, host))
+        if at is None or time.monotonic() - at >= SILENCE_MEMORY:
+            return None
+        return time.monotonic() - at
+
+    def refuse_if_silent(self, device: str, host: str, operation: str) -> None:
+        ago = self.ago(device, host)
+        if ago is not None:
+            raise DriverError(host, operation, f"the {device} did not answer the cross-check {ago:.1f} s ago")
+
+
+def crosscheck(ctx, inc: Incarnation, host: Host, silence: Silence, timeout: float) -> str:
+    """Ask, in parallel, the device that runs the incarnation and, for a VM,
+    the BMC of its host (the next fence level); say what each answered."""
+    looks: dict[str, Future] = {}
+    if inc.kind == "physical":
+        looks["bmc"] = _POOL.submit(_bmc_reads, ctx, host, "")
+    else:
+        looks["hypervisor"] = _POOL.submit(_hypervisor_reads, ctx, host, inc.vm)
+        if host.bmc is not None:
+            looks["bmc"] = _POOL.submit(_bmc_reads, ctx, host, "hypervisor host ")
+    deadline = time.monotonic() + timeout
+    seen = []
+    for device, look in looks.items():
+        try:
+            seen.append(look.result(timeout=max(0.0, deadline - time.monotonic())))
+        except (DriverError, FutureTimeout) as e:
+            seen.append(f"cannot read the {device} of {host.name}: {str(e) or f'no answer within {timeout:g} s'}")
+            silence.mark(device, host.name)
+    return "; ".join(seen)
+
+
+def _bmc_reads(ctx, host: Host, what: str) -> str:
+    state = ctx.devices.power(host).power_state(retry=False)
+    return f"BMC of {what}{host.name} reads {state.value}" + (
+        " (the OS may be hung or cut off)" if state == PowerState.ON and not what else "")
+
+
+def _hypervisor_reads(ctx, host: Host, vm: str) -> str:
+    state = ctx.devices.hypervisor(host).state(vm, retry=False)
+    return f"hypervisor {host.name} reads VM {vm} {state.value}" + (
+        " (the guest may be hung or cut off)" if state == VmState.RUNNING else "")
