@@ -28,6 +28,17 @@ def test_hypervisor_trunk_carries_the_union_of_its_vms(inv):
     assert plan[("sw1", "1")] == PortConfig.trunk({100, 200}, None)
 
 
+def test_a_hypervisor_uplink_moves_off_a_dead_switch_and_stays_put_when_all_are_dead(inv):
+    placed = [wiring.Placement(n, "vm", "dl360-1") for n in ("web-1", "lb")]
+    plan = wiring.port_plan(inv, placed, ["dl360-1"], down=frozenset({"sw1"}))
+    assert plan[("sw2", "1")] == PortConfig.trunk({100, 200}, None)
+    assert plan[("sw1", "1")].vlans() == frozenset()
+    # nowhere to go: the plan still says what the VMs need (writing it fails
+    # as the switch's own error until one answers again)
+    plan = wiring.port_plan(inv, placed, ["dl360-1"], down=frozenset({"sw1", "sw2"}))
+    assert plan[("sw1", "1")] == PortConfig.trunk({100, 200}, None)
+
+
 def test_removing_a_persona_removes_its_vlans(inv):
     plan = wiring.port_plan(inv, [], ["dl360-2"])
     assert plan[("sw1", "2")].vlans() == frozenset()

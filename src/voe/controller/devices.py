@@ -18,7 +18,7 @@ class Devices:
         self._cache: dict[tuple[str, str], tuple[object, object]] = {}
         self._building: dict[tuple[str, str], threading.Lock] = {}
 
-    def _get(self, concern: str, name: str, spec: object, build):
+    def _get(self, concern: str, name: str, spec: object, build, timeout: float | None = None):
         """The cached driver, else a new one; building one may talk to the
         device (a Redfish service root), so it holds only that device's lock."""
         key = (concern, name)
@@ -33,7 +33,10 @@ class Devices:
             if hit is not None and hit[0] == spec:
                 return hit[1]
             driver = build()
-            driver.settings = driver.settings.model_copy(update={"timeout": self.timeout})
+            update = {"timeout": timeout or self.timeout}
+            if timeout is not None:
+                update["retries"] = 0
+            driver.settings = driver.settings.model_copy(update=update)
             with self._lock:
                 self._cache[key] = (spec, driver)
             if hit is not None:
@@ -45,6 +48,13 @@ class Devices:
 
     def switch(self, switch: Switch) -> SwitchDriver:
         return self._get("switch", switch.name, switch, lambda: factory.switch_for(switch))
+
+    def switch_probe(self, switch: Switch, timeout: float) -> SwitchDriver:
+        """A second driver for the switch watch's probes, with their short
+        timeout and no retries: a probe must not queue behind the port
+        writes and table walks of the main driver (one session, one call at
+        a time), or a busy switch would look like a dead one."""
+        return self._get("switch-probe", switch.name, switch, lambda: factory.switch_for(switch), timeout)
 
     def hypervisor(self, host: Host) -> HypervisorDriver:
         return self._get("hypervisor", host.name, host.hypervisor, lambda: factory.hypervisor_for_host(host))

@@ -142,8 +142,8 @@ def power_on(ctx: Ctx, p: Persona) -> None:
             ctx.log("info", "driver-call", f"{host.name}: define and start VM {inc.vm} ({p.cpus} vCPU, {p.memory} MiB)", **where)
             hv.define(spec)
             hv.start(inc.vm)
-    except DriverError as e:
-        if not bootable:
+    except (DriverError, wiring.WiringError) as e:
+        if not bootable:  # e.g. its switches stopped answering since it was placed
             _not_started(ctx, inc, e)
             return
         ctx.runtime.transition(p.name, State.POWERING_ON, Event.FAILED, str(e), host=host.name)
@@ -152,7 +152,7 @@ def power_on(ctx: Ctx, p: Persona) -> None:
                            host=host.name)
 
 
-def _not_started(ctx: Ctx, inc, error: DriverError) -> None:
+def _not_started(ctx: Ctx, inc, error: Exception) -> None:
     """A start that failed before its boot script existed or any power
     command went out: nothing can be running it, which is evidence enough,
     and its machine is not to blame (no fence). It is placed again after

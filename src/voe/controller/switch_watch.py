@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from voe.domain.inventory import Inventory
 from voe.domain.models import Switch
@@ -23,16 +22,16 @@ from voe.errors import DriverError
 
 MISSES_TO_DOWN = 2
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-switch-probe")
-_POOL_LOOK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-switch-look")
 
 
 class SwitchWatch:
-    def __init__(self, switch_driver: Callable[[Switch], object], log: Callable[..., None],
-                 interval: float, timeout: float):
+    def __init__(self, switch_driver: Callable[[Switch], object], log: Callable[..., None], interval: float):
+        """``switch_driver`` gives the driver probes use: its own session with
+        a short timeout, so a probe neither waits behind port writes nor
+        lingers."""
         self.switch_driver = switch_driver
         self.log = log
         self.interval = interval
-        self.timeout = timeout
         self._down: dict[str, str] = {}
         self._missed: dict[str, int] = {}  # probes failed in a row
         self._lock = threading.Lock()
@@ -62,8 +61,8 @@ class SwitchWatch:
         _POOL.submit(self.on_back, name)
 
     def probe_all(self, inv: Inventory) -> None:
-        """Ask every switch a cheap question, each at most once at a time;
-        one that cannot answer within ``timeout`` is down."""
+        """Ask every switch a cheap question, each at most once at a time
+        (a probe still waiting for its answer is not doubled)."""
         for sw in inv.switches:
             with self._lock:
                 if sw.name in self._in_flight:
@@ -73,16 +72,15 @@ class SwitchWatch:
 
     def _probe(self, sw: Switch) -> None:
         try:
-            look = _POOL_LOOK.submit(self.switch_driver(sw).check)
-            try:
-                look.result(timeout=self.timeout)
-            except FutureTimeout:
-                self._missed_one(sw.name, f"no answer within {self.timeout:g} s")
-            except DriverError as e:
-                self._missed_one(sw.name, str(e))
-            else:
+            self.switch_driver(sw).check()
+        except DriverError as e:
+            self._missed_one(sw.name, str(e))
+        except Exception as e:  # a bug, not the switch: say so, and do not count it against the switch
+            self.log("error", "controller", f"probe of switch {sw.name} failed: {e!r}")
+        else:
+            with self._lock:
                 self._missed.pop(sw.name, None)
-                self._mark_up(sw.name)
+            self._mark_up(sw.name)
         finally:
             with self._lock:
                 self._in_flight.discard(sw.name)

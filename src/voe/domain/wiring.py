@@ -170,6 +170,10 @@ def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: I
         for i, nic in dedicated.items():
             plan[(nic.switch, nic.port)] = PortConfig.access(nets[p.vnics[i].network].vlan)
     for host_name, vlans in vm_vlans_by_host.items():
-        trunk = trunk_nic(inv, hosts[host_name], down)
+        host = hosts[host_name]
+        # with every switch of the host down the uplink stays where it is:
+        # writing it then fails as the switch's error, and it is written
+        # when a switch answers again
+        trunk = trunk_nic(inv, host, down if any(n.switch not in down for n in cabled_nics(inv, host)) else frozenset())
         plan[(trunk.switch, trunk.port)] = PortConfig.trunk(vlans, None)
     return plan
