@@ -83,6 +83,7 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> None:
                      and trunk_switch(s, before[p]["machine"]["host"]) == switch]
     label = kind + (" +pair" if pair else "") + (" +SIGKILL" if sigkill else "")
     t0 = time.time()
+    out["began"].append((t0, f"trial {out['trials'] + 1}: {label} on {', '.join(t for t, _ in faults)}"))
     for target, f in faults:
         s.fault(target, f)
     if sigkill:
@@ -99,7 +100,7 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> None:
             out["lost"].append(f"{label}: {p} still {now['state']} after {SETTLE:g} s ({(now.get('reason') or '')[:120]})")
             continue
         if st["state"] == "blocked":
-            out["blocked"].append(f"{label}: {st['reason'][:80]}")
+            out["blocked"].append(f"{label}: {p}: {st['reason'][:400]}")
             continue
         events = s.http.get("/api/v1/events/log", params={"persona": p, "kind": "transition", "limit": 200,
                                                           "newest_first": True}).json()
@@ -145,7 +146,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     out = {"trials": 0, "lost": [], "blocked": [], "replace": [], "detect": [], "fence": [],
-           "replace_nokill": [], "detect_nokill": [], "kinds": {}, "setup_failed": []}
+           "replace_nokill": [], "detect_nokill": [], "kinds": {}, "setup_failed": [], "began": []}
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="voe-faults-") as tmp:
         workdir = args.keep or Path(tmp)
@@ -174,6 +175,11 @@ def main() -> None:
               f"(n={len(v)}, mean {statistics.fmean(v) if v else float('nan'):.2f} s)")
     for item in out["lost"] + out["blocked"]:
         print(f"  - {item}")
+    for v in truth["violations"]:
+        during = max((b for b in out["began"] if b[0] <= v["at"]), default=(0, "before the first trial"))[1]
+        seen = "; ".join(f"generation {i['generation']} on {i['machine']} {i['state']}"
+                         + (f" (isolated: {i['why_isolated']})" if i["isolated"] else "") for i in v["incarnations"])
+        print(f"  - DOUBLE RUN of {v['persona']} during {during}: {seen}")
     for item in out["setup_failed"]:
         print(f"  - a trial could not start its personas: {item}")
 

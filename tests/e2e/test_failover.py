@@ -89,14 +89,14 @@ def test_hung_host_is_powered_off_through_its_bmc_before_the_restart(stack):
 
 def test_a_hung_hypervisor_is_not_asked_twice(stack):
     """A hypervisor that hangs does not answer the cross-check; fencing then
-    goes straight to its host's BMC instead of waiting out the hypervisor
-    API's timeouts a second time."""
+    goes to its host's BMC first instead of waiting out the hypervisor API's
+    timeouts a second time."""
     host, after, evidence = fail_and_replace(stack, "web-1", "hang")
     assert host == "dl360-1" and after["machine"]["kind"] == "physical"
     assert evidence == "BMC of hypervisor host dl360-1 reads off after hard power-off"
     log = fence_events(stack, "web-1")
     assert any("cannot read the hypervisor of dl360-1" in m for m in log), log
-    assert any("level hypervisor failed" in m and "did not answer the cross-check" in m for m in log), log
+    assert not any(m.endswith("level hypervisor") for m in log), log  # not waited for a second time
 
 
 def test_partitioned_host_is_fenced_not_trusted(stack):

@@ -4,8 +4,9 @@ What the BMC or hypervisor says goes into the log; it is not evidence (a
 BMC reading 'on' says nothing of a hung OS). Its other use is speed: every
 device a fence level would need is asked at once, bounded by
 ``crosscheck_timeout``, and one that cannot answer is remembered as silent
-for a while, so the fence skips its level instead of waiting a full driver
-timeout (and its retries) for a device already known not to answer.
+for a few seconds, so the fence tries its level last instead of first
+waiting a full driver timeout (and its retries) for a device already known
+not to answer.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from voe.drivers.base import PowerState, VmState
 from voe.errors import DriverError
 from voe.store.runtime import Incarnation
 
-SILENCE_MEMORY = 10.0  # seconds a device that did not answer counts as silent
+SILENCE_MEMORY = 5.0  # seconds a device that did not answer counts as silent
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-crosscheck")
 
@@ -45,10 +46,9 @@ class Silence:
             return None
         return time.monotonic() - at
 
-    def refuse_if_silent(self, device: str, host: str, operation: str) -> None:
-        ago = self.ago(device, host)
-        if ago is not None:
-            raise DriverError(host, operation, f"the {device} did not answer the cross-check {ago:.1f} s ago")
+    def clear(self, device: str, host: str) -> None:
+        with self._lock:
+            self._at.pop((device, host), None)
 
 
 def crosscheck(ctx, inc: Incarnation, host: Host, silence: Silence, timeout: float) -> str:
@@ -66,6 +66,7 @@ def crosscheck(ctx, inc: Incarnation, host: Host, silence: Silence, timeout: flo
     for device, look in looks.items():
         try:
             seen.append(look.result(timeout=max(0.0, deadline - time.monotonic())))
+            silence.clear(device, host.name)
         except (DriverError, FutureTimeout) as e:
             seen.append(f"cannot read the {device} of {host.name}: {str(e) or f'no answer within {timeout:g} s'}")
             silence.mark(device, host.name)

@@ -24,7 +24,6 @@ DEFAULT_LEVELS = {"physical": ["bmc", "fabric"], "vm": ["hypervisor", "hyperviso
 def _bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     if inc.kind != "physical":
         raise DriverError(host.name, "fence bmc", "a VM has no BMC of its own; use hypervisor-host-bmc")
-    ctx.silence.refuse_if_silent("bmc", host.name, "fence bmc")
     ctx.devices.power(host).power_off(confirm=True)
     ctx.runtime.fence_host(host.name, f"bmc: powered off to fence {inc.persona}")
     return f"BMC of {host.name} reads off after hard power-off"
@@ -33,7 +32,6 @@ def _bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
 def _hypervisor(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     if inc.kind != "vm":
         raise DriverError(host.name, "fence hypervisor", "not a VM")
-    ctx.silence.refuse_if_silent("hypervisor", host.name, "fence hypervisor")
     ctx.devices.hypervisor(host).destroy(inc.vm)
     return f"hypervisor {host.name} reads VM {inc.vm} off after destroy"
 
@@ -44,7 +42,6 @@ def _hypervisor_host_bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     already = ctx.runtime.fenced_hosts().get(host.name)
     if already and already["since"] >= inc.started_at and already["reason"].startswith("bmc"):
         return f"hypervisor host {host.name} was powered off ({already['reason']}) after this VM started"
-    ctx.silence.refuse_if_silent("bmc", host.name, "fence hypervisor host bmc")
     ctx.devices.power(host).power_off(confirm=True)
     ctx.runtime.fence_host(host.name, f"bmc: hypervisor host powered off to fence {inc.persona}")
     return f"BMC of hypervisor host {host.name} reads off after hard power-off"
@@ -79,16 +76,25 @@ LEVELS: dict[str, Callable[[Ctx, Incarnation, Host], str]] = {
 }
 
 
+# the device each level talks to, as the cross-check names it
+NEEDS = {"bmc": "bmc", "hypervisor": "hypervisor", "hypervisor-host-bmc": "bmc", "fabric": None}
+
+
 def fence(ctx: Ctx, p: Persona) -> None:
+    """Try the levels in order; a level whose device just failed to answer
+    the cross-check is put last rather than waited for first, and is still
+    tried before the persona is blocked."""
     inc = ctx.runtime.current(p.name)
     if inc is None or inc.ended_at is not None:
         ctx.runtime.transition(p.name, State.FENCING, Event.FENCE_SUCCEEDED, "no live incarnation")
         return
     host = ctx.inventory().by_name("hosts")[inc.host]
     levels = host.fencing or DEFAULT_LEVELS[inc.kind]
+    doubtful = [lv for lv in levels if NEEDS.get(lv) and ctx.silence.ago(NEEDS[lv], host.name) is not None]
     failures = []
-    for level in levels:
-        ctx.log("warning", "fence", f"fencing {p.name} generation {inc.generation} on {host.name}: level {level}",
+    for level in [lv for lv in levels if lv not in doubtful] + doubtful:
+        note = " (its device did not answer the cross-check: tried last)" if level in doubtful else ""
+        ctx.log("warning", "fence", f"fencing {p.name} generation {inc.generation} on {host.name}: level {level}{note}",
                 persona=p.name, host=host.name)
         try:
             evidence = LEVELS[level](ctx, inc, host)

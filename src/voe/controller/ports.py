@@ -80,17 +80,27 @@ class PortKeeper:
         for sw, hs in by_switch.items():
             with self._queue_lock:
                 self._queued[sw] |= hs
-        errors = list(_POOL.map(lambda sw: self._switch(sw, load_inventory, persona), sorted(by_switch)))
+        errors = list(_POOL.map(lambda sw: self._switch(sw, load_inventory, persona, by_switch[sw]), sorted(by_switch)))
         for e in errors:
             if e is not None:
                 raise e
 
-    def _switch(self, sw_name: str, load_inventory, persona) -> Exception | None:
+    def _switch(self, sw_name: str, load_inventory, persona, mine: set[str]) -> Exception | None:
         """One pass for one switch; an error is returned to the caller's
-        thread, with the hosts queued again (inside the lock) for the next."""
+        thread, with the hosts queued again (inside the lock) for the next.
+        A switch that does not answer is not written at all (``restore``
+        rewrites it when it is back); only a caller whose own hosts need
+        VLANs on it fails, not every caller queued with it."""
         with self._locks[sw_name]:
             with self._queue_lock:
                 hosts, self._queued[sw_name] = self._queued[sw_name], set()
+            if sw_name in self.switches.down():
+                stuck = sorted(port for (sw, port), want in self.plan(load_inventory(), mine).items()
+                               if sw == sw_name and want.vlans())
+                if stuck:
+                    return DriverError(sw_name, f"configure ports {', '.join(stuck)}", "the switch does not answer",
+                                       transient=True)
+                return None
             if not hosts:
                 return None  # an earlier pass already wrote this caller's ports
             try:
@@ -105,12 +115,6 @@ class PortKeeper:
 
     def _write_switch(self, sw_name: str, hosts: set[str], inv: Inventory, persona: str | None) -> None:
         plan = self.plan(inv, hosts)
-        if sw_name in self.switches.down():
-            needed = sorted(port for (sw, port), want in plan.items() if sw == sw_name and want.vlans())
-            if needed:
-                raise DriverError(sw_name, f"configure ports {', '.join(needed)}", "the switch does not answer",
-                                  transient=True)
-            return  # nothing runs through it; it is restored when it answers again
         self._learn(sw_name, inv)
         todo = {port: want for (sw, port), want in plan.items()
                 if sw == sw_name and not self._holds(sw, port, want)}

@@ -41,7 +41,7 @@ def machines_now(ctx: Ctx, last_resort: bool = False):
     if last_resort:
         fenced = {h: v for h, v in fenced.items()
                   if not v["reason"].startswith("bmc") or h not in hosts or hosts[h].hypervisor is not None}
-    return inv, capacity.machines(inv, allocations, fenced, ctx.switches.down())
+    return inv, capacity.machines(inv, allocations, fenced, ctx.switches.avoid())
 
 
 def constraint_for(ctx: Ctx, p: Persona) -> Constraint:
@@ -97,7 +97,7 @@ def place(ctx: Ctx, p: Persona) -> None:
             return
         m = decision.machine
         host = inv.by_name("hosts")[m.host]
-        boot_mac = wiring.boot_mac(inv, p, m.kind, host, ctx.switches.down())
+        boot_mac = wiring.boot_mac(inv, p, m.kind, host, ctx.switches.avoid())
         gen = ctx.runtime.begin_incarnation(p.name, m.kind, m.host, p.name if m.kind == "vm" else None, boot_mac, decision.why)
     ctx.runtime.clear_intent(p.name, "move_kind", "move_host")
     ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, decision.why, host=m.host,

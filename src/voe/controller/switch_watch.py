@@ -34,8 +34,9 @@ class SwitchWatch:
         self.interval = interval
         self._down: dict[str, str] = {}
         self._missed: dict[str, int] = {}  # probes failed in a row
+        self._answered: set[str] = set()  # switches that answered a probe since this controller began
         self._lock = threading.Lock()
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, float] = {}  # switch -> when its probe began
         # what to do when a switch goes or comes back (the ports follow);
         # run on the watch's own threads, never under a caller's lock
         self.on_down: Callable[[str], None] = lambda name: None
@@ -44,6 +45,21 @@ class SwitchWatch:
     def down(self) -> frozenset[str]:
         with self._lock:
             return frozenset(self._down)
+
+    def avoid(self) -> frozenset[str]:
+        """What new placements keep their trunks off: the switches that are
+        down, and those in doubt (a probe missed, or one waiting longer than
+        a probe interval, where a live switch answers in milliseconds). A
+        persona fenced because its switch died is placed again about when
+        the first probe misses, before the second confirms the outage; on a
+        switch merely slow, a trunk on another switch costs nothing."""
+        slow = time.monotonic() - self.interval
+        with self._lock:
+            missed = {n for n, k in self._missed.items() if k}
+            # a switch not yet heard from is not doubted for being slow: the
+            # first probes after a start wait for the SNMP stack itself
+            slow_now = {n for n, began in self._in_flight.items() if began < slow} & self._answered
+            return frozenset(self._down) | missed | slow_now
 
     def mark_down(self, name: str, reason: str) -> None:
         with self._lock:
@@ -67,7 +83,7 @@ class SwitchWatch:
             with self._lock:
                 if sw.name in self._in_flight:
                     continue
-                self._in_flight.add(sw.name)
+                self._in_flight[sw.name] = time.monotonic()
             _POOL.submit(self._probe, sw)
 
     def _probe(self, sw: Switch) -> None:
@@ -80,10 +96,11 @@ class SwitchWatch:
         else:
             with self._lock:
                 self._missed.pop(sw.name, None)
+                self._answered.add(sw.name)
             self._mark_up(sw.name)
         finally:
             with self._lock:
-                self._in_flight.discard(sw.name)
+                self._in_flight.pop(sw.name, None)
 
     def _missed_one(self, name: str, reason: str) -> None:
         """Down after ``MISSES_TO_DOWN`` failed probes in a row: one slow
