@@ -29,7 +29,7 @@ class Ctx:
     silence: Silence = field(default_factory=Silence)  # devices that did not answer a cross-check
 
     def __post_init__(self) -> None:
-        self.switches = SwitchWatch(lambda sw: self.devices.switch_probe(sw, self.timing.crosscheck_timeout),
+        self.switches = SwitchWatch(lambda sw: self.devices.switch_probe(sw, self.timing.switch_probe_timeout),
                                     self.log, self.timing.switch_probe_interval)
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches)
         self.switches.on_down = lambda name: self.ports.route_around(self.inventory, name)
