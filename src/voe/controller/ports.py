@@ -91,12 +91,16 @@ class PortKeeper:
         A switch that does not answer is not written at all (``restore``
         rewrites it when it is back); only a caller whose own hosts need
         VLANs on it fails, not every caller queued with it."""
+        if sw_name in self.switches.avoid() and not self._needing_vlans(sw_name, mine, load_inventory()):
+            # a switch in doubt may hold its lock for a whole SNMP timeout:
+            # a caller that only clears ports there does not wait for it
+            # (its hosts stay queued for the next pass, or for ``restore``)
+            return None
         with self._locks[sw_name]:
             with self._queue_lock:
                 hosts, self._queued[sw_name] = self._queued[sw_name], set()
             if sw_name in self.switches.down():
-                stuck = sorted(port for (sw, port), want in self.plan(load_inventory(), mine).items()
-                               if sw == sw_name and want.vlans())
+                stuck = self._needing_vlans(sw_name, mine, load_inventory())
                 if stuck:
                     return DriverError(sw_name, f"configure ports {', '.join(stuck)}", "the switch does not answer",
                                        transient=True)
@@ -112,6 +116,9 @@ class PortKeeper:
                     self._queued[sw_name] |= hosts
                 return e
         return None
+
+    def _needing_vlans(self, sw_name: str, hosts: set[str], inv: Inventory) -> list[str]:
+        return sorted(port for (sw, port), want in self.plan(inv, hosts).items() if sw == sw_name and want.vlans())
 
     def _write_switch(self, sw_name: str, hosts: set[str], inv: Inventory, persona: str | None) -> None:
         plan = self.plan(inv, hosts)
