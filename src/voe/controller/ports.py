@@ -118,7 +118,11 @@ class PortKeeper:
         return None
 
     def _needing_vlans(self, sw_name: str, hosts: set[str], inv: Inventory) -> list[str]:
-        return sorted(port for (sw, port), want in self.plan(inv, hosts).items() if sw == sw_name and want.vlans())
+        """The ports of ``hosts`` on the switch that must carry VLANs now."""
+        theirs = {nic.port for h in hosts for nic in wiring.cabled_nics(inv, inv.by_name("hosts")[h])
+                  if nic.switch == sw_name}
+        return sorted(port for (sw, port), want in self.plan(inv, hosts).items()
+                      if sw == sw_name and port in theirs and want.vlans())
 
     def _write_switch(self, sw_name: str, hosts: set[str], inv: Inventory, persona: str | None) -> None:
         plan = self.plan(inv, hosts)
