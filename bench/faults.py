@@ -6,6 +6,7 @@ pair (and sometimes SIGKILLs the controller mid-failover), waits for every
 affected persona to run again — or to be blocked with a reason — and then
 repairs the hardware and returns it to service (`voe host clear`).
 
+The datacenter is the review's with two spare servers (see ``with_spares``).
 Faults: power-loss, hang, os-crash (on the hypervisor host: the review's
 case), partition, bmc-down with hang or power loss, a switch going down,
 controller SIGKILL, and pairs. Prints: trials, double-runs (must be 0),
@@ -19,6 +20,7 @@ fenced) apart, and the same for the trials without a controller kill.
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import statistics
 import tempfile
@@ -30,7 +32,8 @@ from harness import Stack, load, relocate
 
 PERSONAS = ("web-1", "oracle", "bea-1")
 HOST_FAULTS = ["power-loss", "hang", "os-crash", "partition", "bmc-down+hang", "bmc-down+power-loss"]
-SETTLE = 60.0  # seconds a persona may take to come back before it counts as lost
+SETTLE = 150.0  # seconds before a persona counts as lost: past the 90 s boot timeout and one more retarget
+SPARES = 2  # servers added to the review's datacenter, as a site that plans for failures keeps spares
 
 
 def pct(values: list[float], p: float) -> float:
@@ -49,6 +52,23 @@ def stamp(iso: str) -> float:
 def trunk_switch(s: Stack, host: str) -> str:
     fabric = s.http.get("/api/v1/fabric").json()
     return next(c["switch"] for c in fabric["cables"] if c["host"] == host and c["trunk"])
+
+
+def with_spares(doc: dict) -> dict:
+    """The review's datacenter plus ``SPARES`` servers shaped like dl360-2:
+    pairs of faults fence two hosts at once, and a fenced host stays out
+    until repaired, so four servers for three personas would measure the
+    datacenter's size, not voe."""
+    model = next(h for h in doc["hosts"] if h["name"] == "dl360-2")
+    for k in range(1, SPARES + 1):
+        spare = copy.deepcopy(model)
+        spare["name"] = f"spare-{k}"
+        spare["bmc"]["port"] = 0  # relocated below
+        for j, nic in enumerate(spare["nics"]):
+            nic["mac"] = f"00:0b:cd:{0x10 + k:02x}:00:{j + 1:02x}"
+            nic["port"] = str(10 + k)
+        doc["hosts"].append(spare)
+    return doc
 
 
 def switches(s: Stack) -> set[str]:
@@ -151,7 +171,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="voe-faults-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        s = Stack(relocate(load()), workdir).start()
+        s = Stack(relocate(with_spares(load())), workdir).start()
         try:
             for p in PERSONAS:
                 s.http.post(f"/api/v1/personas/{p}/start", json={}).raise_for_status()

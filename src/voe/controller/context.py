@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from voe.controller.crosscheck import Silence
+from voe.controller.crosscheck import SILENCE_MEMORY
 from voe.controller.devices import Devices
 from voe.controller.ports import PortKeeper
 from voe.controller.storage import StorageKeeper
 from voe.controller.switch_watch import SwitchWatch
 from voe.controller.services import Services
+from voe.controller.timed import TimedSet
 from voe.controller.timing import Timing
 from voe.domain.inventory import Inventory
 from voe.store.runtime import RuntimeStore
+
+FAILED_HOST_MEMORY = 300.0  # seconds a retarget keeps away from a host where it was fenced
 
 
 @dataclass
@@ -26,7 +29,10 @@ class Ctx:
     ports: PortKeeper = field(init=False)
     storage: StorageKeeper = field(init=False)
     switches: SwitchWatch = field(init=False)
-    silence: Silence = field(default_factory=Silence)  # devices that did not answer a cross-check
+    # hints, never evidence: devices that did not answer a cross-check, and
+    # hosts where an incarnation was just fenced (a retarget avoids them)
+    silence: TimedSet = field(default_factory=lambda: TimedSet(SILENCE_MEMORY))
+    failed_hosts: TimedSet = field(default_factory=lambda: TimedSet(FAILED_HOST_MEMORY))
 
     def __post_init__(self) -> None:
         self.switches = SwitchWatch(lambda sw: self.devices.switch_probe(sw, self.timing.switch_probe_timeout),

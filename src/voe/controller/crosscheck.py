@@ -11,47 +11,22 @@ not to answer.
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from voe.controller.timed import TimedSet
 from voe.domain.models import Host
 from voe.drivers.base import PowerState, VmState
 from voe.errors import DriverError
 from voe.store.runtime import Incarnation
 
-SILENCE_MEMORY = 5.0  # seconds a device that did not answer counts as silent
+SILENCE_MEMORY = 5.0  # seconds a device that did not answer counts as silent (keys: (device, host))
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-crosscheck")
 
 
-class Silence:
-    """Which devices (a host's ``bmc`` or ``hypervisor``) did not answer a
-    cross-check, and when."""
-
-    def __init__(self) -> None:
-        self._at: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def mark(self, device: str, host: str) -> None:
-        with self._lock:
-            self._at[(device, host)] = time.monotonic()
-
-    def ago(self, device: str, host: str) -> float | None:
-        """Seconds since it last failed to answer, if recently enough to count."""
-        with self._lock:
-            at = self._at.get((device, host))
-        if at is None or time.monotonic() - at >= SILENCE_MEMORY:
-            return None
-        return time.monotonic() - at
-
-    def clear(self, device: str, host: str) -> None:
-        with self._lock:
-            self._at.pop((device, host), None)
-
-
-def crosscheck(ctx, inc: Incarnation, host: Host, silence: Silence, timeout: float) -> str:
+def crosscheck(ctx, inc: Incarnation, host: Host, silence: TimedSet, timeout: float) -> str:
     """Ask, in parallel, the device that runs the incarnation and, for a VM,
     the BMC of its host (the next fence level); say what each answered."""
     looks: dict[str, Future] = {}
@@ -66,10 +41,10 @@ def crosscheck(ctx, inc: Incarnation, host: Host, silence: Silence, timeout: flo
     for device, look in looks.items():
         try:
             seen.append(look.result(timeout=max(0.0, deadline - time.monotonic())))
-            silence.clear(device, host.name)
+            silence.clear((device, host.name))
         except (DriverError, FutureTimeout) as e:
             seen.append(f"cannot read the {device} of {host.name}: {str(e) or f'no answer within {timeout:g} s'}")
-            silence.mark(device, host.name)
+            silence.mark((device, host.name))
     return "; ".join(seen)
 
 

@@ -90,7 +90,7 @@ def fence(ctx: Ctx, p: Persona) -> None:
         return
     host = ctx.inventory().by_name("hosts")[inc.host]
     levels = host.fencing or DEFAULT_LEVELS[inc.kind]
-    doubtful = [lv for lv in levels if NEEDS.get(lv) and ctx.silence.ago(NEEDS[lv], host.name) is not None]
+    doubtful = [lv for lv in levels if NEEDS.get(lv) and ctx.silence.ago((NEEDS[lv], host.name)) is not None]
     failures = []
     for level in [lv for lv in levels if lv not in doubtful] + doubtful:
         note = " (its device did not answer the cross-check: tried last)" if level in doubtful else ""
@@ -103,6 +103,7 @@ def fence(ctx: Ctx, p: Persona) -> None:
             ctx.log("error", "fence", f"level {level} failed: {e}", persona=p.name, host=host.name)
             continue
         ctx.runtime.end_incarnation(p.name, inc.generation, evidence)
+        ctx.failed_hosts.mark(host.name)
         ctx.runtime.transition(p.name, State.FENCING, Event.FENCE_SUCCEEDED, evidence, host=host.name,
                                data={"level": level, "generation": inc.generation})
         return

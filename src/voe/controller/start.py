@@ -83,6 +83,13 @@ def place(ctx: Ctx, p: Persona) -> None:
         if decision is None or not decision.ok:
             decision = placer.place(p, constraint_for(ctx, p))
         retarget = (ctx.runtime.intents().get(p.name) or {}).get("move_kind") == "retarget"
+        if retarget and decision.ok and decision.machine.host in ctx.failed_hosts.members():
+            # whatever failed there (a partition, a sick hypervisor) may be
+            # unseen still: another host if one fits
+            elsewhere = Placer(machines_now(ctx)[1]).place(p, Constraint(avoid_host=constraint_for(ctx, p).avoid_host,
+                                                                         shun=ctx.failed_hosts.members()))
+            if elsewhere.ok:
+                decision = elsewhere
         if not decision.ok and retarget:
             # the host it was fenced on is the only one left: better than none
             decision = placer.place(p, Constraint())

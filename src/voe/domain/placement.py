@@ -75,6 +75,7 @@ class Constraint:
     host: str | None = None
     kind: Kind | None = None
     avoid_host: str | None = None  # a move leaves its current host
+    shun: frozenset[str] = frozenset()  # hosts where an incarnation was just fenced (a retarget's preference)
 
 
 @dataclass
@@ -114,6 +115,8 @@ def rule_out(p: Persona, m: Machine, c: Constraint) -> tuple[str, str] | None:
         return "target", f"{{n}} {{are}} not {c.host}"
     if c.avoid_host and m.host == c.avoid_host:
         return "move", f"{{n}} {{are}} the host being left ({c.avoid_host})"
+    if m.host in c.shun:
+        return "recent-failure", "{n} just had an incarnation fenced"
     if not m.available:
         return "unavailable", "{n} {are} unschedulable, fenced or unreachable"
     if m.kind == "physical" and m.personas:
@@ -202,7 +205,7 @@ class _Shelf:
             cpus, mem, host = self.keys[i]
             if cpus < p.cpus:
                 return None  # spread walks down: nothing further fits
-            if mem >= p.memory and host != c.avoid_host:
+            if mem >= p.memory and host != c.avoid_host and host not in c.shun:
                 m = self.machines[host]
                 if not (aa and m.anti_sets.get(aa)):
                     return m
