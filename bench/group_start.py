@@ -72,10 +72,13 @@ def cpu_seconds(pid: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--personas", type=int, default=1000)
+    ap.add_argument("--keep", type=Path, help="run in this directory and keep the store and logs")
     args = ap.parse_args()
     doc, levels = datacenter(args.personas)
     with tempfile.TemporaryDirectory(prefix="voe-group-") as tmp:
-        s = Stack(doc, Path(tmp), env={"VOE_HEARTBEAT_INTERVAL": "3", "VOE_BOOT_TIMEOUT": "600"}).start()
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        s = Stack(doc, workdir, env={"VOE_HEARTBEAT_INTERVAL": "3", "VOE_BOOT_TIMEOUT": "600"}).start()
         try:
             cpu0 = cpu_seconds(s.controller.pid)
             t0 = time.time()
@@ -99,20 +102,27 @@ def main() -> None:
                 events += batch
                 after = batch[-1]["id"]
             at = lambda e: datetime.fromisoformat(e["at"]).timestamp()  # noqa: E731
-            powered = {e["persona"]: at(e) for e in events if e["data"]["to"] == "booting"}
-            running = {e["persona"]: at(e) for e in events if e["data"]["to"] == "running"}
+            reached = {to: {e["persona"]: at(e) for e in events if e["data"]["to"] == to}
+                       for to in ("placing", "powering-on", "booting", "running")}
+            powered, running = reached["booting"], reached["running"]
             roots_on = max(powered[p] for p in levels[0]) - t0
             lag = 0.0
+            phases = []
             for k in range(1, LEVELS):
                 ready = max(running[p] for p in levels[k - 1])
                 issued = max(powered[p] for p in levels[k])
                 lag = max(lag, issued - ready)
+                phases.append([max(reached[to][p] for p in levels[k]) - ready
+                               for to in ("placing", "powering-on", "booting")])
         finally:
             s.stop()
     print(f"group start: {args.personas} personas in a {LEVELS}-level DAG on the lab (real IPMI, SNMP, agents)")
     print(f"  every root powered on after {roots_on:.1f} s; all running after {t_all:.1f} s")
     print(f"  worst level: last power-on issued {lag:.2f} s after its dependencies were all ready "
           f"(includes the level's own switch configuration)")
+    for k, (placing, placed, booting) in enumerate(phases, start=1):
+        print(f"    level {k}: after its dependencies, every member placing {placing:.2f} s, placed {placed:.2f} s, "
+              f"powered on {booting:.2f} s")
     print(f"  controller CPU: {cpu:.1f} s in all, {cpu / args.personas * 1000:.0f} ms per persona")
 
 

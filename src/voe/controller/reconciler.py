@@ -67,6 +67,7 @@ class Reconciler:
         # paused) say nothing about the personas: give them a fresh grace.
         self._grace_from = now()
         self._last_tick = time.monotonic()
+        self._prepared: dict[str, float] = {}  # host -> when its BMC session was last used by _prepare
 
     # --- loop -------------------------------------------------------------
 
@@ -105,6 +106,7 @@ class Reconciler:
         intents = ctx.runtime.intents()
         deps = dependencies_ready(inv, states)
         dependents = dependents_down(inv, states)
+        self._prepare(inv, states)
         t = now()
         for p in inv.personas:
             with self._busy_lock:
@@ -123,6 +125,21 @@ class Reconciler:
             nxt = decide(o, ctx.timing)
             if nxt is not None:
                 self._act(p, st, nxt)
+
+    def _prepare(self, inv: Inventory, states: dict[str, PersonaState]) -> None:
+        """Keep a session open to the BMC of each server a group start
+        reserved, while its persona waits for its dependencies: logging in
+        to a BMC takes several round trips, which would otherwise land on
+        the level's critical path when the dependencies become ready."""
+        hosts = inv.by_name("hosts")
+        for st in states.values():
+            plan = st.plan or {}
+            host = hosts.get(plan.get("host") or "")
+            if st.state != State.WAITING or plan.get("kind") != "physical" or host is None or host.bmc is None:
+                continue
+            if time.monotonic() - self._prepared.get(host.name, float("-inf")) > PREPARE_EVERY:
+                self._prepared[host.name] = time.monotonic()
+                _PREPARE.submit(_open_bmc_session, self.ctx, host)
 
     def _act(self, p: Persona, st: PersonaState, nxt: Next) -> None:
         if nxt.event is not None:
@@ -163,6 +180,17 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
         host = ctx.inventory().by_name("hosts")[inc.host]
         seen = crosscheck(ctx, inc, host, ctx.silence, ctx.timing.crosscheck_timeout)
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
+
+
+PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm
+_PREPARE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-prepare")
+
+
+def _open_bmc_session(ctx: Ctx, host) -> None:
+    try:
+        ctx.devices.power(host).power_state(retry=False)
+    except DriverError:
+        pass  # only a head start: the start itself reports what fails
 
 
 def _settle(ctx: Ctx, p: Persona) -> None:

@@ -19,6 +19,7 @@ from voe.domain.placement import Constraint, Placer
 from voe.drivers.base import VmSpec
 from voe.drivers.boot import ipxe
 from voe.errors import DriverError
+from voe.store.runtime import DoubleStartRefused, StaleState
 from voe.store.tokens import agent_token_name
 
 _PREPARE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-grant")
@@ -44,15 +45,6 @@ def machines_now(ctx: Ctx, last_resort: bool = False):
     return inv, capacity.machines(inv, allocations, fenced, ctx.switches.avoid())
 
 
-def constraint_for(ctx: Ctx, p: Persona) -> Constraint:
-    """An operator's move, else a group start's reservation, else none."""
-    intent = ctx.runtime.intents().get(p.name) or {}
-    if not intent.get("move_kind"):
-        return Constraint()
-    last = ctx.runtime.current(p.name)
-    return move_constraint(intent["move_kind"], intent.get("move_host"), last.host if last else None)
-
-
 def move_constraint(kind: str, host: str | None, current_host: str | None) -> Constraint:
     """``kind`` is vm, physical, any, or retarget (after a fence); a move
     without ``--to`` leaves the host it is on."""
@@ -61,52 +53,73 @@ def move_constraint(kind: str, host: str | None, current_host: str | None) -> Co
 
 
 def place(ctx: Ctx, p: Persona) -> None:
-    st = ctx.runtime.state_of(p.name)
-    if st.state != State.PLACING:
-        return
-    current = ctx.runtime.current(p.name)
+    """Place every persona now waiting to be placed, this one first, against
+    one view of capacity: a level of a group start arrives as hundreds of
+    placements at once, and each would otherwise recompute the whole
+    datacenter's capacity in turn under the placement lock."""
+    with PLACEMENT_LOCK:
+        states = ctx.runtime.states()
+        if p.name not in states or states[p.name].state != State.PLACING:
+            return
+        waiting = [p.name] + sorted(n for n, st in states.items() if st.state == State.PLACING and n != p.name)
+        latest = ctx.runtime.latest()
+        intents = ctx.runtime.intents()
+        inv, machines = machines_now(ctx)
+        placer = Placer(machines)
+        personas = inv.by_name("personas")
+        for name in waiting:
+            if name not in personas:
+                continue
+            try:
+                _place_one(ctx, placer, inv, personas[name], states[name], latest.get(name), intents.get(name) or {})
+            except (StaleState, DoubleStartRefused) as e:
+                if name == p.name:
+                    raise
+                ctx.log("warning", "controller", f"placing {name} with {p.name}: {e}", persona=name)
+
+
+def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: dict) -> None:
     if current is not None and current.ended_at is None:
         # a controller died between recording the incarnation and the
         # transition: carry on with the incarnation already recorded
         ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, current.why, host=current.host)
         return
-    with PLACEMENT_LOCK:
-        inv, machines = machines_now(ctx)
-        p = inv.by_name("personas")[p.name]
-        placer = Placer(machines)
-        decision = None
-        plan = st.plan or {}
-        if plan.get("host"):
-            decision = placer.place(p, Constraint(host=plan["host"], kind=plan["kind"]))
-            if decision.ok:
-                decision.why = plan.get("why") or decision.why
-        if decision is None or not decision.ok:
-            decision = placer.place(p, constraint_for(ctx, p))
-        retarget = (ctx.runtime.intents().get(p.name) or {}).get("move_kind") == "retarget"
-        if retarget and decision.ok and decision.machine.host in ctx.failed_hosts.members():
-            # whatever failed there (a partition, a sick hypervisor) may be
-            # unseen still: another host if one fits
-            elsewhere = Placer(machines_now(ctx)[1]).place(p, Constraint(avoid_host=constraint_for(ctx, p).avoid_host,
-                                                                         shun=ctx.failed_hosts.members()))
-            if elsewhere.ok:
-                decision = elsewhere
-        if not decision.ok and retarget:
-            # the host it was fenced on is the only one left: better than none
-            decision = placer.place(p, Constraint())
-        if not decision.ok and retarget:
-            inv, machines = machines_now(ctx, last_resort=True)
-            fallback = Placer(machines).place(p, Constraint())
-            if fallback.ok:
-                decision = fallback
-                decision.why += " (a host powered off by an earlier fence: nothing else fits)"
-        if not decision.ok:
-            ctx.runtime.transition(p.name, State.PLACING, Event.UNPLACEABLE, decision.why, data=decision.as_dict())
-            return
-        m = decision.machine
-        host = inv.by_name("hosts")[m.host]
-        boot_mac = wiring.boot_mac(inv, p, m.kind, host, ctx.switches.avoid())
-        gen = ctx.runtime.begin_incarnation(p.name, m.kind, m.host, p.name if m.kind == "vm" else None, boot_mac, decision.why)
-    ctx.runtime.clear_intent(p.name, "move_kind", "move_host")
+    decision = None
+    plan = st.plan or {}
+    if plan.get("host"):
+        decision = placer.place(p, Constraint(host=plan["host"], kind=plan["kind"]))
+        if decision.ok:
+            decision.why = plan.get("why") or decision.why
+    moving = move_constraint(intent["move_kind"], intent.get("move_host"), current.host if current else None) \
+        if intent.get("move_kind") else Constraint()
+    if decision is None or not decision.ok:
+        decision = placer.place(p, moving)
+    retarget = intent.get("move_kind") == "retarget"
+    if retarget and decision.ok and decision.machine.host in ctx.failed_hosts.members():
+        # whatever failed there (a partition, a sick hypervisor) may be
+        # unseen still: another host if one fits
+        elsewhere = Placer(machines_now(ctx)[1]).place(
+            p, Constraint(avoid_host=moving.avoid_host, shun=ctx.failed_hosts.members()))
+        if elsewhere.ok:
+            placer.release(p, decision.machine)
+            decision = elsewhere
+    if not decision.ok and retarget:
+        # the host it was fenced on is the only one left: better than none
+        decision = placer.place(p, Constraint())
+    if not decision.ok and retarget:
+        fallback = Placer(machines_now(ctx, last_resort=True)[1]).place(p, Constraint())
+        if fallback.ok:
+            decision = fallback
+            decision.why += " (a host powered off by an earlier fence: nothing else fits)"
+    if not decision.ok:
+        ctx.runtime.transition(p.name, State.PLACING, Event.UNPLACEABLE, decision.why, data=decision.as_dict())
+        return
+    m = decision.machine
+    host = inv.by_name("hosts")[m.host]
+    boot_mac = wiring.boot_mac(inv, p, m.kind, host, ctx.switches.avoid())
+    gen = ctx.runtime.begin_incarnation(p.name, m.kind, m.host, p.name if m.kind == "vm" else None, boot_mac, decision.why)
+    if intent.get("move_kind"):
+        ctx.runtime.clear_intent(p.name, "move_kind", "move_host")
     ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, decision.why, host=m.host,
                            data={"generation": gen, "kind": m.kind, "host": m.host}, plan=None)
 

@@ -9,6 +9,7 @@ call logs in afresh (a BMC that came back, or rebooted, is reached again).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -34,6 +35,8 @@ _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ipmi")
 # costs a duplicate packet at worst.
 pyghmi_session.initialtimeout = 0.05
 
+IDLE_RELOGIN = 30.0  # seconds: a session idle longer is replaced before use
+
 
 class IpmiSettings(DriverSettings):
     address: str
@@ -53,11 +56,16 @@ class _Link:
         self.lock = threading.Lock()
         self.cmd: command.Command | None = None
         self.retired = False
+        self.used = time.monotonic()
+
+    def stale(self) -> bool:
+        return self.cmd is not None and time.monotonic() - self.used > IDLE_RELOGIN
 
     def run(self, fn):
         with self.lock:
             if self.retired:
                 raise pyghmi_exc.IpmiException("session retired after a failure")
+            self.used = time.monotonic()
             if self.cmd is None:
                 # as bytes: pyghmi keys its shared sessions by the encoded
                 # credentials on lookup and removal but by the caller's on
@@ -68,16 +76,25 @@ class _Link:
                                            keepalive=False)
             return fn(self.cmd)
 
-    def retire(self) -> None:
+    def retire(self, log_out: bool = False) -> None:
         """Marked broken, the session leaves pyghmi's shared cache (the next
         client logs in afresh: a BMC that rebooted no longer knows it) and
-        a call still waiting on it inside pyghmi returns at once. No logout
-        is sent: the BMC is not answering, or has forgotten the session."""
+        a call still waiting on it inside pyghmi returns at once. A session
+        that failed gets no logout (the BMC is not answering, or has
+        forgotten it); an idle one is closed first, under its lock, so the
+        BMC's few session slots are not spent on it."""
         self.retired = True
         session = getattr(self.cmd, "ipmi_session", None)
-        if session is not None and not session.broken:
-            session.logged = 0
-            session._mark_broken()
+        if session is None or session.broken:
+            return
+        if log_out:
+            with self.lock:
+                try:
+                    session.logout()
+                except (pyghmi_exc.IpmiException, OSError):
+                    pass
+        session.logged = 0
+        session._mark_broken()
 
 
 class IpmiPower(PowerDriver):
@@ -93,14 +110,20 @@ class IpmiPower(PowerDriver):
         return cls(host.name, IpmiSettings(address=b.address, port=b.effective_port(), username=b.username,
                                            password=b.password or ""))
 
-    def _retire(self, link: _Link) -> None:
+    def _retire(self, link: _Link, log_out: bool = False) -> None:
         if self._link is link:
             self._link = _Link(self.settings)
-        link.retire()
+        link.retire(log_out)
 
     def _call(self, operation: str, fn):
         """Run ``fn(session)`` under the deadline; failures are typed."""
         link = self._link
+        if link.stale():
+            # a BMC drops a session idle this long (60 s is usual); a call on
+            # it would wait out its timeout before pyghmi logged in again,
+            # which a fence cannot afford: log in afresh instead
+            self._retire(link, log_out=True)
+            link = self._link
         future = _POOL.submit(link.run, fn)
         try:
             return future.result(timeout=self.settings.timeout)

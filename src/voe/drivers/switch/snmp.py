@@ -32,6 +32,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmHMACSHAAuthProtocol,
 )
 from pysnmp.proto import rfc1902
+from pysnmp.smi.builder import MibBuilder
+from pysnmp.smi.view import MibViewController
 
 from voe.domain.models import Switch
 from voe.drivers.base import DriverSettings, PortConfig, SwitchDriver
@@ -72,6 +74,25 @@ def decode_portlist(octets: bytes) -> set[int]:
     return {i * 8 + b + 1 for i, o in enumerate(octets) for b in range(8) if o & (0x80 >> b)}
 
 
+_MIB_VIEW: MibViewController | None = None
+_MIB_VIEW_LOCK = threading.Lock()
+
+
+def _shared_mib_view() -> MibViewController:
+    """pysnmp gives every engine a MIB view of its own and, at its first
+    request, a MIB compiler (a parser grammar: about half a second of CPU).
+    Every OID here is numeric, so one view, loaded once, serves every
+    switch; without it a controller with dozens of switches (and a probe
+    session for each) spent its first seconds compiling grammars."""
+    global _MIB_VIEW
+    with _MIB_VIEW_LOCK:
+        if _MIB_VIEW is None:
+            view = MibViewController(MibBuilder())
+            ObjectType(ObjectIdentity(SYS_DESCR)).resolve_with_mib(view)  # index built here, not under traffic
+            _MIB_VIEW = view
+        return _MIB_VIEW
+
+
 class SnmpSwitch(SwitchDriver):
     Settings = SnmpSettings
 
@@ -80,6 +101,7 @@ class SnmpSwitch(SwitchDriver):
         self.ports = ports or {}
         self._loop = asyncio.new_event_loop()
         self._engine = SnmpEngine()
+        self._engine.cache["mibViewController"] = _shared_mib_view()
         self._lock = threading.Lock()  # one request at a time on this driver's loop
         self._transport = None
 
