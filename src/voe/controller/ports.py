@@ -42,8 +42,8 @@ class PortKeeper:
         (under its lock), so a port that already carries what it should is
         not written again: later passes, a failover's among them, write
         only what changes. A failed read only costs those writes."""
-        if sw_name in self._learned:
-            return
+        if sw_name in self._learned or sw_name in self.switches.avoid():
+            return  # a switch in doubt is read when it answers again
         ports = sorted({n.port for h in inv.hosts for n in h.nics if n.switch == sw_name})
         try:
             seen = self.switch_driver(inv.by_name("switches")[sw_name]).read_ports(ports)
@@ -91,12 +91,14 @@ class PortKeeper:
         A switch that does not answer is not written at all (``restore``
         rewrites it when it is back); only a caller whose own hosts need
         VLANs on it fails, not every caller queued with it."""
-        if sw_name in self.switches.avoid() and not self._needing_vlans(sw_name, mine, load_inventory()):
-            # a switch in doubt may hold its lock for a whole SNMP timeout:
-            # a caller that only clears ports there does not wait for it
-            # (its hosts stay queued for the next pass, or for ``restore``)
-            return None
-        with self._locks[sw_name]:
+        lock = self._locks[sw_name]
+        while not lock.acquire(timeout=0.1):
+            if sw_name in self.switches.avoid() and not self._needing_vlans(sw_name, mine, load_inventory()):
+                # a switch in doubt may hold its lock for whole SNMP timeouts:
+                # a caller that only clears ports there does not wait for it
+                # (its hosts stay queued for the next pass, or for ``restore``)
+                return None
+        try:
             with self._queue_lock:
                 hosts, self._queued[sw_name] = self._queued[sw_name], set()
             if sw_name in self.switches.down():
@@ -115,6 +117,8 @@ class PortKeeper:
                 with self._queue_lock:
                     self._queued[sw_name] |= hosts
                 return e
+        finally:
+            lock.release()
         return None
 
     def _needing_vlans(self, sw_name: str, hosts: set[str], inv: Inventory) -> list[str]:

@@ -36,6 +36,7 @@ _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ipmi")
 pyghmi_session.initialtimeout = 0.05
 
 IDLE_RELOGIN = 30.0  # seconds: a session idle longer is replaced before use
+OPEN_SESSION_PATIENCE = 1.0  # seconds an open session gets before the call goes again on a new login
 
 
 class IpmiSettings(DriverSettings):
@@ -43,6 +44,23 @@ class IpmiSettings(DriverSettings):
     port: int = Field(default=623, ge=1, le=65535)
     username: str = ""
     password: str = Field(default="", json_schema_extra={"secret": True})
+
+
+def _abandon_login(s: IpmiSettings) -> None:
+    """A login to this BMC that a call gave up waiting for lives on inside
+    pyghmi (in its table of sessions being set up, then among the BMC's
+    sessions while it retries), and pyghmi hands it, half made, to the next
+    client, which then fails with it: break every such login."""
+    user, password = s.username.encode(), s.password.encode()
+    in_flight = [pyghmi_session.Session.initting_sessions.pop((s.address, user, password, s.port, None), None)]
+    for sessions in list(pyghmi_session.Session.bmc_handlers.values()):
+        in_flight += [x for x in list(sessions.values())
+                      if getattr(x, "bmc", None) == s.address and getattr(x, "port", None) == s.port
+                      and getattr(x, "userid", None) == user and x.logging and not x.logged]
+    for session in in_flight:
+        if session is not None and not session.broken:
+            session.logged = 0
+            session._mark_broken()
 
 
 class _Link:
@@ -72,6 +90,7 @@ class _Link:
                 # insertion, so text credentials make a second client of the
                 # same BMC wait forever on the first one's session
                 s = self.settings
+                _abandon_login(s)  # one left by a call that gave up on it
                 self.cmd = command.Command(s.address, s.username.encode(), s.password.encode(), port=s.port,
                                            keepalive=False)
             return fn(self.cmd)
@@ -85,7 +104,10 @@ class _Link:
         BMC's few session slots are not spent on it."""
         self.retired = True
         session = getattr(self.cmd, "ipmi_session", None)
-        if session is None or session.broken:
+        if session is None:
+            _abandon_login(self.settings)
+            return
+        if session.broken:
             return
         if log_out:
             with self.lock:
@@ -116,20 +138,34 @@ class IpmiPower(PowerDriver):
         link.retire(log_out)
 
     def _call(self, operation: str, fn):
-        """Run ``fn(session)`` under the deadline; failures are typed."""
+        """Run ``fn(session)`` under the deadline; failures are typed.
+
+        A session already open gets ``OPEN_SESSION_PATIENCE`` to answer: a
+        BMC that restarted since (a firmware reset, a repair) no longer
+        knows it and stays silent, so the call is sent again once on a new
+        login, with the whole timeout. The commands here are idempotent
+        (power on/off, boot device, status) but for reset, which a machine
+        survives twice."""
         link = self._link
         if link.stale():
-            # a BMC drops a session idle this long (60 s is usual); a call on
-            # it would wait out its timeout before pyghmi logged in again,
-            # which a fence cannot afford: log in afresh instead
+            # a BMC drops a session idle this long (60 s is usual): log in
+            # afresh rather than discover it at the first call
             self._retire(link, log_out=True)
             link = self._link
+        if link.cmd is not None:
+            try:
+                return self._attempt(operation, link, fn, min(OPEN_SESSION_PATIENCE, self.settings.timeout))
+            except DriverError:
+                link = self._link  # retired by the attempt: a fresh login
+        return self._attempt(operation, link, fn, self.settings.timeout)
+
+    def _attempt(self, operation: str, link: _Link, fn, timeout: float):
         future = _POOL.submit(link.run, fn)
         try:
-            return future.result(timeout=self.settings.timeout)
+            return future.result(timeout=timeout)
         except FutureTimeout:
             self._retire(link)
-            raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+            raise DriverTimeout(self.device, operation, timeout) from None
         except pyghmi_exc.IpmiException as e:
             self._retire(link)
             text = str(e) or "no answer from the BMC"
