@@ -95,28 +95,20 @@ class _Link:
                                            keepalive=False)
             return fn(self.cmd)
 
-    def retire(self, log_out: bool = False) -> None:
+    def retire(self) -> None:
         """Marked broken, the session leaves pyghmi's shared cache (the next
-        client logs in afresh: a BMC that rebooted no longer knows it) and
-        a call still waiting on it inside pyghmi returns at once. A session
-        that failed gets no logout (the BMC is not answering, or has
-        forgotten it); an idle one is closed first, under its lock, so the
-        BMC's few session slots are not spent on it."""
+        client logs in afresh: a BMC that restarted no longer knows it) and
+        a call still waiting on it inside pyghmi returns at once. No logout
+        is sent, and nothing here waits: the BMC may not be answering, and a
+        logout would queue behind the very call being given up on (the BMC
+        expires the session itself)."""
         self.retired = True
         session = getattr(self.cmd, "ipmi_session", None)
         if session is None:
             _abandon_login(self.settings)
-            return
-        if session.broken:
-            return
-        if log_out:
-            with self.lock:
-                try:
-                    session.logout()
-                except (pyghmi_exc.IpmiException, OSError):
-                    pass
-        session.logged = 0
-        session._mark_broken()
+        elif not session.broken:
+            session.logged = 0
+            session._mark_broken()
 
 
 class IpmiPower(PowerDriver):
@@ -132,10 +124,10 @@ class IpmiPower(PowerDriver):
         return cls(host.name, IpmiSettings(address=b.address, port=b.effective_port(), username=b.username,
                                            password=b.password or ""))
 
-    def _retire(self, link: _Link, log_out: bool = False) -> None:
+    def _retire(self, link: _Link) -> None:
         if self._link is link:
             self._link = _Link(self.settings)
-        link.retire(log_out)
+        link.retire()
 
     def _call(self, operation: str, fn):
         """Run ``fn(session)`` under the deadline; failures are typed.
@@ -150,7 +142,7 @@ class IpmiPower(PowerDriver):
         if link.stale():
             # a BMC drops a session idle this long (60 s is usual): log in
             # afresh rather than discover it at the first call
-            self._retire(link, log_out=True)
+            self._retire(link)
             link = self._link
         if link.cmd is not None:
             try:
