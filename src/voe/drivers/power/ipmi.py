@@ -58,9 +58,21 @@ def _abandon_login(s: IpmiSettings) -> None:
                       if getattr(x, "bmc", None) == s.address and getattr(x, "port", None) == s.port
                       and getattr(x, "userid", None) == user and x.logging and not x.logged]
     for session in in_flight:
-        if session is not None and not session.broken:
-            session.logged = 0
-            session._mark_broken()
+        if session is not None:
+            _break(session)
+
+
+def _break(session) -> None:
+    """Mark a pyghmi session dead with plain attribute writes: pyghmi's own
+    ``_mark_broken`` takes its global locks, and from a caller's thread
+    while its I/O thread is sending on the session, the two deadlock (seen:
+    two fences hung for minutes). Broken, pyghmi drops the session from its
+    cache at the next lookup, and a call waiting on it returns."""
+    session.logged = 0
+    session.logging = False
+    session.onlogpayload = None
+    session.lastpayload = None
+    session.broken = True
 
 
 class _Link:
@@ -96,7 +108,7 @@ class _Link:
             return fn(self.cmd)
 
     def retire(self) -> None:
-        """Marked broken, the session leaves pyghmi's shared cache (the next
+        """Broken, the session leaves pyghmi's shared cache (the next
         client logs in afresh: a BMC that restarted no longer knows it) and
         a call still waiting on it inside pyghmi returns at once. No logout
         is sent, and nothing here waits: the BMC may not be answering, and a
@@ -106,9 +118,8 @@ class _Link:
         session = getattr(self.cmd, "ipmi_session", None)
         if session is None:
             _abandon_login(self.settings)
-        elif not session.broken:
-            session.logged = 0
-            session._mark_broken()
+        else:
+            _break(session)
 
 
 class IpmiPower(PowerDriver):
