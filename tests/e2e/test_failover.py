@@ -140,6 +140,26 @@ def test_a_stale_incarnation_that_wakes_up_is_refused_and_exits(stack):
     no_double_runs(stack)
 
 
+def test_a_host_fenced_at_the_fabric_is_powered_off_before_it_is_cleared(stack):
+    """Clearing a host whose ports were shut gives it its network back: its
+    BMC must first confirm it off, or the old incarnation, still running,
+    would be reachable next to its replacement."""
+    before = start(stack, "bea-1")
+    host = before["bea-1"]["machine"]["host"]
+    stack.lab("fault", host, "bmc-down")
+    stack.lab("fault", host, "hang")
+    replaced(stack, "bea-1", before["bea-1"])
+    stack.lab("fault", host, "resume")  # the old OS runs again, cut off by its ports
+    r = stack.http.post(f"/api/v1/hosts/{host}/clear", json={"reason": "looks fine"})
+    assert r.status_code == 409 and "BMC could not confirm it off" in r.json()["detail"], r.json()
+    assert host in [h["name"] for h in stack.http.get("/api/v1/status").json()["hosts"]]  # still fenced
+    stack.lab("fault", host, "bmc-up")
+    r = stack.http.post(f"/api/v1/hosts/{host}/clear", json={"reason": "BMC back"})
+    assert r.status_code == 200, r.json()
+    assert next(b for b in stack.lab_json("status")["bmcs"] if b["host"] == host)["power"] == "off"
+    no_double_runs(stack)
+
+
 def test_no_evidence_blocks_until_an_operator_confirms(stack):
     """A host whose only fence level is its BMC, with the BMC gone: the
     persona is blocked, loudly, and restarts only on an operator's word."""

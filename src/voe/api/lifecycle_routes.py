@@ -18,7 +18,7 @@ from voe.domain import capacity
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import QUIET_STATES, State
 from voe.domain.placement import Constraint, Placer, place_group
-from voe.errors import Conflict, NotFound
+from voe.errors import Conflict, DriverError, NotFound
 
 router = APIRouter(tags=["operate"])
 
@@ -157,10 +157,30 @@ def clear_host(request: Request, name: str, body: ConfirmDeadRequest, who: Opera
     fenced = rt.fenced_hosts().get(name)
     if fenced is None:
         raise Conflict(f"host {name} is not fenced")
+    if fenced["reason"].startswith("fabric"):
+        _power_off_before_reconnecting(request, inv.by_name("hosts")[name])
     rt.clear_host(name)
     _services(request).events.append("warning", "audit", f"{who.name} returned host {name} to service "
                                      f"(was fenced: {fenced['reason']}): {body.reason}", host=name)
     return {"host": name, "cleared": fenced["reason"]}
+
+
+def _power_off_before_reconnecting(request: Request, host) -> None:
+    """A host fenced at the fabric may still be running what was fenced:
+    its ports come back with it, so its BMC must first confirm it off. A
+    cleared host whose old incarnation woke on the network would run that
+    persona twice."""
+    devices = request.app.state.devices
+    where = f"host {host.name} was fenced by shutting its switch ports and may still run an old incarnation"
+    if devices is None or host.bmc is None:
+        raise Conflict(f"{where}, and it has no BMC this controller can use: power it off by hand, then "
+                       "confirm with the BMC configured")
+    try:
+        devices.power(host).power_off(confirm=True)
+    except DriverError as e:
+        raise Conflict(f"{where}; its BMC could not confirm it off ({e}): power it off, then clear it again") from None
+    _services(request).events.append("warning", "audit", f"host {host.name} powered off through its BMC before "
+                                     "its switch ports are returned to it", host=host.name)
 
 
 @router.post("/groups/{name}/start", status_code=202, summary="Place a whole group, then start it in dependency order")
