@@ -15,7 +15,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from voe.controller.timed import TimedSet
 from voe.domain.models import Host
 from voe.drivers.base import PowerState, VmState
 from voe.errors import DriverError
@@ -26,9 +25,10 @@ SILENCE_MEMORY = 5.0  # seconds a device that did not answer counts as silent (k
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-crosscheck")
 
 
-def crosscheck(ctx, inc: Incarnation, host: Host, silence: TimedSet, timeout: float) -> str:
+def crosscheck(ctx, inc: Incarnation, host: Host) -> str:
     """Ask, in parallel, the device that runs the incarnation and, for a VM,
     the BMC of its host (the next fence level); say what each answered."""
+    silence, timeout = ctx.silence, ctx.timing.crosscheck_timeout
     looks: dict[str, Future] = {}
     if inc.kind == "physical":
         looks["bmc"] = _POOL.submit(_bmc_reads, ctx, host, "")

@@ -178,7 +178,7 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
     seen = "no live incarnation"
     if inc is not None and inc.ended_at is None:
         host = ctx.inventory().by_name("hosts")[inc.host]
-        seen = crosscheck(ctx, inc, host, ctx.silence, ctx.timing.crosscheck_timeout)
+        seen = crosscheck(ctx, inc, host)
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
 
 
