@@ -55,6 +55,10 @@ def dependents_down(inv: Inventory, states: dict[str, PersonaState]) -> dict[str
     return down
 
 
+WAKE_GAP = 0.01
+"""Seconds: the shortest time between two ticks woken by changes."""
+
+
 class Reconciler:
     def __init__(self, ctx: Ctx):
         self.ctx = ctx
@@ -75,11 +79,13 @@ class Reconciler:
         self.ctx.log("info", "controller", "reconciler started; resuming from the recorded states")
         self._thread = threading.Thread(target=self._run, name="voe-reconciler", daemon=True)
         self._thread.start()
-        threading.Thread(target=self.ctx.switches.run, args=(self.ctx.inventory, self._stop),
-                         name="voe-switch-watch", daemon=True).start()
+        for watch in (self.ctx.switches, self.ctx.hypervisors):
+            threading.Thread(target=watch.run, args=(self.ctx.inventory, self._stop),
+                             name=f"voe-{watch.kind}-watch", daemon=True).start()
 
     def stop(self, wait: bool = True) -> None:
         self._stop.set()
+        self.ctx.runtime.changed.set()
         if self._thread:
             self._thread.join(5)
         self.pool.shutdown(wait=wait, cancel_futures=True)
@@ -92,11 +98,22 @@ class Reconciler:
                 self.ctx.log("warning", "controller", f"reconciler paused {began - self._last_tick:.1f} s; "
                              "heartbeat clocks restart")
             self._last_tick = began
+            self.ctx.runtime.changed.clear()  # before the tick reads: a change during it wakes the next
             try:
                 self.tick()
             except Exception:  # the loop must survive anything one tick meets
                 log.exception("reconciler tick failed")
-            self._stop.wait(max(0.0, self.ctx.timing.tick - (time.monotonic() - began)))
+            self._pause(began)
+
+    def _pause(self, began: float) -> None:
+        """Until the next tick: one period, or sooner when the runtime
+        changed (a step's transition, an agent now ready), since that
+        persona's next move is decided only by a tick — but never sooner
+        than ``WAKE_GAP`` after the last, so a burst of changes (a level of
+        a group start) does not turn the loop into a busy one."""
+        changed = self.ctx.runtime.changed
+        changed.wait(max(0.0, self.ctx.timing.tick - (time.monotonic() - began)))
+        self._stop.wait(max(0.0, WAKE_GAP - (time.monotonic() - began)))
 
     def tick(self) -> None:
         ctx = self.ctx
@@ -169,6 +186,7 @@ class Reconciler:
         finally:
             with self._busy_lock:
                 self.busy.discard(p.name)
+            self.ctx.runtime.changed.set()  # its transition's tick may have skipped it as busy
 
 
 def _suspect(ctx: Ctx, p: Persona) -> None:

@@ -113,6 +113,11 @@ class RuntimeStore:
         self._beats_written: dict[str, datetime] = {}
         self._beats_lock = threading.Lock()
         self._beats_seeded = False  # the stored beats are read once, at the first look
+        # set whenever a persona's next move may have changed (a transition,
+        # an agent's readiness, an operator's intent): the reconciler wakes
+        # on it instead of waiting out its tick, which a failover's six
+        # transitions would otherwise each pay
+        self.changed = threading.Event()
 
     # --- persona states -------------------------------------------------
 
@@ -149,6 +154,7 @@ class RuntimeStore:
                                "critical" if new == State.BLOCKED else "info",
                                "transition", msg, persona=persona, host=host,
                                data={"from": seen.value, "to": new.value, "event": event.value, **(data or {})}, conn=c)
+        self.changed.set()
         return new
 
     def set_plan(self, persona: str, plan: dict | None) -> None:
@@ -244,10 +250,13 @@ class RuntimeStore:
             last = self._beats.get(persona)
             self._beats[persona] = beat
             written = self._beats_written.get(persona)
-            due = (written is None or (beat["at"] - written).total_seconds() >= HEARTBEAT_PERSIST_EVERY
-                   or any(last[k] != beat[k] for k in ("generation", "ready", "stopping", "report")))
+            news = last is None or any(last[k] != beat[k] for k in ("generation", "ready", "stopping"))
+            due = (news or written is None or (beat["at"] - written).total_seconds() >= HEARTBEAT_PERSIST_EVERY
+                   or last["report"] != beat["report"])
             if due:
                 self._beats_written[persona] = beat["at"]
+        if news:
+            self.changed.set()
         if due:
             t = schema.heartbeats
             values = {k: v for k, v in beat.items() if k != "persona"}
@@ -312,6 +321,7 @@ class RuntimeStore:
         with self.engine.begin() as c:
             if c.execute(update(t).where(t.c.persona == persona).values(at=now(), **values)).rowcount == 0:
                 c.execute(insert(t).values(persona=persona, at=now(), **values))
+        self.changed.set()
 
     def intents(self) -> dict[str, dict]:
         with self.reader.connect() as c:
