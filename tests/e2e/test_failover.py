@@ -82,6 +82,24 @@ def test_review_hypervisor_host_crash_fences_through_its_bmc_and_restarts_on_phy
     no_double_runs(stack)
 
 
+def test_a_hypervisor_that_does_not_answer_gets_no_new_vms(stack):
+    """A hypervisor host fenced through its BMC and returned to service
+    while still off (an operator's slip): its API does not answer, so a
+    VM-preferring persona starts on a server at once, instead of failing
+    on the dead hypervisor and costing a fence and a second placement."""
+    before = start(stack, "web-1")
+    assert before["web-1"]["machine"] == {"kind": "vm", "host": "dl360-1", "vm": "web-1"}
+    stack.lab("fault", "dl360-1", "os-crash")
+    replaced(stack, "web-1", before["web-1"])
+    assert stack.http.post("/api/v1/hosts/dl360-1/clear", json={"reason": "thought it was fine"}).status_code == 200
+    lb = start(stack, "lb")["lb"]
+    assert lb["machine"]["kind"] == "physical" and lb["generation"] == 1, lb
+    log = [e["message"] for e in stack.http.get("/api/v1/events/log", params={"kind": "hypervisor"}).json()]
+    assert any(m.startswith("hypervisor dl360-1 does not answer") and "new VMs avoid it" in m for m in log), log
+    assert not [m for m in fence_events(stack, "lb") if "fencing" in m]
+    no_double_runs(stack)
+
+
 def test_hung_host_is_powered_off_through_its_bmc_before_the_restart(stack):
     host, _, evidence = fail_and_replace(stack, "oracle", "hang")
     assert evidence == f"BMC of {host} reads off after hard power-off"

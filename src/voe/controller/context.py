@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voe.controller.crosscheck import SILENCE_MEMORY
+from voe.controller.device_watch import DeviceWatch
 from voe.controller.devices import Devices
 from voe.controller.ports import PortKeeper
 from voe.controller.storage import StorageKeeper
-from voe.controller.switch_watch import SwitchWatch
 from voe.controller.services import Services
 from voe.controller.timed import TimedSet
 from voe.controller.timing import Timing
@@ -28,15 +28,21 @@ class Ctx:
     public_url: str
     ports: PortKeeper = field(init=False)
     storage: StorageKeeper = field(init=False)
-    switches: SwitchWatch = field(init=False)
+    switches: DeviceWatch = field(init=False)
+    hypervisors: DeviceWatch = field(init=False)
     # hints, never evidence: devices that did not answer a cross-check, and
     # hosts where an incarnation was just fenced (a retarget avoids them)
     silence: TimedSet = field(default_factory=lambda: TimedSet(SILENCE_MEMORY))
     failed_hosts: TimedSet = field(default_factory=lambda: TimedSet(FAILED_HOST_MEMORY))
 
     def __post_init__(self) -> None:
-        self.switches = SwitchWatch(lambda sw: self.devices.switch_probe(sw, self.timing.switch_probe_timeout),
-                                    self.log, self.timing.switch_probe_interval)
+        probe_timeout, every = self.timing.switch_probe_timeout, self.timing.switch_probe_interval
+        self.switches = DeviceWatch("switch", lambda inv: inv.by_name("switches"),
+                                    lambda sw: self.devices.switch_probe(sw, probe_timeout), self.log, every,
+                                    shunned="new trunks")
+        self.hypervisors = DeviceWatch("hypervisor", lambda inv: {h.name: h for h in inv.hosts if h.hypervisor},
+                                       lambda h: self.devices.hypervisor_probe(h, probe_timeout), self.log, every,
+                                       shunned="new VMs", doubt_slow=False)
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches)
         self.switches.on_down = lambda name: self.ports.route_around(self.inventory, name)
         self.switches.on_back = lambda name: self.ports.restore(self.inventory, name)

@@ -1,12 +1,15 @@
-"""Which switches answer. A switch that stops answering its management
-protocol is taken out of placement: a new incarnation's trunk goes to a NIC
-on another switch (every host in a mature datacenter has one), and a
-hypervisor host's uplink moves to its next NIC, as an active-backup bond
-does. When the switch answers again, its ports are read afresh and brought
-back to what voe wants (a switch that rebooted has forgotten its VLANs).
+"""Which switches and hypervisors answer. A switch that stops answering its
+management protocol is taken out of placement: a new incarnation's trunk
+goes to a NIC on another switch (every host in a mature datacenter has
+one), and a hypervisor host's uplink moves to its next NIC, as an
+active-backup bond does. When the switch answers again, its ports are read
+afresh and brought back to what voe wants (a switch that rebooted has
+forgotten its VLANs). A hypervisor whose API does not answer (its host
+crashed, or is still off after a fence an operator cleared) gets no new
+VMs: a start there would fail and cost a fence and another placement.
 
-A switch that does not answer is not evidence that it forwards nothing, so
-this never fences anything by itself: it only steers new placements.
+A device that does not answer is not evidence that nothing runs behind it,
+so this never fences anything by itself: it only steers new placements.
 """
 
 from __future__ import annotations
@@ -17,27 +20,38 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from voe.domain.inventory import Inventory
-from voe.domain.models import Switch
 from voe.errors import DriverError
 
 MISSES_TO_DOWN = 2
-_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-switch-probe")
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-probe")
 
 
-class SwitchWatch:
-    def __init__(self, switch_driver: Callable[[Switch], object], log: Callable[..., None], interval: float):
-        """``switch_driver`` gives the driver probes use: its own session with
-        a short timeout, so a probe neither waits behind port writes nor
-        lingers."""
-        self.switch_driver = switch_driver
+class DeviceWatch:
+    def __init__(self, kind: str, devices: Callable[[Inventory], dict[str, object]],
+                 probe_driver: Callable[[object], object], log: Callable[..., None], interval: float,
+                 shunned: str, doubt_slow: bool = True):
+        """``devices`` names the devices to watch in an inventory (switch
+        name -> switch; host name -> host, for hypervisors);
+        ``probe_driver`` gives the driver probes use: its own session with a
+        short timeout, so a probe neither waits behind other calls (port
+        writes, table walks) nor lingers. ``shunned`` says in the log what
+        placement keeps off a device that went down. ``doubt_slow``: a
+        probe still unanswered after an interval puts the device in doubt
+        (right for a switch, which answers in milliseconds; a hypervisor
+        busy defining VMs is slow, not gone)."""
+        self.doubt_slow = doubt_slow
+        self.kind = kind
+        self.devices = devices
+        self.probe_driver = probe_driver
+        self.shunned = shunned
         self.log = log
         self.interval = interval
         self._down: dict[str, str] = {}
         self._missed: dict[str, int] = {}  # probes failed in a row
-        self._answered: set[str] = set()  # switches that answered a probe since this controller began
+        self._answered: set[str] = set()  # devices that answered a probe since this controller began
         self._lock = threading.Lock()
-        self._in_flight: dict[str, float] = {}  # switch -> when its probe began
-        # what to do when a switch goes or comes back (the ports follow);
+        self._in_flight: dict[str, float] = {}  # device -> when its probe began
+        # what to do when a device goes or comes back (a switch: its ports follow);
         # run on the watch's own threads, never under a caller's lock
         self.on_down: Callable[[str], None] = lambda name: None
         self.on_back: Callable[[str], None] = lambda name: None
@@ -47,7 +61,7 @@ class SwitchWatch:
             return frozenset(self._down)
 
     def avoid(self) -> frozenset[str]:
-        """What new placements keep their trunks off: the switches that are
+        """What new placements keep off: the devices that are
         down, and those in doubt (a probe missed, or one waiting longer than
         a probe interval, where a live switch answers in milliseconds). A
         persona fenced because its switch died is placed again about when
@@ -56,9 +70,10 @@ class SwitchWatch:
         slow = time.monotonic() - self.interval
         with self._lock:
             missed = {n for n, k in self._missed.items() if k}
-            # a switch not yet heard from is not doubted for being slow: the
+            # a device not yet heard from is not doubted for being slow: the
             # first probes after a start wait for the SNMP stack itself
-            slow_now = {n for n, began in self._in_flight.items() if began < slow} & self._answered
+            slow_now = {n for n, began in self._in_flight.items() if began < slow} & self._answered \
+                if self.doubt_slow else set()
             return frozenset(self._down) | missed | slow_now
 
     def mark_down(self, name: str, reason: str) -> None:
@@ -66,41 +81,41 @@ class SwitchWatch:
             if name in self._down:
                 return
             self._down[name] = reason
-        self.log("error", "switch", f"switch {name} does not answer ({reason}): new trunks avoid it")
+        self.log("error", self.kind, f"{self.kind} {name} does not answer ({reason}): {self.shunned} avoid it")
         _POOL.submit(self.on_down, name)
 
     def _mark_up(self, name: str) -> None:
         with self._lock:
             if self._down.pop(name, None) is None:
                 return
-        self.log("info", "switch", f"switch {name} answers again: reading and restoring its ports")
+        self.log("info", self.kind, f"{self.kind} {name} answers again")
         _POOL.submit(self.on_back, name)
 
     def probe_all(self, inv: Inventory) -> None:
-        """Ask every switch a cheap question, each at most once at a time
+        """Ask every device a cheap question, each at most once at a time
         (a probe still waiting for its answer is not doubled)."""
-        for sw in inv.switches:
+        for name, device in self.devices(inv).items():
             with self._lock:
-                if sw.name in self._in_flight:
+                if name in self._in_flight:
                     continue
-                self._in_flight[sw.name] = time.monotonic()
-            _POOL.submit(self._probe, sw)
+                self._in_flight[name] = time.monotonic()
+            _POOL.submit(self._probe, name, device)
 
-    def _probe(self, sw: Switch) -> None:
+    def _probe(self, name: str, device: object) -> None:
         try:
-            self.switch_driver(sw).check()
+            self.probe_driver(device).check()
         except DriverError as e:
-            self._missed_one(sw.name, str(e))
-        except Exception as e:  # a bug, not the switch: say so, and do not count it against the switch
-            self.log("error", "controller", f"probe of switch {sw.name} failed: {e!r}")
+            self._missed_one(name, str(e))
+        except Exception as e:  # a bug, not the device: say so, and do not count it against the device
+            self.log("error", "controller", f"probe of {self.kind} {name} failed: {e!r}")
         else:
             with self._lock:
-                self._missed.pop(sw.name, None)
-                self._answered.add(sw.name)
-            self._mark_up(sw.name)
+                self._missed.pop(name, None)
+                self._answered.add(name)
+            self._mark_up(name)
         finally:
             with self._lock:
-                self._in_flight.pop(sw.name, None)
+                self._in_flight.pop(name, None)
 
     def _missed_one(self, name: str, reason: str) -> None:
         """Down after ``MISSES_TO_DOWN`` failed probes in a row: one slow
@@ -118,6 +133,6 @@ class SwitchWatch:
             try:
                 self.probe_all(inventory())
             except Exception as e:  # the watch must outlive one bad pass
-                self.log("error", "controller", f"switch watch pass failed: {e!r}")
+                self.log("error", "controller", f"{self.kind} watch pass failed: {e!r}")
             stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 

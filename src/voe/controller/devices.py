@@ -59,6 +59,12 @@ class Devices:
     def hypervisor(self, host: Host) -> HypervisorDriver:
         return self._get("hypervisor", host.name, host.hypervisor, lambda: factory.hypervisor_for_host(host))
 
+    def hypervisor_probe(self, host: Host, timeout: float) -> HypervisorDriver:
+        """The hypervisor watch's own driver, for the same reason as
+        ``switch_probe``: a libvirt connection serves one call at a time."""
+        return self._get("hypervisor-probe", host.name, host.hypervisor, lambda: factory.hypervisor_for_host(host),
+                         timeout)
+
     def storage(self, host: Host) -> StorageDriver:
         return self._get("storage", host.name, host.storage, lambda: factory.storage_for_host(host))
 

@@ -15,14 +15,14 @@ from voe.domain import wiring
 from voe.domain.inventory import Inventory
 from voe.drivers.base import PortConfig, carries
 from voe.errors import DriverError
-from voe.controller.switch_watch import SwitchWatch
+from voe.controller.device_watch import DeviceWatch
 from voe.store.runtime import RuntimeStore
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-ports")
 
 
 class PortKeeper:
-    def __init__(self, runtime: RuntimeStore, switch_driver: Callable, log: Callable[..., None], switches: SwitchWatch):
+    def __init__(self, runtime: RuntimeStore, switch_driver: Callable, log: Callable[..., None], switches: DeviceWatch):
         self.runtime = runtime
         self.switches = switches
         self.switch_driver = switch_driver

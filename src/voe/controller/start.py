@@ -34,7 +34,8 @@ def machines_now(ctx: Ctx, last_resort: bool = False):
     operator clears it, except, as a last resort, a server that a fence
     powered off (confirmed off, so nothing runs there; booting it again is
     better than leaving a persona down). A hypervisor host powered off has
-    no hypervisor, and a host cut off at the fabric may still be running."""
+    no hypervisor, and a host cut off at the fabric may still be running.
+    A hypervisor whose API does not answer gets no new VMs."""
     inv = ctx.inventory()
     allocations = [capacity.Allocation(i.persona, i.kind, i.host) for i in ctx.runtime.live()]
     fenced = ctx.runtime.fenced_hosts()
@@ -42,7 +43,8 @@ def machines_now(ctx: Ctx, last_resort: bool = False):
     if last_resort:
         fenced = {h: v for h, v in fenced.items()
                   if not v["reason"].startswith("bmc") or h not in hosts or hosts[h].hypervisor is not None}
-    return inv, capacity.machines(inv, allocations, fenced, ctx.switches.avoid())
+    unavailable = set(fenced) | ctx.hypervisors.avoid()
+    return inv, capacity.machines(inv, allocations, unavailable, ctx.switches.avoid())
 
 
 def move_constraint(kind: str, host: str | None, current_host: str | None) -> Constraint:
