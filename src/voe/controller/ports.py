@@ -19,6 +19,7 @@ from voe.controller.device_watch import DeviceWatch
 from voe.store.runtime import RuntimeStore
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-ports")
+_TIDY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="voe-ports-tidy")
 
 
 class PortKeeper:
@@ -65,12 +66,19 @@ class PortKeeper:
                     plan[(nic.switch, nic.port)] = PortConfig(cfg.mode, cfg.native_vlan, cfg.tagged, admin_up=False)
         return plan
 
-    def reconcile(self, load_inventory: Callable[[], Inventory], hosts: Iterable[str], persona: str | None = None) -> None:
+    def reconcile(self, load_inventory: Callable[[], Inventory], hosts: Iterable[str], persona: str | None = None,
+                  tidy_in_background: bool = False) -> None:
         """Bring the ports of ``hosts`` to what the live incarnations need.
 
         Group commit: a caller queues its hosts on each switch; whoever holds
         the switch's lock writes every queued host's ports in one pass, so a
-        hundred personas starting at once cost a few passes, not a hundred."""
+        hundred personas starting at once cost a few passes, not a hundred.
+
+        ``tidy_in_background``: a start waits only for the switches where
+        its hosts' ports must carry VLANs; ports it merely clears (a trunk
+        moved to the host's other switch) are written by a background pass,
+        so a switch that is dying, and not yet known to be, cannot hold up
+        or fail a start that does not use it."""
         hosts = list(hosts)
         inv = load_inventory()
         by_switch: defaultdict[str, set[str]] = defaultdict(set)
@@ -80,10 +88,22 @@ class PortKeeper:
         for sw, hs in by_switch.items():
             with self._queue_lock:
                 self._queued[sw] |= hs
-        errors = list(_POOL.map(lambda sw: self._switch(sw, load_inventory, persona, by_switch[sw]), sorted(by_switch)))
+
+        def one(sw: str) -> Exception | None:
+            if tidy_in_background and not self._needing_vlans(sw, by_switch[sw], load_inventory()):
+                _TIDY.submit(self._tidy, sw, load_inventory, persona, by_switch[sw])
+                return None
+            return self._switch(sw, load_inventory, persona, by_switch[sw])
+
+        errors = list(_POOL.map(one, sorted(by_switch)))
         for e in errors:
             if e is not None:
                 raise e
+
+    def _tidy(self, sw_name: str, load_inventory, persona, hosts: set[str]) -> None:
+        error = self._switch(sw_name, load_inventory, persona, hosts)
+        if error is not None:  # the hosts stay queued: the next pass or ``restore`` writes them
+            self.log("warning", "driver-call", f"could not clear ports on {sw_name}: {error}", persona=persona)
 
     def _switch(self, sw_name: str, load_inventory, persona, mine: set[str]) -> Exception | None:
         """One pass for one switch; an error is returned to the caller's

@@ -141,7 +141,7 @@ def power_on(ctx: Ctx, p: Persona) -> None:
         # the storage service and the switches are independent: ask both at once
         granted = _PREPARE.submit(ctx.storage.grant, inv, p, inc.generation)
         try:
-            ctx.ports.reconcile(ctx.inventory, [host.name], persona=p.name)
+            ctx.ports.reconcile(ctx.inventory, [host.name], persona=p.name, tidy_in_background=True)
         finally:
             granted.result()
         token = ctx.services.tokens.replace(agent_token_name(p.name, inc.generation), "agent", persona=p.name)
