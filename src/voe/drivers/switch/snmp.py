@@ -23,7 +23,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     SnmpEngine,
     UdpTransportTarget,
     UsmUserData,
-    bulk_walk_cmd,
+    bulk_cmd,
     get_cmd,
     set_cmd,
     usmAesCfb128Protocol,
@@ -31,7 +31,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmHMACMD5AuthProtocol,
     usmHMACSHAAuthProtocol,
 )
-from pysnmp.proto import rfc1902
+from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.smi.builder import MibBuilder
 from pysnmp.smi.view import MibViewController
 
@@ -47,6 +47,7 @@ EGRESS, UNTAGGED, ROW_STATUS = f"{VLAN_STATIC}.2", f"{VLAN_STATIC}.4", f"{VLAN_S
 PVID = "1.3.6.1.2.1.17.7.1.4.5.1.1"              # dot1qPvid
 CREATE_AND_GO = 4
 UP, DOWN = 1, 2
+MAX_VARBINDS = 48  # per SET: a PDU of 48 port lists and integers stays well inside one UDP datagram
 
 SECRET = {"secret": True}
 
@@ -159,15 +160,36 @@ class SnmpSwitch(SwitchDriver):
 
     def walk(self, oid: str) -> dict[int, Any]:
         """Column walk: last sub-identifier -> value."""
+        return self.walk_columns(oid)[0]
+
+    def walk_columns(self, *oids: str) -> list[dict[int, Any]]:
+        """Walk columns of one table side by side (last sub-identifier ->
+        value, per column): each GETBULK asks for every column still going,
+        so two columns cost the round trips of one."""
+        prefixes = [tuple(int(x) for x in o.split(".")) for o in oids]
+
         async def go():
-            out: dict[int, Any] = {}
-            async for ei, es, ex, vbs in bulk_walk_cmd(self._engine, self._auth(), await self._target(), ContextData(),
-                                                       0, 50, ObjectType(ObjectIdentity(oid)), lexicographicMode=False):
-                self._check(f"walk {oid}", ei, es, ex)
-                for name, value in vbs:
-                    out[tuple(name)[-1]] = value
+            out: list[dict[int, Any]] = [{} for _ in oids]
+            cursor = {k: ObjectIdentity(o) for k, o in enumerate(oids)}
+            while cursor:
+                going = sorted(cursor)
+                ei, es, ex, vbs = await bulk_cmd(self._engine, self._auth(), await self._target(), ContextData(),
+                                                 0, 50, *[ObjectType(cursor[k]) for k in going])
+                self._check(f"walk {', '.join(oids)}", ei, es, ex)
+                if not vbs:
+                    break
+                for i, (name, value) in enumerate(vbs):
+                    k = going[i % len(going)]
+                    if k not in cursor:
+                        continue
+                    oid = tuple(name)
+                    if isinstance(value, rfc1905.EndOfMibView) or oid[:len(prefixes[k])] != prefixes[k]:
+                        del cursor[k]  # this column is done
+                        continue
+                    out[k][oid[-1]] = value
+                    cursor[k] = ObjectIdentity(name)
             return out
-        return self._run(f"walk {oid}", go)
+        return self._run(f"walk {', '.join(oids)}", go)
 
     def set(self, *pairs: tuple[str, Any]) -> None:
         async def go():
@@ -190,9 +212,9 @@ class SnmpSwitch(SwitchDriver):
         raise DriverError(self.device, f"port {port}", "unknown port name")
 
     def _vlan_table(self) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
-        egress = {v: decode_portlist(bytes(x)) for v, x in self.walk(EGRESS).items()}
-        untagged = {v: decode_portlist(bytes(x)) for v, x in self.walk(UNTAGGED).items()}
-        return egress, untagged
+        egress, untagged = self.walk_columns(EGRESS, UNTAGGED)
+        return ({v: decode_portlist(bytes(x)) for v, x in egress.items()},
+                {v: decode_portlist(bytes(x)) for v, x in untagged.items()})
 
     def _read_port(self, port: str) -> PortConfig:
         return self._read_ports([port])[port]
@@ -215,16 +237,20 @@ class SnmpSwitch(SwitchDriver):
         self._write_ports({port: config})
 
     def _write_ports(self, configs: dict[str, PortConfig]) -> None:
-        """One read of the VLAN table, then one SET per VLAN whose members
-        change (egress and untagged together), one for the PVIDs, one for
-        admin state: however many ports are in the batch."""
+        """One read of the VLAN table, a SET creating any VLAN missing, then
+        one SET for everything else (the members of each VLAN that changes,
+        egress and untagged together, the PVIDs, admin state), however many
+        ports are in the batch: a SET's var-binds apply as one (RFC 3416)."""
         numbers = {p: self._number(p) for p in configs}
         count = max([len(self.ports)] + list(numbers.values()))
         egress, untagged = self._vlan_table()
         wanted = set().union(*(c.vlans() for c in configs.values()))
-        for v in sorted(wanted - set(egress)):
-            self.set((f"{ROW_STATUS}.{v}", rfc1902.Integer32(CREATE_AND_GO)))
-            egress[v], untagged[v] = set(), set()
+        missing = sorted(wanted - set(egress))
+        if missing:
+            self._set_all([(f"{ROW_STATUS}.{v}", rfc1902.Integer32(CREATE_AND_GO)) for v in missing])
+            for v in missing:
+                egress[v], untagged[v] = set(), set()
+        pairs: list[tuple[str, Any]] = []
         for v in sorted(egress):
             e, u = set(egress[v]), set(untagged.get(v, set()))
             new_e, new_u = set(e), set(u)
@@ -233,13 +259,17 @@ class SnmpSwitch(SwitchDriver):
                 (new_e.add if v in config.vlans() else new_e.discard)(n)
                 (new_u.add if v == config.native_vlan else new_u.discard)(n)
             if new_e != e or new_u != u:
-                self.set((f"{EGRESS}.{v}", rfc1902.OctetString(encode_portlist(new_e, count))),
-                         (f"{UNTAGGED}.{v}", rfc1902.OctetString(encode_portlist(new_u, count))))
-        pvids = [(f"{PVID}.{numbers[p]}", rfc1902.Gauge32(c.native_vlan)) for p, c in configs.items() if c.native_vlan]
-        if pvids:
-            self.set(*pvids)
-        self.set(*[(f"{IF_ADMIN_STATUS}.{numbers[p]}", rfc1902.Integer32(UP if c.admin_up else DOWN))
-                   for p, c in configs.items()])
+                pairs += [(f"{EGRESS}.{v}", rfc1902.OctetString(encode_portlist(new_e, count))),
+                          (f"{UNTAGGED}.{v}", rfc1902.OctetString(encode_portlist(new_u, count)))]
+        pairs += [(f"{PVID}.{numbers[p]}", rfc1902.Gauge32(c.native_vlan)) for p, c in configs.items() if c.native_vlan]
+        pairs += [(f"{IF_ADMIN_STATUS}.{numbers[p]}", rfc1902.Integer32(UP if c.admin_up else DOWN))
+                  for p, c in configs.items()]
+        self._set_all(pairs)
+
+    def _set_all(self, pairs: list[tuple[str, Any]]) -> None:
+        """As few SETs as the PDU size allows, in order."""
+        for k in range(0, len(pairs), MAX_VARBINDS):
+            self.set(*pairs[k:k + MAX_VARBINDS])
 
     def _set_admin(self, port: str, up: bool) -> None:
         self.set((f"{IF_ADMIN_STATUS}.{self._number(port)}", rfc1902.Integer32(UP if up else DOWN)))
