@@ -117,11 +117,17 @@ class Stack:
         while True:
             try:
                 httpx.get(f"http://127.0.0.1:{self.lab_port}/status", timeout=1).raise_for_status()
-                return self
+                break
             except httpx.HTTPError:
                 if self.lab_proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("lab did not start: " + (self.workdir / "lab.log").read_text()[-2000:]) from None
                 time.sleep(0.2)
+        # the controller saw the lab's hypervisors absent before the lab began
+        while (down := self.http.get("/api/v1/status").json()["hypervisors_down"]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the controller never heard hypervisor(s) {down}")
+            time.sleep(0.1)
+        return self
 
     def lab(self, method: str, path: str, **kw) -> dict:
         r = httpx.request(method, f"http://127.0.0.1:{self.lab_port}{path}", timeout=30, **kw)

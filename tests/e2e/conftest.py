@@ -93,6 +93,11 @@ def stack(tmp_path, monkeypatch):
         if time.monotonic() > deadline:
             raise AssertionError("lab did not come up: " + (tmp_path / "lab.log").read_text()[-3000:])
         time.sleep(0.2)
+    # the controller began before the lab: it has seen the hypervisor absent,
+    # and places no VM there until its watch hears it (as an operator waits)
+    while (down := http.get("/api/v1/status").json()["hypervisors_down"]):
+        assert time.monotonic() < deadline, f"the controller never heard hypervisor(s) {down}"
+        time.sleep(0.1)
     yield s
     server.should_exit = True
     stop_process(lab)

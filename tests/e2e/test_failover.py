@@ -75,6 +75,10 @@ def test_review_hypervisor_host_crash_fences_through_its_bmc_and_restarts_on_phy
                     "power", "on"], check=True, capture_output=True)
     r = stack.http.post("/api/v1/hosts/dl360-1/clear", json={"reason": "rebooted after the crash"})
     assert r.status_code == 200
+    deadline = time.monotonic() + 10  # the hypervisor answers again once its host has booted
+    while "dl360-1" in stack.http.get("/api/v1/status").json()["hypervisors_down"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     assert stack.http.post("/api/v1/personas/web-1/move", json={"kind": "vm"}).status_code == 202
     back = replaced(stack, "web-1", after["web-1"])
     assert back["machine"] == {"kind": "vm", "host": "dl360-1", "vm": "web-1"}
@@ -92,6 +96,10 @@ def test_a_hypervisor_that_does_not_answer_gets_no_new_vms(stack):
     stack.lab("fault", "dl360-1", "os-crash")
     replaced(stack, "web-1", before["web-1"])
     assert stack.http.post("/api/v1/hosts/dl360-1/clear", json={"reason": "thought it was fine"}).status_code == 200
+    deadline = time.monotonic() + 5  # two missed probes, half a second apart
+    while stack.http.get("/api/v1/status").json()["hypervisors_down"] != ["dl360-1"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     lb = start(stack, "lb")["lb"]
     assert lb["machine"]["kind"] == "physical" and lb["generation"] == 1, lb
     log = [e["message"] for e in stack.http.get("/api/v1/events/log", params={"kind": "hypervisor"}).json()]

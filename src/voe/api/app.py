@@ -59,6 +59,7 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     app.state.timing = timing or Timing()
     app.state.ports = reconciler.ctx.ports if reconciler is not None else None
     app.state.devices = reconciler.ctx.devices if reconciler is not None else None
+    app.state.hypervisors = reconciler.ctx.hypervisors if reconciler is not None else None
 
     api = APIRouter(prefix=API)
     for r in inventory_routes.all_routers():

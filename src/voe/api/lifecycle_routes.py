@@ -138,13 +138,16 @@ def show_persona_status(request: Request, name: str, _: Viewer) -> dict:
     return persona_status(request.app.state.runtime, inv, name, history=True)
 
 
-@router.get("/status", summary="Every persona's runtime state and every host's fencing state")
+@router.get("/status", summary="Every persona's runtime state, every host's fencing state, and the hypervisors "
+                              "whose API does not answer (no new VMs go there)")
 def status(request: Request, _: Viewer) -> dict:
     inv = _services(request).inventory.load()
     rt = request.app.state.runtime
+    watch = request.app.state.hypervisors
     return {
         "personas": statuses(rt, inv, [p.name for p in inv.personas]),
         "hosts": [{"name": h, **v, "since": v["since"].isoformat()} for h, v in rt.fenced_hosts().items()],
+        "hypervisors_down": sorted(watch.down()) if watch is not None else [],
     }
 
 

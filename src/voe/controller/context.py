@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from voe.controller.crosscheck import SILENCE_MEMORY
+from voe.controller.crosscheck import SILENCE_MEMORY, Lookouts
 from voe.controller.device_watch import DeviceWatch
 from voe.controller.devices import Devices
 from voe.controller.ports import PortKeeper
@@ -30,6 +30,7 @@ class Ctx:
     storage: StorageKeeper = field(init=False)
     switches: DeviceWatch = field(init=False)
     hypervisors: DeviceWatch = field(init=False)
+    lookouts: Lookouts = field(init=False)
     # hints, never evidence: devices that did not answer a cross-check, and
     # hosts where an incarnation was just fenced (a retarget avoids them)
     silence: TimedSet = field(default_factory=lambda: TimedSet(SILENCE_MEMORY))
@@ -42,10 +43,11 @@ class Ctx:
                                     shunned="new trunks")
         self.hypervisors = DeviceWatch("hypervisor", lambda inv: {h.name: h for h in inv.hosts if h.hypervisor},
                                        lambda h: self.devices.hypervisor_probe(h, probe_timeout), self.log, every,
-                                       shunned="new VMs", doubt_slow=False)
+                                       shunned="new VMs", doubt_early=False)
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches)
         self.switches.on_down = lambda name: self.ports.route_around(self.inventory, name)
         self.switches.on_back = lambda name: self.ports.restore(self.inventory, name)
+        self.lookouts = Lookouts(self)
         self.storage = StorageKeeper(self.runtime, self.devices, self.log, self.services.images)
 
     def inventory(self) -> Inventory:

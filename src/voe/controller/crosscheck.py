@@ -7,10 +7,17 @@ device a fence level would need is asked at once, bounded by
 for a few seconds, so the fence tries its level last instead of first
 waiting a full driver timeout (and its retries) for a device already known
 not to answer.
+
+The looks start early: once a running persona has missed half the beats
+that make it suspect, its devices are asked (``Lookouts.begin``), so when
+it does become suspect the answers — or the silence — are already in
+(``Lookouts.finish``). A BMC that is gone no longer costs the whole
+``crosscheck_timeout`` on every failover's critical path.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -25,10 +32,46 @@ SILENCE_MEMORY = 5.0  # seconds a device that did not answer counts as silent (k
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-crosscheck")
 
 
-def crosscheck(ctx, inc: Incarnation, host: Host) -> str:
+class Lookouts:
+    """Cross-checks begun ahead of need, one per incarnation, kept until
+    the persona is suspect (and used) or heard from again (dropped)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        # persona -> (generation, when asked, the looks)
+        self._looks: dict[str, tuple[int, float, dict[str, Future]]] = {}
+
+    def begin(self, inc: Incarnation, host: Host) -> None:
+        with self._lock:
+            held = self._looks.get(inc.persona)
+            if held is not None and held[0] == inc.generation and time.monotonic() - held[1] <= FRESH:
+                return
+            self._looks[inc.persona] = (inc.generation, time.monotonic(), _ask(self.ctx, inc, host))
+
+    def drop(self, persona: str) -> None:
+        if persona in self._looks:
+            with self._lock:
+                self._looks.pop(persona, None)
+
+    def finish(self, inc: Incarnation, host: Host) -> str:
+        """What the devices said: from the looks begun early when they are
+        fresh (younger than ``FRESH``), else from looks asked now."""
+        with self._lock:
+            generation, began, looks = self._looks.pop(inc.persona, (None, None, None))
+        if generation != inc.generation or time.monotonic() - began > FRESH:
+            began, looks = time.monotonic(), _ask(self.ctx, inc, host)
+        return _answers(self.ctx, host, looks, began)
+
+
+FRESH = 2.0
+"""Seconds an early look stays good for: it is a hint for the order of the
+fence levels, and the state of a failing machine moves."""
+
+
+def _ask(ctx, inc: Incarnation, host: Host) -> dict[str, Future]:
     """Ask, in parallel, the device that runs the incarnation and, for a VM,
-    the BMC of its host (the next fence level); say what each answered."""
-    silence, timeout = ctx.silence, ctx.timing.crosscheck_timeout
+    the BMC of its host (the next fence level)."""
     looks: dict[str, Future] = {}
     if inc.kind == "physical":
         looks["bmc"] = _POOL.submit(_bmc_reads, ctx, host, "")
@@ -36,7 +79,14 @@ def crosscheck(ctx, inc: Incarnation, host: Host) -> str:
         looks["hypervisor"] = _POOL.submit(_hypervisor_reads, ctx, host, inc.vm)
         if host.bmc is not None:
             looks["bmc"] = _POOL.submit(_bmc_reads, ctx, host, "hypervisor host ")
-    deadline = time.monotonic() + timeout
+    return looks
+
+
+def _answers(ctx, host: Host, looks: dict[str, Future], began: float) -> str:
+    """Say what each device answered within ``crosscheck_timeout`` of being
+    asked; remember those that did not as silent."""
+    silence, timeout = ctx.silence, ctx.timing.crosscheck_timeout
+    deadline = began + timeout
     seen = []
     for device, look in looks.items():
         try:

@@ -29,17 +29,18 @@ _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-probe")
 class DeviceWatch:
     def __init__(self, kind: str, devices: Callable[[Inventory], dict[str, object]],
                  probe_driver: Callable[[object], object], log: Callable[..., None], interval: float,
-                 shunned: str, doubt_slow: bool = True):
+                 shunned: str, doubt_early: bool = True):
         """``devices`` names the devices to watch in an inventory (switch
         name -> switch; host name -> host, for hypervisors);
         ``probe_driver`` gives the driver probes use: its own session with a
         short timeout, so a probe neither waits behind other calls (port
         writes, table walks) nor lingers. ``shunned`` says in the log what
-        placement keeps off a device that went down. ``doubt_slow``: a
-        probe still unanswered after an interval puts the device in doubt
-        (right for a switch, which answers in milliseconds; a hypervisor
-        busy defining VMs is slow, not gone)."""
-        self.doubt_slow = doubt_slow
+        placement keeps off a device that went down. ``doubt_early``: a
+        device is avoided from its first missed or slow probe, before it is
+        down (right for a switch, which answers in milliseconds and whose
+        death fences servers; a hypervisor busy defining VMs is slow, not
+        gone, and one just booting has not answered yet)."""
+        self.doubt_early = doubt_early
         self.kind = kind
         self.devices = devices
         self.probe_driver = probe_driver
@@ -69,11 +70,12 @@ class DeviceWatch:
         switch merely slow, a trunk on another switch costs nothing."""
         slow = time.monotonic() - self.interval
         with self._lock:
+            if not self.doubt_early:
+                return frozenset(self._down)
             missed = {n for n, k in self._missed.items() if k}
             # a device not yet heard from is not doubted for being slow: the
             # first probes after a start wait for the SNMP stack itself
-            slow_now = {n for n, began in self._in_flight.items() if began < slow} & self._answered \
-                if self.doubt_slow else set()
+            slow_now = {n for n, began in self._in_flight.items() if began < slow} & self._answered
             return frozenset(self._down) | missed | slow_now
 
     def mark_down(self, name: str, reason: str) -> None:

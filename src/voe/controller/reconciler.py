@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
-from voe.controller.crosscheck import crosscheck
 from voe.controller.decide import Next, Observed, decide
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import Event, State
@@ -139,9 +138,28 @@ class Reconciler:
                          bool(intent.get("confirm_dead_by")), hb_at,
                          bool(current_hb and current_hb["ready"] and not current_hb["stopping"]), t,
                          dependents.get(p.name, True))
+            self._look_ahead(inv, p, st, hb_at, t)
             nxt = decide(o, ctx.timing)
             if nxt is not None:
                 self._act(p, st, nxt)
+
+    def _look_ahead(self, inv: Inventory, p: Persona, st: PersonaState, hb_at, t) -> None:
+        """A running persona half way to suspect: its devices are asked now
+        (see ``crosscheck.Lookouts``); heard from again, the looks go."""
+        lookouts = self.ctx.lookouts
+        if st.state == State.SUSPECT:
+            return  # the suspect step takes the looks
+        if st.state != State.RUNNING or hb_at is None:
+            lookouts.drop(p.name)
+            return
+        if (t - hb_at).total_seconds() <= self.ctx.timing.suspect_after / 2:
+            lookouts.drop(p.name)
+            return
+        inc = self.ctx.runtime.current(p.name)
+        if inc is not None and inc.ended_at is None and inc.generation == st.generation:
+            host = inv.by_name("hosts").get(inc.host)
+            if host is not None:
+                lookouts.begin(inc, host)
 
     def _prepare(self, inv: Inventory, states: dict[str, PersonaState]) -> None:
         """Keep a session open to the BMC of each server a group start
@@ -196,7 +214,7 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
     seen = "no live incarnation"
     if inc is not None and inc.ended_at is None:
         host = ctx.inventory().by_name("hosts")[inc.host]
-        seen = crosscheck(ctx, inc, host)
+        seen = ctx.lookouts.finish(inc, host)
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
 
 
