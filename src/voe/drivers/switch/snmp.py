@@ -47,6 +47,7 @@ EGRESS, UNTAGGED, ROW_STATUS = f"{VLAN_STATIC}.2", f"{VLAN_STATIC}.4", f"{VLAN_S
 PVID = "1.3.6.1.2.1.17.7.1.4.5.1.1"              # dot1qPvid
 CREATE_AND_GO = 4
 UP, DOWN = 1, 2
+READ_TRIES = 4  # a read is sent up to this many times within the driver's timeout
 MAX_VARBINDS = 48  # per SET: a PDU of 48 port lists and integers stays well inside one UDP datagram
 
 SECRET = {"secret": True}
@@ -104,7 +105,7 @@ class SnmpSwitch(SwitchDriver):
         self._engine = SnmpEngine()
         self._engine.cache["mibViewController"] = _shared_mib_view()
         self._lock = threading.Lock()  # one request at a time on this driver's loop
-        self._transport = None
+        self._transports: dict[bool, UdpTransportTarget] = {}
 
     @classmethod
     def from_switch(cls, switch: Switch) -> "SnmpSwitch":
@@ -136,12 +137,18 @@ class SnmpSwitch(SwitchDriver):
             except TimeoutError:
                 raise DriverTimeout(self.device, operation, self.settings.timeout) from None
 
-    async def _target(self):
-        """Created once: its address resolution is not free."""
-        if self._transport is None:
-            self._transport = await UdpTransportTarget.create((self.settings.address, self.settings.port),
-                                                              timeout=self.settings.timeout, retries=0)
-        return self._transport
+    async def _target(self, resend: bool = True):
+        """Created once each: address resolution is not free. Reads resend
+        within the driver's timeout (``READ_TRIES`` tries), as net-snmp's
+        tools do: a request sent while a switch reboots is lost, and without
+        a resend a switch back up would still count as silent for a whole
+        timeout. A SET is sent once: a resent row creation could meet the
+        row its lost answer had already made."""
+        if resend not in self._transports:
+            tries = READ_TRIES if resend else 1
+            self._transports[resend] = await UdpTransportTarget.create(
+                (self.settings.address, self.settings.port), timeout=self.settings.timeout / tries, retries=tries - 1)
+        return self._transports[resend]
 
     def _check(self, operation: str, error_indication, error_status, error_index) -> None:
         if error_indication:
@@ -193,7 +200,7 @@ class SnmpSwitch(SwitchDriver):
 
     def set(self, *pairs: tuple[str, Any]) -> None:
         async def go():
-            r = await set_cmd(self._engine, self._auth(), await self._target(), ContextData(),
+            r = await set_cmd(self._engine, self._auth(), await self._target(resend=False), ContextData(),
                               *[ObjectType(ObjectIdentity(o), v) for o, v in pairs])
             self._check("set", *r[:3])
         self._run("set", go)
