@@ -41,6 +41,7 @@ class Lookouts:
         self._lock = threading.Lock()
         # persona -> (generation, when asked, the looks)
         self._looks: dict[str, tuple[int, float, dict[str, Future]]] = {}
+        self._finished: dict[str, int] = {}  # persona -> the generation last cross-checked here
 
     def begin(self, inc: Incarnation, host: Host) -> None:
         with self._lock:
@@ -61,7 +62,14 @@ class Lookouts:
             generation, began, looks = self._looks.pop(inc.persona, (None, None, None))
         if generation != inc.generation or time.monotonic() - began > FRESH:
             began, looks = time.monotonic(), _ask(self.ctx, inc, host)
+        self._finished[inc.persona] = inc.generation
         return _answers(self.ctx, host, looks, began)
+
+    def checked(self, inc: Incarnation) -> bool:
+        """Whether this controller cross-checked the incarnation: a fence
+        resumed after a restart, or entered straight from a failed start,
+        has no such hint yet."""
+        return self._finished.get(inc.persona) == inc.generation
 
 
 FRESH = 2.0

@@ -90,6 +90,12 @@ def fence(ctx: Ctx, p: Persona) -> None:
         return
     host = ctx.inventory().by_name("hosts")[inc.host]
     levels = host.fencing or DEFAULT_LEVELS[inc.kind]
+    if not ctx.lookouts.checked(inc):
+        # resumed after a restart, or straight from a failed start: half a
+        # second to learn which devices answer beats a driver timeout (and
+        # its retries) on a dead BMC first
+        seen = ctx.lookouts.finish(inc, host)
+        ctx.log("info", "fence", f"cross-check before fencing {p.name}: {seen}", persona=p.name, host=host.name)
     doubtful = [lv for lv in levels if NEEDS.get(lv) and ctx.silence.ago((NEEDS[lv], host.name)) is not None]
     failures = []
     for level in [lv for lv in levels if lv not in doubtful] + doubtful:

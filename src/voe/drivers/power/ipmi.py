@@ -171,8 +171,9 @@ class IpmiPower(PowerDriver):
             raise DriverTimeout(self.device, operation, timeout) from None
         except pyghmi_exc.IpmiException as e:
             self._retire(link)
-            text = str(e) or "no answer from the BMC"
-            transient = "timeout" in text.lower() or text == "None" or "no answer" in text
+            # pyghmi raises IpmiException(None) when its session timed out
+            text = str(e) if str(e) not in ("", "None") else f"no answer from the BMC within {timeout:g} s"
+            transient = "timeout" in text.lower() or "no answer" in text
             raise DriverError(self.device, operation, text, transient=transient) from None
         except OSError as e:
             self._retire(link)
