@@ -75,13 +75,17 @@ def switches(s: Stack) -> set[str]:
     return {sw["name"] for sw in s.doc["switches"]}
 
 
-def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> None:
+def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> bool:
+    """One trial; False when the datacenter could not be brought back to
+    three running personas after the last (the campaign stops: that
+    persona is lost)."""
     for p in PERSONAS:  # all running: the previous trial's replacements
         try:
             s.wait(p, lambda st: st["state"] == "running", SETTLE)
         except TimeoutError as e:
-            out["setup_failed"].append(str(e)[:160])
-            return
+            out["setup_failed"].append(str(e)[:300])
+            out["lost"].append(f"after trial {out['trials']}: {p} not running again within {SETTLE:g} s")
+            return False
     before = {p: s.status(p) for p in PERSONAS}
     victim = rng.choice(PERSONAS)
     host = before[victim]["machine"]["host"]
@@ -143,6 +147,7 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> None:
         print(f"  trial {out['trials']}: {label} on {', '.join(t for t, _ in faults)}: "
               f"replaced {', '.join(took) or 'nothing'}", flush=True)
     out["kinds"][label] = out["kinds"].get(label, 0) + 1
+    return True
 
 
 def repair(s: Stack, faults: list[tuple[str, str]]) -> None:
@@ -176,7 +181,8 @@ def main() -> None:
             for p in PERSONAS:
                 s.http.post(f"/api/v1/personas/{p}/start", json={}).raise_for_status()
             for _ in range(args.trials):
-                trial(s, rng, out, args.verbose)
+                if not trial(s, rng, out, args.verbose):
+                    break
             truth = s.truth()
         finally:
             s.stop()

@@ -35,6 +35,16 @@ _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ipmi")
 # costs a duplicate packet at worst.
 pyghmi_session.initialtimeout = 0.05
 
+# pyghmi (1.6.19) guards its session tables with two process-wide locks
+# taken in opposite orders: a retransmit timer fires with the waiting table
+# held and sends, which takes the keepalive table; a send holds the
+# keepalive table and registers its wait. Two BMC calls meeting there
+# deadlock every IPMI session of the process (the fault campaign met it:
+# every healthy BMC then "did not answer" and was fenced at the fabric).
+# One lock for both tables makes the inversion impossible; both are
+# re-entrant and held only around table updates.
+pyghmi_session.WAITING_SESSIONS = pyghmi_session.KEEPALIVE_SESSIONS
+
 IDLE_RELOGIN = 30.0  # seconds: a session idle longer is replaced before use
 OPEN_SESSION_PATIENCE = 1.0  # seconds an open session gets before the call goes again on a new login
 
