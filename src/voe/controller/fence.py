@@ -77,13 +77,28 @@ LEVELS: dict[str, Callable[[Ctx, Incarnation, Host], str]] = {
 
 
 # the device each level talks to, as the cross-check names it
-NEEDS = {"bmc": "bmc", "hypervisor": "hypervisor", "hypervisor-host-bmc": "bmc", "fabric": None}
+NEEDS = {"bmc": "bmc", "hypervisor": "hypervisor", "hypervisor-host-bmc": "bmc"}
+
+
+def _doubt(ctx: Ctx, level: str, host: Host) -> str | None:
+    """Why a level is unlikely to answer now, if it is: its device missed
+    the cross-check, or (fabric) a switch of the host is down or in doubt,
+    where each port write would wait out a whole SNMP timeout."""
+    if level == "fabric":
+        inv = ctx.inventory()
+        doubted = sorted({n.switch for n in wiring.cabled_nics(inv, host)} & ctx.switches.avoid())
+        return f"switch {', '.join(doubted)} does not answer" if doubted else None
+    device = NEEDS.get(level)
+    if device and ctx.silence.ago((device, host.name)) is not None:
+        return "its device did not answer the cross-check"
+    return None
 
 
 def fence(ctx: Ctx, p: Persona) -> None:
     """Try the levels in order; a level whose device just failed to answer
-    the cross-check is put last rather than waited for first, and is still
-    tried before the persona is blocked."""
+    the cross-check (or, for the fabric, whose switch is in doubt) is put
+    last rather than waited for first, and is still tried before the
+    persona is blocked."""
     inc = ctx.runtime.current(p.name)
     if inc is None or inc.ended_at is not None:
         ctx.runtime.transition(p.name, State.FENCING, Event.FENCE_SUCCEEDED, "no live incarnation")
@@ -96,10 +111,10 @@ def fence(ctx: Ctx, p: Persona) -> None:
         # its retries) on a dead BMC first
         seen = ctx.lookouts.finish(inc, host)
         ctx.log("info", "fence", f"cross-check before fencing {p.name}: {seen}", persona=p.name, host=host.name)
-    doubtful = [lv for lv in levels if NEEDS.get(lv) and ctx.silence.ago((NEEDS[lv], host.name)) is not None]
+    doubts = {lv: why for lv in levels if (why := _doubt(ctx, lv, host))}
     failures = []
-    for level in [lv for lv in levels if lv not in doubtful] + doubtful:
-        note = " (its device did not answer the cross-check: tried last)" if level in doubtful else ""
+    for level in [lv for lv in levels if lv not in doubts] + list(doubts):
+        note = f" ({doubts[level]}: tried last)" if level in doubts else ""
         ctx.log("warning", "fence", f"fencing {p.name} generation {inc.generation} on {host.name}: level {level}{note}",
                 persona=p.name, host=host.name)
         try:
