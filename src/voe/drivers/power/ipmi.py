@@ -34,25 +34,6 @@ _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ipmi")
 # request (same sequence number) again, so an early first retransmit
 # costs a duplicate packet at worst.
 pyghmi_session.initialtimeout = 0.05
-# ... and pyghmi adds up to 0.5 s of random jitter to that timer after every
-# reply (``Session.timeout``), which a missed wake-up then waits out in full
-# (one BMC call in fifty took 0.54 s, longer than the failover cross-check
-# grants a BMC). A class-level property drops the jitter from every
-# session's first retransmit; the back-off pyghmi adds per retry (+1 s,
-# and its give-up past ``maxtimeout``) is kept.
-
-
-def _get_retransmit_timer(session) -> float:
-    return session.__dict__.get("_voe_timeout", pyghmi_session.initialtimeout)
-
-
-def _set_retransmit_timer(session, value: float) -> None:
-    # pyghmi assigns initialtimeout + jitter (< 1 s) after a reply, and
-    # adds 1 per retry
-    session.__dict__["_voe_timeout"] = pyghmi_session.initialtimeout if value < 1 else value
-
-
-pyghmi_session.Session.timeout = property(_get_retransmit_timer, _set_retransmit_timer)
 
 # pyghmi (1.6.19) guards its session tables with two process-wide locks
 # taken in opposite orders: a retransmit timer fires with the waiting table
