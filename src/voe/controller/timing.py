@@ -23,8 +23,7 @@ class Timing:
     soft_off_timeout: float = 10.0     # ACPI off before hard off
     pending_retry: float = 2.0         # re-place a pending persona
     driver_timeout: float = 3.0        # one device call
-    crosscheck_timeout: float = 0.6    # a silent persona's BMC or hypervisor asked its state (pyghmi's
-                                       # retransmit timer, with its jitter, is up to 0.55 s)
+    crosscheck_timeout: float = 0.5    # a silent persona's BMC or hypervisor asked its state
     switch_probe_interval: float = 0.5  # how often every switch is asked whether it answers
     switch_probe_timeout: float = 1.0  # a probe unanswered this long is a miss (two in a row: down)
     workers: int = 64                  # concurrent driver steps

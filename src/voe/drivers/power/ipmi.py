@@ -26,14 +26,28 @@ _BOOTDEV = {"pxe": "network", "disk": "hd"}
 _FROM_BOOTDEV = {"network": "pxe", "hd": "disk"}
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ipmi")
 
-# pyghmi waits for a reply without first looking at the packets its IO
-# thread already queued, so a reply that beats the waiter is noticed only
-# when the retransmit timer fires: initialtimeout plus up to 0.5 s of
-# jitter (0.5 s by default). About one call in fifty met it in the lab, each
-# adding most of a second to a failover. A BMC answers a retransmitted
-# request (same sequence number) again, so an early first retransmit
-# costs a duplicate packet at worst.
-pyghmi_session.initialtimeout = 0.05
+# pyghmi waits for a reply by registering with its I/O thread after sending
+# the request; a reply that the I/O thread queued before the waiter
+# registered wakes no one, and the waiter sleeps until its retransmit timer
+# (0.5 s plus up to 0.5 s of jitter). About one call in fifty met it in the
+# lab. Lowering the timer instead floods a busy BMC with duplicate requests
+# and logins (a group start of 300 servers broke its sessions), so the wait
+# itself is wrapped: when a reply from that BMC is already queued for a live
+# session, it waits only ``QUEUED_WAIT`` (not zero: a queue another
+# session's caller has yet to drain must not make this one spin).
+_pyghmi_io_wait = pyghmi_session._io_wait
+QUEUED_WAIT = 0.005  # seconds
+
+
+def _io_wait_unless_queued(timeout, myaddr=None, evq=None):
+    handlers = pyghmi_session.Session.bmc_handlers.get(myaddr) if myaddr is not None else None
+    if handlers and any(getattr(s, "pktqueue", None) and not getattr(s, "broken", False)
+                        for s in list(handlers.values())):
+        timeout = min(timeout, QUEUED_WAIT)
+    _pyghmi_io_wait(timeout, myaddr, evq)
+
+
+pyghmi_session._io_wait = _io_wait_unless_queued
 
 # pyghmi (1.6.19) guards its session tables with two process-wide locks
 # taken in opposite orders: a retransmit timer fires with the waiting table
