@@ -47,7 +47,7 @@ class PortKeeper:
             return  # a switch in doubt is read when it answers again
         ports = sorted({n.port for h in inv.hosts for n in h.nics if n.switch == sw_name})
         try:
-            seen = self.switch_driver(inv.by_name("switches")[sw_name]).read_ports(ports)
+            seen = self.switch_driver(inv.by_name("switches")[sw_name]).read_ports(ports, retry=False)
         except DriverError as e:
             self.log("warning", "driver-call", f"could not read the ports of {sw_name}: {e}")
             return

@@ -226,8 +226,10 @@ class SwitchDriver(Driver):
     def read_port(self, port: str) -> PortConfig:
         return self._read(f"read port {port}", lambda: self._read_port(port))
 
-    def read_ports(self, ports: list[str]) -> dict[str, PortConfig]:
-        return self._read(f"read ports {', '.join(ports)}", lambda: self._read_ports(ports))
+    def read_ports(self, ports: list[str], retry: bool = True) -> dict[str, PortConfig]:
+        """``retry=False``: one attempt, for a read that only saves work
+        (a switch that may be dying must not hold its callers for retries)."""
+        return self._read(f"read ports {', '.join(ports)}", lambda: self._read_ports(ports), None if retry else 0)
 
     def configure_port(self, port: str, config: PortConfig) -> PortConfig:
         """Write, then read back and compare: returns the confirmed state."""
