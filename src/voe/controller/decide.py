@@ -15,6 +15,14 @@ from voe.domain.lifecycle import Event, State
 from voe.store.runtime import PersonaState
 
 
+NEVER_STARTED = "never started"
+"""How a start that failed before anything could boot it is recorded (see
+``start._not_started``): it is tried again after ``NEVER_STARTED_RETRY``,
+not ``pending_retry`` — what failed (a switch that stopped answering) is out
+of placement by then, and the persona may be a failover's replacement."""
+NEVER_STARTED_RETRY = 0.3
+
+
 @dataclass(frozen=True)
 class Observed:
     state: PersonaState
@@ -56,7 +64,10 @@ def decide(o: Observed, t: Timing) -> Next | None:
             return Next(Event.STOP)
         if not o.deps_ready:
             return Next(Event.DEPENDENCIES_PENDING)
-        return Next(Event.START, reason="trying again") if age_in_state >= t.pending_retry else None
+        retry = t.pending_retry
+        if (o.state.reason or "").startswith(NEVER_STARTED):
+            retry = min(retry, NEVER_STARTED_RETRY)
+        return Next(Event.START, reason="trying again") if age_in_state >= retry else None
     if s == State.PLACING:
         return Next(Event.STOP) if not o.desired_running else Next(step="place")
     if s == State.POWERING_ON:

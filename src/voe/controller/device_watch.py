@@ -61,6 +61,12 @@ class DeviceWatch:
         with self._lock:
             return frozenset(self._down)
 
+    def failing(self) -> frozenset[str]:
+        """Down, or missed its last probe: a device that gave no answer at
+        all lately (not merely a slow one)."""
+        with self._lock:
+            return frozenset(self._down) | {n for n, k in self._missed.items() if k}
+
     def avoid(self) -> frozenset[str]:
         """What new placements keep off: the devices that are
         down, and those in doubt (a probe missed, or one waiting longer than

@@ -121,7 +121,13 @@ class PortKeeper:
         try:
             with self._queue_lock:
                 hosts, self._queued[sw_name] = self._queued[sw_name], set()
-            if sw_name in self.switches.down():
+            if sw_name in self.switches.failing():
+                # down, or silent at its last probe: a write would wait out
+                # SNMP timeouts only to fail; a start that needs the switch
+                # fails now and is placed again on another. The hosts stay
+                # queued for the next pass (or ``restore``, once it is back)
+                with self._queue_lock:
+                    self._queued[sw_name] |= hosts
                 stuck = self._needing_vlans(sw_name, mine, load_inventory())
                 if stuck:
                     return DriverError(sw_name, f"configure ports {', '.join(stuck)}", "the switch does not answer",

@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller.context import Ctx
+from voe.controller.decide import NEVER_STARTED
 from voe.controller.stop import release_in_background
 from voe.domain import capacity, wiring
 from voe.domain.lifecycle import Event, State
@@ -177,10 +178,10 @@ def power_on(ctx: Ctx, p: Persona) -> None:
 def _not_started(ctx: Ctx, inc, error: Exception) -> None:
     """A start that failed before its boot script existed or any power
     command went out: nothing can be running it, which is evidence enough,
-    and its machine is not to blame (no fence). It is placed again after
-    ``pending_retry``, away from what failed (a switch that stopped
-    answering is out of placement by then)."""
-    evidence = f"never started: {error} (before any boot script or power command)"
+    and its machine is not to blame (no fence). It is placed again shortly
+    (``decide.NEVER_STARTED_RETRY``), away from what failed (a switch that
+    stopped answering is out of placement by then)."""
+    evidence = f"{NEVER_STARTED}: {error} (before any boot script or power command)"
     ctx.runtime.end_incarnation(inc.persona, inc.generation, evidence)
     ctx.runtime.transition(inc.persona, State.POWERING_ON, Event.NOT_STARTED, evidence, host=inc.host)
     if inc.generation > 1:
