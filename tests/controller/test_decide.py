@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from voe.controller.decide import Observed, decide
+from voe.controller.decide import NEVER_STARTED, NEVER_STARTED_RETRY, Observed, decide
 from voe.controller.timing import Timing
 from voe.domain.lifecycle import Event, State
 from voe.store.runtime import PersonaState
@@ -13,10 +13,11 @@ T = Timing()
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
 
-def obs(state: State, since: float = 0, hb_age: float | None = None, ready: bool = False, **kw) -> Observed:
+def obs(state: State, since: float = 0, hb_age: float | None = None, ready: bool = False, reason: str | None = None,
+        **kw) -> Observed:
     base = dict(desired_running=True, deps_ready=True, move_requested=False, confirm_dead_requested=False)
     base.update(kw)
-    return Observed(PersonaState("p", state, 1, NOW - timedelta(seconds=since), None, None),
+    return Observed(PersonaState("p", state, 1, NOW - timedelta(seconds=since), reason, None),
                     heartbeat_at=NOW - timedelta(seconds=hb_age) if hb_age is not None else None,
                     heartbeat_ready=ready, now=NOW, **base)
 
@@ -63,6 +64,15 @@ def test_blocked_waits_for_an_operator():
 def test_pending_retries_after_a_pause():
     assert decide(obs(State.PENDING, since=0.5), T) is None
     assert decide(obs(State.PENDING, since=T.pending_retry + 0.1), T).event == Event.START
+
+
+def test_a_start_that_never_began_is_retried_at_once_not_after_the_pending_pause():
+    """A failover's replacement whose switch died under it: nothing can run
+    it, and what failed is out of placement, so it is placed again soon."""
+    never = f"{NEVER_STARTED}: sw1: configure ports 12 failed: the switch does not answer"
+    assert decide(obs(State.PENDING, since=NEVER_STARTED_RETRY / 2, reason=never), T) is None
+    assert decide(obs(State.PENDING, since=NEVER_STARTED_RETRY + 0.05, reason=never), T).event == Event.START
+    assert decide(obs(State.PENDING, since=NEVER_STARTED_RETRY + 0.05, reason="fits nowhere"), T) is None
 
 
 def test_a_group_stops_dependents_first():

@@ -43,10 +43,14 @@ class Lookouts:
         self._looks: dict[str, tuple[int, float, dict[str, Future]]] = {}
         self._finished: dict[str, int] = {}  # persona -> the generation last cross-checked here
 
+    def holds(self, persona: str, generation: int) -> bool:
+        """A fresh look is already out for this incarnation."""
+        held = self._looks.get(persona)
+        return held is not None and held[0] == generation and time.monotonic() - held[1] <= FRESH
+
     def begin(self, inc: Incarnation, host: Host) -> None:
         with self._lock:
-            held = self._looks.get(inc.persona)
-            if held is not None and held[0] == inc.generation and time.monotonic() - held[1] <= FRESH:
+            if self.holds(inc.persona, inc.generation):
                 return
             self._looks[inc.persona] = (inc.generation, time.monotonic(), _ask(self.ctx, inc, host))
 

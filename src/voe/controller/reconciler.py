@@ -155,6 +155,8 @@ class Reconciler:
         if (t - hb_at).total_seconds() <= self.ctx.timing.suspect_after / 2:
             lookouts.drop(p.name)
             return
+        if lookouts.holds(p.name, st.generation):
+            return  # asked already: no store read per tick while it stays silent
         inc = self.ctx.runtime.current(p.name)
         if inc is not None and inc.ended_at is None and inc.generation == st.generation:
             host = inv.by_name("hosts").get(inc.host)
