@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from voe.controller.decide import NEVER_STARTED, NEVER_STARTED_RETRY, Observed, decide
+from voe.controller.decide import NEVER_STARTED, NEVER_STARTED_RETRY, RETARGET, Observed, decide, move_requested
 from voe.controller.timing import Timing
 from voe.domain.lifecycle import Event, State
 from voe.store.runtime import PersonaState
@@ -79,3 +79,15 @@ def test_a_group_stops_dependents_first():
     waiting = obs(State.RUNNING, hb_age=0.1, ready=True, desired_running=False, dependents_down=False)
     assert decide(waiting, T) is None
     assert decide(obs(State.RUNNING, hb_age=0.1, ready=True, desired_running=False), T).event == Event.STOP
+
+
+def test_only_an_operators_move_stops_an_incarnation_a_leftover_retarget_does_not():
+    # a controller SIGKILLed after recording a failover's replacement but
+    # before clearing its retarget intent: on restart the replacement must
+    # be powered on, not stopped and placed a third time
+    assert move_requested({"move_kind": "physical"}) and move_requested({"move_kind": "any", "move_host": "h1"})
+    assert not move_requested({"move_kind": RETARGET}) and not move_requested({})
+    leftover = decide(obs(State.POWERING_ON, move_requested=move_requested({"move_kind": RETARGET})), T)
+    assert leftover.step == "power-on"
+    running = decide(obs(State.RUNNING, hb_age=0.1, ready=True, move_requested=move_requested({"move_kind": RETARGET})), T)
+    assert running is None

@@ -22,6 +22,19 @@ not ``pending_retry`` — what failed (a switch that stopped answering) is out
 of placement by then, and the persona may be a failover's replacement."""
 NEVER_STARTED_RETRY = 0.3
 
+RETARGET = "retarget"
+"""The move intent a fence or a failed start leaves for the next placement
+(another host, a fenced one as a last resort). It steers that placement
+only: unlike an operator's move it never asks to stop an incarnation."""
+
+
+def move_requested(intent: dict) -> bool:
+    """Whether an operator asked to move the persona (`voe persona move`):
+    a running incarnation is then stopped and placed again. A retarget
+    left behind by a controller killed between recording a replacement's
+    incarnation and clearing the intent must not stop that replacement."""
+    return intent.get("move_kind") not in (None, RETARGET)
+
 
 @dataclass(frozen=True)
 class Observed:

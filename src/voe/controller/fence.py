@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from voe.controller.context import Ctx
+from voe.controller.decide import RETARGET
 from voe.controller.stop import release_in_background
 from voe.domain import wiring
 from voe.domain.lifecycle import Event, State
@@ -142,7 +143,7 @@ def settle(ctx: Ctx, p: Persona, desired_running: bool) -> None:
     if desired_running:
         # whatever cut it off (a partition, a sick host) may cut off its
         # replacement too: prefer another host
-        ctx.runtime.set_intent(p.name, move_kind="retarget", move_host=None)
+        ctx.runtime.set_intent(p.name, move_kind=RETARGET, move_host=None)
     ctx.runtime.transition(p.name, State.FENCED, event, "placing a new incarnation" if desired_running else None)
     if inc is not None:
         release_in_background(ctx, inc)

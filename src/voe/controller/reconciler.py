@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
-from voe.controller.decide import Next, Observed, decide
+from voe.controller.decide import Next, Observed, decide, move_requested
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import Event, State
 from voe.domain.models import Persona
@@ -134,7 +134,7 @@ class Reconciler:
             hb_at = max(current_hb["at"], self._grace_from) if current_hb else (
                 self._grace_from if st.state in (State.RUNNING, State.SUSPECT) else None)
             intent = intents.get(p.name) or {}
-            o = Observed(st, p.desired == "running", deps.get(p.name, True), bool(intent.get("move_kind")),
+            o = Observed(st, p.desired == "running", deps.get(p.name, True), move_requested(intent),
                          bool(intent.get("confirm_dead_by")), hb_at,
                          bool(current_hb and current_hb["ready"] and not current_hb["stopping"]), t,
                          dependents.get(p.name, True))

@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller.context import Ctx
-from voe.controller.decide import NEVER_STARTED
+from voe.controller.decide import NEVER_STARTED, RETARGET
 from voe.controller.stop import release_in_background
 from voe.domain import capacity, wiring
 from voe.domain.lifecycle import Event, State
@@ -84,7 +84,10 @@ def place(ctx: Ctx, p: Persona) -> None:
 def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: dict) -> None:
     if current is not None and current.ended_at is None:
         # a controller died between recording the incarnation and the
-        # transition: carry on with the incarnation already recorded
+        # transition: carry on with the incarnation already recorded (its
+        # move or retarget is spent)
+        if intent.get("move_kind"):
+            ctx.runtime.clear_intent(p.name, "move_kind", "move_host")
         ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, current.why, host=current.host)
         return
     decision = None
@@ -97,7 +100,7 @@ def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: d
         if intent.get("move_kind") else Constraint()
     if decision is None or not decision.ok:
         decision = placer.place(p, moving)
-    retarget = intent.get("move_kind") == "retarget"
+    retarget = intent.get("move_kind") == RETARGET
     if retarget and decision.ok and decision.machine.host in ctx.failed_hosts.members():
         # whatever failed there (a partition, a sick hypervisor) may be
         # unseen still: another host if one fits
@@ -187,5 +190,5 @@ def _not_started(ctx: Ctx, inc, error: Exception) -> None:
     if inc.generation > 1:
         # a persona that ran before is being brought back: the next try is a
         # retarget too (away from this host; a fenced server as a last resort)
-        ctx.runtime.set_intent(inc.persona, move_kind="retarget", move_host=None)
+        ctx.runtime.set_intent(inc.persona, move_kind=RETARGET, move_host=None)
     release_in_background(ctx, inc)

@@ -13,8 +13,10 @@ request with status 0x11 ("invalid authentication algorithm", IPMI 2.0 table
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
+import time
 
 from pyghmi.ipmi import bmc as pyghmi_bmc
 from pyghmi.ipmi.private import serversession
@@ -124,6 +126,23 @@ class BmcLoop:
     def stop(self) -> None:
         self._stop.set()
         self.thread.join(2)
+
+
+REBIND_PATIENCE = 1.0  # seconds
+
+
+def open_bmc(machine: Machine, username: str, password: str, address: str, port: int) -> LabBmc:
+    """A BMC on its UDP port. One just closed (``bmc-down`` then
+    ``bmc-up``) may hold its port a moment longer: the I/O loop's select()
+    keeps the closed socket until its wait ends."""
+    deadline = time.monotonic() + REBIND_PATIENCE
+    while True:
+        try:
+            return LabBmc(machine, username, password, address, port)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def close_bmc(b: LabBmc) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from voe.domain.inventory import Inventory
 from voe.domain.models import Host
 from voe.lab import dataplane, netfiles
-from voe.lab.bmc import BmcLoop, LabBmc, close_bmc
+from voe.lab.bmc import BmcLoop, LabBmc, close_bmc, open_bmc
 from voe.lab.json_api import JsonApi
 from voe.lab.redfish import RedfishEmulator
 from voe.lab.storage import LabStorage
@@ -96,8 +96,8 @@ class Lab:
                                                             h.bmc.username, h.bmc.password or "")
             bmc.start()
         else:
-            bmc = LabBmc(self.hosts[h.name], h.bmc.username, h.bmc.password or "", h.bmc.address,
-                         h.bmc.effective_port())
+            bmc = open_bmc(self.hosts[h.name], h.bmc.username, h.bmc.password or "", h.bmc.address,
+                           h.bmc.effective_port())
         self.bmcs[h.name] = bmc
         self.hosts[h.name].bmc_up = True
 
