@@ -40,10 +40,10 @@ class Ctx:
         probe_timeout, every = self.timing.switch_probe_timeout, self.timing.switch_probe_interval
         self.switches = DeviceWatch("switch", lambda inv: inv.by_name("switches"),
                                     lambda sw: self.devices.switch_probe(sw, probe_timeout), self.log, every,
-                                    shunned="new trunks")
+                                    shunned="new trunks", probe_timeout=probe_timeout)
         self.hypervisors = DeviceWatch("hypervisor", lambda inv: {h.name: h for h in inv.hosts if h.hypervisor},
                                        lambda h: self.devices.hypervisor_probe(h, probe_timeout), self.log, every,
-                                       shunned="new VMs", doubt_early=False)
+                                       shunned="new VMs", doubt_early=False, probe_timeout=probe_timeout)
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches)
         self.switches.on_down = lambda name: self.ports.route_around(self.inventory, name)
         self.switches.on_back = lambda name: self.ports.restore(self.inventory, name)

@@ -29,7 +29,7 @@ _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-probe")
 class DeviceWatch:
     def __init__(self, kind: str, devices: Callable[[Inventory], dict[str, object]],
                  probe_driver: Callable[[object], object], log: Callable[..., None], interval: float,
-                 shunned: str, doubt_early: bool = True):
+                 shunned: str, doubt_early: bool = True, probe_timeout: float = 1.0):
         """``devices`` names the devices to watch in an inventory (switch
         name -> switch; host name -> host, for hypervisors);
         ``probe_driver`` gives the driver probes use: its own session with a
@@ -39,8 +39,10 @@ class DeviceWatch:
         device is avoided from its first missed or slow probe, before it is
         down (right for a switch, which answers in milliseconds and whose
         death fences servers; a hypervisor busy defining VMs is slow, not
-        gone, and one just booting has not answered yet)."""
+        gone, and one just booting has not answered yet). ``probe_timeout``
+        is how long a probe waits for its answer."""
         self.doubt_early = doubt_early
+        self.probe_timeout = probe_timeout
         self.kind = kind
         self.devices = devices
         self.probe_driver = probe_driver
@@ -51,6 +53,8 @@ class DeviceWatch:
         self._missed: dict[str, int] = {}  # probes failed in a row
         self._answered: set[str] = set()  # devices that answered a probe since this controller began
         self._lock = threading.Lock()
+        self._verdict = threading.Condition(self._lock)  # notified after every probe
+        self._watching = False  # ``run`` is probing (a controller serving only its API does not)
         self._in_flight: dict[str, float] = {}  # device -> when its probe began
         # what to do when a device goes or comes back (a switch: its ports follow);
         # run on the watch's own threads, never under a caller's lock
@@ -83,6 +87,20 @@ class DeviceWatch:
             # first probes after a start wait for the SNMP stack itself
             slow_now = {n for n, began in self._in_flight.items() if began < slow} & self._answered
             return frozenset(self._down) | missed | slow_now
+
+    def await_verdict(self, name: str) -> None:
+        """Until the device has answered or missed a probe of this
+        controller's (at most one probe interval and timeout). A controller
+        just restarted knows nothing of a switch that died under its
+        predecessor: a port write sent there would wait out a whole driver
+        timeout, where the first probe says so within ``probe_timeout``."""
+        deadline = time.monotonic() + self.interval + self.probe_timeout
+        with self._verdict:
+            while self._watching and name not in self._answered and not self._missed.get(name) and name not in self._down:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._verdict.wait(left)
 
     def mark_down(self, name: str, reason: str) -> None:
         with self._lock:
@@ -122,8 +140,9 @@ class DeviceWatch:
                 self._answered.add(name)
             self._mark_up(name)
         finally:
-            with self._lock:
+            with self._verdict:
                 self._in_flight.pop(name, None)
+                self._verdict.notify_all()
 
     def _missed_one(self, name: str, reason: str) -> None:
         """Down after ``MISSES_TO_DOWN`` failed probes in a row: one slow
@@ -136,6 +155,7 @@ class DeviceWatch:
             self.mark_down(name, reason)
 
     def run(self, inventory: Callable[[], Inventory], stop: threading.Event) -> None:
+        self._watching = True
         while not stop.is_set():
             began = time.monotonic()
             try:

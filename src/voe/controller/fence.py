@@ -22,7 +22,7 @@ from voe.store.runtime import Incarnation
 DEFAULT_LEVELS = {"physical": ["bmc", "fabric"], "vm": ["hypervisor", "hypervisor-host-bmc", "fabric"]}
 
 
-def _bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
+def _bmc(ctx: Ctx, inc: Incarnation, host: Host, patient: bool) -> str:
     if inc.kind != "physical":
         raise DriverError(host.name, "fence bmc", "a VM has no BMC of its own; use hypervisor-host-bmc")
     ctx.devices.power(host).power_off(confirm=True)
@@ -30,14 +30,14 @@ def _bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     return f"BMC of {host.name} reads off after hard power-off"
 
 
-def _hypervisor(ctx: Ctx, inc: Incarnation, host: Host) -> str:
+def _hypervisor(ctx: Ctx, inc: Incarnation, host: Host, patient: bool) -> str:
     if inc.kind != "vm":
         raise DriverError(host.name, "fence hypervisor", "not a VM")
     ctx.devices.hypervisor(host).destroy(inc.vm)
     return f"hypervisor {host.name} reads VM {inc.vm} off after destroy"
 
 
-def _hypervisor_host_bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
+def _hypervisor_host_bmc(ctx: Ctx, inc: Incarnation, host: Host, patient: bool) -> str:
     """The review's case: the hypervisor's API is gone, so power its host off
     through the host's own BMC: one fence for all its VMs."""
     already = ctx.runtime.fenced_hosts().get(host.name)
@@ -48,28 +48,21 @@ def _hypervisor_host_bmc(ctx: Ctx, inc: Incarnation, host: Host) -> str:
     return f"BMC of hypervisor host {host.name} reads off after hard power-off"
 
 
-def _fabric(ctx: Ctx, inc: Incarnation, host: Host) -> str:
+def _fabric(ctx: Ctx, inc: Incarnation, host: Host, patient: bool) -> str:
     """Shut every switch port of the machine's host, each read back down,
     and revoke the persona's storage access (closing its open sessions),
     read back from the storage service. The host stays cut off until an
     operator clears it."""
     inv = ctx.inventory()
-    switches = inv.by_name("switches")
-    shut = []
-    for nic in wiring.cabled_nics(inv, host):
-        ctx.devices.switch(switches[nic.switch]).set_admin(nic.port, False)
-        ctx.ports.forget(nic.switch, nic.port)
-        shut.append(f"{nic.switch}:{nic.port}")
-    if not shut:
-        raise DriverError(host.name, "fence fabric", "no cabled switch port to shut")
+    shut = ctx.ports.shut(inv, host, patient, record=lambda ports: ctx.runtime.fence_host(
+        host.name, f"fabric: ports {', '.join(ports)} shut to fence {inc.persona}"))
     persona = inv.by_name("personas").get(inc.persona)
     revoked = ctx.storage.revoke(inv, persona, inc) if persona is not None else None
-    ctx.runtime.fence_host(host.name, f"fabric: ports {', '.join(shut)} shut to fence {inc.persona}")
     return (f"switch ports {', '.join(shut)} of {host.name} read admin down"
             + (f"; storage access revoked ({revoked})" if revoked else ""))
 
 
-LEVELS: dict[str, Callable[[Ctx, Incarnation, Host], str]] = {
+LEVELS: dict[str, Callable[[Ctx, Incarnation, Host, bool], str]] = {
     "bmc": _bmc,
     "hypervisor": _hypervisor,
     "hypervisor-host-bmc": _hypervisor_host_bmc,
@@ -114,12 +107,15 @@ def fence(ctx: Ctx, p: Persona) -> None:
         ctx.log("info", "fence", f"cross-check before fencing {p.name}: {seen}", persona=p.name, host=host.name)
     doubts = {lv: why for lv in levels if (why := _doubt(ctx, lv, host))}
     failures = []
-    for level in [lv for lv in levels if lv not in doubts] + list(doubts):
+    order = [lv for lv in levels if lv not in doubts] + list(doubts)
+    for k, level in enumerate(order):
         note = f" ({doubts[level]}: tried last)" if level in doubts else ""
         ctx.log("warning", "fence", f"fencing {p.name} generation {inc.generation} on {host.name}: level {level}{note}",
                 persona=p.name, host=host.name)
         try:
-            evidence = LEVELS[level](ctx, inc, host)
+            # the last level left waits out a device in doubt; an earlier
+            # one gives way to the next as soon as its device is known silent
+            evidence = LEVELS[level](ctx, inc, host, k == len(order) - 1)
         except DriverError as e:
             failures.append(f"{level}: {e}")
             ctx.log("error", "fence", f"level {level} failed: {e}", persona=p.name, host=host.name)

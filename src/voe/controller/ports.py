@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from voe.domain import wiring
 from voe.domain.inventory import Inventory
+from voe.domain.models import Host
 from voe.drivers.base import PortConfig, carries
 from voe.errors import DriverError
 from voe.controller.device_watch import DeviceWatch
@@ -33,6 +34,7 @@ class PortKeeper:
         self._queued: defaultdict[str, set[str]] = defaultdict(set)
         self._confirmed: dict[tuple[str, str], PortConfig] = {}
         self._learned: set[str] = set()
+        self._shutting: set[str] = set()  # hosts being fenced at the fabric, not yet recorded as fenced
 
     def confirmed(self) -> dict[tuple[str, str], PortConfig]:
         """Each port's configuration as last read back from its switch."""
@@ -42,13 +44,18 @@ class PortKeeper:
         """Read every cabled port of a switch the first time it is written
         (under its lock), so a port that already carries what it should is
         not written again: later passes, a failover's among them, write
-        only what changes. A failed read only costs those writes."""
+        only what changes. A read refused only costs those writes; a read
+        unanswered (its resends included) fails the pass at once: the
+        switch died unnoticed, and the writes would wait out the same
+        timeout again."""
         if sw_name in self._learned or sw_name in self.switches.avoid():
             return  # a switch in doubt is read when it answers again
         ports = sorted({n.port for h in inv.hosts for n in h.nics if n.switch == sw_name})
         try:
             seen = self.switch_driver(inv.by_name("switches")[sw_name]).read_ports(ports, retry=False)
         except DriverError as e:
+            if e.transient:
+                raise
             self.log("warning", "driver-call", f"could not read the ports of {sw_name}: {e}")
             return
         for port, cfg in seen.items():
@@ -60,7 +67,7 @@ class PortKeeper:
         plan = wiring.port_plan(inv, live, hosts, self.switches.down())
         fenced = self.runtime.fenced_hosts()
         for name in hosts:
-            if fenced.get(name, {}).get("reason", "").startswith("fabric"):
+            if name in self._shutting or fenced.get(name, {}).get("reason", "").startswith("fabric"):
                 for nic in wiring.cabled_nics(inv, inv.by_name("hosts")[name]):
                     cfg = plan[(nic.switch, nic.port)]
                     plan[(nic.switch, nic.port)] = PortConfig(cfg.mode, cfg.native_vlan, cfg.tagged, admin_up=False)
@@ -111,28 +118,25 @@ class PortKeeper:
         A switch that does not answer is not written at all (``restore``
         rewrites it when it is back); only a caller whose own hosts need
         VLANs on it fails, not every caller queued with it."""
+        self.switches.await_verdict(sw_name)
         lock = self._locks[sw_name]
         while not lock.acquire(timeout=0.1):
+            # a switch in doubt may hold its lock for whole SNMP timeouts: a
+            # caller does not wait behind them once it is known silent, nor
+            # one that only clears ports there while it is in doubt (its
+            # hosts stay queued for the next pass, or for ``restore``)
+            if sw_name in self.switches.failing():
+                return self._unanswered(sw_name, mine, load_inventory())
             if sw_name in self.switches.avoid() and not self._needing_vlans(sw_name, mine, load_inventory()):
-                # a switch in doubt may hold its lock for whole SNMP timeouts:
-                # a caller that only clears ports there does not wait for it
-                # (its hosts stay queued for the next pass, or for ``restore``)
                 return None
         try:
-            with self._queue_lock:
-                hosts, self._queued[sw_name] = self._queued[sw_name], set()
             if sw_name in self.switches.failing():
                 # down, or silent at its last probe: a write would wait out
-                # SNMP timeouts only to fail; a start that needs the switch
-                # fails now and is placed again on another. The hosts stay
-                # queued for the next pass (or ``restore``, once it is back)
-                with self._queue_lock:
-                    self._queued[sw_name] |= hosts
-                stuck = self._needing_vlans(sw_name, mine, load_inventory())
-                if stuck:
-                    return DriverError(sw_name, f"configure ports {', '.join(stuck)}", "the switch does not answer",
-                                       transient=True)
-                return None
+                # SNMP timeouts only to fail (the hosts stay queued for the
+                # next pass, or ``restore`` once it is back)
+                return self._unanswered(sw_name, mine, load_inventory())
+            with self._queue_lock:
+                hosts, self._queued[sw_name] = self._queued[sw_name], set()
             if not hosts:
                 return None  # an earlier pass already wrote this caller's ports
             try:
@@ -145,6 +149,16 @@ class PortKeeper:
                 return e
         finally:
             lock.release()
+        return None
+
+    def _unanswered(self, sw_name: str, mine: set[str], inv: Inventory) -> DriverError | None:
+        """What a caller gets from a switch that does not answer: a start
+        whose ports need VLANs there fails now (and is placed again on
+        another switch); one that only clears ports there loses nothing."""
+        stuck = self._needing_vlans(sw_name, mine, inv)
+        if stuck:
+            return DriverError(sw_name, f"configure ports {', '.join(stuck)}", "the switch does not answer",
+                               transient=True)
         return None
 
     def _needing_vlans(self, sw_name: str, hosts: set[str], inv: Inventory) -> list[str]:
@@ -168,6 +182,41 @@ class PortKeeper:
             # confirmed by the driver's read-back (VLANs and admin state);
             # remember what was asked, mode included
             self._confirmed[(sw_name, port)] = want
+
+    def shut(self, inv: Inventory, host: Host, patient: bool, record: Callable[[list[str]], None]) -> list[str]:
+        """Fence a host at the fabric: every cabled port admin down, each
+        read back by the driver, then ``record`` (the fence's evidence in
+        the store). Each write holds its switch's lock, and until recorded
+        the host plans admin down in every pass: a pass planned before the
+        fence (another VM of a hypervisor host starting or stopping) cannot
+        bring a shut port up again. Unless ``patient`` (the last level
+        left), a switch that is not answering fails the level at once
+        instead of waiting out its timeouts, so the next level is tried."""
+        switches = inv.by_name("switches")
+        shut: list[str] = []
+        self._shutting.add(host.name)
+        try:
+            for nic in wiring.cabled_nics(inv, host):
+                lock = self._locks[nic.switch]
+                while not lock.acquire(timeout=0.1 if not patient else -1):
+                    if nic.switch in self.switches.failing():
+                        raise DriverError(nic.switch, f"set port {nic.port} admin down", "the switch does not answer",
+                                          transient=True)
+                try:
+                    if not patient and nic.switch in self.switches.failing():
+                        raise DriverError(nic.switch, f"set port {nic.port} admin down",
+                                          "the switch does not answer", transient=True)
+                    self._confirmed.pop((nic.switch, nic.port), None)
+                    self.switch_driver(switches[nic.switch]).set_admin(nic.port, False)
+                finally:
+                    lock.release()
+                shut.append(f"{nic.switch}:{nic.port}")
+            if not shut:
+                raise DriverError(host.name, "fence fabric", "no cabled switch port to shut")
+            record(shut)
+        finally:
+            self._shutting.discard(host.name)
+        return shut
 
     def route_around(self, load_inventory: Callable[[], Inventory], sw_name: str) -> None:
         """A switch stopped answering: the hypervisor hosts cabled to it move
@@ -195,9 +244,6 @@ class PortKeeper:
     def _holds(self, switch: str, port: str, want: PortConfig) -> bool:
         seen = self._confirmed.get((switch, port))
         return seen is not None and carries(seen, want)
-
-    def forget(self, switch: str, port: str) -> None:
-        self._confirmed.pop((switch, port), None)
 
 
 def _describe(cfg: PortConfig) -> str:
