@@ -23,6 +23,7 @@ from voe.domain.inventory import Inventory
 from voe.errors import DriverError
 
 MISSES_TO_DOWN = 2
+VERDICT_PATIENCE = 3  # probe timeouts a caller waits for a device's first verdict
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-probe")
 
 
@@ -90,11 +91,13 @@ class DeviceWatch:
 
     def await_verdict(self, name: str) -> None:
         """Until the device has answered or missed a probe of this
-        controller's (at most one probe interval and timeout). A controller
-        just restarted knows nothing of a switch that died under its
-        predecessor: a port write sent there would wait out a whole driver
-        timeout, where the first probe says so within ``probe_timeout``."""
-        deadline = time.monotonic() + self.interval + self.probe_timeout
+        controller's (at most ``VERDICT_PATIENCE`` probe timeouts: the
+        first probes of a process just started also load the SNMP stack).
+        A controller just restarted knows nothing of a switch that died
+        under its predecessor: a port write sent there would wait out a
+        whole driver timeout (and a read before it another), where the
+        first probe says so within about ``probe_timeout``."""
+        deadline = time.monotonic() + VERDICT_PATIENCE * self.probe_timeout
         with self._verdict:
             while self._watching and name not in self._answered and not self._missed.get(name) and name not in self._down:
                 left = deadline - time.monotonic()

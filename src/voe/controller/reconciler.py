@@ -76,6 +76,7 @@ class Reconciler:
 
     def start(self) -> None:
         self.ctx.log("info", "controller", "reconciler started; resuming from the recorded states")
+        self._warm_up()
         self._thread = threading.Thread(target=self._run, name="voe-reconciler", daemon=True)
         self._thread.start()
         for watch in (self.ctx.switches, self.ctx.hypervisors):
@@ -162,6 +163,24 @@ class Reconciler:
             host = inv.by_name("hosts").get(inc.host)
             if host is not None:
                 lookouts.begin(inc, host)
+
+    def _warm_up(self) -> None:
+        """A controller just started, perhaps after a crash mid-failover,
+        will next need the BMCs of the machines that run personas (a
+        cross-check, a fence) and every switch (a start's ports): log in
+        and build those drivers now, in the background. Cold, a first BMC
+        call in a fresh process (its I/O thread, a login) missed the 0.5 s
+        cross-check, read a live BMC as silent, and sent the fence to the
+        fabric first."""
+        inv = self.ctx.inventory()
+        hosts = inv.by_name("hosts")
+        for inc in self.ctx.runtime.live():
+            host = hosts.get(inc.host)
+            if host is not None and host.bmc is not None and host.name not in self._prepared:
+                self._prepared[host.name] = time.monotonic()
+                _PREPARE.submit(_open_bmc_session, self.ctx, host)
+        for sw in inv.switches:
+            _PREPARE.submit(self.ctx.devices.switch, sw)
 
     def _prepare(self, inv: Inventory, states: dict[str, PersonaState]) -> None:
         """Keep a session open to the BMC of each server a group start
