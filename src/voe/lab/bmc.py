@@ -22,6 +22,7 @@ from pyghmi.ipmi import bmc as pyghmi_bmc
 from pyghmi.ipmi.private import serversession
 from pyghmi.ipmi.private import session as ipmisession
 
+from voe.drivers.power import pyghmi_mends  # noqa: F401 - mends pyghmi's shared I/O before any BMC
 from voe.lab.machine import Machine
 
 log = logging.getLogger("voe.lab.bmc")

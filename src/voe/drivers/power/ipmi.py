@@ -20,44 +20,12 @@ from pyghmi.ipmi.private import session as pyghmi_session
 
 from voe.domain.models import Host
 from voe.drivers.base import BootDevice, DriverSettings, PowerDriver, PowerState
+from voe.drivers.power import pyghmi_mends  # noqa: F401 - mends pyghmi's shared I/O before any session
 from voe.errors import DriverError, DriverTimeout
 
 _BOOTDEV = {"pxe": "network", "disk": "hd"}
 _FROM_BOOTDEV = {"network": "pxe", "hd": "disk"}
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ipmi")
-
-# pyghmi waits for a reply by registering with its I/O thread after sending
-# the request; a reply that the I/O thread queued before the waiter
-# registered wakes no one, and the waiter sleeps until its retransmit timer
-# (0.5 s plus up to 0.5 s of jitter). About one call in fifty met it in the
-# lab. Lowering the timer instead floods a busy BMC with duplicate requests
-# and logins (a group start of 300 servers broke its sessions), so the wait
-# itself is wrapped: when a reply from that BMC is already queued for a live
-# session, it waits only ``QUEUED_WAIT`` (not zero: a queue another
-# session's caller has yet to drain must not make this one spin).
-_pyghmi_io_wait = pyghmi_session._io_wait
-QUEUED_WAIT = 0.005  # seconds
-
-
-def _io_wait_unless_queued(timeout, myaddr=None, evq=None):
-    handlers = pyghmi_session.Session.bmc_handlers.get(myaddr) if myaddr is not None else None
-    if handlers and any(getattr(s, "pktqueue", None) and not getattr(s, "broken", False)
-                        for s in list(handlers.values())):
-        timeout = min(timeout, QUEUED_WAIT)
-    _pyghmi_io_wait(timeout, myaddr, evq)
-
-
-pyghmi_session._io_wait = _io_wait_unless_queued
-
-# pyghmi (1.6.19) guards its session tables with two process-wide locks
-# taken in opposite orders: a retransmit timer fires with the waiting table
-# held and sends, which takes the keepalive table; a send holds the
-# keepalive table and registers its wait. Two BMC calls meeting there
-# deadlock every IPMI session of the process (the fault campaign met it:
-# every healthy BMC then "did not answer" and was fenced at the fabric).
-# One lock for both tables makes the inversion impossible; both are
-# re-entrant and held only around table updates.
-pyghmi_session.WAITING_SESSIONS = pyghmi_session.KEEPALIVE_SESSIONS
 
 IDLE_RELOGIN = 30.0  # seconds: a session idle longer is replaced before use
 # Seconds an open session gets before the call goes again on a new login.

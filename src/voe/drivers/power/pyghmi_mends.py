@@ -1,0 +1,76 @@
+"""pyghmi (1.6.19) keeps one I/O thread, one socket table and two session
+tables per process, shared by every IPMI session: the controller's clients
+and the lab's BMCs alike. Three faults in that shared machinery, each met
+in voe's lab and each worth reporting upstream, are mended here; importing
+this module applies the mends (``voe.drivers.power.ipmi`` and
+``voe.lab.bmc`` both do, before any session exists).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pyghmi.ipmi.private import session as pyghmi_session
+
+
+# 1. Sockets flipped between blocking and non-blocking by several threads.
+# pyghmi's sender sets a socket blocking before each send, and its I/O
+# thread sets it non-blocking before each read of a socket select() found
+# readable; a send from another thread in between leaves the read blocking
+# on an empty socket, and the process's whole IPMI I/O stops until a packet
+# happens to arrive there. With 200 lab BMCs and a few concurrent clients
+# it happened within seconds (data piled up unread on the other sockets,
+# every call "no answer within 3 s"). The mended pair never changes a
+# socket's mode: a read asks not to wait with a per-call flag; a UDP send
+# does not wait for long either way.
+def _send(mysocket, packet, sockaddr):
+    try:
+        mysocket.sendto(packet, sockaddr)
+    except OSError:
+        pass  # as pyghmi: a lost datagram is a retransmit's business
+
+
+def _receive(mysocket, size):
+    try:
+        return mysocket.recvfrom(size, socket.MSG_DONTWAIT)
+    except OSError:  # nothing queued (EAGAIN), or the socket just closed
+        return None
+
+
+pyghmi_session._io_sendto = _send
+pyghmi_session._io_recvfrom = _receive
+
+
+# 2. A reply queued before its waiter registers. pyghmi waits for a reply
+# by registering with its I/O thread after sending the request; a reply
+# that the I/O thread queued before the waiter registered wakes no one,
+# and the waiter sleeps until its retransmit timer (0.5 s plus up to 0.5 s
+# of jitter): about one call in fifty in the lab. Lowering the timer
+# instead floods a busy BMC with duplicate requests and logins, so the wait
+# itself is wrapped: when a reply from that BMC is already queued for a
+# live session, it waits only ``QUEUED_WAIT`` (not zero: a queue another
+# session's caller has yet to drain must not make this one spin).
+_pyghmi_io_wait = pyghmi_session._io_wait
+QUEUED_WAIT = 0.005  # seconds
+
+
+def _io_wait_unless_queued(timeout, myaddr=None, evq=None):
+    handlers = pyghmi_session.Session.bmc_handlers.get(myaddr) if myaddr is not None else None
+    if handlers and any(getattr(s, "pktqueue", None) and not getattr(s, "broken", False)
+                        for s in list(handlers.values())):
+        timeout = min(timeout, QUEUED_WAIT)
+    _pyghmi_io_wait(timeout, myaddr, evq)
+
+
+pyghmi_session._io_wait = _io_wait_unless_queued
+
+
+# 3. Two locks taken in opposite orders. pyghmi guards its session tables
+# with two process-wide locks: a retransmit timer fires with the waiting
+# table held and sends, which takes the keepalive table; a send holds the
+# keepalive table and registers its wait. Two BMC calls meeting there
+# deadlock every IPMI session of the process (the fault campaign met it:
+# every healthy BMC then "did not answer" and was fenced at the fabric).
+# One lock for both tables makes the inversion impossible; both are
+# re-entrant and held only around table updates.
+pyghmi_session.WAITING_SESSIONS = pyghmi_session.KEEPALIVE_SESSIONS
