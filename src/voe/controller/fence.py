@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from voe.controller.context import Ctx
 from voe.controller.decide import RETARGET
+from voe.controller.ports import GaveWay
 from voe.controller.stop import release_in_background
 from voe.domain import wiring
 from voe.domain.lifecycle import Event, State
@@ -107,18 +108,24 @@ def fence(ctx: Ctx, p: Persona) -> None:
         ctx.log("info", "fence", f"cross-check before fencing {p.name}: {seen}", persona=p.name, host=host.name)
     doubts = {lv: why for lv in levels if (why := _doubt(ctx, lv, host))}
     failures = []
-    order = [lv for lv in levels if lv not in doubts] + list(doubts)
-    for k, level in enumerate(order):
+    queue = [lv for lv in levels if lv not in doubts] + list(doubts)
+    gave_way: set[str] = set()
+    while queue:
+        level = queue.pop(0)
         note = f" ({doubts[level]}: tried last)" if level in doubts else ""
         ctx.log("warning", "fence", f"fencing {p.name} generation {inc.generation} on {host.name}: level {level}{note}",
                 persona=p.name, host=host.name)
         try:
             # the last level left waits out a device in doubt; an earlier
-            # one gives way to the next as soon as its device is known silent
-            evidence = LEVELS[level](ctx, inc, host, k == len(order) - 1)
+            # one gives way to the next as soon as its device is known
+            # silent, and is tried again, patiently, if all after it fail
+            evidence = LEVELS[level](ctx, inc, host, not queue)
         except DriverError as e:
             failures.append(f"{level}: {e}")
             ctx.log("error", "fence", f"level {level} failed: {e}", persona=p.name, host=host.name)
+            if isinstance(e, GaveWay) and level not in gave_way:
+                gave_way.add(level)
+                queue.append(level)
             continue
         ctx.runtime.end_incarnation(p.name, inc.generation, evidence)
         ctx.failed_hosts.mark(host.name)

@@ -23,6 +23,11 @@ _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-ports")
 _TIDY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="voe-ports-tidy")
 
 
+class GaveWay(DriverError):
+    """A fabric fence that did not wait for a switch known silent, so that
+    the next fence level could be tried first."""
+
+
 class PortKeeper:
     def __init__(self, runtime: RuntimeStore, switch_driver: Callable, log: Callable[..., None], switches: DeviceWatch):
         self.runtime = runtime
@@ -200,12 +205,12 @@ class PortKeeper:
                 lock = self._locks[nic.switch]
                 while not lock.acquire(timeout=0.1 if not patient else -1):
                     if nic.switch in self.switches.failing():
-                        raise DriverError(nic.switch, f"set port {nic.port} admin down", "the switch does not answer",
-                                          transient=True)
+                        raise GaveWay(nic.switch, f"set port {nic.port} admin down", "the switch does not answer",
+                                      transient=True)
                 try:
                     if not patient and nic.switch in self.switches.failing():
-                        raise DriverError(nic.switch, f"set port {nic.port} admin down",
-                                          "the switch does not answer", transient=True)
+                        raise GaveWay(nic.switch, f"set port {nic.port} admin down", "the switch does not answer",
+                                      transient=True)
                     self._confirmed.pop((nic.switch, nic.port), None)
                     self.switch_driver(switches[nic.switch]).set_admin(nic.port, False)
                 finally:
