@@ -58,6 +58,23 @@ def test_a_port_pass_between_the_shut_and_its_record_keeps_the_ports_down(fabric
     assert not state["sw1"].admin_up[1] and not state["sw2"].admin_up[1]
 
 
+def test_two_fences_of_one_host_each_keep_its_ports_down_until_recorded(fabric, services):
+    """Two VMs of one hypervisor host fenced at the fabric at once: the one
+    that finishes first (here without recording, as a failed level would)
+    must not lift the other's protection."""
+    inv, keeper, _, state, _ = fabric
+    host = inv.by_name("hosts")["dl360-1"]
+
+    def outer_record(ports: list[str]) -> None:
+        with pytest.raises(RuntimeError):
+            keeper.shut(inv, host, patient=True, record=lambda p: (_ for _ in ()).throw(RuntimeError("no record")))
+        keeper.reconcile(lambda: inv, ["dl360-1"])  # a pass while the outer fence is still unrecorded
+        services.runtime.fence_host("dl360-1", f"fabric: ports {', '.join(ports)} shut")
+
+    keeper.shut(inv, host, patient=True, record=outer_record)
+    assert not state["sw1"].admin_up[1] and not state["sw2"].admin_up[1]
+
+
 def test_a_fence_with_another_level_left_does_not_wait_for_a_silent_switch(fabric, services):
     inv, keeper, watch, state, _ = fabric
     host = inv.by_name("hosts")["dl360-1"]

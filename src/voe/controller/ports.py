@@ -7,7 +7,7 @@ other's VLANs."""
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,7 +39,9 @@ class PortKeeper:
         self._queued: defaultdict[str, set[str]] = defaultdict(set)
         self._confirmed: dict[tuple[str, str], PortConfig] = {}
         self._learned: set[str] = set()
-        self._shutting: set[str] = set()  # hosts being fenced at the fabric, not yet recorded as fenced
+        # hosts being fenced at the fabric, not yet recorded as fenced (a
+        # count: two VMs of one hypervisor host may be fenced at once)
+        self._shutting: Counter[str] = Counter()
 
     def confirmed(self) -> dict[tuple[str, str], PortConfig]:
         """Each port's configuration as last read back from its switch."""
@@ -72,7 +74,7 @@ class PortKeeper:
         plan = wiring.port_plan(inv, live, hosts, self.switches.down())
         fenced = self.runtime.fenced_hosts()
         for name in hosts:
-            if name in self._shutting or fenced.get(name, {}).get("reason", "").startswith("fabric"):
+            if self._shutting[name] or fenced.get(name, {}).get("reason", "").startswith("fabric"):
                 for nic in wiring.cabled_nics(inv, inv.by_name("hosts")[name]):
                     cfg = plan[(nic.switch, nic.port)]
                     plan[(nic.switch, nic.port)] = PortConfig(cfg.mode, cfg.native_vlan, cfg.tagged, admin_up=False)
@@ -199,18 +201,15 @@ class PortKeeper:
         instead of waiting out its timeouts, so the next level is tried."""
         switches = inv.by_name("switches")
         shut: list[str] = []
-        self._shutting.add(host.name)
+        self._shutting[host.name] += 1
         try:
             for nic in wiring.cabled_nics(inv, host):
                 lock = self._locks[nic.switch]
-                while not lock.acquire(timeout=0.1 if not patient else -1):
-                    if nic.switch in self.switches.failing():
-                        raise GaveWay(nic.switch, f"set port {nic.port} admin down", "the switch does not answer",
-                                      transient=True)
+                while not lock.acquire(timeout=-1 if patient else 0.1):
+                    self._give_way_if_silent(nic)  # waiting behind a pass on a switch that went silent
                 try:
-                    if not patient and nic.switch in self.switches.failing():
-                        raise GaveWay(nic.switch, f"set port {nic.port} admin down", "the switch does not answer",
-                                      transient=True)
+                    if not patient:
+                        self._give_way_if_silent(nic)
                     self._confirmed.pop((nic.switch, nic.port), None)
                     self.switch_driver(switches[nic.switch]).set_admin(nic.port, False)
                 finally:
@@ -220,8 +219,12 @@ class PortKeeper:
                 raise DriverError(host.name, "fence fabric", "no cabled switch port to shut")
             record(shut)
         finally:
-            self._shutting.discard(host.name)
+            self._shutting[host.name] -= 1
         return shut
+
+    def _give_way_if_silent(self, nic) -> None:
+        if nic.switch in self.switches.failing():
+            raise GaveWay(nic.switch, f"set port {nic.port} admin down", "the switch does not answer", transient=True)
 
     def route_around(self, load_inventory: Callable[[], Inventory], sw_name: str) -> None:
         """A switch stopped answering: the hypervisor hosts cabled to it move
