@@ -25,7 +25,7 @@ import random
 import statistics
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import Stack, load, relocate
@@ -75,7 +75,23 @@ def switches(s: Stack) -> set[str]:
     return {sw["name"] for sw in s.doc["switches"]}
 
 
-def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> bool:
+CONTROLLER_KINDS = ("controller", "switch", "hypervisor")
+"""Events without a persona that can explain a persona's delay."""
+
+
+def explain(s: Stack, persona: str, t0: float, marks: dict[str, float]) -> None:
+    """Where a slow replacement's seconds went: the persona's events and the
+    campaign's own marks (controller killed, answering again), from the fault."""
+    since = datetime.fromtimestamp(t0 - 0.01, UTC).isoformat()
+    events = s.http.get("/api/v1/events/log", params={"since": since, "limit": 1000}).json()
+    lines = [(stamp(e["at"]), e["message"]) for e in events
+             if e["persona"] == persona or (e["persona"] is None and e["kind"] in CONTROLLER_KINDS)]
+    lines += [(t, f"[campaign] {what}") for what, t in marks.items()]
+    for at, message in sorted(lines):
+        print(f"      {at - t0:+6.2f} s  {message[:150]}", flush=True)
+
+
+def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | None = None) -> bool:
     """One trial; False when the datacenter could not be brought back to
     three running personas after the last (the campaign stops: that
     persona is lost)."""
@@ -110,10 +126,13 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> bool:
     out["began"].append((t0, f"trial {out['trials'] + 1}: {label} on {', '.join(t for t, _ in faults)}"))
     for target, f in faults:
         s.fault(target, f)
+    marks = {}
     if sigkill:
         time.sleep(rng.uniform(0.3, 2.0))
+        marks["controller SIGKILLed"] = time.time()
         s.kill_controller()
         s.start_controller()
+        marks["controller answers again"] = time.time()
     took = []
     for p in affected:
         try:
@@ -134,6 +153,9 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool) -> bool:
                 times.setdefault(e["data"]["to"], stamp(e["at"]))
         if times.get("running") is not None:
             took.append(f"{p} {times['running'] - t0:.2f} s")
+            if slow is not None and times["running"] - t0 > slow:
+                print(f"    {label}: {p} replaced after {times['running'] - t0:.2f} s:", flush=True)
+                explain(s, p, t0, marks)
         for key, value in (("replace", times.get("running")), ("detect", times.get("suspect"))):
             if value is not None:
                 out[key].append(value - t0)
@@ -167,6 +189,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--verbose", action="store_true", help="a line per trial")
+    ap.add_argument("--explain", type=float, metavar="SECONDS",
+                    help="print the events of every replacement slower than this")
     ap.add_argument("--keep", type=Path, help="run in this directory and keep the controller's and lab's logs")
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -181,7 +205,7 @@ def main() -> None:
             for p in PERSONAS:
                 s.http.post(f"/api/v1/personas/{p}/start", json={}).raise_for_status()
             for _ in range(args.trials):
-                if not trial(s, rng, out, args.verbose):
+                if not trial(s, rng, out, args.verbose, args.explain):
                     break
             truth = s.truth()
         finally:

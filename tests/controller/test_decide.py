@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from voe.controller.decide import NEVER_STARTED, NEVER_STARTED_RETRY, RETARGET, Observed, decide, move_requested
+from voe.controller.decide import (
+    NEVER_STARTED,
+    NEVER_STARTED_RETRY,
+    RETARGET,
+    Observed,
+    decide,
+    move_requested,
+    silence_from,
+)
 from voe.controller.timing import Timing
 from voe.domain.lifecycle import Event, State
 from voe.store.runtime import PersonaState
@@ -91,3 +99,16 @@ def test_only_an_operators_move_stops_an_incarnation_a_leftover_retarget_does_no
     assert leftover.step == "power-on"
     running = decide(obs(State.RUNNING, hb_age=0.1, ready=True, move_requested=move_requested({"move_kind": RETARGET})), T)
     assert running is None
+
+
+def test_a_restarted_controllers_grace_delays_suspicion_but_never_reads_as_a_suspects_recovery():
+    grace = NOW - timedelta(seconds=0.1)  # this controller began hearing beats 0.1 s ago
+    old_beat = NOW - timedelta(seconds=3)
+    assert silence_from(State.RUNNING, old_beat, grace) == grace
+    assert silence_from(State.RUNNING, None, grace) == grace
+    assert silence_from(State.BOOTING, None, grace) is None  # the boot timeout applies instead
+    assert silence_from(State.SUSPECT, old_beat, grace) == old_beat
+    suspect = obs(State.SUSPECT, hb_age=(NOW - silence_from(State.SUSPECT, old_beat, grace)).total_seconds())
+    assert decide(suspect, T).step == "suspect"  # not HEARTBEAT_RESUMED on the grace alone
+    fresh_beat = NOW - timedelta(seconds=0.05)
+    assert silence_from(State.SUSPECT, fresh_beat, grace) == fresh_beat

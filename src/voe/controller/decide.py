@@ -36,6 +36,21 @@ def move_requested(intent: dict) -> bool:
     return intent.get("move_kind") not in (None, RETARGET)
 
 
+def silence_from(state: State, beat_at: datetime | None, grace_from: datetime) -> datetime | None:
+    """From when a persona counts as silent: its current generation's last
+    beat, but never before ``grace_from`` (when this controller began
+    hearing beats: those missed while it was not running, or was paused,
+    say nothing about the persona). The grace is no beat, though: a
+    persona already suspect resumes only on a beat it really sent (a
+    controller killed just after suspecting it must not, on restart, read
+    its own grace as the persona's recovery and wait out another second)."""
+    if state == State.SUSPECT:
+        return beat_at
+    if beat_at is not None:
+        return max(beat_at, grace_from)
+    return grace_from if state == State.RUNNING else None
+
+
 @dataclass(frozen=True)
 class Observed:
     state: PersonaState

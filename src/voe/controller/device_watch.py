@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from voe.domain.inventory import Inventory
@@ -89,17 +89,22 @@ class DeviceWatch:
             slow_now = {n for n, began in self._in_flight.items() if began < slow} & self._answered
             return frozenset(self._down) | missed | slow_now
 
-    def await_verdict(self, name: str) -> None:
-        """Until the device has answered or missed a probe of this
-        controller's (at most ``VERDICT_PATIENCE`` probe timeouts: the
-        first probes of a process just started also load the SNMP stack).
-        A controller just restarted knows nothing of a switch that died
-        under its predecessor: a port write sent there would wait out a
-        whole driver timeout (and a read before it another), where the
-        first probe says so within about ``probe_timeout``."""
+    def await_verdicts(self, names: Iterable[str]) -> None:
+        """Until each device has answered or missed a probe of this
+        controller's (at most ``VERDICT_PATIENCE`` probe timeouts in all:
+        the first probes of a process just started also load the SNMP
+        stack). A controller just restarted knows nothing of a switch that
+        died under its predecessor: a placement made blind put a fenced
+        persona's new trunk there (a fault campaign's slowest failovers:
+        a second and a half lost to the failed start), and a port write sent
+        there would wait out a whole driver timeout, where the first probe
+        says so within about ``probe_timeout``. Once every device has had
+        its first probe, this returns at once."""
         deadline = time.monotonic() + VERDICT_PATIENCE * self.probe_timeout
+        names = list(names)
         with self._verdict:
-            while self._watching and name not in self._answered and not self._missed.get(name) and name not in self._down:
+            while self._watching and any(
+                    n not in self._answered and not self._missed.get(n) and n not in self._down for n in names):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
@@ -156,6 +161,12 @@ class DeviceWatch:
             missed = self._missed[name]
         if missed >= MISSES_TO_DOWN:
             self.mark_down(name, reason)
+
+    def start(self, inventory: Callable[[], Inventory], stop: threading.Event) -> None:
+        """Probe on a thread of its own until ``stop``; a caller waiting for
+        verdicts from now on waits for this watch's first probes."""
+        self._watching = True
+        threading.Thread(target=self.run, args=(inventory, stop), name=f"voe-{self.kind}-watch", daemon=True).start()
 
     def run(self, inventory: Callable[[], Inventory], stop: threading.Event) -> None:
         self._watching = True

@@ -125,7 +125,7 @@ class PortKeeper:
         A switch that does not answer is not written at all (``restore``
         rewrites it when it is back); only a caller whose own hosts need
         VLANs on it fails, not every caller queued with it."""
-        self.switches.await_verdict(sw_name)
+        self.switches.await_verdicts([sw_name])
         lock = self._locks[sw_name]
         while not lock.acquire(timeout=0.1):
             # a switch in doubt may hold its lock for whole SNMP timeouts: a

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
-from voe.controller.decide import Next, Observed, decide, move_requested
+from voe.controller.decide import Next, Observed, decide, move_requested, silence_from
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import Event, State
 from voe.domain.models import Persona
@@ -77,11 +77,10 @@ class Reconciler:
     def start(self) -> None:
         self.ctx.log("info", "controller", "reconciler started; resuming from the recorded states")
         self._warm_up()
+        for watch in (self.ctx.switches, self.ctx.hypervisors):  # first: placements wait for their verdicts
+            watch.start(self.ctx.inventory, self._stop)
         self._thread = threading.Thread(target=self._run, name="voe-reconciler", daemon=True)
         self._thread.start()
-        for watch in (self.ctx.switches, self.ctx.hypervisors):
-            threading.Thread(target=watch.run, args=(self.ctx.inventory, self._stop),
-                             name=f"voe-{watch.kind}-watch", daemon=True).start()
 
     def stop(self, wait: bool = True) -> None:
         self._stop.set()
@@ -132,8 +131,7 @@ class Reconciler:
             st = states.get(p.name) or PersonaState.never_started(p.name, t)
             hb = heartbeats.get(p.name)
             current_hb = hb if hb is not None and hb["generation"] == st.generation else None
-            hb_at = max(current_hb["at"], self._grace_from) if current_hb else (
-                self._grace_from if st.state in (State.RUNNING, State.SUSPECT) else None)
+            hb_at = silence_from(st.state, current_hb["at"] if current_hb else None, self._grace_from)
             intent = intents.get(p.name) or {}
             o = Observed(st, p.desired == "running", deps.get(p.name, True), move_requested(intent),
                          bool(intent.get("confirm_dead_by")), hb_at,
