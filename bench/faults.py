@@ -179,6 +179,13 @@ def repair(s: Stack, faults: list[tuple[str, str]]) -> None:
     status = s.http.get("/api/v1/status").json()
     for host in status["hosts"]:
         s.http.post(f"/api/v1/hosts/{host['name']}/clear", json={"reason": "repaired by the fault campaign"})
+    for host in s.doc["hosts"]:
+        # clearing a host cut off at the fabric powers it off first (its ports
+        # come back to an empty machine); an operator then starts a
+        # hypervisor host again, or the campaign would lose its VM capacity
+        # for good at the first such fence and measure only servers
+        if host.get("hypervisor"):
+            s.fault(host["name"], "repair")
     for p in status["personas"]:  # an operator's word, now that the hardware is mended
         if p["state"] == "blocked":
             s.http.post(f"/api/v1/personas/{p['name']}/confirm-dead", json={"reason": "repaired by the fault campaign"})

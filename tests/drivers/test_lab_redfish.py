@@ -47,7 +47,7 @@ def test_one_time_pxe_override_is_used_up_by_the_next_boot(bmc):
     assert bmc.machine.boot_device() == ("pxe", False)
     assert power.boot_device() == ("pxe", False)
     power.power_on()  # network boot: no controller answers, so no bootable device
-    assert bmc.machine.last_boot.outcome == "no bootable device"
+    assert bmc.machine.wait_booted().outcome == "no bootable device"
     assert power.boot_device() == (None, False)
     power.set_boot_device("disk", persistent=True)
     assert bmc.machine.boot_device() == ("disk", True)

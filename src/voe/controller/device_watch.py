@@ -24,6 +24,7 @@ from voe.errors import DriverError
 
 MISSES_TO_DOWN = 2
 VERDICT_PATIENCE = 3  # probe timeouts a caller waits for a device's first verdict
+DOUBT_POLL = 0.05  # seconds between looks while a placement waits for a verdict or a doubt
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-probe")
 
 
@@ -57,6 +58,7 @@ class DeviceWatch:
         self._verdict = threading.Condition(self._lock)  # notified after every probe
         self._watching = False  # ``run`` is probing (a controller serving only its API does not)
         self._in_flight: dict[str, float] = {}  # device -> when its probe began
+        self._sent: dict[str, float] = {}  # device -> when its probe's request went (its driver built)
         # what to do when a device goes or comes back (a switch: its ports follow);
         # run on the watch's own threads, never under a caller's lock
         self.on_down: Callable[[str], None] = lambda name: None
@@ -79,36 +81,44 @@ class DeviceWatch:
         persona fenced because its switch died is placed again about when
         the first probe misses, before the second confirms the outage; on a
         switch merely slow, a trunk on another switch costs nothing."""
-        slow = time.monotonic() - self.interval
         with self._lock:
             if not self.doubt_early:
                 return frozenset(self._down)
             missed = {n for n, k in self._missed.items() if k}
-            # a device not yet heard from is not doubted for being slow: the
-            # first probes after a start wait for the SNMP stack itself
-            slow_now = {n for n, began in self._in_flight.items() if began < slow} & self._answered
-            return frozenset(self._down) | missed | slow_now
+            return frozenset(self._down) | missed | self._slow()
 
-    def await_verdicts(self, names: Iterable[str]) -> None:
+    def _slow(self) -> set[str]:
+        """Devices whose probe request has waited longer than a probe
+        interval (counted from the request, not from building its driver:
+        a process just started builds its SNMP engines first)."""
+        slow = time.monotonic() - self.interval
+        return {n for n in self._in_flight if self._sent.get(n, float("inf")) < slow}
+
+    def await_verdicts(self, names: Iterable[str], doubt_is_enough: bool = False) -> None:
         """Until each device has answered or missed a probe of this
-        controller's (at most ``VERDICT_PATIENCE`` probe timeouts in all:
-        the first probes of a process just started also load the SNMP
-        stack). A controller just restarted knows nothing of a switch that
-        died under its predecessor: a placement made blind put a fenced
-        persona's new trunk there (a fault campaign's slowest failovers:
-        a second and a half lost to the failed start), and a port write sent
-        there would wait out a whole driver timeout, where the first probe
-        says so within about ``probe_timeout``. Once every device has had
-        its first probe, this returns at once."""
+        controller's (at most ``VERDICT_PATIENCE`` probe timeouts in all).
+        A controller just restarted knows nothing of a switch that died
+        under its predecessor: a port write sent there would wait out a
+        whole driver timeout (and a read before it another), where the
+        first probe says so within about ``probe_timeout``. With
+        ``doubt_is_enough`` (placement), a probe unanswered for a probe
+        interval will do: a placement made blind put a fenced persona's new
+        trunk on a dead switch (a fault campaign's slowest failovers), and
+        one that waited for the miss lost a second; in doubt the switch is
+        avoided, as in ``avoid``. Once every device has had its first probe,
+        this returns at once."""
         deadline = time.monotonic() + VERDICT_PATIENCE * self.probe_timeout
         names = list(names)
         with self._verdict:
-            while self._watching and any(
-                    n not in self._answered and not self._missed.get(n) and n not in self._down for n in names):
+            while self._watching:
+                judged = self._answered | {n for n, k in self._missed.items() if k} | set(self._down)
+                if doubt_is_enough:
+                    judged |= self._slow()
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if all(n in judged for n in names) or left <= 0:
                     return
-                self._verdict.wait(left)
+                # a probe turns slow without notifying: look again soon
+                self._verdict.wait(min(left, DOUBT_POLL) if doubt_is_enough else left)
 
     def mark_down(self, name: str, reason: str) -> None:
         with self._lock:
@@ -137,7 +147,10 @@ class DeviceWatch:
 
     def _probe(self, name: str, device: object) -> None:
         try:
-            self.probe_driver(device).check()
+            driver = self.probe_driver(device)
+            with self._lock:
+                self._sent[name] = time.monotonic()
+            driver.check()
         except DriverError as e:
             self._missed_one(name, str(e))
         except Exception as e:  # a bug, not the device: say so, and do not count it against the device
@@ -150,6 +163,7 @@ class DeviceWatch:
         finally:
             with self._verdict:
                 self._in_flight.pop(name, None)
+                self._sent.pop(name, None)
                 self._verdict.notify_all()
 
     def _missed_one(self, name: str, reason: str) -> None:

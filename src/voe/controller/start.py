@@ -37,10 +37,10 @@ def machines_now(ctx: Ctx, last_resort: bool = False):
     better than leaving a persona down). A hypervisor host powered off has
     no hypervisor, and a host cut off at the fabric may still be running.
     A hypervisor whose API does not answer gets no new VMs. A controller
-    just started first hears every switch once (see
+    just started first hears every switch once, or doubts it (see
     ``DeviceWatch.await_verdicts``), so that it does not place blind."""
     inv = ctx.inventory()
-    ctx.switches.await_verdicts(sw.name for sw in inv.switches)
+    ctx.switches.await_verdicts((sw.name for sw in inv.switches), doubt_is_enough=True)
     allocations = [capacity.Allocation(i.persona, i.kind, i.host) for i in ctx.runtime.live()]
     fenced = ctx.runtime.fenced_hosts()
     hosts = inv.by_name("hosts")

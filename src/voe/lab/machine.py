@@ -6,6 +6,11 @@ URL a real iPXE chains to — and starts the persona's agent as a real OS
 process with the script's parameters. No script: "no bootable device", as
 hardware says. Power off kills the process tree; reset restarts it.
 
+A network boot runs on a thread of its own, after the power call has
+returned, as firmware boots after the BMC has answered: the lab's BMCs share
+one I/O loop, and a boot inside it (an HTTP fetch, a process start) stalled
+every other BMC of the lab for as long.
+
 The OS is a backend (``ProcessOS``): a later backend can boot a real QEMU/KVM
 guest instead, behind the same calls.
 """
@@ -129,8 +134,9 @@ class Machine:
         self.powered = False
         self.bmc_up = True
         self.boot_dev: tuple[str | None, bool] = (None, False)
-        self.last_boot: Boot | None = None
+        self.last_boot: Boot | None = None  # None also while a network boot is under way
         self.lock = threading.RLock()
+        self._boots = 0  # power-ons and resets so far: a network boot overtaken by a later one gives up
         self.on_change = on_change or (lambda m: None)
 
     # --- the BMC's table ------------------------------------------------------
@@ -149,6 +155,7 @@ class Machine:
         with self.lock:
             self.os.kill()
             self.powered = False
+            self._boots += 1  # a network boot still fetching its script starts nothing
         self.on_change(self)
 
     def soft_off(self) -> None:
@@ -181,32 +188,54 @@ class Machine:
     # --- booting ------------------------------------------------------------
 
     def _boot(self) -> None:
-        device, persistent = self.boot_dev
-        if not persistent:
-            self.boot_dev = (None, False)  # a one-time override is used up
-        if self.kind == "vm" or device == "pxe":
-            self.last_boot = self._network_boot()
-        elif self.local_disk:
-            self.last_boot = Boot("disk")
-        else:
-            self.last_boot = Boot("no bootable device")
+        """A disk boot now, a network boot on its own thread (see the
+        module's docstring)."""
+        with self.lock:
+            device, persistent = self.boot_dev
+            if not persistent:
+                self.boot_dev = (None, False)  # a one-time override is used up
+            self._boots += 1
+            if self.kind == "vm" or device == "pxe":
+                self.last_boot = None
+                threading.Thread(target=self._network_boot, args=(self._boots,), name=f"boot-{self.name}",
+                                 daemon=True).start()
+                return
+            self.last_boot = Boot("disk") if self.local_disk else Boot("no bootable device")
         self.on_change(self)
 
-    def _network_boot(self) -> Boot:
+    def _network_boot(self, boot: int) -> None:
         """Like PXE firmware: try each NIC in boot order; a NIC without link
         (its switch is down or its port shut) gets no DHCP answer and the
-        next one is tried."""
+        next one is tried. Gives up, starting nothing, if the machine was
+        powered off or reset meanwhile."""
+        found = None
         for mac in self.boot_macs:
             if not self.link_up(mac):
                 continue
             script = self.controller.boot_script(mac)
             args = parse_boot_args(script) if script is not None else None
-            if args is None:
-                continue
-            self.os.start(args, self.controller.url_for(self.name), nfs_root_here(script))
-            a = args_dict(args)
-            return Boot("os", a.get("voe.persona"), int(a["voe.generation"]) if "voe.generation" in a else None, mac=mac)
-        return Boot("no bootable device")
+            if args is not None:
+                found = mac, script, args
+                break
+        with self.lock:
+            if self._boots != boot:
+                return
+            if found is None:
+                self.last_boot = Boot("no bootable device")
+            else:
+                mac, script, args = found
+                self.os.start(args, self.controller.url_for(self.name), nfs_root_here(script))
+                a = args_dict(args)
+                self.last_boot = Boot("os", a.get("voe.persona"),
+                                      int(a["voe.generation"]) if "voe.generation" in a else None, mac=mac)
+        self.on_change(self)
+
+    def wait_booted(self, timeout: float = 10.0) -> Boot | None:
+        """The last boot's outcome once a network boot under way has one."""
+        deadline = time.monotonic() + timeout
+        while self.powered and self.last_boot is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.last_boot
 
     # --- faults ---------------------------------------------------------------
 

@@ -35,8 +35,11 @@ class _Pace:
     drops the sessions it no longer knows: at a fixed 1 s, one power-on in
     seven of a fault campaign waited it out, and a failover's 0.5 s
     cross-check read such a BMC as silent. So a quiet controller gives an
-    open session ``PATIENCE_FACTOR`` times what its calls take lately
-    (never less than ``MIN_PATIENCE``). A busy one (more than
+    open session ``PATIENCE_FACTOR`` times what calls on open sessions
+    take lately (never less than ``MIN_PATIENCE``, never more than
+    ``MAX_PATIENCE``). Calls that logged in first are not counted: a fault
+    campaign's logins to BMCs just restarted took up to 1.5 s, and counted,
+    they raised every open session's patience to 2 s. A busy one (more than
     ``QUIET_CALLS`` calls in flight: a group start) gives it the whole
     timeout: answers then take tenths of a second, and a session given up
     that early and logged in again stalled inside pyghmi until its 22 s
@@ -52,7 +55,8 @@ class _Pace:
             self._in_flight += 1
 
     def ended(self, seconds: float | None) -> None:
-        """``seconds``: how long an answered call took (None: no answer)."""
+        """``seconds``: how long an answered call on an open session took
+        (None: no answer, or it logged in first)."""
         with self._lock:
             self._in_flight -= 1
             if seconds is not None:
@@ -62,10 +66,11 @@ class _Pace:
         with self._lock:
             if self._in_flight > QUIET_CALLS:
                 return timeout
-            return min(timeout, max(MIN_PATIENCE, PATIENCE_FACTOR * self._typical))
+            return min(timeout, MAX_PATIENCE, max(MIN_PATIENCE, PATIENCE_FACTOR * self._typical))
 
 
 MIN_PATIENCE = 0.3  # seconds
+MAX_PATIENCE = 1.0  # seconds
 PATIENCE_FACTOR = 4
 PACE_WEIGHT = 0.1
 QUIET_CALLS = 8
@@ -204,12 +209,14 @@ class IpmiPower(PowerDriver):
         future: Future = Future()
 
         began = time.monotonic()
+        open_session = link.cmd is not None
 
         def run() -> None:
             answered = None
             try:
                 future.set_result(link.run(fn))
-                answered = time.monotonic() - began
+                if open_session:
+                    answered = time.monotonic() - began
             except BaseException as e:  # noqa: BLE001 - handed to the caller below
                 future.set_exception(e)
             finally:
