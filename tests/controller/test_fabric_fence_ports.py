@@ -5,6 +5,7 @@ still has another level to try must not wait out a switch known silent."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -112,5 +113,38 @@ def test_a_controller_just_started_asks_its_watch_before_writing_to_a_switch_tha
         assert e.value.device == "sw1" and "the switch does not answer" in str(e.value)
     finally:
         stop.set()
+        watch.await_verdicts(probes)  # the probe of sw1 is still waiting for its answer: let it end first
+        for d in list(probes.values()) + list(drivers.values()):
+            d.close()
+
+
+def test_a_start_whose_switch_dies_under_its_pass_fails_on_the_probe_not_on_its_own_snmp_timeouts(fabric, services):
+    """sw1 answered, then died just as a start wrote its ports: the start
+    fails as soon as the watch's probe misses (to be placed again), while
+    the pass's own read waits out its SNMP timeout in the background."""
+    import threading
+
+    inv, _, _, _, emulators = fabric
+    probes = {sw.name: SnmpSwitch.from_switch(sw.model_copy(update={"settings": {**sw.settings, "timeout": 0.5}}))
+              for sw in inv.switches}
+    watch = DeviceWatch("switch", lambda i: i.by_name("switches"), lambda sw: probes[sw.name],
+                        lambda *a, **k: None, 0.2, shunned="new trunks", probe_timeout=0.5)
+    drivers = {sw.name: SnmpSwitch.from_switch(sw.model_copy(update={"settings": {**sw.settings, "timeout": 5}}))
+               for sw in inv.switches}
+    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch)
+    stop = threading.Event()
+    watch.start(lambda: inv, stop)
+    try:
+        watch.await_verdicts(probes)
+        assert not watch.avoid()  # both answered
+        emulators["sw1"].set_down(True)
+        services.runtime.begin_incarnation("oracle", "physical", "dl360-2", None, "00:0b:cd:02:00:01", "test")
+        with pytest.raises(DriverError) as e:
+            keeper.reconcile(lambda: inv, ["dl360-2"])
+        assert e.value.device == "sw1" and "the switch does not answer" in str(e.value)
+    finally:
+        stop.set()
+        emulators["sw1"].set_down(False)
+        time.sleep(1.0)  # the pass's read and the last probe end before their sessions close
         for d in list(probes.values()) + list(drivers.values()):
             d.close()

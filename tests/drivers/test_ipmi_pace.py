@@ -5,7 +5,7 @@ timeout while many calls are in flight (a group start)."""
 
 from __future__ import annotations
 
-from voe.drivers.power.ipmi import MAX_PATIENCE, MIN_PATIENCE, QUIET_CALLS, _Pace
+from voe.drivers.power.ipmi import LOGIN_PATIENCE, MAX_PATIENCE, MIN_PATIENCE, QUIET_CALLS, _Pace
 
 
 def test_a_quiet_controller_gives_an_open_session_a_short_bounded_patience():
@@ -30,3 +30,12 @@ def test_a_busy_controller_waits_the_whole_timeout():
     for _ in range(QUIET_CALLS + 1):
         pace.began()
     assert pace.patience(3.0) == 3.0
+
+
+def test_a_silent_login_is_made_again_while_quiet_but_never_past_the_timeout():
+    pace = _Pace()
+    assert pace.login_patience(3.0) == LOGIN_PATIENCE
+    assert pace.login_patience(1.5) == 1.5  # the last try gets what is left
+    for _ in range(QUIET_CALLS + 1):
+        pace.began()
+    assert pace.login_patience(3.0) == 3.0  # under load a login is never given up early

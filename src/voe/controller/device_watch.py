@@ -120,6 +120,14 @@ class DeviceWatch:
                 # a probe turns slow without notifying: look again soon
                 self._verdict.wait(min(left, DOUBT_POLL) if doubt_is_enough else left)
 
+    def unheard(self, name: str) -> bool:
+        """Not heard from since this controller began, and in doubt (a
+        probe missed or unanswered for a probe interval): a switch that may
+        have died under the previous controller."""
+        with self._lock:
+            return name not in self._answered and (
+                name in self._down or bool(self._missed.get(name)) or name in self._slow())
+
     def mark_down(self, name: str, reason: str) -> None:
         with self._lock:
             if name in self._down:

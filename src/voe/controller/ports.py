@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from voe.domain import wiring
 from voe.domain.inventory import Inventory
@@ -21,6 +22,7 @@ from voe.store.runtime import RuntimeStore
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-ports")
 _TIDY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="voe-ports-tidy")
+WRITE_WATCH = 0.1  # seconds between looks at the switch's probes while a pass writes to it
 
 
 class GaveWay(DriverError):
@@ -125,7 +127,10 @@ class PortKeeper:
         A switch that does not answer is not written at all (``restore``
         rewrites it when it is back); only a caller whose own hosts need
         VLANs on it fails, not every caller queued with it."""
-        self.switches.await_verdicts([sw_name])
+        self.switches.await_verdicts([sw_name], doubt_is_enough=True)
+        if self.switches.unheard(sw_name):
+            # a controller just started: never heard from, and in doubt
+            return self._unanswered(sw_name, mine, load_inventory())
         lock = self._locks[sw_name]
         while not lock.acquire(timeout=0.1):
             # a switch in doubt may hold its lock for whole SNMP timeouts: a
@@ -136,6 +141,7 @@ class PortKeeper:
                 return self._unanswered(sw_name, mine, load_inventory())
             if sw_name in self.switches.avoid() and not self._needing_vlans(sw_name, mine, load_inventory()):
                 return None
+        handed_over = False
         try:
             if sw_name in self.switches.failing():
                 # down, or silent at its last probe: a write would wait out
@@ -146,17 +152,39 @@ class PortKeeper:
                 hosts, self._queued[sw_name] = self._queued[sw_name], set()
             if not hosts:
                 return None  # an earlier pass already wrote this caller's ports
-            try:
-                self._write_switch(sw_name, hosts, load_inventory(), persona)
-            except Exception as e:
-                if isinstance(e, DriverError) and e.transient:
-                    self.switches.mark_down(sw_name, str(e))
-                with self._queue_lock:
-                    self._queued[sw_name] |= hosts
-                return e
+            done: Future = Future()
+            threading.Thread(target=self._write_holding, args=(sw_name, lock, hosts, load_inventory(), persona, done),
+                             name=f"voe-ports-{sw_name}", daemon=True).start()
+            handed_over = True
+            while True:
+                try:
+                    return done.result(timeout=WRITE_WATCH)
+                except FutureTimeout:
+                    # a switch that dies under a pass is known from its
+                    # probe long before the pass's own SNMP timeouts run out
+                    if sw_name in self.switches.failing():
+                        return self._unanswered(sw_name, mine, load_inventory())
+        finally:
+            if not handed_over:
+                lock.release()
+
+    def _write_holding(self, sw_name: str, lock: threading.Lock, hosts: set[str], inv: Inventory,
+                       persona: str | None, done: Future) -> None:
+        """One switch's write, on a thread of its own that releases the
+        switch's lock when the write ends (its caller may have stopped
+        waiting for a switch gone silent); hosts it did not write are queued
+        again for the next pass."""
+        try:
+            self._write_switch(sw_name, hosts, inv, persona)
+            done.set_result(None)
+        except Exception as e:
+            if isinstance(e, DriverError) and e.transient:
+                self.switches.mark_down(sw_name, str(e))
+            with self._queue_lock:
+                self._queued[sw_name] |= hosts
+            done.set_result(e)
         finally:
             lock.release()
-        return None
 
     def _unanswered(self, sw_name: str, mine: set[str], inv: Inventory) -> DriverError | None:
         """What a caller gets from a switch that does not answer: a start

@@ -68,9 +68,18 @@ class _Pace:
                 return timeout
             return min(timeout, MAX_PATIENCE, max(MIN_PATIENCE, PATIENCE_FACTOR * self._typical))
 
+    def login_patience(self, left: float) -> float:
+        """How long a call that logs in first waits before logging in again,
+        with ``left`` seconds of its timeout to go: ``LOGIN_PATIENCE`` while
+        quiet and at least twice that is left, else all of it."""
+        with self._lock:
+            busy = self._in_flight > QUIET_CALLS
+        return left if busy or left < 2 * LOGIN_PATIENCE else LOGIN_PATIENCE
+
 
 MIN_PATIENCE = 0.3  # seconds
 MAX_PATIENCE = 1.0  # seconds
+LOGIN_PATIENCE = 1.0  # seconds: a lab BMC logs in within milliseconds, a real one within a few hundred
 PATIENCE_FACTOR = 4
 PACE_WEIGHT = 0.1
 QUIET_CALLS = 8
@@ -183,10 +192,13 @@ class IpmiPower(PowerDriver):
 
         A session already open gets ``_Pace.patience`` to answer: a
         BMC that restarted since (a firmware reset, a repair) no longer
-        knows it and stays silent, so the call is sent again once on a new
-        login, with the whole timeout. The commands here are idempotent
-        (power on/off, boot device, status) but for reset, which a machine
-        survives twice."""
+        knows it and stays silent, so the call is sent again on a new
+        login, within the whole timeout. A login silent for
+        ``_Pace.login_patience`` is given up and made again: in the fault
+        campaign one fresh login in a few hundred heard nothing for the
+        whole 3 s from a BMC that answered the next call at once. The
+        commands here are idempotent (power on/off, boot device, status)
+        but for reset, which a machine survives twice."""
         link = self._link
         if link.stale():
             # a BMC drops a session idle this long (60 s is usual): log in
@@ -198,7 +210,16 @@ class IpmiPower(PowerDriver):
                 return self._attempt(operation, link, fn, _PACE.patience(self.settings.timeout))
             except DriverError:
                 link = self._link  # retired by the attempt: a fresh login
-        return self._attempt(operation, link, fn, self.settings.timeout)
+        deadline = time.monotonic() + self.settings.timeout
+        while True:
+            left = deadline - time.monotonic()
+            patience = _PACE.login_patience(left)
+            try:
+                return self._attempt(operation, link, fn, patience)
+            except DriverTimeout:
+                if patience >= left:
+                    raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+                link = self._link  # retired by the attempt: log in again
 
     def _attempt(self, operation: str, link: _Link, fn, timeout: float):
         """One call under a hard deadline, on a thread of its own: the
