@@ -80,10 +80,16 @@ class _Pace:
 MIN_PATIENCE = 0.3  # seconds
 MAX_PATIENCE = 1.0  # seconds
 LOGIN_PATIENCE = 1.0  # seconds: a lab BMC logs in within milliseconds, a real one within a few hundred
+RETRY_PAUSE = 0.05  # seconds, times the tries so far: between logins after a transient failure
 PATIENCE_FACTOR = 4
 PACE_WEIGHT = 0.1
 QUIET_CALLS = 8
 _PACE = _Pace()
+
+
+class _Retired(pyghmi_exc.IpmiException):
+    """A call found its session retired by another call's failure: sent
+    again on a new login, not counted against the BMC."""
 
 
 class IpmiSettings(DriverSettings):
@@ -141,7 +147,7 @@ class _Link:
     def run(self, fn):
         with self.lock:
             if self.retired:
-                raise pyghmi_exc.IpmiException("session retired after a failure")
+                raise _Retired("session retired after a failure")
             self.used = time.monotonic()
             if self.cmd is None:
                 # as bytes: pyghmi keys its shared sessions by the encoded
@@ -196,7 +202,9 @@ class IpmiPower(PowerDriver):
         login, within the whole timeout. A login silent for
         ``_Pace.login_patience`` is given up and made again: in the fault
         campaign one fresh login in a few hundred heard nothing for the
-        whole 3 s from a BMC that answered the next call at once. The
+        whole 3 s from a BMC that answered the next call at once. So is a
+        call whose session another call's failure retired (a fence's
+        power-off behind a cross-check that gave up on the same BMC). The
         commands here are idempotent (power on/off, boot device, status)
         but for reset, which a machine survives twice."""
         link = self._link
@@ -211,15 +219,22 @@ class IpmiPower(PowerDriver):
             except DriverError:
                 link = self._link  # retired by the attempt: a fresh login
         deadline = time.monotonic() + self.settings.timeout
+        tries = 0
         while True:
-            left = deadline - time.monotonic()
-            patience = _PACE.login_patience(left)
+            patience = _PACE.login_patience(deadline - time.monotonic())
             try:
                 return self._attempt(operation, link, fn, patience)
-            except DriverTimeout:
-                if patience >= left:
-                    raise DriverTimeout(self.device, operation, self.settings.timeout) from None
-                link = self._link  # retired by the attempt: log in again
+            except DriverError as e:
+                # silent, or cut short by another call's failure on the same
+                # session: again on a new login while time is left
+                left = deadline - time.monotonic()
+                if not e.transient or left < MIN_PATIENCE:
+                    if isinstance(e, DriverTimeout):
+                        raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+                    raise
+                tries += 1
+                time.sleep(min(RETRY_PAUSE * tries, left / 2))
+                link = self._link
 
     def _attempt(self, operation: str, link: _Link, fn, timeout: float):
         """One call under a hard deadline, on a thread of its own: the
@@ -255,7 +270,7 @@ class IpmiPower(PowerDriver):
             self._retire(link)
             # pyghmi raises IpmiException(None) when its session timed out
             text = str(e) if str(e) not in ("", "None") else f"no answer from the BMC within {timeout:g} s"
-            transient = "timeout" in text.lower() or "no answer" in text
+            transient = isinstance(e, _Retired) or "timeout" in text.lower() or "no answer" in text
             raise DriverError(self.device, operation, text, transient=transient) from None
         except OSError as e:
             self._retire(link)
