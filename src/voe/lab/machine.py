@@ -27,8 +27,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_BOOTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-boot")
+"""Network boots in progress at once: a group start's level powers on
+hundreds of machines together, and as many boot threads (each an HTTP fetch
+and a fork of this process) starved the BMCs' I/O loop of the interpreter."""
 
 VOE_ARGS = re.compile(r"^\s*set\s+voe_args\s+(.+?)\s*$", re.MULTILINE)
 KERNEL_VOE = re.compile(r"^\s*kernel\s+\S+\s+(.*voe\.persona=.*)$", re.MULTILINE)
@@ -197,8 +203,7 @@ class Machine:
             self._boots += 1
             if self.kind == "vm" or device == "pxe":
                 self.last_boot = None
-                threading.Thread(target=self._network_boot, args=(self._boots,), name=f"boot-{self.name}",
-                                 daemon=True).start()
+                _BOOTS.submit(self._network_boot, self._boots)
                 return
             self.last_boot = Boot("disk") if self.local_disk else Boot("no bootable device")
         self.on_change(self)
