@@ -42,6 +42,20 @@ def fabric(services):
         e.stop()
 
 
+def watched_keeper(inv, services, interval: float, driver_timeout: float):
+    """A fresh controller's view of the fabric: a switch watch (not yet
+    running) whose probes wait 0.5 s, and a port keeper whose drivers wait
+    ``driver_timeout``."""
+    def driver(sw, timeout):
+        return SnmpSwitch.from_switch(sw.model_copy(update={"settings": {**sw.settings, "timeout": timeout}}))
+    probes = {sw.name: driver(sw, 0.5) for sw in inv.switches}
+    watch = DeviceWatch("switch", lambda i: i.by_name("switches"), lambda sw: probes[sw.name],
+                        lambda *a, **k: None, interval, shunned="new trunks", probe_timeout=0.5)
+    drivers = {sw.name: driver(sw, driver_timeout) for sw in inv.switches}
+    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch)
+    return probes, watch, drivers, keeper
+
+
 def test_a_port_pass_between_the_shut_and_its_record_keeps_the_ports_down(fabric, services):
     inv, keeper, _, state, _ = fabric
     host = inv.by_name("hosts")["dl360-1"]
@@ -97,12 +111,7 @@ def test_a_controller_just_started_asks_its_watch_before_writing_to_a_switch_tha
     import threading
 
     inv, _, _, _, emulators = fabric
-    probes = {sw.name: SnmpSwitch.from_switch(sw.model_copy(update={"settings": {**sw.settings, "timeout": 0.5}}))
-              for sw in inv.switches}
-    watch = DeviceWatch("switch", lambda i: i.by_name("switches"), lambda sw: probes[sw.name],
-                        lambda *a, **k: None, 0.5, shunned="new trunks", probe_timeout=0.5)
-    drivers = {sw.name: SnmpSwitch.from_switch(sw) for sw in inv.switches}
-    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch)
+    probes, watch, drivers, keeper = watched_keeper(inv, services, interval=0.5, driver_timeout=3)
     emulators["sw1"].set_down(True)
     stop = threading.Event()
     threading.Thread(target=watch.run, args=(lambda: inv, stop), daemon=True).start()
@@ -125,13 +134,7 @@ def test_a_start_whose_switch_dies_under_its_pass_fails_on_the_probe_not_on_its_
     import threading
 
     inv, _, _, _, emulators = fabric
-    probes = {sw.name: SnmpSwitch.from_switch(sw.model_copy(update={"settings": {**sw.settings, "timeout": 0.5}}))
-              for sw in inv.switches}
-    watch = DeviceWatch("switch", lambda i: i.by_name("switches"), lambda sw: probes[sw.name],
-                        lambda *a, **k: None, 0.2, shunned="new trunks", probe_timeout=0.5)
-    drivers = {sw.name: SnmpSwitch.from_switch(sw.model_copy(update={"settings": {**sw.settings, "timeout": 5}}))
-               for sw in inv.switches}
-    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch)
+    probes, watch, drivers, keeper = watched_keeper(inv, services, interval=0.2, driver_timeout=5)
     stop = threading.Event()
     watch.start(lambda: inv, stop)
     try:

@@ -62,3 +62,30 @@ def test_a_power_off_during_the_network_boot_starts_nothing(tmp_path):
     network.release.set()
     time.sleep(0.3)
     assert m.power_state() == "off" and not m.os.alive() and m.last_boot is None
+
+
+class CountingOS(ProcessOS):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.starts = 0
+
+    def start(self, *a, **k):
+        self.starts += 1
+        super().start(*a, **k)
+
+
+def test_a_reset_during_the_network_boot_boots_once_not_twice(tmp_path):
+    network = SlowBootNetwork()
+    m = Machine("dl360-7", ["00:0b:cd:07:00:01"], network,
+                CountingOS([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path))
+    m.set_boot("pxe", True)
+    m.power_on()
+    assert network.asked.wait(5)
+    m.reset()  # the first boot is still fetching its script
+    network.release.set()
+    try:
+        assert m.wait_booted(5).outcome == "os"
+        time.sleep(0.3)
+        assert m.os.starts == 1 and m.os.alive()
+    finally:
+        m.power_off()

@@ -181,6 +181,7 @@ class Machine:
     def reset(self) -> None:
         with self.lock:
             self.os.kill()
+            self._boots += 1  # with the kill: a network boot under way must not start an OS after it
             if not self.powered:
                 return
         self._boot()
