@@ -9,6 +9,17 @@ accepts the session anyway, computes its RAKP hashes with SHA-256 while the
 server uses SHA-1. A real BMC that lacks SHA-256 refuses such an open-session
 request with status 0x11 ("invalid authentication algorithm", IPMI 2.0 table
 13-15); so does this one, and pyghmi's client then retries with suite 3.
+
+Sessions: pyghmi's server keeps one session per client address and BMC, in
+a table shared by every BMC of the process. A client that starts again on a
+port it already holds a session from (a login after a failed call: its first
+packet is a sessionless IPMI 1.5 "get channel authentication capabilities")
+makes pyghmi's server forget the sessions of *every* BMC with that client
+address, and a controller's client sends to hundreds of BMCs from one port:
+each of its open sessions then went silent at once, every call waited out
+its timeout, and each new login forgot them all again (a group start's
+power-ons timed out by the dozen). A real BMC tells sessions apart by their
+ID; this one forgets only its own session with that client.
 """
 
 from __future__ import annotations
@@ -30,18 +41,29 @@ log = logging.getLogger("voe.lab.bmc")
 RMCP_PLUS_OPEN_SESSION = 16        # payload type, IPMI 2.0 table 13-16
 AUTH_HMAC_SHA1 = 1                 # authentication algorithm, table 13-17
 INVALID_AUTH_ALGORITHM = 0x11      # RMCP+ status code, table 13-15
+IPMI15_NO_AUTH, IPMI15_MD5 = 0, 2  # session header auth types of IPMI 1.5 packets, table 13-2
 BOOT_PARAM_FLAGS = 5               # system boot options parameter 5, table 28-14
 DEVICE_PXE, DEVICE_DISK = 1, 2     # boot device selector (bits 5:2 of flags byte 2)
 FLAG_VALID, FLAG_PERSISTENT = 0x80, 0x40
 CHASSIS_OFF, CHASSIS_ON, CHASSIS_CYCLE, CHASSIS_RESET, CHASSIS_DIAG, CHASSIS_SOFT = range(6)
 
 
-class _Sha1OnlySession(serversession.ServerSession):
+class _LabSession(serversession.ServerSession):
     def create_open_session_response(self, request):
         auth_algorithm = request[12] & 0b111111
         if auth_algorithm != AUTH_HMAC_SHA1:
             return bytearray([request[0], INVALID_AUTH_ALGORITHM, 0, 0]) + request[4:8]
         return super().create_open_session_response(request)
+
+    def _handle_ipmi_packet(self, data, sockaddr=None, qent=None):
+        if data[4] in (IPMI15_NO_AUTH, IPMI15_MD5) and not any(data[5:13]):
+            # sequence number and session ID zero: this client starting again
+            ours = ipmisession.Session.bmc_handlers.get(sockaddr, {})
+            if ours.get(self.bmc.port) is self:
+                del ours[self.bmc.port]
+            self.bmc.sessionless_data(data, sockaddr)
+            return None
+        return super()._handle_ipmi_packet(data, sockaddr, qent)
 
 
 class LabBmc(pyghmi_bmc.Bmc):
@@ -54,7 +76,7 @@ class LabBmc(pyghmi_bmc.Bmc):
     def sessionless_data(self, data, sockaddr):
         raw = bytearray(data)
         if len(raw) >= 22 and raw[0] == 6 and raw[2:4] == b"\xff\x07" and raw[4] == 6 and raw[5] == RMCP_PLUS_OPEN_SESSION:
-            _Sha1OnlySession(self.authdata, self.kg, sockaddr, self.serversocket, raw[16:], self.uuid, bmc=self)
+            _LabSession(self.authdata, self.kg, sockaddr, self.serversocket, raw[16:], self.uuid, bmc=self)
             return
         super().sessionless_data(data, sockaddr)
 

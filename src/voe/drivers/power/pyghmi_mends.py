@@ -41,23 +41,36 @@ pyghmi_session._io_sendto = _send
 pyghmi_session._io_recvfrom = _receive
 
 
-# 2. A reply queued before its waiter registers. pyghmi waits for a reply
-# by registering with its I/O thread after sending the request; a reply
-# that the I/O thread queued before the waiter registered wakes no one,
-# and the waiter sleeps until its retransmit timer (0.5 s plus up to 0.5 s
-# of jitter): about one call in fifty in the lab. Lowering the timer
-# instead floods a busy BMC with duplicate requests and logins, so the wait
-# itself is wrapped: when a reply from that BMC is already queued for a
-# live session, it waits only ``QUEUED_WAIT`` (not zero: a queue another
-# session's caller has yet to drain must not make this one spin).
+# 2. A reply handled before its waiter waits. pyghmi waits for a reply by
+# registering with its I/O thread after sending the request, and any
+# thread waiting in pyghmi handles the packets queued for any session. A
+# reply that the I/O thread queued, or that another caller's thread already
+# handled, before the waiter registered wakes no one, and the waiter sleeps
+# until its retransmit timer (0.5 s plus up to 0.5 s of jitter) with its
+# answer in hand: about one call in fifty in the lab, and most of twenty
+# concurrent logins. Lowering the timer instead floods a busy BMC with
+# duplicate requests and logins, so the wait itself is wrapped: it lasts
+# at most ``WAIT_SLICE`` (pyghmi's callers wait in loops that look again at
+# their session and their retransmit timer), and only ``QUEUED_WAIT`` when
+# a reply from that BMC is already queued for, or handled by, a live
+# session (not zero: a queue another session's caller has yet to drain
+# must not make this one spin).
 _pyghmi_io_wait = pyghmi_session._io_wait
 QUEUED_WAIT = 0.005  # seconds
+WAIT_SLICE = 0.05  # seconds
+
+
+def _answered(session) -> bool:
+    if getattr(session, "broken", False):
+        return False
+    return bool(getattr(session, "pktqueue", None)) or (
+        getattr(session, "awaitingresponse", False) and getattr(session, "lastresponse", None) is not None)
 
 
 def _io_wait_unless_queued(timeout, myaddr=None, evq=None):
+    timeout = min(timeout, WAIT_SLICE)
     handlers = pyghmi_session.Session.bmc_handlers.get(myaddr) if myaddr is not None else None
-    if handlers and any(getattr(s, "pktqueue", None) and not getattr(s, "broken", False)
-                        for s in list(handlers.values())):
+    if handlers and any(_answered(s) for s in list(handlers.values())):
         timeout = min(timeout, QUEUED_WAIT)
     _pyghmi_io_wait(timeout, myaddr, evq)
 
