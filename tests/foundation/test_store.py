@@ -42,3 +42,62 @@ def test_inventory_changes_are_in_the_event_log(api):
     events = api.get("/api/v1/events/log", params={"persona": "a"}).json()
     assert [e["message"] for e in events] == ["create persona a"]
     assert events[0]["data"]["by"] == "admin"
+
+
+def test_a_beat_that_only_says_time_passed_is_not_a_store_write(services):
+    """Agents beat several times a second each: the row is rewritten when
+    what they say changes (their addresses, readiness), not for their
+    uptime, which changes at every beat."""
+    from sqlalchemy import select
+
+    from voe.store import schema
+
+    runtime = services.runtime
+
+    def stored() -> dict:
+        with services.engine.connect() as c:
+            return dict(c.execute(select(schema.heartbeats)).one()._mapping)
+
+    report = {"uptime": 1.0, "addresses": {"front": "10.0.0.5/24"}, "detail": "network configured", "wwpn": None}
+    runtime.record_heartbeat("web-1", 1, True, False, report)
+    first = stored()
+    runtime.record_heartbeat("web-1", 1, True, False, {**report, "uptime": 1.3})
+    assert stored() == first
+    assert runtime.heartbeat_of("web-1")["report"]["uptime"] == 1.3  # yet the controller knows the newest beat
+    moved = {**report, "uptime": 1.6, "addresses": {"front": "10.0.0.6/24"}}
+    runtime.record_heartbeat("web-1", 1, True, False, moved)
+    assert stored()["report"] == moved
+
+
+def test_concurrent_writers_all_commit_and_a_failed_one_frees_the_write_lock(tmp_path):
+    """SQLite: writers queue in the process (see ``db._Writers``); every
+    one commits, and one that fails rolls back and lets the next in."""
+    import threading
+
+    from sqlalchemy import text
+
+    from voe.store.db import open_engine
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'w.sqlite'}")
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE t (n INTEGER)"))
+
+    def write(k: int) -> None:
+        for i in range(20):
+            try:
+                with engine.begin() as c:
+                    c.execute(text("INSERT INTO t VALUES (:n)"), {"n": k * 100 + i})
+                    if i % 5 == 4:
+                        raise ValueError("this one rolls back")
+            except ValueError:
+                pass
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM t")).scalar() == 8 * 16
+    assert not engine.dialect.voe_writers.lock.locked()
+    engine.dispose()

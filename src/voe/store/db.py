@@ -8,6 +8,7 @@ Alembic revision on open, so an upgrade is "install the new version, start it".
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -37,7 +38,7 @@ def database_url(directory: Path, explicit: str | None = None) -> str:
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # pysqlite only opens a transaction before a write, so the reads of a
     # read-then-write (the double-start guard, say) would each see their own
-    # snapshot. Take transaction control from it; ``_sqlite_begin`` issues
+    # snapshot. Take transaction control from it; ``_sqlite_transactions`` issues
     # BEGIN at the start of every SQLAlchemy transaction instead.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
@@ -45,18 +46,75 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # are off by default in SQLite and the claims table relies on them.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
     cur.close()
 
 
-def _sqlite_begin(conn) -> None:
-    # IMMEDIATE: a transaction that reads and then writes must not find, at
-    # its first write, that another writer committed since its read (WAL
-    # answers that with an immediate "database is locked"); taking the write
-    # lock up front makes writers queue on busy_timeout instead. A reader
-    # (see ``reader``) needs no lock: WAL gives it a snapshot, and taking the
-    # write lock for it would queue every status read behind every write.
-    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+class _Writers:
+    """One SQLite writer at a time, queued in this process rather than by
+    SQLite. A writer that finds the database locked sleeps in SQLite's busy
+    handler (1, 2, 5 ... up to 100 ms at a time) and is not woken when the
+    lock frees; with the reconciler's steps, the API's threads and the
+    agents' beats all writing, a group start's writes spent most of their
+    time asleep there. A lock hands over at once. It is held from BEGIN to
+    COMMIT or ROLLBACK; a writer that cannot get it within
+    ``BUSY_TIMEOUT`` (another transaction of its own thread left open,
+    say) goes on without it and SQLite's own locking decides, as before."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holder: object | None = None
+
+    def begin(self, dbapi_conn) -> None:
+        if self.lock.acquire(timeout=BUSY_TIMEOUT):
+            self.holder = dbapi_conn
+
+    def end(self, dbapi_conn) -> None:
+        if self.holder is not None and self.holder is dbapi_conn:
+            self.holder = None
+            self.lock.release()
+
+
+BUSY_TIMEOUT = 10.0  # seconds
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """BEGIN for readers, BEGIN IMMEDIATE behind ``_Writers`` for writers.
+    IMMEDIATE: a transaction that reads and then writes must not find, at
+    its first write, that another writer committed since its read (WAL
+    answers that with an immediate "database is locked"); taking the write
+    lock up front makes writers queue instead. A reader (see ``reader``)
+    needs no lock: WAL gives it a snapshot, and taking the write lock for
+    it would queue every status read behind every write."""
+    writers = _Writers()
+    dialect = engine.dialect
+    dialect.voe_writers = writers  # for the tests: is it free?
+
+    def begin(conn) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        writers.begin(dbapi_conn)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.end(dbapi_conn)
+            raise
+
+    def ending(name: str):
+        done = getattr(dialect, name)
+
+        def end(conn) -> None:
+            try:
+                done(conn)
+            finally:
+                writers.end(getattr(conn, "dbapi_connection", conn))
+        return end
+
+    event.listen(engine, "begin", begin)
+    dialect.do_commit = ending("do_commit")
+    dialect.do_rollback = ending("do_rollback")
 
 
 READ_ONLY = "voe_read_only"
@@ -72,7 +130,7 @@ def open_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        _sqlite_transactions(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     return engine

@@ -252,7 +252,7 @@ class RuntimeStore:
             written = self._beats_written.get(persona)
             news = last is None or any(last[k] != beat[k] for k in ("generation", "ready", "stopping"))
             due = (news or written is None or (beat["at"] - written).total_seconds() >= HEARTBEAT_PERSIST_EVERY
-                   or last["report"] != beat["report"])
+                   or _lasting(last["report"]) != _lasting(beat["report"]))
             if due:
                 self._beats_written[persona] = beat["at"]
         if news:
@@ -334,3 +334,11 @@ class RuntimeStore:
                 c.execute(update(t).where(t.c.persona == persona).values(**{f: None for f in fields}))
             else:
                 c.execute(delete(t).where(t.c.persona == persona))
+
+
+def _lasting(report: dict) -> dict:
+    """What an agent reports, less what changes at every beat (its uptime):
+    a change in the rest is news worth a write; the uptime alone waits for
+    ``HEARTBEAT_PERSIST_EVERY`` (with it, every beat of every persona was a
+    store write: a fifth of a 300-persona group start's controller time)."""
+    return {k: v for k, v in report.items() if k != "uptime"}
