@@ -53,3 +53,26 @@ def test_refusal_is_logged_loudly(services):
 
     events = services.events.query(EventQuery(persona="x", kind="safety"))
     assert events and events[0]["severity"] == "critical"
+
+
+def test_a_level_placed_at_once_refuses_only_the_persona_still_live(services):
+    """A group start records a whole level's placements in one transaction:
+    one persona whose earlier incarnation is live is refused alone, one no
+    longer placing is skipped, and the others begin and move on."""
+    from voe.domain.lifecycle import Event, State
+    from voe.store.runtime import Placed, StaleState
+
+    rt = services.runtime
+    for name in ("web-1", "web-2"):
+        rt.transition(name, State.STOPPED, Event.START)
+    assert rt.begin_incarnation("web-2", "vm", "dl360-1", "web-2", "02:56:4f:00:00:08", "still running") == 1
+    outcome = rt.place([Placed("web-1", "vm", "dl360-1", "web-1", "02:56:4f:00:00:07", "fits"),
+                        Placed("web-2", "vm", "dl360-1", "web-2", "02:56:4f:00:00:08", "fits"),
+                        Placed("bea-1", "physical", "dl360-2", None, "00:0b:cd:02:00:01", "fits")])  # never started
+    assert outcome["web-1"] == 1
+    assert isinstance(outcome["web-2"], DoubleStartRefused)
+    assert isinstance(outcome["bea-1"], StaleState)
+    assert rt.state_of("web-1").state == State.POWERING_ON
+    assert rt.state_of("web-2").state == State.PLACING
+    assert sorted((i.persona, i.generation) for i in rt.live()) == [("web-1", 1), ("web-2", 1)]
+    assert rt.history("bea-1") == []  # its incarnation was rolled back with its refused move

@@ -18,7 +18,8 @@ router = APIRouter(prefix="/agent", tags=["agent"])
 boot_router = APIRouter(tags=["boot"])
 
 
-def agent(who: Annotated[Principal, Depends(principal)]) -> Principal:
+async def agent(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """async: a role check needs no worker thread (see ``auth.require``)."""
     if who.role != "agent" or not who.persona:
         raise HTTPException(403, "only a persona's agent credential may call this")
     return who

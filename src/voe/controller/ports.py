@@ -72,7 +72,11 @@ class PortKeeper:
         self._learned.add(sw_name)
 
     def plan(self, inv: Inventory, hosts: Iterable[str]) -> dict[tuple[str, str], PortConfig]:
-        live = [wiring.Placement(i.persona, i.kind, i.host, i.boot_mac) for i in self.runtime.live()]
+        """What the ports of ``hosts`` must carry: from the incarnations on
+        those hosts only (with every live one, each start of a group cost
+        time in proportion to all that ran already)."""
+        hosts = list(hosts)
+        live = [wiring.Placement(i.persona, i.kind, i.host, i.boot_mac) for i in self.runtime.live(hosts)]
         plan = wiring.port_plan(inv, live, hosts, self.switches.down())
         fenced = self.runtime.fenced_hosts()
         for name in hosts:

@@ -22,7 +22,7 @@ from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import Event, State
 from voe.domain.models import Persona
 from voe.errors import DriverError
-from voe.store.runtime import PersonaState, StaleState, now
+from voe.store.runtime import Move, PersonaState, StaleState, now
 
 log = logging.getLogger("voe.reconciler")
 
@@ -124,6 +124,7 @@ class Reconciler:
         dependents = dependents_down(inv, states)
         self._prepare(inv, states)
         t = now()
+        moves: list[Move] = []
         for p in inv.personas:
             with self._busy_lock:
                 if p.name in self.busy:
@@ -139,8 +140,13 @@ class Reconciler:
                          dependents.get(p.name, True))
             self._look_ahead(inv, p, st, hb_at, t)
             nxt = decide(o, ctx.timing)
-            if nxt is not None:
-                self._act(p, st, nxt)
+            if nxt is None:
+                continue
+            if nxt.event is not None:
+                moves.append(Move(p.name, st.state, nxt.event, nxt.reason, st.generation))
+            else:
+                self._act(p, nxt)
+        ctx.runtime.transitions(moves)
 
     def _look_ahead(self, inv: Inventory, p: Persona, st: PersonaState, hb_at, t) -> None:
         """A running persona half way to suspect: its devices are asked now
@@ -195,15 +201,7 @@ class Reconciler:
                 self._prepared[host.name] = time.monotonic()
                 _PREPARE.submit(_open_bmc_session, self.ctx, host)
 
-    def _act(self, p: Persona, st: PersonaState, nxt: Next) -> None:
-        if nxt.event is not None:
-            try:
-                self.ctx.runtime.transition(p.name, st.state, nxt.event, nxt.reason)
-                if nxt.event == Event.AGENT_READY:
-                    self.ctx.runtime.mark_ready(p.name, st.generation)
-            except StaleState:
-                pass
-            return
+    def _act(self, p: Persona, nxt: Next) -> None:
         with self._busy_lock:
             self.busy.add(p.name)
         self.pool.submit(self._step, nxt.step, p)

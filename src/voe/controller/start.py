@@ -20,7 +20,7 @@ from voe.domain.placement import Constraint, Placer
 from voe.drivers.base import VmSpec
 from voe.drivers.boot import ipxe
 from voe.errors import DriverError
-from voe.store.runtime import DoubleStartRefused, StaleState
+from voe.store.runtime import DoubleStartRefused, Placed, StaleState
 from voe.store.tokens import agent_token_name
 
 _PREPARE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-grant")
@@ -73,18 +73,30 @@ def place(ctx: Ctx, p: Persona) -> None:
         inv, machines = machines_now(ctx)
         placer = Placer(machines)
         personas = inv.by_name("personas")
+        placements: list[Placed] = []
+        refusals: dict[str, Exception] = {}
         for name in waiting:
             if name not in personas:
                 continue
             try:
-                _place_one(ctx, placer, inv, personas[name], states[name], latest.get(name), intents.get(name) or {})
-            except (StaleState, DoubleStartRefused) as e:
+                placed = _place_one(ctx, placer, inv, personas[name], states[name], latest.get(name),
+                                    intents.get(name) or {})
+            except StaleState as e:
+                refusals[name] = e
+                continue
+            if placed is not None:
+                placements.append(placed)
+        refusals.update(ctx.runtime.place(placements))
+        for name, refused in refusals.items():
+            if isinstance(refused, (StaleState, DoubleStartRefused)):
                 if name == p.name:
-                    raise
-                ctx.log("warning", "controller", f"placing {name} with {p.name}: {e}", persona=name)
+                    raise refused
+                ctx.log("warning", "controller", f"placing {name} with {p.name}: {refused}", persona=name)
 
 
-def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: dict) -> None:
+def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: dict) -> Placed | None:
+    """The placement to record for ``p``, or None when there is none to
+    record (it carried on, or fits nowhere: said so already)."""
     if current is not None and current.ended_at is None:
         # a controller died between recording the incarnation and the
         # transition: carry on with the incarnation already recorded (its
@@ -92,7 +104,7 @@ def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: d
         if intent.get("move_kind"):
             ctx.runtime.clear_intent(p.name, "move_kind", "move_host")
         ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, current.why, host=current.host)
-        return
+        return None
     decision = None
     plan = st.plan or {}
     if plan.get("host"):
@@ -122,15 +134,12 @@ def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: d
             decision.why += " (a host powered off by an earlier fence: nothing else fits)"
     if not decision.ok:
         ctx.runtime.transition(p.name, State.PLACING, Event.UNPLACEABLE, decision.why, data=decision.as_dict())
-        return
+        return None
     m = decision.machine
     host = inv.by_name("hosts")[m.host]
     boot_mac = wiring.boot_mac(inv, p, m.kind, host, ctx.switches.avoid())
-    gen = ctx.runtime.begin_incarnation(p.name, m.kind, m.host, p.name if m.kind == "vm" else None, boot_mac, decision.why)
-    if intent.get("move_kind"):
-        ctx.runtime.clear_intent(p.name, "move_kind", "move_host")
-    ctx.runtime.transition(p.name, State.PLACING, Event.PLACED, decision.why, host=m.host,
-                           data={"generation": gen, "kind": m.kind, "host": m.host}, plan=None)
+    return Placed(p.name, m.kind, m.host, p.name if m.kind == "vm" else None, boot_mac, decision.why,
+                  clear_move=bool(intent.get("move_kind")))
 
 
 def power_on(ctx: Ctx, p: Persona) -> None:

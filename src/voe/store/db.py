@@ -128,7 +128,10 @@ def reader(engine: Engine) -> Engine:
 
 def open_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        # a connection per thread that may hold one at once (the reconciler's
+        # steps, the API's workers): with the default five, a group start's
+        # writes queued for a connection before they queued for the lock
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=16, max_overflow=112)
         event.listen(engine, "connect", _sqlite_pragmas)
         _sqlite_transactions(engine)
     else:

@@ -14,6 +14,7 @@ above them gets wrong:
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,30 @@ class DoubleStartRefused(VoeError):
     def __init__(self, persona: str, live: list[int]):
         self.persona, self.live = persona, live
         super().__init__(f"refusing a new incarnation of {persona}: generation(s) {live} have not ended with evidence")
+
+
+@dataclass(frozen=True)
+class Move:
+    """One persona's move along the lifecycle table, for ``transitions``;
+    ``generation``: its incarnation's, when the move is agent-ready."""
+    persona: str
+    seen: State
+    event: Event
+    reason: str | None = None
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A placement to record (see ``RuntimeStore.place``); ``clear_move``:
+    the move or retarget that asked for it is spent."""
+    persona: str
+    kind: str
+    host: str
+    vm: str | None
+    boot_mac: str
+    why: str
+    clear_move: bool = False
 
 
 class StaleState(VoeError):
@@ -136,25 +161,52 @@ class RuntimeStore:
                    *, host: str | None = None, data: dict | None = None, plan: Any = ...) -> State:
         """Move along one edge of the lifecycle table, from the state the
         caller saw; logged in the same transaction."""
+        with self.engine.begin() as c:
+            new = self._move(c, persona, seen, event, reason, host, data, plan)
+        self.changed.set()
+        return new
+
+    def transitions(self, moves: Iterable[Move]) -> list[Move]:
+        """Many personas' moves in one transaction (a tick's: a level of a
+        group start becomes placeable at once, and one transaction each
+        queued the reconciler's loop behind every other writer, once per
+        persona). A move whose persona is no longer in the state its
+        caller saw is skipped, as ``transition`` refuses it; the moves
+        made are returned."""
+        made = []
+        with self.engine.begin() as c:
+            for m in moves:
+                try:
+                    self._move(c, m.persona, m.seen, m.event, m.reason)  # refuses before any write
+                    made.append(m)
+                except StaleState:
+                    pass
+            ready = [m for m in made if m.event == Event.AGENT_READY]
+            for m in ready:
+                self._mark_ready(c, m.persona, m.generation)
+        if made:
+            self.changed.set()
+        return made
+
+    def _move(self, c: Connection, persona: str, seen: State, event: Event, reason: str | None = None,
+              host: str | None = None, data: dict | None = None, plan: Any = ...) -> State:
         new = next_state(seen, event)
         values: dict[str, Any] = {"state": new.value, "since": now(), "reason": reason}
         if plan is not ...:
             values["plan"] = plan
         t = schema.persona_runtime
-        with self.engine.begin() as c:
-            self._lock(c, persona)
-            n = c.execute(update(t).where((t.c.persona == persona) & (t.c.state == seen.value)).values(**values)).rowcount
-            if n == 0:
-                exists = c.execute(select(t.c.state).where(t.c.persona == persona)).scalar()
-                if exists is not None or seen != State.STOPPED:
-                    raise StaleState(f"{persona} is {exists}, not {seen.value}")
-                c.execute(insert(t).values(persona=persona, **values))
-            msg = f"{persona}: {seen.value} → {new.value} ({event.value})" + (f": {reason}" if reason else "")
-            self.events.append("warning" if new in (State.SUSPECT, State.FENCING) else
-                               "critical" if new == State.BLOCKED else "info",
-                               "transition", msg, persona=persona, host=host,
-                               data={"from": seen.value, "to": new.value, "event": event.value, **(data or {})}, conn=c)
-        self.changed.set()
+        self._lock(c, persona)
+        n = c.execute(update(t).where((t.c.persona == persona) & (t.c.state == seen.value)).values(**values)).rowcount
+        if n == 0:
+            exists = c.execute(select(t.c.state).where(t.c.persona == persona)).scalar()
+            if exists is not None or seen != State.STOPPED:
+                raise StaleState(f"{persona} is {exists}, not {seen.value}")
+            c.execute(insert(t).values(persona=persona, **values))
+        msg = f"{persona}: {seen.value} → {new.value} ({event.value})" + (f": {reason}" if reason else "")
+        self.events.append("warning" if new in (State.SUSPECT, State.FENCING) else
+                           "critical" if new == State.BLOCKED else "info",
+                           "transition", msg, persona=persona, host=host,
+                           data={"from": seen.value, "to": new.value, "event": event.value, **(data or {})}, conn=c)
         return new
 
     def set_plan(self, persona: str, plan: dict | None) -> None:
@@ -172,23 +224,54 @@ class RuntimeStore:
 
     def begin_incarnation(self, persona: str, kind: str, host: str, vm: str | None, boot_mac: str, why: str) -> int:
         """Record a new incarnation, refusing while an earlier one is live."""
+        outcome = self.place([Placed(persona, kind, host, vm, boot_mac, why)], transition=False)[persona]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def place(self, placements: list[Placed], transition: bool = True) -> dict[str, int | VoeError]:
+        """Record each placement's new incarnation and (``transition``) its
+        move from placing to powering-on, all in one transaction: a level of
+        a group start is placed at once, and a transaction per write queued
+        the placement behind every other writer twice per persona. Each
+        placement is refused, alone, while an earlier incarnation of its
+        persona is live (``DoubleStartRefused``), or when its persona is no
+        longer placing (``StaleState``). Returns each persona's generation,
+        or why it was refused."""
         t = schema.incarnations
-        try:
-            with self._guard, self.engine.begin() as c:
-                self._lock(c, persona)
+        outcome: dict[str, int | VoeError] = {}
+        with self._guard, self.engine.begin() as c:
+            for pl in placements:
+                self._lock(c, pl.persona)
                 live = [r.generation for r in c.execute(select(t.c.generation).where(
-                    (t.c.persona == persona) & t.c.ended_at.is_(None)))]
-                if not live:
-                    gen = self._insert_incarnation(c, persona, kind, host, vm, boot_mac, why)
-        except IntegrityError:
-            # another writer recorded the same generation first (SQLite's
-            # unique index is the arbiter where there is no row lock)
-            live = [-1]
-        if live:
-            self.events.append("critical", "safety", f"refused a second incarnation of {persona}: {live} still live",
-                               persona=persona)
-            raise DoubleStartRefused(persona, live)
-        return gen
+                    (t.c.persona == pl.persona) & t.c.ended_at.is_(None)))]
+                if live:
+                    outcome[pl.persona] = DoubleStartRefused(pl.persona, live)
+                    continue
+                try:
+                    with c.begin_nested():
+                        gen = self._insert_incarnation(c, pl.persona, pl.kind, pl.host, pl.vm, pl.boot_mac, pl.why)
+                        if transition:
+                            if pl.clear_move:
+                                c.execute(update(schema.intents).where(schema.intents.c.persona == pl.persona)
+                                          .values(move_kind=None, move_host=None))
+                            self._move(c, pl.persona, State.PLACING, Event.PLACED, pl.why, pl.host,
+                                       {"generation": gen, "kind": pl.kind, "host": pl.host}, None)
+                    outcome[pl.persona] = gen
+                except StaleState as e:
+                    outcome[pl.persona] = e
+                except IntegrityError:
+                    # another writer recorded the same generation first (SQLite's
+                    # unique index is the arbiter where there is no row lock)
+                    outcome[pl.persona] = DoubleStartRefused(pl.persona, [-1])
+        for refused in outcome.values():
+            if isinstance(refused, DoubleStartRefused):
+                self.events.append("critical", "safety",
+                                   f"refused a second incarnation of {refused.persona}: {refused.live} still live",
+                                   persona=refused.persona)
+        if transition:
+            self.changed.set()
+        return outcome
 
     def _insert_incarnation(self, c: Connection, persona: str, kind: str, host: str, vm: str | None,
                             boot_mac: str, why: str) -> int:
@@ -208,14 +291,23 @@ class RuntimeStore:
                       .values(ended_at=now(), evidence=evidence))
 
     def mark_ready(self, persona: str, generation: int) -> None:
-        t = schema.incarnations
         with self.engine.begin() as c:
-            c.execute(update(t).where((t.c.persona == persona) & (t.c.generation == generation) & t.c.ready_at.is_(None))
-                      .values(ready_at=now()))
+            self._mark_ready(c, persona, generation)
 
-    def live(self) -> list[Incarnation]:
+    @staticmethod
+    def _mark_ready(c: Connection, persona: str, generation: int) -> None:
+        t = schema.incarnations
+        c.execute(update(t).where((t.c.persona == persona) & (t.c.generation == generation) & t.c.ready_at.is_(None))
+                  .values(ready_at=now()))
+
+    def live(self, hosts: Iterable[str] | None = None) -> list[Incarnation]:
+        """The incarnations not ended; ``hosts``: only those on these hosts."""
+        t = schema.incarnations
+        where = t.c.ended_at.is_(None)
+        if hosts is not None:
+            where &= t.c.host.in_(list(hosts))
         with self.reader.connect() as c:
-            return [Incarnation.of(r) for r in c.execute(select(schema.incarnations).where(schema.incarnations.c.ended_at.is_(None)))]
+            return [Incarnation.of(r) for r in c.execute(select(t).where(where))]
 
     def current(self, persona: str) -> Incarnation | None:
         t = schema.incarnations
