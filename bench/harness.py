@@ -107,6 +107,16 @@ class Stack:
         self.controller.wait()
 
     def start(self) -> "Stack":
+        """The controller, the datacenter applied, then the lab; whatever
+        started is stopped again if the rest fails (a controller left
+        running would skew every later benchmark's figures)."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "Stack":
         self.start_controller()
         r = self.http.post("/api/v1/apply", json={"document": self.doc})
         r.raise_for_status()

@@ -12,8 +12,11 @@ from voe.store.tokens import Principal, Role
 _bearer = HTTPBearer(auto_error=False, description="a voe token: `voe token create`, or <data dir>/admin-token")
 
 
-def principal(request: Request,
-              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+async def principal(request: Request,
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """async: a token just used is known without a store read (see
+    ``tokens.KNOWN_FOR``), and a worker thread per request cost more than
+    the rare read it would spare the event loop."""
     token = creds.credentials if creds else request.query_params.get("access_token")
     # EventSource cannot send headers, so the console's live stream passes the
     # token as a query parameter; everything else uses the header.

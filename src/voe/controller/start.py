@@ -160,11 +160,16 @@ def power_on(ctx: Ctx, p: Persona) -> None:
             ctx.ports.reconcile(ctx.inventory, [host.name], persona=p.name, tidy_in_background=True)
         finally:
             granted.result()
-        token = ctx.services.tokens.replace(agent_token_name(p.name, inc.generation), "agent", persona=p.name)
-        script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)
         bootable = True
-        ctx.runtime.register_boot(inc.boot_mac, p.name, inc.generation, script)
-        ctx.log("info", "boot", f"iPXE script registered for {inc.boot_mac} (generation {inc.generation})", **where)
+        # its credential, its script and their record in one transaction: a
+        # level's hundreds of starts each queue for the store's writes once
+        with ctx.services.engine.begin() as c:
+            token = ctx.services.tokens.replace(agent_token_name(p.name, inc.generation), "agent", persona=p.name,
+                                                conn=c)
+            script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)
+            ctx.runtime.register_boot(inc.boot_mac, p.name, inc.generation, script, conn=c)
+            ctx.log("info", "boot", f"iPXE script registered for {inc.boot_mac} (generation {inc.generation})",
+                    conn=c, **where)
         if inc.kind == "physical":
             power = ctx.devices.power(host)
             ctx.log("info", "driver-call", f"{host.name}: next boot PXE, power on", **where)

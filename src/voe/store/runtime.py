@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -373,9 +374,11 @@ class RuntimeStore:
 
     # --- boot scripts -----------------------------------------------------
 
-    def register_boot(self, mac: str, persona: str, generation: int, script: str) -> None:
+    def register_boot(self, mac: str, persona: str, generation: int, script: str,
+                      conn: Connection | None = None) -> None:
+        """The script a MAC boots; in ``conn``'s transaction when given."""
         t = schema.boot_scripts
-        with self.engine.begin() as c:
+        with nullcontext(conn) if conn is not None else self.engine.begin() as c:
             c.execute(delete(t).where((t.c.mac == mac) | (t.c.persona == persona)))
             c.execute(insert(t).values(mac=mac, persona=persona, generation=generation, script=script))
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from voe.errors import Conflict, NotFound
@@ -47,10 +50,37 @@ def agent_token_name(persona: str, generation: int) -> str:
     return f"agent-{persona}-g{generation}"
 
 
+KNOWN_FOR = 5.0
+"""Seconds a token once found valid is taken as valid without a store read:
+every agent beat is a request, and each read its token. A revocation or
+replacement through this store forgets it at once; one made by another
+process (a second controller on the same PostgreSQL) counts after this
+long."""
+KEEP_AT_MOST = 10_000  # tokens known at once before the expired are dropped
+
+
 class TokenStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.reader = reader(engine)
+        self._known: dict[str, tuple[Principal, float]] = {}  # digest -> (who, when read)
+        self._known_lock = threading.Lock()
+        self._forgotten = 0  # revocations and replacements so far: a read older than one is not kept
+
+    def _forget(self, name: str) -> None:
+        with self._known_lock:
+            self._forgotten += 1
+            for d in [d for d, (who, _) in self._known.items() if who.name == name]:
+                del self._known[d]
+
+    def _keep(self, d: str, who: Principal, forgotten_before: int) -> None:
+        now = time.monotonic()
+        with self._known_lock:
+            if self._forgotten != forgotten_before:
+                return  # a token was revoked or replaced while this one was read: read it again next time
+            if len(self._known) > KEEP_AT_MOST:
+                self._known = {k: v for k, v in self._known.items() if now - v[1] < KNOWN_FOR}
+            self._known[d] = (who, now)
 
     def create(self, name: str, role: Role, persona: str | None = None) -> str:
         """Make a token; the clear text is returned once and never kept."""
@@ -62,20 +92,31 @@ class TokenStore:
             raise Conflict(f"a token named {name!r} exists; revoke it or choose another name", ("name",)) from None
         return token
 
-    def replace(self, name: str, role: Role, persona: str | None = None) -> str:
-        """Revoke-and-reissue under one name (an agent's credential per incarnation)."""
+    def replace(self, name: str, role: Role, persona: str | None = None, conn: Connection | None = None) -> str:
+        """Revoke-and-reissue under one name (an agent's credential per
+        incarnation); in ``conn``'s transaction when given."""
         token = PREFIX + secrets.token_urlsafe(32)
-        with self.engine.begin() as c:
+        self._forget(name)
+        with nullcontext(conn) if conn is not None else self.engine.begin() as c:
             c.execute(schema.tokens.delete().where(schema.tokens.c.name == name))
             c.execute(insert(schema.tokens).values(name=name, role=role, digest=digest(token), persona=persona))
         return token
 
     def authenticate(self, token: str) -> Principal | None:
+        d = digest(token)
+        with self._known_lock:
+            known, forgotten = self._known.get(d), self._forgotten
+        if known is not None and time.monotonic() - known[1] < KNOWN_FOR:
+            return known[0]
         with self.reader.connect() as c:
             row = c.execute(select(schema.tokens).where(
-                (schema.tokens.c.digest == digest(token)) & (schema.tokens.c.revoked == False)  # noqa: E712
+                (schema.tokens.c.digest == d) & (schema.tokens.c.revoked == False)  # noqa: E712
             )).first()
-        return Principal(row.name, row.role, row.persona) if row else None
+        if row is None:
+            return None
+        who = Principal(row.name, row.role, row.persona)
+        self._keep(d, who, forgotten)
+        return who
 
     def list(self) -> list[dict]:
         with self.reader.connect() as c:
@@ -85,6 +126,7 @@ class TokenStore:
         return [dict(r._mapping) for r in rows]
 
     def revoke(self, name: str) -> None:
+        self._forget(name)
         with self.engine.begin() as c:
             n = c.execute(update(schema.tokens).where(schema.tokens.c.name == name).values(revoked=True)).rowcount
         if not n:
