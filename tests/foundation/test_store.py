@@ -55,6 +55,7 @@ def test_a_beat_that_only_says_time_passed_is_not_a_store_write(services):
     runtime = services.runtime
 
     def stored() -> dict:
+        runtime.flush_heartbeats()  # as the flusher does, every HEARTBEAT_FLUSH_EVERY
         with services.engine.connect() as c:
             return dict(c.execute(select(schema.heartbeats)).one()._mapping)
 

@@ -49,7 +49,10 @@ def serve(ctx: typer.Context,
     url = f"http://{host}:{port}"
     (services.data_dir / "controller.url").write_text(url + "\n")
     err.print(f"voe controller on {url}  (data: {services.data_dir}, store: {services.engine.dialect.name})")
-    uvicorn.run(build(services, public_url or url, reconcile=reconcile), host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(build(services, public_url or url, reconcile=reconcile), host=host, port=port, log_level="warning")
+    finally:
+        services.close()  # the beats due are written
 
 
 def _load_file(path: Path) -> tuple[DatacenterFile, dict]:

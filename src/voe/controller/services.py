@@ -47,4 +47,5 @@ class Services:
         return write_admin_token(self.data_dir, token)
 
     def close(self) -> None:
+        self.runtime.close()
         self.engine.dispose()

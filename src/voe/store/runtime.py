@@ -13,6 +13,7 @@ above them gets wrong:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -66,8 +67,12 @@ class StaleState(VoeError):
     """Someone else moved the persona since it was read; re-read and decide again."""
 
 
+log = logging.getLogger("voe.store.runtime")
+
 HEARTBEAT_PERSIST_EVERY = 5.0
 """Seconds between writes of an unchanged heartbeat (see ``record_heartbeat``)."""
+HEARTBEAT_FLUSH_EVERY = 0.5
+"""Seconds between the writes of the beats due (see ``flush_heartbeats``)."""
 
 
 def now() -> datetime:
@@ -137,7 +142,10 @@ class RuntimeStore:
         self._guard = threading.Lock()
         self._beats: dict[str, dict] = {}
         self._beats_written: dict[str, datetime] = {}
+        self._beats_due: set[str] = set()  # personas whose beat is to be written at the next flush
         self._beats_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
         self._beats_seeded = False  # the stored beats are read once, at the first look
         # set whenever a persona's next move may have changed (a transition,
         # an agent's readiness, an operator's intent): the reconciler wakes
@@ -337,7 +345,9 @@ class RuntimeStore:
         memory, and the row is written only when what the agent says changes
         (generation, ready, stopping, its report) or every
         ``HEARTBEAT_PERSIST_EVERY`` seconds, so a restarted controller and
-        the status views see a recent beat without a write per beat."""
+        the status views see a recent beat without a write per beat; and it
+        is written within ``HEARTBEAT_FLUSH_EVERY``, by the flusher, not by
+        the caller."""
         beat = dict(persona=persona, generation=generation, at=now(), ready=ready, stopping=stopping, report=report)
         with self._beats_lock:
             last = self._beats.get(persona)
@@ -348,14 +358,46 @@ class RuntimeStore:
                    or _lasting(last["report"]) != _lasting(beat["report"]))
             if due:
                 self._beats_written[persona] = beat["at"]
+            if due:
+                self._beats_due.add(persona)
+                if self._flusher is None:
+                    self._flusher = threading.Thread(target=self._flush_beats_until_closed, name="voe-beats",
+                                                     daemon=True)
+                    self._flusher.start()
         if news:
             self.changed.set()
-        if due:
-            t = schema.heartbeats
-            values = {k: v for k, v in beat.items() if k != "persona"}
-            with self.engine.begin() as c:
+
+    def flush_heartbeats(self) -> None:
+        """Write the beats due (see ``record_heartbeat``) in one transaction."""
+        with self._beats_lock:
+            due = {p: self._beats[p] for p in self._beats_due}
+            self._beats_due.clear()
+        if not due:
+            return
+        t = schema.heartbeats
+        with self.engine.begin() as c:
+            for persona, beat in sorted(due.items()):
+                values = {k: v for k, v in beat.items() if k != "persona"}
                 if c.execute(update(t).where(t.c.persona == persona).values(**values)).rowcount == 0:
                     c.execute(insert(t).values(persona=persona, **values))
+
+    def _flush_beats_until_closed(self) -> None:
+        """Beats are written every ``HEARTBEAT_FLUSH_EVERY``, all at once, by
+        this thread: written by the API's threads, one transaction per
+        beat, they were half of a group start's writes, each queued behind
+        the others (the agents' requests waited on them too)."""
+        while not self._closed.wait(HEARTBEAT_FLUSH_EVERY):
+            try:
+                self.flush_heartbeats()
+            except Exception:  # the next round tries again; a beat lost costs nothing but its row's age
+                log.exception("could not write heartbeats")
+
+    def close(self) -> None:
+        """Stop writing beats, after writing those due."""
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(5)
+        self.flush_heartbeats()
 
     def heartbeats(self) -> dict[str, dict]:
         """The newest beat of each persona: this process's, else the stored one."""
