@@ -41,9 +41,11 @@ class _Pace:
     campaign's logins to BMCs just restarted took up to 1.5 s, and counted,
     they raised every open session's patience to 2 s. A busy one (more than
     ``QUIET_CALLS`` calls in flight: a group start) gives it the whole
-    timeout: answers then take tenths of a second, and a session given up
-    that early and logged in again stalled inside pyghmi until its 22 s
-    give-up (sixteen concurrent calls to 200 lab BMCs: one in ten)."""
+    timeout: answers then take tenths of a second, and every login again
+    costs the BMC a handshake while it is busiest. (Most of the silences
+    that first shaped these numbers were the lab's BMCs forgetting every
+    session of a client that logged in again, since mended: see
+    docs/lab.md.)"""
 
     def __init__(self) -> None:
         self._typical = 0.02  # seconds, a moving average of answered calls
@@ -200,9 +202,10 @@ class IpmiPower(PowerDriver):
         BMC that restarted since (a firmware reset, a repair) no longer
         knows it and stays silent, so the call is sent again on a new
         login, within the whole timeout. A login silent for
-        ``_Pace.login_patience`` is given up and made again: in the fault
-        campaign one fresh login in a few hundred heard nothing for the
-        whole 3 s from a BMC that answered the next call at once. So is a
+        ``_Pace.login_patience`` is given up and made again: a BMC may drop
+        a login's packet, or still hold the client's previous session (in
+        the lab, one fresh login in a few hundred heard nothing for 3 s:
+        the lab's BMCs had forgotten it, since mended). So is a
         call whose session another call's failure retired (a fence's
         power-off behind a cross-check that gave up on the same BMC). The
         commands here are idempotent (power on/off, boot device, status)
