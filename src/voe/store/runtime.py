@@ -184,7 +184,7 @@ class RuntimeStore:
         made are returned."""
         made = []
         with self.engine.begin() as c:
-            for m in moves:
+            for m in sorted(moves, key=lambda m: m.persona):  # PostgreSQL's persona locks, always in one order
                 try:
                     self._move(c, m.persona, m.seen, m.event, m.reason)  # refuses before any write
                     made.append(m)
@@ -250,7 +250,7 @@ class RuntimeStore:
         t = schema.incarnations
         outcome: dict[str, int | VoeError] = {}
         with self._guard, self.engine.begin() as c:
-            for pl in placements:
+            for pl in sorted(placements, key=lambda pl: pl.persona):  # the persona locks in one order (``transitions``)
                 self._lock(c, pl.persona)
                 live = [r.generation for r in c.execute(select(t.c.generation).where(
                     (t.c.persona == pl.persona) & t.c.ended_at.is_(None)))]
