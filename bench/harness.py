@@ -69,6 +69,25 @@ def dump(doc: dict) -> str:
     return buf.getvalue()
 
 
+def lab_alone(doc: dict, workdir: Path) -> subprocess.Popen:
+    """``voe lab up`` for ``doc`` with no controller (its machines boot
+    nothing), returned once its control port answers."""
+    f = workdir / "dc.yaml"
+    f.write_text(dump(doc))
+    port = free_port()
+    lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(f), "--control-port",
+                            str(port), "--state-dir", str(workdir / "lab"), "--controller", "http://127.0.0.1:9"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=os.environ)
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/status", timeout=1).raise_for_status()
+            return lab
+        except httpx.HTTPError:
+            if lab.poll() is not None:
+                raise RuntimeError("the lab exited before it answered") from None
+            time.sleep(0.05)
+
+
 class Stack:
     def __init__(self, doc: dict, workdir: Path, env: dict[str, str] | None = None):
         self.doc = doc

@@ -10,35 +10,18 @@ log in, the later ones reuse their sessions.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import httpx
 
-from harness import dump, free_port, stop_process
+from harness import lab_alone, stop_process
+from lab_scale import datacenter
 
 from voe.domain.inventory import parse
 from voe.drivers.power.ipmi import IpmiPower
-
-
-def datacenter(hosts: int) -> dict:
-    doc = {"networks": [{"name": "front", "vlan": 100, "subnet": "10.0.0.0/16"}],
-           "switches": [{"name": "sw0", "address": "127.0.0.1", "ports": hosts,
-                         "settings": {"port": free_port(2), "community": "private"}}],
-           "hosts": []}
-    for i in range(hosts):
-        doc["hosts"].append({
-            "name": f"h{i:03d}", "cpus": 16, "memory": "64GiB",
-            "bmc": {"address": "127.0.0.1", "port": free_port(2), "username": "admin", "password": "pw"},
-            "nics": [{"name": "eth0", "mac": f"00:0c:00:00:{i >> 8:02x}:{i & 255:02x}", "switch": "sw0",
-                      "port": str(i + 1)}]})
-    return doc
 
 
 def power_on(driver: IpmiPower, out: list) -> None:
@@ -58,21 +41,10 @@ def main() -> None:
     ap.add_argument("--at-once", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
-    doc = datacenter(args.hosts)
+    doc = datacenter(args.hosts, switches=1)
     with tempfile.TemporaryDirectory() as tmp:
-        f = Path(tmp) / "dc.yaml"
-        f.write_text(dump(doc))
-        port = free_port()
-        lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(f), "--control-port",
-                                str(port), "--state-dir", f"{tmp}/lab", "--controller", "http://127.0.0.1:9"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=os.environ)
+        lab = lab_alone(doc, Path(tmp))
         try:
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/status", timeout=1).raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.05)
             drivers = [IpmiPower.from_host(h) for h in parse(doc).hosts]
             print(f"IPMI burst: {args.at_once} power-ons at once against {args.hosts} lab BMCs in another process")
             for r in range(args.rounds):

@@ -9,16 +9,14 @@ and the resident memory of the lab's process tree. Targets: < 20 s, < 2 GiB.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 
-from harness import dump, free_port
+from harness import free_port, lab_alone
 
 
 def datacenter(hosts: int, switches: int) -> dict:
@@ -66,22 +64,12 @@ def main() -> None:
     args = ap.parse_args()
     doc = datacenter(args.hosts, args.switches)
     with tempfile.TemporaryDirectory() as tmp:
-        f = Path(tmp) / "dc.yaml"
-        f.write_text(dump(doc))
-        port = free_port()
         t0 = time.monotonic()
-        lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(f), "--control-port",
-                                str(port), "--state-dir", f"{tmp}/lab", "--controller", "http://127.0.0.1:9"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=os.environ)
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/status", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+        lab = lab_alone(doc, Path(tmp))
         lab_up = time.monotonic() - t0
         # every BMC and every switch answers, asked over the wire by another process
-        check = subprocess.run([sys.executable, "-c", _CHECK, str(f)], capture_output=True, text=True)
+        check = subprocess.run([sys.executable, "-c", _CHECK, str(Path(tmp) / "dc.yaml")], capture_output=True,
+                               text=True)
         up = time.monotonic() - t0
         rss = rss_tree(lab.pid)
         lab.terminate()

@@ -104,6 +104,15 @@ def test_a_fence_with_another_level_left_does_not_wait_for_a_silent_switch(fabri
     assert recorded == [["sw1:1", "sw2:1"]] and not state["sw2"].admin_up[1]
 
 
+def oracles_start_fails_on_the_verdict_for_sw1(services, keeper, inv) -> None:
+    """oracle begins on dl360-2, whose trunk is on sw1: its ports pass
+    fails with the watch's verdict on sw1, not with an SNMP timeout."""
+    services.runtime.begin_incarnation("oracle", "physical", "dl360-2", None, "00:0b:cd:02:00:01", "test")
+    with pytest.raises(DriverError) as e:
+        keeper.reconcile(lambda: inv, ["dl360-2"])
+    assert e.value.device == "sw1" and "the switch does not answer" in str(e.value)
+
+
 def test_a_controller_just_started_asks_its_watch_before_writing_to_a_switch_that_died(fabric, services):
     """sw1 died under the previous controller: the new one's first probe
     says so, and a start needing VLANs there fails on that verdict (to be
@@ -116,10 +125,7 @@ def test_a_controller_just_started_asks_its_watch_before_writing_to_a_switch_tha
     stop = threading.Event()
     threading.Thread(target=watch.run, args=(lambda: inv, stop), daemon=True).start()
     try:
-        services.runtime.begin_incarnation("oracle", "physical", "dl360-2", None, "00:0b:cd:02:00:01", "test")
-        with pytest.raises(DriverError) as e:
-            keeper.reconcile(lambda: inv, ["dl360-2"])
-        assert e.value.device == "sw1" and "the switch does not answer" in str(e.value)
+        oracles_start_fails_on_the_verdict_for_sw1(services, keeper, inv)
     finally:
         stop.set()
         watch.await_verdicts(probes)  # the probe of sw1 is still waiting for its answer: let it end first
@@ -141,10 +147,7 @@ def test_a_start_whose_switch_dies_under_its_pass_fails_on_the_probe_not_on_its_
         watch.await_verdicts(probes)
         assert not watch.avoid()  # both answered
         emulators["sw1"].set_down(True)
-        services.runtime.begin_incarnation("oracle", "physical", "dl360-2", None, "00:0b:cd:02:00:01", "test")
-        with pytest.raises(DriverError) as e:
-            keeper.reconcile(lambda: inv, ["dl360-2"])
-        assert e.value.device == "sw1" and "the switch does not answer" in str(e.value)
+        oracles_start_fails_on_the_verdict_for_sw1(services, keeper, inv)
     finally:
         stop.set()
         emulators["sw1"].set_down(False)

@@ -375,11 +375,16 @@ class RuntimeStore:
         if not due:
             return
         t = schema.heartbeats
-        with self.engine.begin() as c:
-            for persona, beat in sorted(due.items()):
-                values = {k: v for k, v in beat.items() if k != "persona"}
-                if c.execute(update(t).where(t.c.persona == persona).values(**values)).rowcount == 0:
-                    c.execute(insert(t).values(persona=persona, **values))
+        try:
+            with self.engine.begin() as c:
+                for persona, beat in sorted(due.items()):
+                    values = {k: v for k, v in beat.items() if k != "persona"}
+                    if c.execute(update(t).where(t.c.persona == persona).values(**values)).rowcount == 0:
+                        c.execute(insert(t).values(persona=persona, **values))
+        except Exception:
+            with self._beats_lock:  # due still: the next flush writes their newest beat
+                self._beats_due |= due.keys()
+            raise
 
     def _flush_beats_until_closed(self) -> None:
         """Beats are written every ``HEARTBEAT_FLUSH_EVERY``, all at once, by
