@@ -2,7 +2,13 @@
 ends, the ports of its host are recomputed from the live incarnations (not
 patched), and only ports whose confirmed state differs are written. One lock
 per switch: two personas starting on one hypervisor host cannot lose each
-other's VLANs."""
+other's VLANs.
+
+A server that a group start reserved for a persona still waiting for its
+dependencies counts as that persona's, so its ports are configured ahead:
+when the dependencies are ready, the level's starts find their ports right
+and go straight to power-on. The server is off meanwhile (a reserved server
+is a free one), so the VLANs reach nothing running."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from voe.store.runtime import RuntimeStore
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-ports")
 _TIDY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="voe-ports-tidy")
+_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voe-ports-ahead")
 WRITE_WATCH = 0.1  # seconds between looks at the switch's probes while a pass writes to it
 
 
@@ -44,6 +51,27 @@ class PortKeeper:
         # hosts being fenced at the fabric, not yet recorded as fenced (a
         # count: two VMs of one hypervisor host may be fenced at once)
         self._shutting: Counter[str] = Counter()
+        self._reserved: dict[str, str] = {}  # server -> the persona a group start reserved it for
+
+    def reserve(self, load_inventory: Callable[[], Inventory], reserved: dict[str, str]) -> None:
+        """The servers now reserved (server -> persona waiting to start
+        there), as the reconciler last saw them: the ports of each server
+        whose reservation came or went are brought to the plan in the
+        background, in one pass per switch. A start that comes first, or a
+        switch that fails meanwhile, costs nothing: each start still
+        reconciles its own ports."""
+        changed = sorted(h for h in self._reserved.keys() | reserved.keys() if self._reserved.get(h) != reserved.get(h))
+        self._reserved = dict(reserved)
+        if changed:
+            _AHEAD.submit(self._ahead, load_inventory, changed)
+
+    def _ahead(self, load_inventory: Callable[[], Inventory], hosts: list[str]) -> None:
+        known = load_inventory().by_name("hosts")
+        try:
+            self.reconcile(load_inventory, [h for h in hosts if h in known])
+        except DriverError as e:
+            self.log("info", "driver-call", f"ports of reserved servers not configured ahead ({e}): "
+                     "each start configures its own")
 
     def confirmed(self) -> dict[tuple[str, str], PortConfig]:
         """Each port's configuration as last read back from its switch."""
@@ -74,9 +102,13 @@ class PortKeeper:
     def plan(self, inv: Inventory, hosts: Iterable[str]) -> dict[tuple[str, str], PortConfig]:
         """What the ports of ``hosts`` must carry: from the incarnations on
         those hosts only (with every live one, each start of a group cost
-        time in proportion to all that ran already)."""
+        time in proportion to all that ran already), and on a reserved
+        server with none, from the persona it is reserved for."""
         hosts = list(hosts)
         live = [wiring.Placement(i.persona, i.kind, i.host, i.boot_mac) for i in self.runtime.live(hosts)]
+        occupied = {pl.host for pl in live}
+        reserved = self._reserved
+        live += [wiring.Placement(reserved[h], "physical", h) for h in hosts if h in reserved and h not in occupied]
         plan = wiring.port_plan(inv, live, hosts, self.switches.down())
         fenced = self.runtime.fenced_hosts()
         for name in hosts:

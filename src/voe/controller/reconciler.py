@@ -187,19 +187,27 @@ class Reconciler:
             _PREPARE.submit(self.ctx.devices.switch, sw)
 
     def _prepare(self, inv: Inventory, states: dict[str, PersonaState]) -> None:
-        """Keep a session open to the BMC of each server a group start
-        reserved, while its persona waits for its dependencies: logging in
-        to a BMC takes several round trips, which would otherwise land on
-        the level's critical path when the dependencies become ready."""
+        """Ready the servers a group start reserved, while their personas
+        wait for their dependencies: their switch ports configured ahead
+        (see ``ports``), and a session kept open to their BMCs (logging in
+        takes several round trips). Both would otherwise land on the
+        level's critical path when the dependencies become ready."""
         hosts = inv.by_name("hosts")
+        claims: dict[str, list[str]] = {}
         for st in states.values():
             plan = st.plan or {}
             host = hosts.get(plan.get("host") or "")
-            if st.state != State.WAITING or plan.get("kind") != "physical" or host is None or host.bmc is None:
+            if st.state not in RESERVING or plan.get("kind") != "physical" or host is None or host.hypervisor:
+                continue
+            claims.setdefault(host.name, []).append(st.persona)
+            if st.state != State.WAITING or host.bmc is None:
                 continue
             if time.monotonic() - self._prepared.get(host.name, float("-inf")) > PREPARE_EVERY:
                 self._prepared[host.name] = time.monotonic()
                 _PREPARE.submit(_open_bmc_session, self.ctx, host)
+        # two group starts may have planned one server (plans are hints):
+        # such a server is configured for neither until one starts there
+        self.ctx.ports.reserve(self.ctx.inventory, {h: ps[0] for h, ps in claims.items() if len(ps) == 1})
 
     def _act(self, p: Persona, nxt: Next) -> None:
         with self._busy_lock:
@@ -235,6 +243,8 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
 
 
+RESERVING = (State.WAITING, State.PLACING)
+"""A group start's plan holds its server until the persona is placed."""
 PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm
 _PREPARE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-prepare")
 

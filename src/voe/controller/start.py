@@ -64,6 +64,8 @@ def place(ctx: Ctx, p: Persona) -> None:
     placements at once, and each would otherwise recompute the whole
     datacenter's capacity in turn under the placement lock."""
     with PLACEMENT_LOCK:
+        if ctx.runtime.state_of(p.name).state != State.PLACING:
+            return  # placed by the batch of another step of its level: one row read, not every persona's
         states = ctx.runtime.states()
         if p.name not in states or states[p.name].state != State.PLACING:
             return
