@@ -58,7 +58,7 @@ def test_a_redfish_host_boots_through_redfish_and_curl_sees_it(stack):
 
 
 def running_agent(stack, persona: str) -> int:
-    """The pid of the persona's agent, once running; its command line is the script's."""
+    """The pid of the persona's agent, once running; its command line (as ps shows it) is the script's."""
     stack.wait(persona, lambda s: s["state"] == "running")
     inc = next(i for i in stack.lab_json("truth")["incarnations"] if i["persona"] == persona)
     cmdline = Path(f"/proc/{inc['pid']}/cmdline").read_bytes().replace(b"\0", b" ").decode()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -20,6 +19,7 @@ from voe.lab.redfish import RedfishEmulator
 from voe.lab.storage import LabStorage
 from voe.lab.hypervisor import Hypervisor
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
+from voe.lab.zygote import AgentZygote
 from voe.lab.relay import Relay
 from voe.lab.switch_emulator import SnmpLoop, SwitchEmulator
 from voe.lab.truth import IncarnationTruth, InvariantChecker
@@ -33,11 +33,11 @@ class LabError(Exception):
 
 
 class Lab:
-    def __init__(self, inv: Inventory, controller_url: str, state_dir: Path, agent_cmd: list[str] | None = None):
+    def __init__(self, inv: Inventory, controller_url: str, state_dir: Path):
         self.inv = inv
         self.controller_url = controller_url
         self.state_dir = state_dir
-        self.agent_cmd = agent_cmd or [sys.executable, "-m", "voe.agent", "--network-backend", "rendered"]
+        self.agent = AgentZygote()
         self.loop = SnmpLoop()
         self.bmc_loop: BmcLoop | None = None
         self.switches: dict[str, SwitchEmulator] = {}
@@ -77,7 +77,7 @@ class Lab:
     def _add_host(self, h: Host) -> None:
         link = ControllerLink(self.controller_url, self._relay_url)
         m = Machine(h.name, [n.mac for n in h.nics if n.switch], link,
-                    ProcessOS(self.agent_cmd, self.state_dir / "hosts" / h.name),
+                    ProcessOS(self.agent, self.state_dir / "hosts" / h.name),
                     local_disk=h.local_disk, on_change=self._changed, link_up=partial(self._link_up, h))
         self.hosts[h.name] = m
         if h.hypervisor is not None and h.hypervisor.driver == "lab":
@@ -103,7 +103,7 @@ class Lab:
 
     def _vm_machine(self, name: str, boot_mac: str, root: Path) -> Machine:
         return Machine(name, [boot_mac], ControllerLink(self.controller_url, self._relay_url),
-                       ProcessOS(self.agent_cmd, root), kind="vm", on_change=self._changed)
+                       ProcessOS(self.agent, root), kind="vm", on_change=self._changed)
 
     def _relay_url(self, machine: str) -> str:
         if machine not in self.relays:

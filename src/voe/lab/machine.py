@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voe.lab.zygote import AgentZygote, ForkedAgent
+
 _BOOTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-boot")
 """Network boots in progress at once: a group start's level powers on
 hundreds of machines together, and as many boot threads (each an HTTP fetch
@@ -80,13 +82,15 @@ class Boot:
 
 class ProcessOS:
     """The OS of a lab machine: the persona's agent as a real process in its
-    own process group (so power-off kills everything it started)."""
+    own process group (so power-off kills everything it started). The agent
+    is ``agent`` run as a command, or forked from a pre-imported agent (see
+    ``zygote``)."""
 
-    def __init__(self, agent_cmd: list[str], root: Path):
-        self.agent_cmd = agent_cmd
+    def __init__(self, agent: list[str] | AgentZygote, root: Path):
+        self.agent = agent
         self.local_root = root  # the machine's own disk
         self.root = root  # what the running OS has as /
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | ForkedAgent | None = None
         self.frozen = False
 
     def start(self, args: str, controller_url: str, root: Path | None = None) -> None:
@@ -94,11 +98,13 @@ class ProcessOS:
         self.root.mkdir(parents=True, exist_ok=True)
         words = [w for w in shlex.split(args) if not w.startswith("voe.controller=")]
         words.append(f"voe.controller={controller_url}")
-        log = open(self.root / "agent.log", "ab")
-        self.proc = subprocess.Popen(self.agent_cmd + ["--cmdline", " ".join(words), "--root", str(self.root)],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-        log.close()
+        argv = ["--cmdline", " ".join(words), "--root", str(self.root)]
+        if isinstance(self.agent, AgentZygote):
+            self.proc = self.agent.spawn(["--network-backend", "rendered", *argv], self.root / "agent.log")
+        else:
+            with open(self.root / "agent.log", "ab") as log:
+                self.proc = subprocess.Popen(self.agent + argv, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, start_new_session=True)
         self.frozen = False
 
     def alive(self) -> bool:

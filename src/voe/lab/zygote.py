@@ -1,0 +1,180 @@
+"""The lab's personas boot their agent from one pre-imported interpreter.
+
+A persona's OS in the lab is the real agent as a process of its own. Started
+as ``python -m voe.agent``, each spent 60-90 ms of CPU importing before it
+did anything, and a level of a group start boots hundreds at once: on a
+two-core machine the lab's boots took a core from the controller under test.
+Here one process (the zygote) imports the agent once and forks it for each
+boot, as an OS boots from a disk image rather than building itself. The
+agent's code runs unchanged: its arguments, a session and process group of
+its own (power-off kills the group), stdout and stderr to its log, and its
+command line in ``ps``.
+
+Not ``multiprocessing``'s forkserver: each of its children imports the
+parent's main module again (the lab's whole CLI), which cost more than the
+import it saved.
+
+The lab talks to the zygote over its stdin and stdout, one JSON object per
+line: ``{"argv": [...], "log": path}`` asks for an agent and is answered
+``{"pid": n}``; ``{"exited": n, "code": c}`` says an agent ended (negative:
+the signal that ended it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+import setproctitle
+
+from voe.agent.main import main as agent_main
+
+
+class AgentZygote:
+    """The lab's end: starts the zygote on first use and forks agents
+    through it. ``spawn`` returns a handle shaped like ``Popen`` (``pid``,
+    ``poll``, ``wait``), so a lab machine's OS treats it as any process."""
+
+    def __init__(self):
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()  # one request and its answer at a time
+        self._pids: list[int] = []  # answers to requests, in order
+        self._answered = threading.Condition()
+        self._ended: dict[int, threading.Event] = {}
+        self._codes: dict[int, int] = {}
+
+    def spawn(self, argv: list[str], log: Path) -> "ForkedAgent":
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            self._proc.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+            self._proc.stdin.flush()
+            with self._answered:
+                if not self._answered.wait_for(lambda: self._pids, timeout=10):
+                    raise OSError("the lab's agent zygote did not answer a boot within 10 s")
+                pid = self._pids.pop(0)
+        return ForkedAgent(pid, self)
+
+    def _start(self) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, bufsize=1)
+        threading.Thread(target=self._listen, args=(self._proc,), name="lab-zygote", daemon=True).start()
+
+    def _listen(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            msg = json.loads(line)
+            if "pid" in msg:
+                # a pid can be an ended agent's again: its end is not this one's
+                self._codes.pop(msg["pid"], None)
+                self._ended[msg["pid"]] = threading.Event()
+                with self._answered:
+                    self._pids.append(msg["pid"])
+                    self._answered.notify_all()
+            else:
+                self._codes[msg["exited"]] = msg["code"]
+                self._ended_event(msg["exited"]).set()
+
+    def _ended_event(self, pid: int) -> threading.Event:
+        return self._ended.setdefault(pid, threading.Event())
+
+
+class ForkedAgent:
+    def __init__(self, pid: int, zygote: AgentZygote):
+        self.pid = pid
+        self._zygote = zygote
+
+    def poll(self) -> int | None:
+        return self._zygote._codes.get(self.pid)
+
+    def wait(self) -> int | None:
+        self._zygote._ended_event(self.pid).wait()
+        return self.poll()
+
+
+# --- the zygote process -------------------------------------------------------
+
+
+def _serve() -> None:
+    """Fork an agent per request; report each one's end. A SIGCHLD wakes
+    the loop at once: a lab machine powered off waits for its agent's end."""
+    woken_r, woken_w = os.pipe()
+    os.set_blocking(woken_w, False)
+    signal.set_wakeup_fd(woken_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    pending = b""
+    while True:
+        ready, _, _ = select.select([0, woken_r], [], [])
+        if woken_r in ready:
+            os.read(woken_r, 512)
+            _report_ended()
+        if 0 in ready:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return  # the lab is gone
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                req = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    os.close(woken_r)
+                    os.close(woken_w)
+                    _become_agent(req["argv"], req["log"])
+                _say({"pid": pid})
+
+
+def _report_ended() -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _say({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def _say(msg: dict) -> None:
+    sys.stdout.write(json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def _become_agent(argv: list[str], log: str) -> None:
+    """In the forked child: what ``Popen(..., start_new_session=True,
+    stdout=log, stderr=STDOUT, stdin=DEVNULL)`` sets up, then the agent."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    setproctitle.setproctitle(shlex.join(["voe.agent", *argv]))  # what ps shows, as for a started command
+    code = 1
+    try:
+        agent_main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    _serve()
