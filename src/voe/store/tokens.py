@@ -50,12 +50,15 @@ def agent_token_name(persona: str, generation: int) -> str:
     return f"agent-{persona}-g{generation}"
 
 
-KNOWN_FOR = 5.0
+KNOWN_FOR = 30.0
 """Seconds a token once found valid is taken as valid without a store read:
-every agent beat is a request, and each read its token. A revocation or
-replacement through this store forgets it at once; one made by another
-process (a second controller on the same PostgreSQL) counts after this
-long."""
+every agent beat is a request, and each read its token (on the event loop).
+Longer than any sensible beat interval: at 5 s, agents beating every 10 s
+(a thousand personas) missed it at every beat. A revocation or replacement
+through this store forgets it at once; one made by another process (a
+second controller on the same PostgreSQL) counts after this long. An
+agent's credential outliving its incarnation gains nothing: a beat from an
+ended generation is answered "stale" from the store."""
 KEEP_AT_MOST = 10_000  # tokens known at once before the expired are dropped
 
 
