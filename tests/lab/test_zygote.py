@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from voe.lab.zygote import AgentZygote
+from voe.lab.zygote import UNKNOWN_EXIT, AgentZygote
 
 UNREACHABLE = "voe.persona=web-1 voe.generation=1 voe.token=t voe.controller=http://127.0.0.1:9"
 
@@ -41,3 +41,16 @@ def test_a_forked_agent_exits_with_the_agents_code_and_writes_its_log(zygote, tm
     agent = zygote.spawn(["--network-backend", "rendered", "--root", str(tmp_path)], tmp_path / "agent.log")
     assert agent.wait() == 2  # no boot parameters: the agent's own "bad parameters" exit
     assert "voe-agent" in (tmp_path / "agent.log").read_text()
+
+
+def test_an_agent_whose_zygote_died_can_still_be_powered_off_and_waited_for(tmp_path):
+    """A lab machine's power-off kills the agent and waits for its end; the
+    zygote that would have reported it is gone, and the wait must not hang."""
+    zygote = AgentZygote()
+    agent = zygote.spawn(["--network-backend", "rendered", "--cmdline", UNREACHABLE, "--root", str(tmp_path)],
+                         tmp_path / "agent.log")
+    zygote._proc.kill()
+    zygote._proc.wait()
+    assert agent.poll() is None  # orphaned, still running
+    os.killpg(agent.pid, signal.SIGKILL)
+    assert agent.wait() == UNKNOWN_EXIT

@@ -61,7 +61,7 @@ class AgentZygote:
                 if not self._answered.wait_for(lambda: self._pids, timeout=10):
                     raise OSError("the lab's agent zygote did not answer a boot within 10 s")
                 pid = self._pids.pop(0)
-        return ForkedAgent(pid, self)
+            return ForkedAgent(pid, self, self._proc)
 
     def _start(self) -> None:
         self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
@@ -80,23 +80,41 @@ class AgentZygote:
                     self._answered.notify_all()
             else:
                 self._codes[msg["exited"]] = msg["code"]
-                self._ended_event(msg["exited"]).set()
+                self.ended(msg["exited"]).set()
 
-    def _ended_event(self, pid: int) -> threading.Event:
+    def ended(self, pid: int) -> threading.Event:
+        """Set when the zygote reports that agent's end."""
         return self._ended.setdefault(pid, threading.Event())
+
+    def exit_code(self, pid: int) -> int | None:
+        return self._codes.get(pid)
+
+
+UNKNOWN_EXIT = -1
+"""An agent whose zygote died before reporting its end: init reaped it."""
 
 
 class ForkedAgent:
-    def __init__(self, pid: int, zygote: AgentZygote):
+    def __init__(self, pid: int, zygote: AgentZygote, forked_by: subprocess.Popen):
         self.pid = pid
         self._zygote = zygote
+        self._forked_by = forked_by
 
     def poll(self) -> int | None:
-        return self._zygote._codes.get(self.pid)
+        code = self._zygote.exit_code(self.pid)
+        if code is None and self._orphan_gone():
+            return UNKNOWN_EXIT
+        return code
 
     def wait(self) -> int | None:
-        self._zygote._ended_event(self.pid).wait()
+        ended = self._zygote.ended(self.pid)
+        while not ended.wait(0.5) and not self._orphan_gone():
+            pass
         return self.poll()
+
+    def _orphan_gone(self) -> bool:
+        """Its zygote is dead (it reports nothing more) and so is it."""
+        return self._forked_by.poll() is not None and not Path(f"/proc/{self.pid}").exists()
 
 
 # --- the zygote process -------------------------------------------------------
