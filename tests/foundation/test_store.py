@@ -102,3 +102,51 @@ def test_concurrent_writers_all_commit_and_a_failed_one_frees_the_write_lock(tmp
         assert c.execute(text("SELECT count(*) FROM t")).scalar() == 8 * 16
     assert not engine.dialect.voe_writers.lock.locked()
     engine.dispose()
+
+
+def test_writes_committed_together_each_stand_or_fail_alone_and_are_durable_on_return(services):
+    """Group commit (``store.group_commit``): of many small writes from many
+    threads, every one that succeeds is committed before its caller goes
+    on (another connection reads it at once), and one that fails is undone
+    alone and raises in its own caller; on both stores."""
+    import threading
+
+    from sqlalchemy import insert, select
+
+    from voe.store import schema
+    from voe.store.group_commit import group_commit
+
+    committer = group_commit(services.engine)
+    assert committer.batched == (services.engine.dialect.name == "sqlite")
+    seen_at_return: dict[str, bool] = {}
+    failed: list[str] = []
+
+    def write(k: int) -> None:
+        for i in range(10):
+            name = f"t{k}-{i}"
+
+            def work(c):
+                c.execute(insert(schema.intents).values(persona=name, move_kind="vm"))
+                if i % 4 == 3:
+                    raise ValueError(f"{name} refused after its write")
+                return name
+
+            try:
+                assert committer.run(work) == name
+            except ValueError:
+                failed.append(name)
+                continue
+            with services.engine.connect() as c:  # a connection of its own, as a status read has
+                seen_at_return[name] = c.execute(select(schema.intents.c.persona).where(
+                    schema.intents.c.persona == name)).scalar() == name
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen_at_return) == 8 * 8 and all(seen_at_return.values())
+    assert len(failed) == 8 * 2
+    with services.engine.connect() as c:
+        stored = set(c.execute(select(schema.intents.c.persona)).scalars())
+    assert stored == set(seen_at_return)  # the refused ones left nothing behind

@@ -54,7 +54,7 @@ def config(request: Request, who: Agent, persona: str | None = None) -> dict:
     trunk = None
     if inc.kind == "physical":
         trunk = {"nic_mac": wiring.trunk_nic(inv, host, mac=inc.boot_mac).mac, "native_network": boot.network if boot else None}
-    t = request.app.state.timing
+    pace = request.app.state.pace
     return {
         "persona": p.name,
         "generation": inc.generation,
@@ -63,7 +63,7 @@ def config(request: Request, who: Agent, persona: str | None = None) -> dict:
         "trunk": trunk,
         "interfaces": [i.as_dict() for i in ifaces],
         "san": {"initiator_iqn": p.san.initiator_iqn, "wwpn": p.san.wwpn},
-        "heartbeat": {"interval": t.heartbeat_interval, "lease_ttl": t.suspect_after if p.policy.watchdog else None},
+        "heartbeat": {"interval": pace.interval, "lease_ttl": pace.lease() if p.policy.watchdog else None},
         "app_check": p.app_check,
     }
 
@@ -71,15 +71,16 @@ def config(request: Request, who: Agent, persona: str | None = None) -> dict:
 @router.post("/heartbeat", summary="An agent's heartbeat; the answer says continue, stop or stale")
 def heartbeat(request: Request, body: Heartbeat, who: Agent) -> dict:
     rt = request.app.state.runtime
-    t = request.app.state.timing
+    pace = request.app.state.pace
+    interval, lease = pace.interval, pace.lease()  # read once: the reconciler may move the pace meanwhile
     inc = rt.current(who.persona)
     if inc is None or inc.generation != body.generation or inc.ended_at is not None:
-        return {"action": "stale", "interval": t.heartbeat_interval, "lease_expires_in": None}
+        return {"action": "stale", "interval": interval, "lease_expires_in": None}
     rt.record_heartbeat(who.persona, body.generation, body.ready, body.stopping,
-                        body.model_dump(include={"addresses", "uptime", "detail", "wwpn"}))
+                        body.model_dump(include={"addresses", "uptime", "detail", "wwpn"}), told=interval)
     state = rt.state_of(who.persona).state
     action = "stop" if state == State.STOPPING else "continue"
-    return {"action": action, "interval": t.heartbeat_interval, "lease_expires_in": t.suspect_after}
+    return {"action": action, "interval": interval, "lease_expires_in": lease}
 
 
 @boot_router.get("/boot/ipxe/{mac}", response_class=PlainTextResponse, summary="The iPXE script for a booting MAC")

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from voe import __version__
 from voe.api import (agent_routes, document_routes, driver_routes, event_routes, fabric_routes, inventory_routes,
                      lifecycle_routes, template_routes, token_routes)
+from voe.controller.pacing import BeatPace
 from voe.controller.services import Services
 from voe.controller.timing import Timing
 from voe.domain.inventory import problems_from
@@ -57,6 +58,7 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     app.state.services = services
     app.state.runtime = services.runtime
     app.state.timing = timing or Timing()
+    app.state.pace = reconciler.ctx.pace if reconciler is not None else BeatPace(app.state.timing)
     app.state.ports = reconciler.ctx.ports if reconciler is not None else None
     app.state.devices = reconciler.ctx.devices if reconciler is not None else None
     app.state.hypervisors = reconciler.ctx.hypervisors if reconciler is not None else None

@@ -8,6 +8,7 @@ from typing import Any
 from voe.controller.crosscheck import SILENCE_MEMORY, Lookouts
 from voe.controller.device_watch import DeviceWatch
 from voe.controller.devices import Devices
+from voe.controller.pacing import BeatPace
 from voe.controller.ports import PortKeeper
 from voe.controller.storage import StorageKeeper
 from voe.controller.services import Services
@@ -31,6 +32,7 @@ class Ctx:
     switches: DeviceWatch = field(init=False)
     hypervisors: DeviceWatch = field(init=False)
     lookouts: Lookouts = field(init=False)
+    pace: BeatPace = field(init=False)
     # hints, never evidence: devices that did not answer a cross-check, and
     # hosts where an incarnation was just fenced (a retarget avoids them)
     silence: TimedSet = field(default_factory=lambda: TimedSet(SILENCE_MEMORY))
@@ -42,12 +44,14 @@ class Ctx:
                                     lambda sw: self.devices.switch_probe(sw, probe_timeout), self.log, every,
                                     shunned="new trunks", probe_timeout=probe_timeout)
         self.hypervisors = DeviceWatch("hypervisor", lambda inv: {h.name: h for h in inv.hosts if h.hypervisor},
-                                       lambda h: self.devices.hypervisor_probe(h, probe_timeout), self.log, every,
+                                       lambda h: self.devices.hypervisor_probe(h, probe_timeout), self.log,
+                                       self.timing.hypervisor_probe_interval,
                                        shunned="new VMs", doubt_early=False, probe_timeout=probe_timeout)
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches)
         self.switches.on_down = lambda name: self.ports.route_around(self.inventory, name)
         self.switches.on_back = lambda name: self.ports.restore(self.inventory, name)
         self.lookouts = Lookouts(self)
+        self.pace = BeatPace(self.timing)
         self.storage = StorageKeeper(self.runtime, self.devices, self.log, self.services.images)
 
     def inventory(self) -> Inventory:

@@ -62,6 +62,7 @@ class Observed:
     heartbeat_ready: bool
     now: datetime
     dependents_down: bool = True  # every member that needs this one is stopped
+    beat_interval: float | None = None  # the interval this persona's agent beats by (see ``pacing``); None: the timing's
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ def decide(o: Observed, t: Timing) -> Next | None:
     s = o.state.state
     age_in_state = (o.now - o.state.since).total_seconds()
     hb_age = (o.now - o.heartbeat_at).total_seconds() if o.heartbeat_at else None
+    beat = o.beat_interval or t.heartbeat_interval
+    suspect_after = beat * (t.heartbeat_misses + 1)
     wants_down = not o.desired_running or o.move_requested
 
     if s == State.STOPPED:
@@ -105,7 +108,7 @@ def decide(o: Observed, t: Timing) -> Next | None:
             return Next(Event.STOP)
         if o.heartbeat_ready:
             return Next(Event.AGENT_READY, reason="agent reports ready")
-        if hb_age is not None and hb_age > t.suspect_after:
+        if hb_age is not None and hb_age > suspect_after:
             return Next(Event.HEARTBEAT_MISSED, reason=f"agent silent for {hb_age:.1f} s")
         if age_in_state > t.boot_timeout:
             return Next(Event.FAILED, reason=f"no ready agent within {t.boot_timeout:g} s")
@@ -115,12 +118,12 @@ def decide(o: Observed, t: Timing) -> Next | None:
             return None  # a group stops dependents first: wait for them
         if wants_down:
             return Next(Event.STOP, reason="moving" if o.move_requested and o.desired_running else None)
-        if hb_age is None or hb_age > t.suspect_after:
+        if hb_age is None or hb_age > suspect_after:
             silent = f"{hb_age:.1f} s" if hb_age is not None else "ever"
             return Next(Event.HEARTBEAT_MISSED, reason=f"no heartbeat for {silent}")
         return None
     if s == State.SUSPECT:
-        if hb_age is not None and hb_age <= t.heartbeat_interval * 1.5:
+        if hb_age is not None and hb_age <= beat * 1.5:
             return Next(Event.HEARTBEAT_RESUMED)
         return Next(step="suspect")
     if s == State.STOPPING:

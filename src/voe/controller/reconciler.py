@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
+from voe.controller.dependencies import Dependencies
 from voe.controller.decide import Next, Observed, decide, move_requested, silence_from
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import Event, State
@@ -27,35 +28,15 @@ from voe.store.runtime import Move, PersonaState, StaleState, now
 log = logging.getLogger("voe.reconciler")
 
 
-def dependencies_ready(inv: Inventory, states: dict[str, PersonaState]) -> dict[str, bool]:
-    """A persona may start once every dependency it has in a group that is
-    to run is running (its agent reported ready). A group that is not to
-    run imposes nothing: an operator starting one member alone means it."""
-    ready: dict[str, bool] = {}
-    for g in inv.groups:
-        if g.desired != "running":
-            continue
-        for member, deps in g.depends.items():
-            ok = all(states.get(d) is not None and states[d].state == State.RUNNING for d in deps)
-            ready[member] = ready.get(member, True) and ok
-    return ready
-
-
-def dependents_down(inv: Inventory, states: dict[str, PersonaState]) -> dict[str, bool]:
-    """For a group stop, in reverse order: a persona may stop once every
-    member that depends on it has stopped."""
-    quiet = {State.STOPPED, State.WAITING, State.PENDING, State.FENCED, State.BLOCKED}
-    down: dict[str, bool] = {}
-    for g in inv.groups:
-        for member, deps in g.depends.items():
-            member_quiet = states.get(member) is None or states[member].state in quiet
-            for d in deps:
-                down[d] = down.get(d, True) and member_quiet
-    return down
-
-
 WAKE_GAP = 0.01
 """Seconds: the shortest time between two ticks woken by changes."""
+FULL_PASS_SHARE = 4
+"""A full pass (every persona read and decided) comes at most once per
+this many times its own cost, and at least once per ``Timing.tick``: with
+a handful of personas every tick is one; with a thousand, passes back to
+back left the steps they started a fraction of the interpreter. Between
+them, ticks decide only for the personas whose rows changed (see
+``RuntimeStore.take_touched``)."""
 
 
 class Reconciler:
@@ -71,6 +52,11 @@ class Reconciler:
         self._grace_from = now()
         self._last_tick = time.monotonic()
         self._prepared: dict[str, float] = {}  # host -> when its BMC session was last used by _prepare
+        self._inv: Inventory | None = None  # the inventory of the last tick, and its dependency graph
+        self._deps: Dependencies | None = None
+        self._states: dict[str, PersonaState] = {}  # as the last full pass read them, and touched since
+        self._next_full = 0.0  # monotonic time when the next full pass is due
+        self._full_every = ctx.timing.tick  # seconds between full passes, lately
 
     # --- loop -------------------------------------------------------------
 
@@ -92,7 +78,7 @@ class Reconciler:
     def _run(self) -> None:
         while not self._stop.is_set():
             began = time.monotonic()
-            if began - self._last_tick > self.ctx.timing.heartbeat_interval * 2:
+            if began - self._last_tick > max(self.ctx.pace.interval, self._full_every) * 2:
                 self._grace_from = now()
                 self.ctx.log("warning", "controller", f"reconciler paused {began - self._last_tick:.1f} s; "
                              "heartbeat clocks restart")
@@ -102,30 +88,56 @@ class Reconciler:
                 self.tick()
             except Exception:  # the loop must survive anything one tick meets
                 log.exception("reconciler tick failed")
+                self._next_full = 0.0  # what it had taken to decide is decided by a full pass
             self._pause(began)
 
     def _pause(self, began: float) -> None:
-        """Until the next tick: one period, or sooner when the runtime
+        """Until the next full pass is due, or sooner when the runtime
         changed (a step's transition, an agent now ready), since that
         persona's next move is decided only by a tick — but never sooner
         than ``WAKE_GAP`` after the last, so a burst of changes (a level of
         a group start) does not turn the loop into a busy one."""
         changed = self.ctx.runtime.changed
-        changed.wait(max(0.0, self.ctx.timing.tick - (time.monotonic() - began)))
+        changed.wait(max(0.0, self._next_full - time.monotonic()))
         self._stop.wait(max(0.0, WAKE_GAP - (time.monotonic() - began)))
 
     def tick(self) -> None:
+        """Decide for every persona (a full pass: when one is due, or the
+        inventory changed), else only for those touched since the last
+        tick and their neighbours in the dependency graph. Time alone moves
+        a persona only in a full pass (a silence growing into suspicion, a
+        retry coming due): at most ``Timing.tick`` late at small scale."""
         ctx = self.ctx
         inv = ctx.inventory()
-        states = ctx.runtime.states()
+        touched = ctx.runtime.take_touched()  # before the reads: a touch during them is read next tick
+        began = time.monotonic()
+        full = inv is not self._inv or began >= self._next_full
+        if inv is not self._inv:
+            self._inv, self._deps = inv, Dependencies(inv)
+        deps = self._deps
+        if full:
+            self._states = ctx.runtime.states()
+            personas = inv.personas
+        elif touched:
+            fresh = ctx.runtime.states(touched)
+            for name in touched:
+                if name in fresh:
+                    self._states[name] = fresh[name]
+                else:
+                    self._states.pop(name, None)
+            by_name = inv.by_name("personas")
+            personas = [by_name[n] for n in sorted(deps.neighbours(touched)) if n in by_name]
+        else:
+            return
+        states = self._states
         heartbeats = ctx.runtime.heartbeats()
         intents = ctx.runtime.intents()
-        deps = dependencies_ready(inv, states)
-        dependents = dependents_down(inv, states)
-        self._prepare(inv, states)
+        if full:
+            self._prepare(inv, states)
+            ctx.pace.follow(sum(1 for st in states.values() if st.state in BEATING))
         t = now()
         moves: list[Move] = []
-        for p in inv.personas:
+        for p in personas:
             with self._busy_lock:
                 if p.name in self.busy:
                     continue
@@ -133,12 +145,13 @@ class Reconciler:
             hb = heartbeats.get(p.name)
             current_hb = hb if hb is not None and hb["generation"] == st.generation else None
             hb_at = silence_from(st.state, current_hb["at"] if current_hb else None, self._grace_from)
+            beat = ctx.pace.interval_for(current_hb.get("told") if current_hb else None)
             intent = intents.get(p.name) or {}
-            o = Observed(st, p.desired == "running", deps.get(p.name, True), move_requested(intent),
+            o = Observed(st, p.desired == "running", deps.ready(p.name, states), move_requested(intent),
                          bool(intent.get("confirm_dead_by")), hb_at,
                          bool(current_hb and current_hb["ready"] and not current_hb["stopping"]), t,
-                         dependents.get(p.name, True))
-            self._look_ahead(inv, p, st, hb_at, t)
+                         deps.dependents_down(p.name, states), beat)
+            self._look_ahead(inv, p, st, hb_at, t, beat)
             nxt = decide(o, ctx.timing)
             if nxt is None:
                 continue
@@ -147,8 +160,11 @@ class Reconciler:
             else:
                 self._act(p, nxt)
         ctx.runtime.transitions(moves)
+        if full:
+            self._full_every = max(ctx.timing.tick, FULL_PASS_SHARE * (time.monotonic() - began))
+            self._next_full = began + self._full_every
 
-    def _look_ahead(self, inv: Inventory, p: Persona, st: PersonaState, hb_at, t) -> None:
+    def _look_ahead(self, inv: Inventory, p: Persona, st: PersonaState, hb_at, t, beat: float) -> None:
         """A running persona half way to suspect: its devices are asked now
         (see ``crosscheck.Lookouts``); heard from again, the looks go."""
         lookouts = self.ctx.lookouts
@@ -157,7 +173,7 @@ class Reconciler:
         if st.state != State.RUNNING or hb_at is None:
             lookouts.drop(p.name)
             return
-        if (t - hb_at).total_seconds() <= self.ctx.timing.suspect_after / 2:
+        if (t - hb_at).total_seconds() <= beat * (self.ctx.timing.heartbeat_misses + 1) / 2:
             lookouts.drop(p.name)
             return
         if lookouts.holds(p.name, st.generation):
@@ -229,7 +245,7 @@ class Reconciler:
         finally:
             with self._busy_lock:
                 self.busy.discard(p.name)
-            self.ctx.runtime.changed.set()  # its transition's tick may have skipped it as busy
+            self.ctx.runtime.touch(p.name)  # its transition's tick may have skipped it as busy
 
 
 def _suspect(ctx: Ctx, p: Persona) -> None:
@@ -243,6 +259,8 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
 
 
+BEATING = frozenset({State.BOOTING, State.RUNNING, State.SUSPECT, State.STOPPING})
+"""States in which a persona's agent may be beating (see ``pacing``)."""
 RESERVING = (State.WAITING, State.PLACING)
 """A group start's plan holds its server until the persona is placed."""
 PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm

@@ -66,11 +66,11 @@ def place(ctx: Ctx, p: Persona) -> None:
     with PLACEMENT_LOCK:
         if ctx.runtime.state_of(p.name).state != State.PLACING:
             return  # placed by the batch of another step of its level: one row read, not every persona's
-        states = ctx.runtime.states()
-        if p.name not in states or states[p.name].state != State.PLACING:
+        states = ctx.runtime.states(in_state=State.PLACING)
+        if p.name not in states:
             return
-        waiting = [p.name] + sorted(n for n, st in states.items() if st.state == State.PLACING and n != p.name)
-        latest = ctx.runtime.latest()
+        waiting = [p.name] + sorted(n for n in states if n != p.name)
+        latest = ctx.runtime.latest(waiting)
         intents = ctx.runtime.intents()
         inv, machines = machines_now(ctx)
         placer = Placer(machines)
@@ -163,15 +163,7 @@ def power_on(ctx: Ctx, p: Persona) -> None:
         finally:
             granted.result()
         bootable = True
-        # its credential, its script and their record in one transaction: a
-        # level's hundreds of starts each queue for the store's writes once
-        with ctx.services.engine.begin() as c:
-            token = ctx.services.tokens.replace(agent_token_name(p.name, inc.generation), "agent", persona=p.name,
-                                                conn=c)
-            script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)
-            ctx.runtime.register_boot(inc.boot_mac, p.name, inc.generation, script, conn=c)
-            ctx.log("info", "boot", f"iPXE script registered for {inc.boot_mac} (generation {inc.generation})",
-                    conn=c, **where)
+        ctx.runtime.commits.run(lambda c: _register_boot(ctx, p, inc, where, c))
         if inc.kind == "physical":
             power = ctx.devices.power(host)
             ctx.log("info", "driver-call", f"{host.name}: next boot PXE, power on", **where)
@@ -195,6 +187,16 @@ def power_on(ctx: Ctx, p: Persona) -> None:
         return
     ctx.runtime.transition(p.name, State.POWERING_ON, Event.POWERED, f"generation {inc.generation} on {host.name}",
                            host=host.name)
+
+
+def _register_boot(ctx: Ctx, p: Persona, inc, where: dict, c) -> None:
+    """Its credential, its script and their record, in one transaction (a
+    level's hundreds of starts each queue for the store's writes once)."""
+    token = ctx.services.tokens.replace(agent_token_name(p.name, inc.generation), "agent", persona=p.name, conn=c)
+    script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)
+    ctx.runtime.register_boot(inc.boot_mac, p.name, inc.generation, script, conn=c)
+    ctx.log("info", "boot", f"iPXE script registered for {inc.boot_mac} (generation {inc.generation})",
+            conn=c, **where)
 
 
 def _not_started(ctx: Ctx, inc, error: Exception) -> None:

@@ -26,7 +26,7 @@ def _agent_acknowledged(ctx: Ctx, inc: Incarnation) -> bool:
             return False
         if hb["stopping"]:
             return True
-        if (now() - hb["at"]).total_seconds() > ctx.timing.suspect_after:
+        if (now() - hb["at"]).total_seconds() > ctx.pace.silence_limit(hb.get("told")):
             return False
         time.sleep(min(0.05, ctx.timing.heartbeat_interval / 4))
     return False

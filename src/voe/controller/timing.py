@@ -16,7 +16,8 @@ from dataclasses import dataclass, fields
 @dataclass(frozen=True)
 class Timing:
     tick: float = 0.05                 # reconciler loop period
-    heartbeat_interval: float = 0.25   # what agents are told
+    heartbeat_interval: float = 0.25   # what agents are told (at least: see ``pacing``)
+    max_heartbeats_per_second: float = 100.0  # beyond this many agents x rate, agents are told to beat less often
     heartbeat_misses: int = 3          # missed intervals before suspect (plus one interval of grace)
     boot_timeout: float = 90.0         # power-on to agent ready
     stop_timeout: float = 10.0         # agent acknowledges a stop
@@ -26,6 +27,7 @@ class Timing:
     crosscheck_timeout: float = 0.5    # a silent persona's BMC or hypervisor asked its state
     switch_probe_interval: float = 0.5  # how often every switch is asked whether it answers
     switch_probe_timeout: float = 1.0  # a probe unanswered this long is a miss (two in a row: down)
+    hypervisor_probe_interval: float = 2.0  # the same for hypervisor APIs (they only steer new VMs)
     workers: int = 64                  # concurrent driver steps
 
     @property

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from voe.domain import graph, identity
 from voe.domain.models import KINDS, Group, Host, Model, Network, Persona, Switch
@@ -32,8 +32,19 @@ class Inventory(Model):
     personas: list[Persona] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
 
+    _names: dict[str, tuple[list, dict[str, Any]]] = PrivateAttr(default_factory=dict)
+
     def by_name(self, kind: str) -> dict[str, Any]:
-        return {o.name: o for o in getattr(self, kind)}
+        """Name -> object, built once per list: the store hands out one
+        cached inventory (read-only) and the controller looks names up in
+        it thousands of times a second. A copy with a new list
+        (``model_copy(update=...)``) builds its own."""
+        objects = getattr(self, kind)
+        index = self._names.get(kind)
+        if index is None or index[0] is not objects or len(index[1]) != len(objects):
+            index = (objects, {o.name: o for o in objects})
+            self._names[kind] = index
+        return index[1]
 
 
 # --- turning pydantic's errors into ours ------------------------------------

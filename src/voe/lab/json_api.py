@@ -29,6 +29,8 @@ class JsonApi:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept open (see ``http_thread``)
+
             def log_message(self, *a):  # quiet
                 pass
 

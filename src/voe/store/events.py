@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, select
 
 from voe.store import schema
 from voe.store.db import reader
+from voe.store.group_commit import group_commit
 
 Severity = Literal["debug", "info", "warning", "error", "critical"]
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -46,8 +47,8 @@ class EventLog:
                       host=host, group=group, data=data)
         if conn is not None:
             return conn.execute(insert(schema.events).values(**values)).inserted_primary_key[0]
-        with self.engine.begin() as c:
-            return c.execute(insert(schema.events).values(**values)).inserted_primary_key[0]
+        return group_commit(self.engine).run(
+            lambda c: c.execute(insert(schema.events).values(**values)).inserted_primary_key[0])
 
     def query(self, q: EventQuery) -> list[dict]:
         t = schema.events

@@ -29,6 +29,7 @@ from voe.errors import VoeError
 from voe.store import schema
 from voe.store.db import reader
 from voe.store.events import EventLog
+from voe.store.group_commit import group_commit
 
 
 class DoubleStartRefused(VoeError):
@@ -136,6 +137,7 @@ class RuntimeStore:
         self.engine = engine
         self.reader = reader(engine)
         self.events = events
+        self.commits = group_commit(engine)  # the small writes of many steps at once, in one transaction
         # SQLite serves one controller process: a process lock makes the
         # guard's read-then-insert atomic there; PostgreSQL uses a row-level
         # advisory lock per persona (``_lock``) across controllers.
@@ -152,12 +154,38 @@ class RuntimeStore:
         # on it instead of waiting out its tick, which a failover's six
         # transitions would otherwise each pay
         self.changed = threading.Event()
+        self._touched: set[str] = set()  # the personas those changes were of (see ``take_touched``)
+        self._touched_lock = threading.Lock()
+
+    def touch(self, *personas: str) -> None:
+        """Say that these personas' next moves may have changed, and wake
+        the reconciler."""
+        with self._touched_lock:
+            self._touched.update(personas)
+        self.changed.set()
+
+    def take_touched(self) -> set[str]:
+        """The personas touched (by this process) since the last call: the
+        reconciler decides for them between its full passes, so that a
+        level of a group start moves on without every persona being read
+        again at every step (see ``Reconciler.tick``)."""
+        with self._touched_lock:
+            touched, self._touched = self._touched, set()
+        return touched
 
     # --- persona states -------------------------------------------------
 
-    def states(self) -> dict[str, PersonaState]:
+    def states(self, personas: Iterable[str] | None = None, in_state: State | None = None) -> dict[str, PersonaState]:
+        """Every persona's recorded state; ``personas``: only theirs;
+        ``in_state``: only those in that state."""
+        t = schema.persona_runtime
+        query = select(t)
+        if personas is not None:
+            query = query.where(t.c.persona.in_(list(personas)))
+        if in_state is not None:
+            query = query.where(t.c.state == in_state.value)
         with self.reader.connect() as c:
-            rows = c.execute(select(schema.persona_runtime)).all()
+            rows = c.execute(query).all()
         return {r.persona: _state(r) for r in rows}
 
     def state_of(self, persona: str) -> PersonaState:
@@ -170,9 +198,8 @@ class RuntimeStore:
                    *, host: str | None = None, data: dict | None = None, plan: Any = ...) -> State:
         """Move along one edge of the lifecycle table, from the state the
         caller saw; logged in the same transaction."""
-        with self.engine.begin() as c:
-            new = self._move(c, persona, seen, event, reason, host, data, plan)
-        self.changed.set()
+        new = self.commits.run(lambda c: self._move(c, persona, seen, event, reason, host, data, plan))
+        self.touch(persona)
         return new
 
     def transitions(self, moves: Iterable[Move]) -> list[Move]:
@@ -194,7 +221,7 @@ class RuntimeStore:
             for m in ready:
                 self._mark_ready(c, m.persona, m.generation)
         if made:
-            self.changed.set()
+            self.touch(*(m.persona for m in made))
         return made
 
     def _move(self, c: Connection, persona: str, seen: State, event: Event, reason: str | None = None,
@@ -223,6 +250,7 @@ class RuntimeStore:
         with self.engine.begin() as c:
             if c.execute(update(t).where(t.c.persona == persona).values(plan=plan)).rowcount == 0:
                 c.execute(insert(t).values(persona=persona, state=State.STOPPED.value, plan=plan))
+        self.touch(persona)
 
     @staticmethod
     def _lock(c: Connection, persona: str) -> None:
@@ -279,7 +307,7 @@ class RuntimeStore:
                                    f"refused a second incarnation of {refused.persona}: {refused.live} still live",
                                    persona=refused.persona)
         if transition:
-            self.changed.set()
+            self.touch(*outcome)
         return outcome
 
     def _insert_incarnation(self, c: Connection, persona: str, kind: str, host: str, vm: str | None,
@@ -295,9 +323,9 @@ class RuntimeStore:
 
     def end_incarnation(self, persona: str, generation: int, evidence: str) -> None:
         t = schema.incarnations
-        with self.engine.begin() as c:
-            c.execute(update(t).where((t.c.persona == persona) & (t.c.generation == generation) & t.c.ended_at.is_(None))
-                      .values(ended_at=now(), evidence=evidence))
+        self.commits.run(lambda c: c.execute(
+            update(t).where((t.c.persona == persona) & (t.c.generation == generation) & t.c.ended_at.is_(None))
+            .values(ended_at=now(), evidence=evidence)))
 
     def mark_ready(self, persona: str, generation: int) -> None:
         with self.engine.begin() as c:
@@ -324,10 +352,13 @@ class RuntimeStore:
             row = c.execute(select(t).where(t.c.persona == persona).order_by(t.c.generation.desc()).limit(1)).first()
         return Incarnation.of(row) if row else None
 
-    def latest(self) -> dict[str, Incarnation]:
-        """Every persona's newest incarnation, in one read."""
+    def latest(self, personas: Iterable[str] | None = None) -> dict[str, Incarnation]:
+        """Every persona's newest incarnation (``personas``: theirs only), in one read."""
         t = schema.incarnations
-        newest = select(t.c.persona, func.max(t.c.generation).label("g")).group_by(t.c.persona).subquery()
+        newest = select(t.c.persona, func.max(t.c.generation).label("g"))
+        if personas is not None:
+            newest = newest.where(t.c.persona.in_(list(personas)))
+        newest = newest.group_by(t.c.persona).subquery()
         with self.reader.connect() as c:
             rows = c.execute(select(t).join(newest, (t.c.persona == newest.c.persona) & (t.c.generation == newest.c.g)))
             return {r.persona: Incarnation.of(r) for r in rows}
@@ -340,15 +371,18 @@ class RuntimeStore:
 
     # --- heartbeats (written by the API on the agent's behalf) ------------
 
-    def record_heartbeat(self, persona: str, generation: int, ready: bool, stopping: bool, report: dict) -> None:
+    def record_heartbeat(self, persona: str, generation: int, ready: bool, stopping: bool, report: dict,
+                         told: float | None = None) -> None:
         """Beats arrive several times a second per persona: they are kept in
         memory, and the row is written only when what the agent says changes
         (generation, ready, stopping, its report) or every
         ``HEARTBEAT_PERSIST_EVERY`` seconds, so a restarted controller and
         the status views see a recent beat without a write per beat; and it
         is written within ``HEARTBEAT_FLUSH_EVERY``, by the flusher, not by
-        the caller."""
-        beat = dict(persona=persona, generation=generation, at=now(), ready=ready, stopping=stopping, report=report)
+        the caller. ``told``: the interval the answer to this beat tells
+        the agent (kept in memory only; see ``controller.pacing``)."""
+        beat = dict(persona=persona, generation=generation, at=now(), ready=ready, stopping=stopping, report=report,
+                    told=told)
         with self._beats_lock:
             last = self._beats.get(persona)
             self._beats[persona] = beat
@@ -365,7 +399,7 @@ class RuntimeStore:
                                                      daemon=True)
                     self._flusher.start()
         if news:
-            self.changed.set()
+            self.touch(persona)
 
     def flush_heartbeats(self) -> None:
         """Write the beats due (see ``record_heartbeat``) in one transaction."""
@@ -378,7 +412,7 @@ class RuntimeStore:
         try:
             with self.engine.begin() as c:
                 for persona, beat in sorted(due.items()):
-                    values = {k: v for k, v in beat.items() if k != "persona"}
+                    values = {k: v for k, v in beat.items() if k not in ("persona", "told")}
                     if c.execute(update(t).where(t.c.persona == persona).values(**values)).rowcount == 0:
                         c.execute(insert(t).values(persona=persona, **values))
         except Exception:
@@ -433,8 +467,7 @@ class RuntimeStore:
         """Only that generation's script: a late release must not take its
         replacement's."""
         t = schema.boot_scripts
-        with self.engine.begin() as c:
-            c.execute(delete(t).where((t.c.persona == persona) & (t.c.generation == generation)))
+        self.commits.run(lambda c: c.execute(delete(t).where((t.c.persona == persona) & (t.c.generation == generation))))
 
     def boot_script(self, mac: str) -> str | None:
         with self.reader.connect() as c:
@@ -463,7 +496,7 @@ class RuntimeStore:
         with self.engine.begin() as c:
             if c.execute(update(t).where(t.c.persona == persona).values(at=now(), **values)).rowcount == 0:
                 c.execute(insert(t).values(persona=persona, at=now(), **values))
-        self.changed.set()
+        self.touch(persona)
 
     def intents(self) -> dict[str, dict]:
         with self.reader.connect() as c:
@@ -476,6 +509,7 @@ class RuntimeStore:
                 c.execute(update(t).where(t.c.persona == persona).values(**{f: None for f in fields}))
             else:
                 c.execute(delete(t).where(t.c.persona == persona))
+        self.touch(persona)
 
 
 def _lasting(report: dict) -> dict:
