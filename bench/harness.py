@@ -144,6 +144,8 @@ class Stack:
         """The controller, the datacenter applied, then the lab; whatever
         started is stopped again if the rest fails (a controller left
         running would skew every later benchmark's figures)."""
+        # a benchmark stopped by ``timeout`` (SIGTERM) stops its stack too
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             return self._start()
         except BaseException:
@@ -208,3 +210,20 @@ class Stack:
                     p.wait(15)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        reap_agents(self.workdir / "lab")
+
+
+def reap_agents(lab_dir: Path) -> None:
+    """Kill the lab agents still running from ``lab_dir``: a lab killed
+    before it had powered off its thousand machines leaves their agents,
+    in sessions of their own, beating at a controller gone, and every later
+    benchmark on the machine shares its cores with them."""
+    marker = f"--root {lab_dir}/".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" "):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile, or not ours to read

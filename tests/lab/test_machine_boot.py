@@ -1,7 +1,8 @@
 """A lab machine boots after its BMC has answered, as firmware does: the
 lab's BMCs share one I/O loop, and a network boot inside the power call (an
 HTTP fetch of the iPXE script, a process start) stalled every BMC of the lab
-for as long. A power-off during the boot starts nothing."""
+for as long. A power-off during the boot starts nothing. A fetch the
+controller does not answer is tried again, as iPXE does."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 
+from voe.lab import machine as machine_module
 from voe.lab.machine import Machine, ProcessOS
 
 SCRIPT = "#!ipxe\nset voe_args voe.persona=web-1 voe.generation=3\n"
@@ -89,3 +91,42 @@ def test_a_reset_during_the_network_boot_boots_once_not_twice(tmp_path):
         assert m.os.starts == 1 and m.os.alive()
     finally:
         m.power_off()
+
+
+class BusyController:
+    """A controller that does not answer the first ``late`` fetches."""
+
+    def __init__(self, late: int) -> None:
+        self.late = late
+        self.asked = 0
+
+    def boot_script(self, mac: str) -> str:
+        self.asked += 1
+        if self.asked <= self.late:
+            raise TimeoutError("timed out")
+        return SCRIPT
+
+    def url_for(self, machine: str) -> str:
+        return "http://127.0.0.1:1"
+
+
+def test_a_boot_script_fetch_that_timed_out_is_tried_again_as_firmware_does(tmp_path, monkeypatch):
+    monkeypatch.setattr(machine_module, "FETCH_PAUSE", 0.01)
+    network = BusyController(late=2)
+    m = machine(tmp_path, network)
+    m.power_on()
+    boot = m.wait_booted(5)
+    try:
+        assert boot is not None and boot.outcome == "os" and network.asked == 3
+    finally:
+        m.power_off()
+
+
+def test_a_controller_that_never_answers_leaves_no_bootable_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(machine_module, "FETCH_PAUSE", 0.01)
+    network = BusyController(late=10**6)
+    m = machine(tmp_path, network)
+    m.power_on()
+    boot = m.wait_booted(5)
+    assert boot is not None and boot.outcome == "no bootable device" and network.asked == machine_module.FETCH_TRIES
+    m.power_off()

@@ -43,6 +43,11 @@ class Reconciler:
     def __init__(self, ctx: Ctx):
         self.ctx = ctx
         self.pool = ThreadPoolExecutor(max_workers=ctx.timing.workers, thread_name_prefix="voe-step")
+        # placements take one lock and each places every persona waiting
+        # (``start.place``): on workers of their own, a level's placements
+        # never queue behind the power-ons of the level before, which may
+        # all be waiting for a BMC slot (``start.BMC_SLOTS``)
+        self.placements = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voe-place")
         self.busy: set[str] = set()
         self._busy_lock = threading.Lock()
         self._stop = threading.Event()
@@ -73,7 +78,8 @@ class Reconciler:
         self.ctx.runtime.changed.set()
         if self._thread:
             self._thread.join(5)
-        self.pool.shutdown(wait=wait, cancel_futures=True)
+        for pool in (self.placements, self.pool):
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -228,7 +234,7 @@ class Reconciler:
     def _act(self, p: Persona, nxt: Next) -> None:
         with self._busy_lock:
             self.busy.add(p.name)
-        self.pool.submit(self._step, nxt.step, p)
+        (self.placements if nxt.step == "place" else self.pool).submit(self._step, nxt.step, p)
 
     def _step(self, name: str, p: Persona) -> None:
         try:

@@ -25,6 +25,19 @@ from voe.store.tokens import agent_token_name
 
 _PREPARE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-grant")
 
+BMC_SLOTS = threading.BoundedSemaphore(16)
+"""How many servers a controller takes through their BMC's power-on
+sequence at once (boot device, read-back, power). pyghmi serves every IPMI
+session of a process under one lock and one I/O thread: a level's hundred
+power-ons at once convoyed on that lock, calls went unanswered past the
+driver's timeout, and at 1,000 personas up to a quarter of the roots failed
+their start and had their servers fenced. Fences and cross-checks do not
+queue here: they must not wait behind a group start."""
+
+BMC_TRIES = 3
+"""BMC sequences a start sends before its server counts as failed (see
+``_network_boot``)."""
+
 PLACEMENT_LOCK = threading.Lock()
 """Placements are made one at a time, each against fresh capacity, so two
 personas never take the last slot of one machine."""
@@ -165,13 +178,7 @@ def power_on(ctx: Ctx, p: Persona) -> None:
         bootable = True
         ctx.runtime.commits.run(lambda c: _register_boot(ctx, p, inc, where, c))
         if inc.kind == "physical":
-            power = ctx.devices.power(host)
-            ctx.log("info", "driver-call", f"{host.name}: next boot PXE, power on", **where)
-            power.set_boot_device("pxe", persistent=False)
-            if power.power_state().value == "on":
-                power.reset()
-            else:
-                power.power_on()
+            _network_boot(ctx, host, where)
         else:
             hv = ctx.devices.hypervisor(host)
             macs = tuple(v.mac for v in wiring.ordered_vnics(p))
@@ -187,6 +194,31 @@ def power_on(ctx: Ctx, p: Persona) -> None:
         return
     ctx.runtime.transition(p.name, State.POWERING_ON, Event.POWERED, f"generation {inc.generation} on {host.name}",
                            host=host.name)
+
+
+def _network_boot(ctx: Ctx, host, where: dict) -> None:
+    """Next boot from the network, then power on (reset if already on),
+    each read back. A BMC that stays silent past the driver's timeout is
+    asked again, up to ``BMC_TRIES`` sequences in all: a start that fails
+    here has its server fenced and taken out of placement, and a BMC slow
+    under a level's burst is no reason for that. Every command of the
+    sequence is idempotent but reset, which a machine just powered on
+    survives (it boots the same script again)."""
+    power = ctx.devices.power(host)
+    for attempt in range(1, BMC_TRIES + 1):
+        try:
+            with BMC_SLOTS:
+                ctx.log("info", "driver-call", f"{host.name}: next boot PXE, power on", **where)
+                power.set_boot_device("pxe", persistent=False)
+                if power.power_state().value == "on":
+                    power.reset()
+                else:
+                    power.power_on()
+            return
+        except DriverError as e:
+            if not e.transient or attempt == BMC_TRIES:
+                raise
+            ctx.log("warning", "driver-call", f"{e} (try {attempt} of {BMC_TRIES}): asking again", **where)
 
 
 def _register_boot(ctx: Ctx, p: Persona, inc, where: dict, c) -> None:

@@ -4,7 +4,7 @@ Powered on with boot device PXE (a VM: always network boot), it asks the
 controller for its iPXE script by its boot MAC at ``/boot/ipxe/{mac}`` — the
 URL a real iPXE chains to — and starts the persona's agent as a real OS
 process with the script's parameters. No script: "no bootable device", as
-hardware says. Power off kills the process tree; reset restarts it.
+hardware says; no answer: asked again, as iPXE does. Power off kills the process tree; reset restarts it.
 
 A network boot runs on a thread of its own, after the power call has
 returned, as firmware boots after the BMC has answered: the lab's BMCs share
@@ -224,7 +224,7 @@ class Machine:
         for mac in self.boot_macs:
             if not self.link_up(mac):
                 continue
-            script = self.controller.boot_script(mac)
+            script = self._fetch_script(mac, boot)
             args = parse_boot_args(script) if script is not None else None
             if args is not None:
                 found = mac, script, args
@@ -241,6 +241,22 @@ class Machine:
                 self.last_boot = Boot("os", a.get("voe.persona"),
                                       int(a["voe.generation"]) if "voe.generation" in a else None, mac=mac)
         self.on_change(self)
+
+    def _fetch_script(self, mac: str, boot: int) -> str | None:
+        """The MAC's script, asked again after a pause while the controller
+        does not answer (up to ``FETCH_TRIES`` times), as iPXE retries a
+        fetch that timed out: a controller busy with a group start's level
+        may answer late, and a machine that gave up at once sat powered on
+        with nothing booted until the start's boot timeout. A controller
+        that answers "no script" is not asked again."""
+        for attempt in range(1, FETCH_TRIES + 1):
+            try:
+                return self.controller.boot_script(mac)
+            except OSError:
+                if attempt == FETCH_TRIES or self._boots != boot:  # or powered off or reset meanwhile
+                    break
+                time.sleep(FETCH_PAUSE)
+        return None
 
     def wait_booted(self, timeout: float = 10.0) -> Boot | None:
         """The last boot's outcome once a network boot under way has one."""
@@ -261,6 +277,10 @@ class Machine:
         self.on_change(self)
 
 
+FETCH_TRIES = 6
+FETCH_PAUSE = 1.0  # seconds between a boot script fetch that failed and the next
+
+
 class ControllerLink:
     """How machines reach the controller: for boot scripts directly (the
     boot network), for agents through a per-machine relay that a partition
@@ -271,12 +291,12 @@ class ControllerLink:
         self._relay_url_for = relay_url_for
 
     def boot_script(self, mac: str) -> str | None:
+        """None when the controller has no script for the MAC; OSError
+        when it does not answer."""
         try:
             with urllib.request.urlopen(f"{self.url}/boot/ipxe/{mac}", timeout=5) as r:
                 return r.read().decode()
         except urllib.error.HTTPError:
-            return None
-        except OSError:
             return None
 
     def url_for(self, machine: str) -> str:
