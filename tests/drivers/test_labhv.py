@@ -11,20 +11,22 @@ from voe.drivers.base import VmSpec, VmState
 from voe.drivers.hypervisor.labhv import LabHvSettings, LabHypervisor
 from voe.errors import DriverError
 from voe.lab.hypervisor import Hypervisor
+from voe.lab import machine as machine_module
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
 
 SPEC = VmSpec("web-1-g2", vcpus=1, memory_mib=512, macs=("02:56:4f:00:00:01",), vlans=(100,))
 
 
 @pytest.fixture
-def lab_hv(tmp_path):
+def lab_hv(tmp_path, monkeypatch):
+    monkeypatch.setattr(machine_module, "FETCH_PAUSE", 0.01)  # a controller nowhere: its firmware's retries, quickly
     nowhere = ControllerLink(f"http://127.0.0.1:{free_port()}")
 
     def vm_machine(name, mac, root):
-        return Machine(name, mac, nowhere, ProcessOS(["true"], root), kind="vm")
+        return Machine(name, [mac], nowhere, ProcessOS(["true"], root), kind="vm")
 
     url = f"http://127.0.0.1:{free_port()}"
-    host = Machine("dl360-1", "00:0b:cd:01:00:01", nowhere, ProcessOS(["true"], tmp_path / "host"))
+    host = Machine("dl360-1", ["00:0b:cd:01:00:01"], nowhere, ProcessOS(["true"], tmp_path / "host"))
     hyp = Hypervisor(host, url, "admin", "voe-lab", tmp_path, vm_machine, cpus=8, memory_mib=10240)
     hyp.boot()
     yield hyp, url

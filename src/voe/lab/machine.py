@@ -4,7 +4,8 @@ Powered on with boot device PXE (a VM: always network boot), it asks the
 controller for its iPXE script by its boot MAC at ``/boot/ipxe/{mac}`` — the
 URL a real iPXE chains to — and starts the persona's agent as a real OS
 process with the script's parameters. No script: "no bootable device", as
-hardware says; no answer: asked again, as iPXE does. Power off kills the process tree; reset restarts it.
+hardware says; no answer: asked again, as iPXE does. Power off kills the
+process tree; reset restarts it.
 
 A network boot runs on a thread of its own, after the power call has
 returned, as firmware boots after the BMC has answered: the lab's BMCs share
