@@ -42,11 +42,13 @@ class Ctx:
         probe_timeout, every = self.timing.switch_probe_timeout, self.timing.switch_probe_interval
         self.switches = DeviceWatch("switch", lambda inv: inv.by_name("switches"),
                                     lambda sw: self.devices.switch_probe(sw, probe_timeout), self.log, every,
-                                    shunned="new trunks", probe_timeout=probe_timeout)
+                                    shunned="new trunks", probe_timeout=probe_timeout,
+                                    max_probes_per_second=self.timing.max_probes_per_second)
         self.hypervisors = DeviceWatch("hypervisor", lambda inv: {h.name: h for h in inv.hosts if h.hypervisor},
                                        lambda h: self.devices.hypervisor_probe(h, probe_timeout), self.log,
                                        self.timing.hypervisor_probe_interval,
-                                       shunned="new VMs", doubt_early=False, probe_timeout=probe_timeout)
+                                       shunned="new VMs", doubt_early=False, probe_timeout=probe_timeout,
+                                       max_probes_per_second=self.timing.max_probes_per_second)
         self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches)
         self.switches.on_down = lambda name: self.ports.route_around(self.inventory, name)
         self.switches.on_back = lambda name: self.ports.restore(self.inventory, name)

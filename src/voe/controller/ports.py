@@ -171,6 +171,7 @@ class PortKeeper:
             # a controller just started: never heard from, and in doubt
             return self._unanswered(sw_name, mine, load_inventory())
         lock = self._locks[sw_name]
+        needing: list[str] | None = None  # what this caller's hosts need there, asked once (a store read)
         while not lock.acquire(timeout=0.1):
             # a switch in doubt may hold its lock for whole SNMP timeouts: a
             # caller does not wait behind them once it is known silent, nor
@@ -178,8 +179,11 @@ class PortKeeper:
             # hosts stay queued for the next pass, or for ``restore``)
             if sw_name in self.switches.failing():
                 return self._unanswered(sw_name, mine, load_inventory())
-            if sw_name in self.switches.avoid() and not self._needing_vlans(sw_name, mine, load_inventory()):
-                return None
+            if sw_name in self.switches.avoid():
+                if needing is None:
+                    needing = self._needing_vlans(sw_name, mine, load_inventory())
+                if not needing:
+                    return None
         handed_over = False
         try:
             if sw_name in self.switches.failing():
