@@ -225,5 +225,5 @@ def reap_agents(lab_dir: Path) -> None:
         try:
             if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" "):
                 os.kill(int(proc.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+        except OSError:
             continue  # gone meanwhile, or not ours to read
