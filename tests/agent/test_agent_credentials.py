@@ -33,3 +33,27 @@ def test_a_heartbeat_of_an_old_generation_is_told_stale(api, services):
     with TestClient(create_app(services), headers={"Authorization": f"Bearer {token}"}) as agent:
         assert agent.post("/api/v1/agent/heartbeat", json={"generation": 1, "ready": True}).json()["action"] == "continue"
         assert agent.post("/api/v1/agent/heartbeat", json={"generation": 0 + 2, "ready": True}).json()["action"] == "stale"
+
+
+def test_a_beat_is_told_stop_while_its_persona_stops_and_stale_once_its_incarnation_ended(api, services):
+    """The answer follows the persona's newest incarnation and its state,
+    read together (one read per beat)."""
+    from voe.domain.lifecycle import Event, State
+
+    api.post("/api/v1/apply", json={"document": DatacenterFile(EXAMPLE).data()})
+    rt = services.runtime
+    rt.transition("lb", State.STOPPED, Event.START)
+    generation = rt.begin_incarnation("lb", "vm", "dl360-1", "lb", "02:56:4f:00:00:0d", "test")
+    rt.transition("lb", State.PLACING, Event.PLACED)
+    token = services.tokens.replace("agent-lb", "agent", persona="lb")
+    beat = {"generation": generation, "ready": True}
+    with TestClient(create_app(services), headers={"Authorization": f"Bearer {token}"}) as agent:
+        assert agent.post("/api/v1/agent/heartbeat", json=beat).json()["action"] == "continue"
+        rt.transition("lb", State.POWERING_ON, Event.STOP)
+        assert agent.post("/api/v1/agent/heartbeat", json=beat).json()["action"] == "stop"
+        rt.end_incarnation("lb", generation, "test: powered off")
+        assert agent.post("/api/v1/agent/heartbeat", json=beat).json()["action"] == "stale"
+    # a persona never placed has no generation an agent could hold
+    stranger = services.tokens.replace("agent-oracle", "agent", persona="oracle")
+    with TestClient(create_app(services), headers={"Authorization": f"Bearer {stranger}"}) as agent:
+        assert agent.post("/api/v1/agent/heartbeat", json={"generation": 1, "ready": True}).json()["action"] == "stale"

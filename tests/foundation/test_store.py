@@ -70,6 +70,25 @@ def test_a_beat_that_only_says_time_passed_is_not_a_store_write(services):
     assert stored()["report"] == moved
 
 
+def test_one_flush_writes_each_personas_own_beat_whether_its_row_is_new_or_stored(services):
+    """A flush writes all the beats due at once (new rows and rows to
+    update, each in one statement): every row must still get its own."""
+    from sqlalchemy import select
+
+    from voe.store import schema
+
+    runtime = services.runtime
+    runtime.record_heartbeat("a", 1, True, False, {"addresses": {"front": "10.0.0.1/24"}})
+    runtime.flush_heartbeats()
+    for name, generation, ready in (("a", 2, False), ("b", 5, True), ("c", 7, False)):
+        runtime.record_heartbeat(name, generation, ready, False, {"addresses": {"front": f"10.0.0.{generation}/24"}})
+    runtime.flush_heartbeats()
+    with services.engine.connect() as c:
+        rows = {r.persona: (r.generation, r.ready, r.report["addresses"]["front"])
+                for r in c.execute(select(schema.heartbeats))}
+    assert rows == {"a": (2, False, "10.0.0.2/24"), "b": (5, True, "10.0.0.5/24"), "c": (7, False, "10.0.0.7/24")}
+
+
 def test_concurrent_writers_all_commit_and_a_failed_one_frees_the_write_lock(tmp_path):
     """SQLite: writers queue in the process (see ``db._Writers``); every
     one commits, and one that fails rolls back and lets the next in."""

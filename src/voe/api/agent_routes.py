@@ -73,13 +73,12 @@ def heartbeat(request: Request, body: Heartbeat, who: Agent) -> dict:
     rt = request.app.state.runtime
     pace = request.app.state.pace
     interval, lease = pace.interval, pace.lease()  # read once: the reconciler may move the pace meanwhile
-    inc = rt.current(who.persona)
-    if inc is None or inc.generation != body.generation or inc.ended_at is not None:
+    standing = rt.standing(who.persona)
+    if standing.generation != body.generation or standing.ended:
         return {"action": "stale", "interval": interval, "lease_expires_in": None}
     rt.record_heartbeat(who.persona, body.generation, body.ready, body.stopping,
                         body.model_dump(include={"addresses", "uptime", "detail", "wwpn"}), told=interval)
-    state = rt.state_of(who.persona).state
-    action = "stop" if state == State.STOPPING else "continue"
+    action = "stop" if standing.state == State.STOPPING else "continue"
     return {"action": action, "interval": interval, "lease_expires_in": lease}
 
 

@@ -42,6 +42,7 @@ def serve(ctx: typer.Context,
     from voe.controller.controller import build
     from voe.controller.services import Services
 
+    _open_files_to_the_limit()
     services = Services.open(ctx.obj.data_dir, database_url)
     token_file = services.ensure_admin_token()
     if token_file:
@@ -50,9 +51,28 @@ def serve(ctx: typer.Context,
     (services.data_dir / "controller.url").write_text(url + "\n")
     err.print(f"voe controller on {url}  (data: {services.data_dir}, store: {services.engine.dialect.name})")
     try:
-        uvicorn.run(build(services, public_url or url, reconcile=reconcile), host=host, port=port, log_level="warning")
+        uvicorn.run(build(services, public_url or url, reconcile=reconcile), host=host, port=port, log_level="warning",
+                    timeout_keep_alive=KEEP_ALIVE)
     finally:
         services.close()  # the beats due are written
+
+
+def _open_files_to_the_limit() -> None:
+    """Every agent keeps a connection open (see ``KEEP_ALIVE``), and a
+    thousand of them pass the soft limit of 1,024 open files many systems
+    start a process with: raise it to the hard limit, as servers do."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard))
+
+
+KEEP_ALIVE = 150
+"""Seconds an idle connection is kept open. Agents keep theirs from beat to
+beat (see ``voe.agent.client``), and paced at a thousand personas they beat
+every 10 s, at ten thousand every 100 s: closed at uvicorn's default of 5 s,
+every beat would open a connection again."""
 
 
 def _load_file(path: Path) -> tuple[DatacenterFile, dict]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from voe.domain.lifecycle import Event, State, next_state
@@ -74,6 +74,23 @@ HEARTBEAT_PERSIST_EVERY = 5.0
 """Seconds between writes of an unchanged heartbeat (see ``record_heartbeat``)."""
 HEARTBEAT_FLUSH_EVERY = 0.5
 """Seconds between the writes of the beats due (see ``flush_heartbeats``)."""
+
+
+@dataclass(frozen=True)
+class Standing:
+    """See ``RuntimeStore.standing``; ``generation`` None: never placed."""
+    generation: int | None
+    ended: bool
+    state: State
+
+
+_INC, _RT = schema.incarnations, schema.persona_runtime
+_STANDING = (select(_INC.c.generation, _INC.c.ended_at, _RT.c.state)
+             .select_from(_INC.outerjoin(_RT, _RT.c.persona == _INC.c.persona))
+             .where(_INC.c.persona == bindparam("persona")).order_by(_INC.c.generation.desc()).limit(1))
+_UPDATE_BEAT = update(schema.heartbeats).where(schema.heartbeats.c.persona == bindparam("who"))
+"""Built once: a beat's read, a hundred times a second at a thousand
+personas, spent more in building its statement than in SQLite."""
 
 
 def now() -> datetime:
@@ -352,6 +369,16 @@ class RuntimeStore:
             row = c.execute(select(t).where(t.c.persona == persona).order_by(t.c.generation.desc()).limit(1)).first()
         return Incarnation.of(row) if row else None
 
+    def standing(self, persona: str) -> Standing:
+        """What a heartbeat is answered from, in one read: the persona's
+        newest incarnation (generation, ended or not) and its state."""
+        with self.reader.connect() as c:
+            row = c.execute(_STANDING, {"persona": persona}).first()
+        if row is None:
+            return Standing(None, False, State.STOPPED)
+        return Standing(row.generation, row.ended_at is not None,
+                        State(row.state) if row.state is not None else State.STOPPED)
+
     def latest(self, personas: Iterable[str] | None = None) -> dict[str, Incarnation]:
         """Every persona's newest incarnation (``personas``: theirs only), in one read."""
         t = schema.incarnations
@@ -409,12 +436,19 @@ class RuntimeStore:
         if not due:
             return
         t = schema.heartbeats
+        rows = [{k: v for k, v in beat.items() if k != "told"} for _, beat in sorted(due.items())]
         try:
             with self.engine.begin() as c:
-                for persona, beat in sorted(due.items()):
-                    values = {k: v for k, v in beat.items() if k not in ("persona", "told")}
-                    if c.execute(update(t).where(t.c.persona == persona).values(**values)).rowcount == 0:
-                        c.execute(insert(t).values(persona=persona, **values))
+                # three statements, not one or two per beat: at a thousand
+                # personas every beat is due (see HEARTBEAT_PERSIST_EVERY)
+                stored = set(c.execute(select(t.c.persona).where(t.c.persona.in_(list(due)))).scalars())
+                new = [r for r in rows if r["persona"] not in stored]
+                old = [{k: v for k, v in r.items() if k != "persona"} | {"who": r["persona"]}
+                       for r in rows if r["persona"] in stored]
+                if new:
+                    c.execute(insert(t), new)
+                if old:
+                    c.execute(_UPDATE_BEAT, old)
         except Exception:
             with self._beats_lock:  # due still: the next flush writes their newest beat
                 self._beats_due |= due.keys()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from voe.errors import Conflict, NotFound
@@ -49,6 +49,10 @@ def agent_token_name(persona: str, generation: int) -> str:
     must not revoke its replacement's."""
     return f"agent-{persona}-g{generation}"
 
+
+_BY_DIGEST = select(schema.tokens).where((schema.tokens.c.digest == bindparam("digest"))
+                                         & (schema.tokens.c.revoked == False))  # noqa: E712
+"""Built once: an agent's beat reads its token (see ``KNOWN_FOR``)."""
 
 KNOWN_FOR = 30.0
 """Seconds a token once found valid is taken as valid without a store read:
@@ -112,9 +116,7 @@ class TokenStore:
         if known is not None and time.monotonic() - known[1] < KNOWN_FOR:
             return known[0]
         with self.reader.connect() as c:
-            row = c.execute(select(schema.tokens).where(
-                (schema.tokens.c.digest == d) & (schema.tokens.c.revoked == False)  # noqa: E712
-            )).first()
+            row = c.execute(_BY_DIGEST, {"digest": d}).first()
         if row is None:
             return None
         who = Principal(row.name, row.role, row.persona)
