@@ -120,8 +120,9 @@ class Stack:
         return subprocess.Popen([sys.executable, "-m", "voe.cli.main", *args], env=self.env,
                                 stdout=open(self.workdir / log, "a"), stderr=subprocess.STDOUT)
 
-    def start_controller(self) -> None:
-        self.controller = self._voe("serve", "--port", str(self.port), log="controller.log")
+    def start_controller(self, *serve_args: str) -> None:
+        """``serve_args``: more options for ``voe serve`` (``--no-reconcile``: its API alone)."""
+        self.controller = self._voe("serve", "--port", str(self.port), *serve_args, log="controller.log")
         deadline = time.monotonic() + 30
         while True:
             try:

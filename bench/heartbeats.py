@@ -16,18 +16,13 @@ costs is taken from the starts and failovers the controller is there for.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import httpx
-
-from harness import ROOT, free_port, stop_process
+from harness import Stack
 from group_start import cpu_seconds
 
 from voe.agent.client import Controller, Unreachable
@@ -92,24 +87,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="per rate")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="voe-beats-") as tmp:
-        data = Path(tmp) / "data"
-        creds = agents(data, args.agents)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "VOE_DATA_DIR": str(data)}
-        ctl = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "serve", "--port", str(port), "--no-reconcile"],
-                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack = Stack({}, Path(tmp))
+        creds = agents(Path(tmp) / "data", args.agents)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{url}/boot/ipxe/00:00:00:00:00:00", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the controller did not come up within 30 s")
-                    time.sleep(0.2)
-            beat_at(url, creds, 50, 2)  # warm: every credential known, every connection path taken once
+            stack.start_controller("--no-reconcile")
+            ctl, url = stack.controller, stack.url
+            # every agent beats once first: its connection open and its credential
+            # known, as in a datacenter running for a while (a first beat costs more)
+            beat_at(url, creds, 200, len(creds) / 200)
             print(f"heartbeats: {args.agents} agents, the agent's own HTTP client, controller API only")
             for rate in (float(r) for r in args.rates.split(",")):
                 cpu0 = cpu_seconds(ctl.pid)
@@ -122,7 +107,7 @@ def main() -> None:
                       f"latency median {statistics.median(latencies) * 1000 if latencies else float('nan'):.1f} ms, "
                       f"p99 {p99 * 1000:.1f} ms, {unanswered} unanswered")
         finally:
-            stop_process(ctl)
+            stack.stop()
 
 
 if __name__ == "__main__":
