@@ -1,8 +1,9 @@
 """Concurrent power-ons through voe's IPMI driver against lab BMCs in another
 process, as a level of a group start issues them: each a fresh login, the
 boot device set to PXE, power on, each read back. Prints, per round of N at
-once, the slowest and the median sequence, and any failure; the first rounds
-log in, the later ones reuse their sessions.
+once, the slowest and the median sequence, the CPU time one sequence costs
+the client (the controller's side) and the lab's BMCs, and any failure; the
+first rounds log in, the later ones reuse their sessions.
 
     .venv/bin/python bench/ipmi_burst.py [--hosts 200] [--at-once 100] [--rounds 4]
 """
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 
+from group_start import cpu_seconds
 from harness import lab_alone, stop_process
 from lab_scale import datacenter
 
@@ -52,15 +54,19 @@ def main() -> None:
                 batch = (drivers[start:] + drivers[:start])[:args.at_once]
                 fresh = all(d._link.cmd is None for d in batch)
                 out: list = []
+                client_cpu, lab_cpu = time.process_time(), cpu_seconds(lab.pid)
                 threads = [threading.Thread(target=power_on, args=(d, out)) for d in batch]
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join()
+                client_cpu = (time.process_time() - client_cpu) / len(batch) * 1000
+                lab_cpu = (cpu_seconds(lab.pid) - lab_cpu) / len(batch) * 1000
                 took = sorted(s for s, _ in out)
                 failed = [e for _, e in out if e]
                 print(f"  round {r + 1} ({'fresh logins' if fresh else 'open sessions'}): slowest {took[-1]:.2f} s, "
-                      f"median {statistics.median(took):.2f} s, {len(failed)} failed" +
+                      f"median {statistics.median(took):.2f} s, CPU per sequence {client_cpu:.1f} ms client, "
+                      f"{lab_cpu:.1f} ms lab, {len(failed)} failed" +
                       (f" (first: {failed[0]})" if failed else ""))
                 for d in batch:
                     d.power_off()

@@ -3,12 +3,15 @@ sending, and any caller's thread handles any session's replies: a reply
 handled before its waiter registered wakes no one. The mended wait never
 sleeps long with an answer in hand (in the lab, most of twenty concurrent
 logins did, for half a second to a second each). The mended I/O thread
-reads only the sockets that have data."""
+reads only the sockets that have data, and reads the clock without a
+system call."""
 
 from __future__ import annotations
 
 import select
 import socket
+import sys
+import time
 import types
 
 import pytest
@@ -92,3 +95,18 @@ def test_a_socket_closed_under_the_io_thread_does_not_stop_the_others(udp_socket
     busy.sendto(b"\x06\x00\xff\x07packet", busy.getsockname())
     select.select([busy], [], [], 1)
     assert pyghmi_session._io_graball(udp_sockets, {}) == [busy.getsockname()]
+
+
+def test_pyghmi_times_its_waits_by_one_fine_clock():
+    """Its own clock ticked in 10 ms and cost a system call per reading,
+    one reading per waiting BMC at every wake of its I/O thread. Every
+    pyghmi module reads the same clock, modules imported later included, so
+    no two readings of different clocks are compared."""
+    import pyghmi.ipmi.console  # noqa: F401 - imported after the mends
+
+    clocks = {m._monotonic_time for name, m in list(sys.modules.items())
+              if name.startswith("pyghmi.") and hasattr(m, "_monotonic_time")}
+    assert clocks == {time.monotonic}
+    before = pyghmi_session._monotonic_time()
+    time.sleep(0.002)
+    assert 0 < pyghmi_session._monotonic_time() - before < 0.009

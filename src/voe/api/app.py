@@ -63,7 +63,12 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     app.state.devices = reconciler.ctx.devices if reconciler is not None else None
     app.state.hypervisors = reconciler.ctx.hypervisors if reconciler is not None else None
 
+    # routes are matched in order, one by one: the agents' beats, config and
+    # boot-script fetches are most requests, so they are tried first (last,
+    # every beat was matched against some sixty routes first: a fifth of
+    # what a beat cost)
     api = APIRouter(prefix=API)
+    api.include_router(agent_routes.router)
     for r in inventory_routes.all_routers():
         api.include_router(r)
     api.include_router(document_routes.router)
@@ -73,9 +78,8 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     api.include_router(fabric_routes.router)
     api.include_router(driver_routes.router)
     api.include_router(template_routes.router)
-    api.include_router(agent_routes.router)
-    app.include_router(api)
     app.include_router(agent_routes.boot_router)
+    app.include_router(api)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

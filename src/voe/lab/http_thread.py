@@ -4,7 +4,10 @@ closes the socket and every connection open on it, so clients see
 connection refused or reset, as with hardware. Connections are kept open
 between requests when the handler speaks HTTP/1.1: a controller probing
 fifty hypervisors twice a second otherwise paid a TCP handshake (and the
-lab a new thread) for every probe."""
+lab a new thread) for every probe. Connections wait in a backlog as deep
+as a real management daemon's: a level of a group start asks one
+hypervisor to define forty VMs at once, and socketserver's default of five
+overflowed; the connection reset cost a start, and its persona a fence."""
 
 from __future__ import annotations
 
@@ -12,9 +15,12 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+BACKLOG = 128  # connections waiting to be accepted (socketserver's default is 5)
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = BACKLOG
 
     def __init__(self, address, handler) -> None:
         self._open: set[socket.socket] = set()
