@@ -31,7 +31,7 @@ def power_on(driver: IpmiPower, out: list) -> None:
     began = time.monotonic()
     try:
         driver.set_boot_device("pxe", persistent=False)
-        driver.power_on()
+        driver.power_on_or_reset()
         out.append((time.monotonic() - began, None))
     except Exception as e:  # noqa: BLE001 - reported with the figures
         out.append((time.monotonic() - began, f"{driver.device}: {e}"))

@@ -110,3 +110,18 @@ def test_pyghmi_times_its_waits_by_one_fine_clock():
     before = pyghmi_session._monotonic_time()
     time.sleep(0.002)
     assert 0 < pyghmi_session._monotonic_time() - before < 0.009
+
+
+def test_a_session_asks_its_bmc_who_made_it_once():
+    """pyghmi remembered the answer only for makers it has a handler for:
+    for any other BMC each power status or change cost a second exchange."""
+    from pyghmi.ipmi import command
+
+    asked = []
+    cmd = object.__new__(command.Command)
+    cmd.bmc, cmd._oemknown, cmd._oem = "192.0.2.1", False, None
+    cmd._get_device_id = lambda: asked.append(1) or {"manufacturer_id": 65535, "product_id": 1, "device_id": 32,
+                                                     "device_revision": 1, "firmware_version": "1.0"}
+    cmd.oem_init()
+    cmd.oem_init()
+    assert len(asked) == 1 and cmd._oem is not None

@@ -165,6 +165,25 @@ def test_a_bmc_that_restarted_since_the_last_call_answers_the_next_one(stack):
     driver.power_off(confirm=True)
 
 
+def test_voes_ipmi_driver_boots_a_server_off_and_boots_one_on_again(stack):
+    """A start's last step: power on, or reset a server already on, so that
+    it boots the one-time PXE override just set. Each boot uses the
+    override up; a server left running would still hold it."""
+    from voe.drivers.power import ipmi
+
+    port = next(h for h in stack.doc["hosts"] if h["name"] == "v20z")["bmc"]["port"]
+    driver = ipmi.IpmiPower("v20z", ipmi.IpmiSettings(address="127.0.0.1", port=port, username="admin",
+                                                      password="voe-lab", timeout=2))
+    try:
+        for _ in ("off: powered on", "on: reset"):
+            driver.set_boot_device("pxe")
+            driver.power_on_or_reset()
+            assert driver.power_state(retry=False).value == "on"
+            assert driver.boot_device()[0] is None, "the server did not boot again"
+    finally:
+        driver.power_off(confirm=True)
+
+
 def test_switch_down_stops_answering_snmp_and_up_restores_it(stack):
     sw2 = next(s for s in stack.doc["switches"] if s["name"] == "sw2")["settings"]["port"]
     assert "voe lab switch sw2" in snmp.snmpget(sw2, "1.3.6.1.2.1.1.1.0", hex_strings=False)

@@ -210,10 +210,7 @@ def _network_boot(ctx: Ctx, host, where: dict) -> None:
             with BMC_SLOTS:
                 ctx.log("info", "driver-call", f"{host.name}: next boot PXE, power on", **where)
                 power.set_boot_device("pxe", persistent=False)
-                if power.power_state().value == "on":
-                    power.reset()
-                else:
-                    power.power_on()
+                power.power_on_or_reset()
             return
         except DriverError as e:
             if not e.transient or attempt == BMC_TRIES:

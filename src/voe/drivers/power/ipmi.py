@@ -295,6 +295,11 @@ class IpmiPower(PowerDriver):
     def _reset(self) -> None:
         self._call("reset", lambda c: c.set_power("reset"))
 
+    def _power_on_or_reset(self) -> None:
+        """pyghmi's "boot": it reads the power state and sends on or reset,
+        in one call on the session."""
+        self._call("power on or reset", lambda c: c.set_power("boot"))
+
     def _get_power_state(self) -> PowerState:
         r = self._call("power status", lambda c: c.get_power())
         return PowerState(r["powerstate"])

@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 
+from pyghmi.ipmi import command as pyghmi_command
 from pyghmi.ipmi.private import session as pyghmi_session
 from pyghmi.ipmi.private import util as pyghmi_util
 
@@ -129,3 +130,23 @@ _pyghmi_clock = pyghmi_util._monotonic_time
 for _module in [m for name, m in list(sys.modules.items()) if name.startswith("pyghmi.")]:
     if getattr(_module, "_monotonic_time", None) is _pyghmi_clock:
         _module._monotonic_time = time.monotonic
+
+
+# 6. The BMC asked who made it before every power command. pyghmi learns a
+# BMC's maker (Get Device ID) to pick its OEM handler, and remembers the
+# answer only when the maker is one it has a handler for: for any other
+# (the generic handler, the lab's BMCs among them) every power status and
+# power change was two exchanges, a power-on sequence ten instead of seven.
+# The answer cannot change while a session lasts (a BMC replaced or
+# reflashed is a new login: ``IpmiPower`` retires failed and idle
+# sessions), so a command object asks once.
+_pyghmi_oem_init = pyghmi_command.Command.oem_init
+
+
+def _oem_init_once(self) -> None:
+    _pyghmi_oem_init(self)
+    if getattr(self, "_oem", None) is not None:
+        self._oemknown = True
+
+
+pyghmi_command.Command.oem_init = _oem_init_once
