@@ -50,3 +50,28 @@ def test_a_batch_of_ports_is_written_in_one_pass_and_read_back_across_many_vlans
     driver.configure_ports({"1": PortConfig("trunk", None, frozenset({1000}))})
     assert driver.read_ports(["1"])["1"].tagged == {1000}
     assert state.view(1).tagged == {1000}
+
+
+def test_a_walk_asks_for_the_rows_the_table_had_and_still_reads_rows_added_since(switch, monkeypatch):
+    """Fifty rows a column for a table of three was most of what a port
+    write cost: a walk asks for one row more than the last one found, and a
+    table that grew meanwhile is read to its end all the same."""
+    from voe.drivers.switch import snmp
+
+    driver, _ = switch
+    asked: list[int] = []
+    bulk = snmp.bulk_cmd
+
+    async def counting(engine, auth, target, context, non_repeaters, repetitions, *types):
+        asked.append(repetitions)
+        return await bulk(engine, auth, target, context, non_repeaters, repetitions, *types)
+
+    monkeypatch.setattr(snmp, "bulk_cmd", counting)
+    driver.configure_ports({"5": PortConfig("trunk", 100, frozenset({200}))})
+    vlans = set(driver.walk(snmp.ROW_STATUS))
+    asked.clear()
+    assert set(driver.walk(snmp.ROW_STATUS)) == vlans
+    assert asked == [len(vlans) + 1]
+    many = frozenset(range(2000, 2060))  # the table grows by sixty rows: several rounds
+    driver.configure_ports({"6": PortConfig("trunk", None, many)})
+    assert set(driver.walk(snmp.ROW_STATUS)) == vlans | many

@@ -120,6 +120,7 @@ class Reconciler:
         full = inv is not self._inv or began >= self._next_full
         if inv is not self._inv:
             self._inv, self._deps = inv, Dependencies(inv)
+            self._warm_switches(inv)
         deps = self._deps
         if full:
             self._states = ctx.runtime.states()
@@ -193,8 +194,8 @@ class Reconciler:
     def _warm_up(self) -> None:
         """A controller just started, perhaps after a crash mid-failover,
         will next need the BMCs of the machines that run personas (a
-        cross-check, a fence) and every switch (a start's ports): log in
-        and build those drivers now, in the background. Cold, a first BMC
+        cross-check, a fence): log in now, in the background (its first tick
+        builds the switches' drivers: ``_warm_switches``). Cold, a first BMC
         call in a fresh process (its I/O thread, a login) missed the 0.5 s
         cross-check, read a live BMC as silent, and sent the fence to the
         fabric first."""
@@ -205,6 +206,13 @@ class Reconciler:
             if host is not None and host.bmc is not None and host.name not in self._prepared:
                 self._prepared[host.name] = time.monotonic()
                 _PREPARE.submit(_open_bmc_session, self.ctx, host)
+
+    def _warm_switches(self, inv: Inventory) -> None:
+        """Every switch's driver built in the background when the switch
+        appears (or changes), not by the first start that writes its
+        ports: an SNMP engine takes tens of milliseconds to build, and a
+        first group start on a new datacenter built two dozen of them on
+        its critical path. Drivers already built are found in the cache."""
         for sw in inv.switches:
             _PREPARE.submit(self.ctx.devices.switch, sw)
 
