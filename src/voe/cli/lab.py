@@ -49,11 +49,13 @@ def up(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file"
        control_port: PortOpt = 8471,
        state_dir: Annotated[Optional[Path], typer.Option(help="where machines keep their files")] = None):
     """Start the emulated hardware of a datacenter file, until Ctrl-C."""
+    from voe.cli.long_running import collect_cycles_less_often
     from voe.cli.yamlfile import DatacenterFile
     from voe.domain.inventory import parse
     from voe.lab import control
     from voe.lab.lab import Lab
 
+    collect_cycles_less_often()
     inv = parse(DatacenterFile(file).data())
     lab = Lab(inv, controller, state_dir or Path(f"/tmp/voe-lab-{control_port}"))
     lab.up()

@@ -39,10 +39,12 @@ def serve(ctx: typer.Context,
     """Run the controller: API, console and reconciler."""
     import uvicorn
 
+    from voe.cli.long_running import collect_cycles_less_often, open_files_to_the_limit
     from voe.controller.controller import build
     from voe.controller.services import Services
 
-    _open_files_to_the_limit()
+    open_files_to_the_limit()
+    collect_cycles_less_often()
     services = Services.open(ctx.obj.data_dir, database_url)
     token_file = services.ensure_admin_token()
     if token_file:
@@ -55,18 +57,6 @@ def serve(ctx: typer.Context,
                     timeout_keep_alive=KEEP_ALIVE)
     finally:
         services.close()  # the beats due are written
-
-
-def _open_files_to_the_limit() -> None:
-    """Every agent keeps a connection open (see ``KEEP_ALIVE``), and a
-    thousand of them pass the soft limit of 1,024 open files many systems
-    start a process with: raise it to the hard limit, as servers do."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = max(soft, 65536) if hard == resource.RLIM_INFINITY else hard
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 KEEP_ALIVE = 150
