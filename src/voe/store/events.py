@@ -35,6 +35,11 @@ class EventQuery:
     newest_first: bool = False
 
 
+_INSERT = insert(schema.events)
+"""Built once: every transition and driver call is an event, and building
+the statement per event cost more than SQLite's insert."""
+
+
 class EventLog:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -46,9 +51,8 @@ class EventLog:
         values = dict(at=datetime.now(UTC), severity=severity, kind=kind, message=message, persona=persona,
                       host=host, group=group, data=data)
         if conn is not None:
-            return conn.execute(insert(schema.events).values(**values)).inserted_primary_key[0]
-        return group_commit(self.engine).run(
-            lambda c: c.execute(insert(schema.events).values(**values)).inserted_primary_key[0])
+            return conn.execute(_INSERT, values).inserted_primary_key[0]
+        return group_commit(self.engine).run(lambda c: c.execute(_INSERT, values).inserted_primary_key[0])
 
     def query(self, q: EventQuery) -> list[dict]:
         t = schema.events

@@ -91,6 +91,15 @@ _STANDING = (select(_INC.c.generation, _INC.c.ended_at, _RT.c.state)
 _UPDATE_BEAT = update(schema.heartbeats).where(schema.heartbeats.c.persona == bindparam("who"))
 """Built once: a beat's read, a hundred times a second at a thousand
 personas, spent more in building its statement than in SQLite."""
+_MOVE = (update(_RT).where((_RT.c.persona == bindparam("who")) & (_RT.c.state == bindparam("seen")))
+         .values(state=bindparam("new_state"), since=bindparam("new_since"), reason=bindparam("new_reason")))
+_MOVE_AND_PLAN = _MOVE.values(plan=bindparam("new_plan"))
+"""A transition's write, built once for the same reason: a level of a
+group start is hundreds of transitions at once, and each of its steps
+reads its persona's state and incarnation, and each machine its script."""
+_STATE_OF = select(_RT).where(_RT.c.persona == bindparam("persona"))
+_CURRENT = select(_INC).where(_INC.c.persona == bindparam("persona")).order_by(_INC.c.generation.desc()).limit(1)
+_BOOT_SCRIPT = select(schema.boot_scripts.c.script).where(schema.boot_scripts.c.mac == bindparam("mac"))
 
 
 def now() -> datetime:
@@ -206,9 +215,8 @@ class RuntimeStore:
         return {r.persona: _state(r) for r in rows}
 
     def state_of(self, persona: str) -> PersonaState:
-        t = schema.persona_runtime
         with self.reader.connect() as c:
-            row = c.execute(select(t).where(t.c.persona == persona)).first()
+            row = c.execute(_STATE_OF, {"persona": persona}).first()
         return _state(row) if row else PersonaState.never_started(persona)
 
     def transition(self, persona: str, seen: State, event: Event, reason: str | None = None,
@@ -249,7 +257,8 @@ class RuntimeStore:
             values["plan"] = plan
         t = schema.persona_runtime
         self._lock(c, persona)
-        n = c.execute(update(t).where((t.c.persona == persona) & (t.c.state == seen.value)).values(**values)).rowcount
+        n = c.execute(_MOVE if plan is ... else _MOVE_AND_PLAN,
+                      {"who": persona, "seen": seen.value, **{f"new_{k}": v for k, v in values.items()}}).rowcount
         if n == 0:
             exists = c.execute(select(t.c.state).where(t.c.persona == persona)).scalar()
             if exists is not None or seen != State.STOPPED:
@@ -364,9 +373,8 @@ class RuntimeStore:
             return [Incarnation.of(r) for r in c.execute(select(t).where(where))]
 
     def current(self, persona: str) -> Incarnation | None:
-        t = schema.incarnations
         with self.reader.connect() as c:
-            row = c.execute(select(t).where(t.c.persona == persona).order_by(t.c.generation.desc()).limit(1)).first()
+            row = c.execute(_CURRENT, {"persona": persona}).first()
         return Incarnation.of(row) if row else None
 
     def standing(self, persona: str) -> Standing:
@@ -505,7 +513,7 @@ class RuntimeStore:
 
     def boot_script(self, mac: str) -> str | None:
         with self.reader.connect() as c:
-            return c.execute(select(schema.boot_scripts.c.script).where(schema.boot_scripts.c.mac == mac)).scalar()
+            return c.execute(_BOOT_SCRIPT, {"mac": mac}).scalar()
 
     # --- hosts ------------------------------------------------------------
 
