@@ -100,6 +100,10 @@ reads its persona's state and incarnation, and each machine its script."""
 _STATE_OF = select(_RT).where(_RT.c.persona == bindparam("persona"))
 _CURRENT = select(_INC).where(_INC.c.persona == bindparam("persona")).order_by(_INC.c.generation.desc()).limit(1)
 _BOOT_SCRIPT = select(schema.boot_scripts.c.script).where(schema.boot_scripts.c.mac == bindparam("mac"))
+_LIVE_GENERATIONS = (select(_INC.c.generation)
+                     .where((_INC.c.persona == bindparam("persona")) & _INC.c.ended_at.is_(None)))
+_LAST_GENERATION = select(func.max(_INC.c.generation)).where(_INC.c.persona == bindparam("persona"))
+_INSERT_INCARNATION = insert(_INC)
 
 
 def now() -> datetime:
@@ -301,13 +305,11 @@ class RuntimeStore:
         persona is live (``DoubleStartRefused``), or when its persona is no
         longer placing (``StaleState``). Returns each persona's generation,
         or why it was refused."""
-        t = schema.incarnations
         outcome: dict[str, int | VoeError] = {}
         with self._guard, self.engine.begin() as c:
             for pl in sorted(placements, key=lambda pl: pl.persona):  # the persona locks in one order (``transitions``)
                 self._lock(c, pl.persona)
-                live = [r.generation for r in c.execute(select(t.c.generation).where(
-                    (t.c.persona == pl.persona) & t.c.ended_at.is_(None)))]
+                live = [r.generation for r in c.execute(_LIVE_GENERATIONS, {"persona": pl.persona})]
                 if live:
                     outcome[pl.persona] = DoubleStartRefused(pl.persona, live)
                     continue
@@ -338,11 +340,10 @@ class RuntimeStore:
 
     def _insert_incarnation(self, c: Connection, persona: str, kind: str, host: str, vm: str | None,
                             boot_mac: str, why: str) -> int:
-        t = schema.incarnations
-        last = c.execute(select(func.max(t.c.generation)).where(t.c.persona == persona)).scalar() or 0
+        last = c.execute(_LAST_GENERATION, {"persona": persona}).scalar() or 0
         gen = last + 1
-        c.execute(insert(t).values(persona=persona, generation=gen, kind=kind, host=host, vm=vm,
-                                   boot_mac=boot_mac, why=why, started_at=now()))
+        c.execute(_INSERT_INCARNATION, dict(persona=persona, generation=gen, kind=kind, host=host, vm=vm,
+                                            boot_mac=boot_mac, why=why, started_at=now()))
         r = schema.persona_runtime
         c.execute(update(r).where(r.c.persona == persona).values(generation=gen))
         return gen
