@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness import Stack, free_port
+from harness import Stack, cpu_seconds, free_port
 
 LEVELS = 5
 STUCK = 120  # seconds without any member changing state: the run has failed
@@ -67,13 +67,6 @@ def datacenter(n: int) -> dict:
             depends[m] = [below[j % len(below)], below[(j + 1) % len(below)]]
     doc["groups"].append({"name": "big", "members": names, "depends": depends})
     return doc, levels
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
-
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

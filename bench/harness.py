@@ -84,6 +84,12 @@ def dump(doc: dict) -> str:
     return buf.getvalue()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def lab_alone(doc: dict, workdir: Path) -> subprocess.Popen:
     """``voe lab up`` for ``doc`` with no controller (its machines boot
     nothing), returned once its control port answers."""

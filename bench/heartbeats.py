@@ -22,8 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import Stack
-from group_start import cpu_seconds
+from harness import Stack, cpu_seconds
 
 from voe.agent.client import Controller, Unreachable
 from voe.controller.services import Services

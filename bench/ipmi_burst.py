@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 
-from group_start import cpu_seconds
-from harness import lab_alone, stop_process
+from harness import cpu_seconds, lab_alone, stop_process
 from lab_scale import datacenter
 
 from voe.domain.inventory import parse
