@@ -197,19 +197,27 @@ def power_on(ctx: Ctx, p: Persona) -> None:
 
 
 def _network_boot(ctx: Ctx, host, where: dict) -> None:
-    """Next boot from the network, then power on (reset if already on),
+    """Every boot from the network, then power on (reset if already on),
     each read back. A BMC that stays silent past the driver's timeout is
     asked again, up to ``BMC_TRIES`` sequences in all: a start that fails
     here has its server fenced and taken out of placement, and a BMC slow
-    under a level's burst is no reason for that. Every command of the
-    sequence is idempotent but reset, which a machine just powered on
-    survives (it boots the same script again)."""
+    under a level's burst is no reason for that.
+
+    The PXE choice is persistent, not the one-time override. Every
+    command of the sequence is idempotent but reset, and a BMC may run a
+    resent request again (the lab's do): a reset resent after its answer
+    was lost then boots the server twice, the second time from disk, the
+    override used up by the first, and the persona sat booting nothing
+    until its boot timeout. Booting from the network every time is also
+    the safer default for a server voe owns: reset by anyone later, it asks
+    for its script again, and a server whose persona has left finds none
+    (a used-up override would have let it boot whatever its disk holds)."""
     power = ctx.devices.power(host)
     for attempt in range(1, BMC_TRIES + 1):
         try:
             with BMC_SLOTS:
-                ctx.log("info", "driver-call", f"{host.name}: next boot PXE, power on", **where)
-                power.set_boot_device("pxe", persistent=False)
+                ctx.log("info", "driver-call", f"{host.name}: boot PXE, power on", **where)
+                power.set_boot_device("pxe", persistent=True)
                 power.power_on_or_reset()
             return
         except DriverError as e:
