@@ -1,6 +1,7 @@
 """Drivers for the devices of the inventory, built on demand and kept, so a
 BMC session or SNMP engine is reused across calls. Rebuilt when the device's
-inventory entry changes."""
+inventory entry changes. Given a power process, BMC drivers run there (see
+``drivers.power.elsewhere``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import threading
 from voe.domain.models import Host, Switch
 from voe.drivers import factory
 from voe.drivers.base import HypervisorDriver, PowerDriver, StorageDriver, SwitchDriver
+from voe.drivers.power.elsewhere import PowerElsewhere, PowerProcess
 
 
 class Devices:
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float, power_process: PowerProcess | None = None):
         self.timeout = timeout
+        self.power_process = power_process
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], tuple[object, object]] = {}
         self._building: dict[tuple[str, str], threading.Lock] = {}
@@ -44,7 +47,11 @@ class Devices:
             return driver
 
     def power(self, host: Host) -> PowerDriver:
-        return self._get("power", host.name, host.bmc, lambda: factory.power_for_host(host))
+        return self._get("power", host.name, host.bmc, lambda: self._power_for(host))
+
+    def _power_for(self, host: Host) -> PowerDriver:
+        real = factory.power_for_host(host)
+        return real if self.power_process is None else PowerElsewhere(real, self.power_process)
 
     def switch(self, switch: Switch) -> SwitchDriver:
         return self._get("switch", switch.name, switch, lambda: factory.switch_for(switch))
@@ -73,3 +80,5 @@ class Devices:
             for _, d in self._cache.values():
                 d.close()
             self._cache.clear()
+        if self.power_process is not None:
+            self.power_process.close()

@@ -80,6 +80,7 @@ class Reconciler:
             self._thread.join(5)
         for pool in (self.placements, self.pool):
             pool.shutdown(wait=wait, cancel_futures=True)
+        self.ctx.devices.close()  # sessions logged out, the power process ended
 
     def _run(self) -> None:
         while not self._stop.is_set():

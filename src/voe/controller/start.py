@@ -25,14 +25,16 @@ from voe.store.tokens import agent_token_name
 
 _PREPARE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-grant")
 
-BMC_SLOTS = threading.BoundedSemaphore(16)
+BMC_SLOTS = threading.BoundedSemaphore(64)
 """How many servers a controller takes through their BMC's power-on
-sequence at once (boot device, read-back, power). pyghmi serves every IPMI
-session of a process under one lock and one I/O thread: a level's hundred
-power-ons at once convoyed on that lock, calls went unanswered past the
-driver's timeout, and at 1,000 personas up to a quarter of the roots failed
-their start and had their servers fenced. Fences and cross-checks do not
-queue here: they must not wait behind a group start."""
+sequence at once (boot device, power, each read back). pyghmi serves every
+IPMI session of a process under one lock and one I/O thread: with it in the
+controller, a level's hundred power-ons at once convoyed there until calls
+timed out and their servers were fenced, and sixteen at a time was the most
+that paid. In the power process (``drivers.power.elsewhere``) sixty-four at
+a time answer without a retry, and a level of two hundred servers spends
+0.1 s (median) waiting for a slot instead of 0.6 to 2.3 s. Fences and
+cross-checks do not queue here: they must not wait behind a group start."""
 
 BMC_TRIES = 3
 """BMC sequences a start sends before its server counts as failed (see

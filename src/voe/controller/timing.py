@@ -29,7 +29,8 @@ class Timing:
     switch_probe_timeout: float = 1.0  # a probe unanswered this long is a miss (two in a row: down)
     hypervisor_probe_interval: float = 2.0  # the same for hypervisor APIs (they only steer new VMs)
     max_probes_per_second: float = 20.0  # per watch: beyond, passes are spaced (24 switches: every 1.2 s)
-    workers: int = 64                  # concurrent driver steps
+    workers: int = 256                 # concurrent driver steps: a level's starts, most waiting for one of
+                                       # ``start.BMC_SLOTS`` or a device, leave workers for stops and fences
 
     @property
     def suspect_after(self) -> float:

@@ -1,0 +1,264 @@
+"""BMC power drivers run in a process of their own, the controller asking
+them over a pipe.
+
+Why: pyghmi serves every IPMI session of a process from one I/O thread, and
+each of a call's exchanges wakes that thread and then the caller. In a
+controller busy with a 1,000-persona group start (its API answering agents,
+its reconciler, switch and store threads), each wake waited for the
+interpreter lock: a start's BMC sequence (boot device, power, each read
+back), 50 ms against an idle controller, took 0.6 to 1.3 s, and a level's
+two hundred power-ons queued behind sixteen of them at a time. In a process
+of its own the sessions' I/O competes only with other BMC calls, on the
+machine's other core, and the controller's share of a call is one message
+each way.
+
+The driver classes are the usual ones (``ipmi``, ``redfish``, or a
+vendor's), built in the power process from the same settings; only their
+primitive calls (``_power_on``, ``_get_power_state`` ...) cross the pipe.
+The read-back discipline of ``PowerDriver`` stays in the controller, so
+evidence is still what the device read, and a fence's power-off queues
+behind an earlier call to the same BMC in the same order as before (one
+driver per BMC, its own lock). Failures cross as the typed errors they
+were. The process ends when its pipe closes: a controller that exits, or is
+killed, takes it along; one that dies under the controller is started
+again at the next call, the calls it held failing as transient.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from multiprocessing.connection import Connection
+
+from voe.drivers.base import BootDevice, PowerDriver, PowerState
+from voe.errors import DriverError, DriverTimeout
+
+GRACE = 2.0
+"""Seconds the controller waits beyond a call's own bound (the driver's
+timeout, times its attempts) before it gives up on the power process."""
+
+CALLS = frozenset({"check", "close", "_power_on", "_power_off", "_soft_off", "_reset", "_power_on_or_reset",
+                   "_get_power_state", "_set_boot_device", "_get_boot_device"})
+"""What the controller may ask of a driver in the power process."""
+
+WORKERS = 512
+"""Calls the power process runs at once. A call mostly waits for its BMC;
+a level's two hundred starts, fences and cross-checks must not queue for a
+thread."""
+
+
+class PowerProcess:
+    """The controller's end: one child process, started at the first call
+    (or by ``start``) and again after it died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._ids = itertools.count()
+        self._pending: dict[int, tuple[Future, str, str, object]] = {}  # call -> future, device, operation, pipe
+        self._proc = None
+        self._conn = None
+
+    def start(self) -> None:
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self) -> None:
+        """A new interpreter (``python -m`` this module), not a fork: a fork
+        of a threaded controller could copy a lock some thread held, and
+        the child must not share pyghmi's state with this process."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        ours, theirs = multiprocessing.Pipe()
+        proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())], pass_fds=(theirs.fileno(),))
+        theirs.close()
+        self._proc, self._conn = proc, ours
+        threading.Thread(target=self._read, args=(ours,), name="voe-power-replies", daemon=True).start()
+
+    def call(self, cls: type[PowerDriver], device: str, settings: dict, op: str, args: tuple, wait: float):
+        """``cls(device, settings).op(*args)`` in the power process; its
+        result, or the DriverError it raised."""
+        future: Future = Future()
+        with self._lock:
+            self._ensure()
+            call_id = next(self._ids)
+            conn = self._conn
+            self._pending[call_id] = (future, device, _operation(op), conn)
+        try:
+            with self._send_lock:
+                conn.send((call_id, cls.__module__, cls.__qualname__, device, settings, op, args))
+        except (OSError, ValueError):
+            self._pending.pop(call_id, None)
+            raise DriverError(device, _operation(op), "the power process is not answering", transient=True) from None
+        try:
+            return future.result(timeout=wait)
+        except FutureTimeout:
+            self._pending.pop(call_id, None)
+            raise DriverTimeout(device, _operation(op), wait) from None
+
+    def _read(self, conn) -> None:
+        """Hand each reply to its caller; when the process dies, fail every
+        call it held (transient: the next call starts it again)."""
+        while True:
+            try:
+                call_id, ok, value = conn.recv()
+            except (EOFError, OSError):
+                break
+            held = self._pending.pop(call_id, None)
+            if held is None:
+                continue  # its caller gave up waiting
+            future = held[0]
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(_rebuilt(*value))
+        with self._lock:
+            if self._conn is conn:
+                self._proc = self._conn = None
+            lost = [i for i, held in self._pending.items() if held[3] is conn]
+            lost = [self._pending.pop(i) for i in lost]
+        for future, device, operation, _ in lost:
+            future.set_exception(DriverError(device, operation, "the power process exited", transient=True))
+
+    def close(self) -> None:
+        """Closing the pipe ends the process (see ``serve``)."""
+        with self._lock:
+            conn, proc, self._conn, self._proc = self._conn, self._proc, None, None
+        if conn is not None:
+            # shut down, not only closed: the reply thread, blocked reading,
+            # holds the socket open until its read returns
+            with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        if proc is not None:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+
+class PowerElsewhere(PowerDriver):
+    """A BMC's power driver whose calls run in the power process: the
+    controller's stand-in for the real driver, with its settings."""
+
+    def __init__(self, real: PowerDriver, process: PowerProcess):
+        super().__init__(real.device, real.settings)
+        self._cls = type(real)
+        self._process = process
+
+    def _ask(self, op: str, *args):
+        s = self.settings
+        return self._process.call(self._cls, self.device, s.model_dump(), op, args,
+                                  s.timeout * (1 + s.retries) + GRACE)
+
+    def check(self) -> str:
+        return self._ask("check")
+
+    def close(self) -> None:
+        try:
+            self._ask("close")
+        except DriverError:
+            pass  # the process is gone, and the driver with it
+
+    def _power_on(self) -> None:
+        self._ask("_power_on")
+
+    def _power_off(self) -> None:
+        self._ask("_power_off")
+
+    def _soft_off(self) -> None:
+        self._ask("_soft_off")
+
+    def _reset(self) -> None:
+        self._ask("_reset")
+
+    def _power_on_or_reset(self) -> None:
+        self._ask("_power_on_or_reset")
+
+    def _get_power_state(self) -> PowerState:
+        return self._ask("_get_power_state")
+
+    def _set_boot_device(self, device: BootDevice, persistent: bool) -> None:
+        self._ask("_set_boot_device", device, persistent)
+
+    def _get_boot_device(self) -> tuple[BootDevice | None, bool]:
+        return self._ask("_get_boot_device")
+
+
+def _operation(op: str) -> str:
+    return op.strip("_").replace("_", " ")
+
+
+def _rebuilt(kind: str, device: str, operation: str, cause: str, transient: bool) -> DriverError:
+    if kind == "timeout":
+        e = DriverTimeout(device, operation, 0)
+        e.cause = cause
+        return e
+    return DriverError(device, operation, cause, transient)
+
+
+# --- the power process ----------------------------------------------------------
+
+
+def serve(conn) -> None:
+    """Run each call on a worker, one driver per device (rebuilt when its
+    settings change); exit when the controller's end of the pipe closes."""
+    from voe.cli.long_running import collect_cycles_less_often
+
+    collect_cycles_less_often()
+    drivers: dict[str, tuple[dict, PowerDriver]] = {}
+    drivers_lock = threading.Lock()
+    send_lock = threading.Lock()
+    workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="voe-power")
+
+    def driver(module: str, qualname: str, device: str, settings: dict) -> PowerDriver:
+        with drivers_lock:
+            held = drivers.get(device)
+            if held is not None and held[0] == settings and type(held[1]).__qualname__ == qualname:
+                return held[1]
+            cls = getattr(importlib.import_module(module), qualname)
+            built = cls(device, cls.Settings(**settings))
+            drivers[device] = (settings, built)
+        if held is not None:
+            workers.submit(held[1].close)  # a Redfish session logged out; its errors are nobody's
+        return built
+
+    def run(call_id: int, module: str, qualname: str, device: str, settings: dict, op: str, args: tuple) -> None:
+        try:
+            if op not in CALLS:
+                raise DriverError(device, op, "not a power driver call")
+            reply = (call_id, True, getattr(driver(module, qualname, device, settings), op)(*args))
+        except DriverError as e:
+            reply = (call_id, False, ("timeout" if isinstance(e, DriverTimeout) else "error", e.device, e.operation,
+                                      e.cause, e.transient))
+        except Exception as e:  # noqa: BLE001 - a driver's bug reaches the controller named, not as a hang
+            reply = (call_id, False, ("error", device, _operation(op), f"{type(e).__name__}: {e}", False))
+        try:
+            with send_lock:
+                conn.send(reply)
+        except (OSError, ValueError):
+            pass  # the controller is gone: so is this process, shortly
+
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)  # the controller closed its end, or died: calls under way go with it
+        workers.submit(run, *message)
+
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1])))

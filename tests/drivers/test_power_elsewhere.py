@@ -1,0 +1,148 @@
+"""BMC drivers in the power process: the controller's calls reach the real
+driver there, with its settings; its failures come back as the typed errors
+they were, naming the device; a BMC that stays silent, or a power process
+that dies, fails the call as transient (a start asks again, a fence tries
+its next level), and the next call finds a new process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from voe.drivers.base import DriverSettings, PowerDriver, PowerState
+from voe.drivers.power.elsewhere import PowerElsewhere, PowerProcess
+from voe.errors import DriverError, DriverTimeout
+
+
+class FileBackedPower(PowerDriver):
+    """A machine whose power lives in a file, so the test can see what the
+    driver in the other process did. ``refuse``: a BMC that rejects the
+    credentials; ``silent``: one that never answers a power-on."""
+
+    class Settings(DriverSettings):
+        path: str
+        refuse: bool = False
+        silent: bool = False
+
+    def check(self) -> str:
+        return f"pid {os.getpid()}"
+
+    def _state(self) -> str:
+        try:
+            with open(self.settings.path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return "off"
+
+    def _write(self, state: str) -> None:
+        with open(self.settings.path, "w") as f:
+            f.write(state)
+
+    def _power_on(self) -> None:
+        if self.settings.refuse:
+            raise DriverError(self.device, "power on", "insufficient privilege")
+        if self.settings.silent:
+            time.sleep(self.settings.timeout)
+            raise DriverTimeout(self.device, "power on", self.settings.timeout)
+        self._write("on")
+
+    def _power_off(self) -> None:
+        self._write("off")
+
+    _soft_off = _power_off
+
+    def _reset(self) -> None:
+        self._write("on")
+
+    def _get_power_state(self) -> PowerState:
+        return PowerState(self._state())
+
+    def _set_boot_device(self, device, persistent) -> None:
+        self._write(self._state())
+
+    def _get_boot_device(self):
+        return ("pxe", True)
+
+
+@pytest.fixture
+def process():
+    p = PowerProcess()
+    p.start()
+    yield p
+    p.close()
+
+
+def driver(process, tmp_path, **settings) -> PowerElsewhere:
+    real = FileBackedPower("h1", FileBackedPower.Settings(path=str(tmp_path / "power"), timeout=0.5, **settings))
+    return PowerElsewhere(real, process)
+
+
+def test_calls_run_in_the_power_process_and_confirm_there_as_here(process, tmp_path):
+    power = driver(process, tmp_path)
+    assert power.check() == f"pid {process.pid}" and process.pid != os.getpid()
+    power.power_on_or_reset()  # the read-back in this process sees what the driver there did
+    assert (tmp_path / "power").read_text() == "on"
+    power.power_off(confirm=True)
+    assert power.power_state() == PowerState.OFF
+
+
+def test_a_refusal_crosses_as_the_typed_error_it_was(process, tmp_path):
+    power = driver(process, tmp_path, refuse=True)
+    with pytest.raises(DriverError) as e:
+        power.power_on()
+    assert (e.value.device, e.value.operation, e.value.cause, e.value.transient) == \
+        ("h1", "power on", "insufficient privilege", False)
+
+
+def test_a_silent_bmc_is_a_transient_timeout_naming_the_host(process, tmp_path):
+    power = driver(process, tmp_path, silent=True)
+    with pytest.raises(DriverTimeout) as e:
+        power.power_on()
+    assert e.value.device == "h1" and e.value.transient
+
+
+def test_a_power_process_that_dies_fails_its_calls_as_transient_and_is_started_again(process, tmp_path):
+    silent, healthy = driver(process, tmp_path, silent=True), driver(process, tmp_path)
+    silent.settings = silent.settings.model_copy(update={"timeout": 30.0})
+    first = process.pid
+    began = time.monotonic()
+    threading.Timer(0.3, os.kill, (first, signal.SIGKILL)).start()
+    with pytest.raises(DriverError) as e:
+        silent.power_on()
+    assert e.value.transient and "exited" in e.value.cause and time.monotonic() - began < 10
+    healthy.power_on()
+    assert process.pid not in (None, first) and healthy.power_state() == PowerState.ON
+
+
+def test_the_power_process_ends_when_the_controller_closes_it(tmp_path):
+    p = PowerProcess()
+    p.start()
+    pid = p.pid
+    p.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_the_power_process_ends_with_a_controller_killed_outright():
+    """A controller SIGKILLed leaves no power process behind to send a
+    call it had queued after the next controller has taken over."""
+    controller = subprocess.Popen([sys.executable, "-c", "from voe.drivers.power.elsewhere import PowerProcess\n"
+                                   "import time\np = PowerProcess(); p.start(); print(p.pid, flush=True); time.sleep(60)"],
+                                  stdout=subprocess.PIPE, text=True)
+    child = int(controller.stdout.readline())
+    controller.kill()
+    controller.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the power process outlived its controller")
