@@ -6,9 +6,11 @@ controller does not answer is tried again, as iPXE does."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
+import types
 
 from voe.lab import machine as machine_module
 from voe.lab.machine import Machine, ProcessOS
@@ -130,3 +132,15 @@ def test_a_controller_that_never_answers_leaves_no_bootable_device(tmp_path, mon
     boot = m.wait_booted(5)
     assert boot is not None and boot.outcome == "no bootable device" and network.asked == machine_module.FETCH_TRIES
     m.power_off()
+
+
+def test_a_thaw_that_finds_the_os_gone_does_nothing(tmp_path):
+    """A repair thaws a hung OS while a fence's power-off may be killing
+    it: a process group gone between the look and the signal is an OS
+    no longer there to thaw, not a failed repair (it failed a fault
+    campaign's control call)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    gone.wait()
+    os_ = ProcessOS([sys.executable, "-c", "pass"], tmp_path)
+    os_.proc = types.SimpleNamespace(pid=gone.pid, poll=lambda: None)  # still looked alive a moment ago
+    os_.freeze(False)  # the group is gone: no ProcessLookupError

@@ -128,7 +128,10 @@ class ProcessOS:
 
     def freeze(self, frozen: bool) -> None:
         if self.alive():
-            os.killpg(self.proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+            try:
+                os.killpg(self.proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+            except ProcessLookupError:
+                return  # it exited since: nothing left to freeze or thaw
             self.frozen = frozen
 
 
@@ -269,7 +272,11 @@ class Machine:
     # --- faults ---------------------------------------------------------------
 
     def hang(self, frozen: bool) -> None:
-        self.os.freeze(frozen)
+        """Under the machine's lock: a repair's thaw raced a fence's
+        power-off killing the same process group (the thaw then signalled a
+        group gone, and the lab's control call failed)."""
+        with self.lock:
+            self.os.freeze(frozen)
         self.on_change(self)
 
     def crash_os(self) -> None:
