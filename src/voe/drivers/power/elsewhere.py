@@ -236,11 +236,24 @@ def serve(conn) -> None:
             workers.submit(held[1].close)  # a Redfish session logged out; its errors are nobody's
         return built
 
+    def close(device: str, settings: dict) -> None:
+        """The driver built from these settings, if it is still the one:
+        closing a driver replaced since must not build it again."""
+        with drivers_lock:
+            held = drivers.get(device)
+            if held is None or held[0] != settings:
+                return
+            del drivers[device]
+        held[1].close()
+
     def run(call_id: int, module: str, qualname: str, device: str, settings: dict, op: str, args: tuple) -> None:
         try:
             if op not in CALLS:
                 raise DriverError(device, op, "not a power driver call")
-            reply = (call_id, True, getattr(driver(module, qualname, device, settings), op)(*args))
+            if op == "close":
+                reply = (call_id, True, close(device, settings))
+            else:
+                reply = (call_id, True, getattr(driver(module, qualname, device, settings), op)(*args))
         except DriverError as e:
             reply = (call_id, False, ("timeout" if isinstance(e, DriverTimeout) else "error", e.device, e.operation,
                                       e.cause, e.transient))
