@@ -38,14 +38,18 @@ export default function PersonaPanel({ api, persona, status, networks, onAction,
   const [shown, setShown] = useState(persona.name);
 
   useEffect(() => {
-    if (persona.name !== shown) {
+    const another = persona.name !== shown;
+    if (another) {
       setShown(persona.name);
       setDirty(false);
     } else if (dirty) {
       setBanner({ ok: false, text: "changed elsewhere while you edit: Save keeps your values, Revert takes the new ones" });
       return;
     }
-    setDraft(toDraft(persona)); setErrors({}); setBanner(null); setPreview(null);
+    // the refresh a save sets off (the event stream's copy of what was just
+    // saved) may land after the save's answer: it keeps the "saved" banner
+    setDraft(toDraft(persona)); setErrors({}); setPreview(null);
+    setBanner((b) => (!another && b?.ok ? b : null));
   }, [persona]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     let live = true;
