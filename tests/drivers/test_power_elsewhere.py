@@ -146,3 +146,21 @@ def test_the_power_process_ends_with_a_controller_killed_outright():
             return
         time.sleep(0.05)
     raise AssertionError("the power process outlived its controller")
+
+
+def test_a_call_the_power_process_could_not_begin_in_time_is_dropped_unbegun(process, tmp_path, monkeypatch):
+    """A power process stalled (swapped out, stopped) past the grace while
+    calls queued for it: once it runs again, those calls must not go out,
+    since their controller may have given up, fenced the server, and be
+    counting on it staying off."""
+    from voe.drivers.power import elsewhere
+
+    monkeypatch.setattr(elsewhere, "GRACE", 0.3)
+    power = driver(process, tmp_path)
+    power.power_state()  # the process's driver is built and warm
+    os.kill(process.pid, signal.SIGSTOP)
+    threading.Timer(0.8, os.kill, (process.pid, signal.SIGCONT)).start()
+    with pytest.raises(DriverError) as e:
+        power.power_on(confirm=False)
+    assert e.value.transient and "too busy" in e.value.cause
+    assert not (tmp_path / "power").exists() or (tmp_path / "power").read_text() == "off"

@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing.connection import Connection
@@ -43,7 +44,10 @@ from voe.errors import DriverError, DriverTimeout
 
 GRACE = 2.0
 """Seconds the controller waits beyond a call's own bound (the driver's
-timeout, times its attempts) before it gives up on the power process."""
+timeout, times its attempts) before it gives up on the power process; a
+call the power process cannot begin within this long of its sending is
+dropped unbegun, so that no call goes out to a BMC after the controller
+gave up on it (a power-on after the fence that followed)."""
 
 CALLS = frozenset({"check", "close", "_power_on", "_power_off", "_soft_off", "_reset", "_power_on_or_reset",
                    "_get_power_state", "_set_boot_device", "_get_boot_device"})
@@ -94,7 +98,8 @@ class PowerProcess:
             self._pending[call_id] = (future, device, _operation(op), conn)
         try:
             with self._send_lock:
-                conn.send((call_id, cls.__module__, cls.__qualname__, device, settings, op, args))
+                conn.send((call_id, time.monotonic() + GRACE, cls.__module__, cls.__qualname__, device, settings,
+                           op, args))
         except (OSError, ValueError):
             self._pending.pop(call_id, None)
             raise DriverError(device, _operation(op), "the power process is not answering", transient=True) from None
@@ -246,8 +251,12 @@ def serve(conn) -> None:
             del drivers[device]
         held[1].close()
 
-    def run(call_id: int, module: str, qualname: str, device: str, settings: dict, op: str, args: tuple) -> None:
+    def run(call_id: int, begin_by: float, module: str, qualname: str, device: str, settings: dict, op: str,
+            args: tuple) -> None:
         try:
+            if time.monotonic() > begin_by:  # one clock for both processes: CLOCK_MONOTONIC is system-wide
+                raise DriverError(device, _operation(op), "the power process was too busy to begin it in time",
+                                  transient=True)
             if op not in CALLS:
                 raise DriverError(device, op, "not a power driver call")
             if op == "close":
