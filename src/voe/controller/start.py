@@ -45,8 +45,9 @@ PLACEMENT_LOCK = threading.Lock()
 personas never take the last slot of one machine."""
 
 
-def machines_now(ctx: Ctx, last_resort: bool = False):
-    """What placement may choose from now. A fenced host is out until an
+def machines_now(ctx: Ctx, last_resort: bool = False, also: tuple[Placed, ...] = ()):
+    """What placement may choose from now, with ``also`` (placements of
+    this batch, not yet recorded) taken. A fenced host is out until an
     operator clears it, except, as a last resort, a server that a fence
     powered off (confirmed off, so nothing runs there; booting it again is
     better than leaving a persona down). A hypervisor host powered off has
@@ -57,6 +58,7 @@ def machines_now(ctx: Ctx, last_resort: bool = False):
     inv = ctx.inventory()
     ctx.switches.await_verdicts((sw.name for sw in inv.switches), doubt_is_enough=True)
     allocations = [capacity.Allocation(i.persona, i.kind, i.host) for i in ctx.runtime.live()]
+    allocations += [capacity.Allocation(pl.persona, pl.kind, pl.host) for pl in also]
     fenced = ctx.runtime.fenced_hosts()
     hosts = inv.by_name("hosts")
     if last_resort:
@@ -97,7 +99,7 @@ def place(ctx: Ctx, p: Persona) -> None:
                 continue
             try:
                 placed = _place_one(ctx, placer, inv, personas[name], states[name], latest.get(name),
-                                    intents.get(name) or {})
+                                    intents.get(name) or {}, tuple(placements))
             except StaleState as e:
                 refusals[name] = e
                 continue
@@ -111,9 +113,15 @@ def place(ctx: Ctx, p: Persona) -> None:
                 ctx.log("warning", "controller", f"placing {name} with {p.name}: {refused}", persona=name)
 
 
-def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: dict) -> Placed | None:
+def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: dict,
+               batch: tuple[Placed, ...]) -> Placed | None:
     """The placement to record for ``p``, or None when there is none to
-    record (it carried on, or fits nowhere: said so already)."""
+    record (it carried on, or fits nowhere: said so already). Every choice
+    is made on ``placer``, the batch's books, or on machines that count the
+    ``batch`` placed so far: two personas retargeted in one batch (fenced
+    together) were each given the same spare server, one by the batch's
+    placer and one by a placer of its own that did not know of the other,
+    and one of the two never booted (a server boots one script)."""
     if current is not None and current.ended_at is None:
         # a controller died between recording the incarnation and the
         # transition: carry on with the incarnation already recorded (its
@@ -136,16 +144,14 @@ def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: d
     if retarget and decision.ok and decision.machine.host in ctx.failed_hosts.members():
         # whatever failed there (a partition, a sick hypervisor) may be
         # unseen still: another host if one fits
-        elsewhere = Placer(machines_now(ctx)[1]).place(
-            p, Constraint(avoid_host=moving.avoid_host, shun=ctx.failed_hosts.members()))
-        if elsewhere.ok:
-            placer.release(p, decision.machine)
-            decision = elsewhere
+        placer.release(p, decision.machine)
+        elsewhere = placer.place(p, Constraint(avoid_host=moving.avoid_host, shun=ctx.failed_hosts.members()))
+        decision = elsewhere if elsewhere.ok else placer.place(p, moving)
     if not decision.ok and retarget:
         # the host it was fenced on is the only one left: better than none
         decision = placer.place(p, Constraint())
     if not decision.ok and retarget:
-        fallback = Placer(machines_now(ctx, last_resort=True)[1]).place(p, Constraint())
+        fallback = Placer(machines_now(ctx, last_resort=True, also=batch)[1]).place(p, Constraint())
         if fallback.ok:
             decision = fallback
             decision.why += " (a host powered off by an earlier fence: nothing else fits)"

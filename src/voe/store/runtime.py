@@ -68,6 +68,16 @@ class StaleState(VoeError):
     """Someone else moved the persona since it was read; re-read and decide again."""
 
 
+class ServerTaken(StaleState):
+    """A placement on a physical server that another persona's live
+    incarnation holds: placed again against fresh capacity. A server boots
+    one script, so the second persona would never have come up."""
+
+    def __init__(self, persona: str, host: str, holder: str):
+        self.persona, self.host, self.holder = persona, host, holder
+        super().__init__(f"refusing to place {persona} on {host}: {holder} holds that server")
+
+
 log = logging.getLogger("voe.store.runtime")
 
 HEARTBEAT_PERSIST_EVERY = 5.0
@@ -103,6 +113,9 @@ _BOOT_SCRIPT = select(schema.boot_scripts.c.script).where(schema.boot_scripts.c.
 _LIVE_GENERATIONS = (select(_INC.c.generation)
                      .where((_INC.c.persona == bindparam("persona")) & _INC.c.ended_at.is_(None)))
 _LAST_GENERATION = select(func.max(_INC.c.generation)).where(_INC.c.persona == bindparam("persona"))
+_HOLDER_OF_SERVER = (select(_INC.c.persona)
+                     .where((_INC.c.host == bindparam("host")) & (_INC.c.kind == "physical") & _INC.c.ended_at.is_(None))
+                     .limit(1))
 _INSERT_INCARNATION = insert(_INC)
 
 
@@ -302,9 +315,10 @@ class RuntimeStore:
         a group start is placed at once, and a transaction per write queued
         the placement behind every other writer twice per persona. Each
         placement is refused, alone, while an earlier incarnation of its
-        persona is live (``DoubleStartRefused``), or when its persona is no
-        longer placing (``StaleState``). Returns each persona's generation,
-        or why it was refused."""
+        persona is live (``DoubleStartRefused``), when its persona is no
+        longer placing (``StaleState``), or when its physical server is held
+        by another persona's live incarnation (``ServerTaken``). Returns
+        each persona's generation, or why it was refused."""
         outcome: dict[str, int | VoeError] = {}
         with self._guard, self.engine.begin() as c:
             for pl in sorted(placements, key=lambda pl: pl.persona):  # the persona locks in one order (``transitions``)
@@ -312,6 +326,10 @@ class RuntimeStore:
                 live = [r.generation for r in c.execute(_LIVE_GENERATIONS, {"persona": pl.persona})]
                 if live:
                     outcome[pl.persona] = DoubleStartRefused(pl.persona, live)
+                    continue
+                holder = c.execute(_HOLDER_OF_SERVER, {"host": pl.host}).scalar() if pl.kind == "physical" else None
+                if holder is not None:
+                    outcome[pl.persona] = ServerTaken(pl.persona, pl.host, holder)
                     continue
                 try:
                     with c.begin_nested():
@@ -334,6 +352,8 @@ class RuntimeStore:
                 self.events.append("critical", "safety",
                                    f"refused a second incarnation of {refused.persona}: {refused.live} still live",
                                    persona=refused.persona)
+            elif isinstance(refused, ServerTaken):
+                self.events.append("error", "controller", str(refused), persona=refused.persona, host=refused.host)
         if transition:
             self.touch(*outcome)
         return outcome

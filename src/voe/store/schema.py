@@ -119,6 +119,7 @@ incarnations = Table(
     UniqueConstraint("persona", "generation", name="uq_incarnations_persona"),
 )
 Index("ix_incarnations_live", incarnations.c.persona, incarnations.c.ended_at)
+Index("ix_incarnations_host_live", incarnations.c.host, incarnations.c.ended_at)
 
 heartbeats = Table(
     "heartbeats",
