@@ -7,40 +7,19 @@ physical server another persona's live incarnation holds."""
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 
-from harness import free_port, load
+from tests.controller.conftest import watching
 from voe.controller import start
-from voe.controller.context import Ctx
 from voe.controller.decide import RETARGET
-from voe.controller.devices import Devices
-from voe.controller.timing import Timing
-from voe.domain.inventory import parse
 from voe.domain.lifecycle import Event, State
-from voe.lab.switch_emulator import SwitchEmulator
 from voe.store.runtime import Placed, ServerTaken
 
 
 @pytest.fixture
-def ctx(services):
-    doc = load()
-    for sw in doc["switches"]:
-        sw["settings"]["port"] = free_port(socket.SOCK_DGRAM)
-    inv = parse(doc)
-    services.inventory.write(lambda _: inv)
-    emulators = [SwitchEmulator(sw, "127.0.0.1", sw.settings["port"]) for sw in inv.switches]
-    for e in emulators:
-        e.start()
-    ctx = Ctx(services, services.runtime, Devices(3.0), Timing(), "http://127.0.0.1:1")
-    stop = threading.Event()
-    ctx.switches.start(ctx.inventory, stop)
-    yield ctx
-    stop.set()
-    for e in emulators:
-        e.stop()
+def ctx(services, review_switches):
+    with watching(services) as ctx:
+        yield ctx
 
 
 def test_two_personas_retargeted_in_one_batch_get_two_servers(ctx):
