@@ -14,6 +14,30 @@ def test_migrations_create_exactly_the_declared_schema(services):
     assert diffs == []
 
 
+def test_an_inventory_write_by_another_controller_is_read_at_once(services, store_url, tmp_path):
+    """A controller reuses the inventory it loaded last while the store's
+    inventory version is unchanged; a write by another controller on the
+    same store (PostgreSQL scale-out, or a CLI on the SQLite file) bumps
+    it, so the next read sees the write, and an unchanged store costs no
+    reload."""
+    from voe.controller.services import Services
+
+    first = services.inventory
+    first.write(lambda inv: inv.model_copy(update={"networks": []}))
+    before = first.load()
+    assert first.load() is before  # nothing changed: the same object, not a reload
+
+    other = Services.open(services.data_dir if store_url is None else tmp_path / "other", store_url)
+    try:
+        other.inventory.write(lambda inv: inv.model_validate(
+            {**inv.model_dump(), "networks": [{"name": "front", "vlan": 100, "subnet": "10.0.0.0/16"}]}))
+    finally:
+        other.close()
+    after = first.load()
+    assert [n.name for n in after.networks] == ["front"]
+    assert first.load() is after
+
+
 def test_lists_paginate_and_filter(api):
     api.post("/api/v1/networks", json={"name": "front", "vlan": 100, "subnet": "10.0.0.0/16"})
     api.post("/api/v1/networks", json={"name": "back", "vlan": 200, "subnet": "10.1.0.0/16"})

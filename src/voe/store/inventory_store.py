@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from voe.domain import inventory as inv_rules
@@ -28,6 +28,8 @@ from voe.store.secrets import Sealer
 LocMap = Callable[[tuple], tuple | None]
 """Maps a problem's path, ``(kind, object name, field...)``, to the caller's
 path (a request body field, say); None keeps it as it is."""
+
+_VERSION = select(schema.inventory_version.c.version).where(schema.inventory_version.c.id == 1)
 
 
 @dataclass
@@ -61,30 +63,28 @@ class InventoryStore:
         # SQLite has one writer anyway; on PostgreSQL an advisory lock
         # serializes inventory writes across controllers.
         self._write_lock = threading.Lock()
-        self._cache: tuple[tuple, Inventory] | None = None
-        self._writes = 0  # bumped by every write of this process
+        self._cache: tuple[int, Inventory] | None = None  # the version loaded, and what it held
 
     # --- reads ----------------------------------------------------------
 
     def load(self, conn: Connection | None = None) -> Inventory:
         """The whole inventory with secrets unsealed (for drivers and writes).
 
-        Outside a write, the last load is reused while the table's fingerprint
-        (row count, revisions, newest change) is unchanged: the reconciler
-        reads the inventory many times a second, and it changes rarely.
-        Callers must treat the result as read-only."""
-        if conn is None:
-            with self.reader.connect() as c:
-                t = schema.objects
-                key = (self._writes,) + tuple(c.execute(select(
-                    func.count(), func.sum(t.c.revision), func.max(t.c.updated_at), func.max(t.c.created_at))).one())
-                cached = self._cache
-                if cached is not None and cached[0] == key:
-                    return cached[1]
-                inv = self._load(c)
-                self._cache = (key, inv)
-                return inv
-        return self._load(conn)
+        Outside a write, the last load is reused while the inventory's
+        version (one row, bumped by every write, this controller's or
+        another's) is unchanged: the reconciler, every start and every
+        agent's configuration read it, and it changes rarely. Callers must
+        treat the result as read-only."""
+        if conn is not None:
+            return self._load(conn)
+        with self.reader.connect() as c:
+            version = c.execute(_VERSION).scalar_one()
+            cached = self._cache
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            inv = self._load(c)
+            self._cache = (version, inv)
+            return inv
 
     def _load(self, conn: Connection) -> Inventory:
         rows = conn.execute(select(schema.objects.c.kind, schema.objects.c.spec)).all()
@@ -120,7 +120,7 @@ class InventoryStore:
             changes = diff(current, new, prune=prune)
             if not dry_run and changes:
                 self._persist(conn, new, changes)
-                self._writes += 1
+                conn.execute(update(schema.inventory_version).values(version=schema.inventory_version.c.version + 1))
             return WriteResult(changes, new)
 
     def _persist(self, conn: Connection, new: Inventory, changes: list[Change]) -> None:

@@ -50,6 +50,17 @@ objects = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+inventory_version = Table(
+    "inventory_version",
+    metadata,
+    Column("id", Integer, primary_key=True, comment="always 1: one row"),
+    Column("version", BigInteger, nullable=False, comment="bumped by every inventory write, in its transaction"),
+)
+"""What an inventory read checks before reusing the inventory it last
+loaded (see ``InventoryStore.load``): one row, where a fingerprint of every
+object's row was a scan of the whole table, 1.2 ms at a thousand personas,
+and a controller starting them read the inventory some 5,000 times."""
+
 claims = Table(
     "claims",
     metadata,
