@@ -4,42 +4,14 @@ still has another level to try must not wait out a switch known silent."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
-from harness import free_port, load
 from voe.controller.device_watch import DeviceWatch
 from voe.controller.ports import GaveWay, PortKeeper
-from voe.domain.inventory import parse
 from voe.drivers.switch.snmp import SnmpSwitch
 from voe.errors import DriverError
-from voe.lab.switch_emulator import SwitchEmulator
-
-
-@pytest.fixture
-def fabric(services):
-    """The review's datacenter with its two switches emulated over real
-    SNMP, and web-1 running as a VM on dl360-1 (a hypervisor host)."""
-    doc = load()
-    for sw in doc["switches"]:
-        sw["settings"]["port"] = free_port(socket.SOCK_DGRAM)
-    inv = parse(doc)
-    emulators = {sw.name: SwitchEmulator(sw, "127.0.0.1", sw.settings["port"]) for sw in inv.switches}
-    for e in emulators.values():
-        e.start()
-    drivers = {sw.name: SnmpSwitch.from_switch(sw) for sw in inv.switches}
-    watch = DeviceWatch("switch", lambda i: i.by_name("switches"), lambda sw: drivers[sw.name], lambda *a, **k: None,
-                        0.5, shunned="new trunks")
-    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch)
-    services.runtime.begin_incarnation("web-1", "vm", "dl360-1", "web-1", "02:56:4f:00:00:07", "test")
-    keeper.reconcile(lambda: inv, ["dl360-1"])
-    yield inv, keeper, watch, {name: e.state for name, e in emulators.items()}, emulators
-    for d in drivers.values():
-        d.close()
-    for e in emulators.values():
-        e.stop()
 
 
 def watched_keeper(inv, services, interval: float, driver_timeout: float):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 from voe.controller import ports
-from tests.controller.test_fabric_fence_ports import fabric  # noqa: F401 (the fixture)
 
 
 def eventually(check, timeout: float = 10.0):
@@ -26,7 +25,7 @@ def carries(state, port: int, native: int | None, tagged: set[int]) -> bool:
         and (native is None or view.pvid == native)
 
 
-def test_a_reserved_server_carries_its_personas_vlans_before_it_starts_and_nothing_after_the_reservation_goes(fabric):  # noqa: F811
+def test_a_reserved_server_carries_its_personas_vlans_before_it_starts_and_nothing_after_the_reservation_goes(fabric):
     inv, keeper, _, state, _ = fabric
     # dl360-2 is cabled to sw1 port 2 (its trunk) and sw2 port 2; bea-1
     # boots from storage (300, native) and has back (200) tagged
@@ -39,7 +38,7 @@ def test_a_reserved_server_carries_its_personas_vlans_before_it_starts_and_nothi
     background_passes_done()
 
 
-def test_what_runs_on_a_server_decides_its_ports_over_a_reservation(fabric, services):  # noqa: F811
+def test_what_runs_on_a_server_decides_its_ports_over_a_reservation(fabric, services):
     """Plans are hints: a server reserved by one group start may meanwhile
     run a persona placed there by another; its ports are that persona's."""
     inv, keeper, _, state, _ = fabric
