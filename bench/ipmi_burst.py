@@ -26,7 +26,7 @@ from lab_scale import datacenter
 
 from voe.domain.inventory import parse
 from voe.drivers.base import PowerDriver
-from voe.drivers.power.elsewhere import PowerElsewhere, PowerProcess
+from voe.drivers.elsewhere import PowerElsewhere, DriverProcess
 from voe.drivers.power.ipmi import IpmiPower
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     doc = datacenter(args.hosts, switches=1)
     with tempfile.TemporaryDirectory() as tmp:
         lab = lab_alone(doc, Path(tmp))
-        elsewhere = PowerProcess() if args.power_process else None
+        elsewhere = DriverProcess() if args.power_process else None
         try:
             drivers: list[PowerDriver] = [IpmiPower.from_host(h) for h in parse(doc).hosts]
             if elsewhere is not None:

@@ -31,7 +31,7 @@ sequence at once (boot device, power, each read back). pyghmi serves every
 IPMI session of a process under one lock and one I/O thread: with it in the
 controller, a level's hundred power-ons at once convoyed there until calls
 timed out and their servers were fenced, and sixteen at a time was the most
-that paid. In the power process (``drivers.power.elsewhere``) sixty-four at
+that paid. In the power process (``drivers.elsewhere``) sixty-four at
 a time answer without a retry, and a level of two hundred servers spends
 0.1 s (median) waiting for a slot instead of 0.6 to 2.3 s. Fences and
 cross-checks do not queue here: they must not wait behind a group start."""

@@ -1,5 +1,6 @@
-"""BMC power drivers run in a process of their own, the controller asking
-them over a pipe.
+"""Drivers run in a process of their own, the controller asking them over
+a pipe: BMC power drivers in the controller's power process, and the device
+watches' probes of switches and hypervisors in its probe process.
 
 Why: pyghmi serves every IPMI session of a process from one I/O thread, and
 each of a call's exchanges wakes that thread and then the caller. In a
@@ -11,6 +12,15 @@ two hundred power-ons queued behind sixteen of them at a time. In a process
 of its own the sessions' I/O competes only with other BMC calls, on the
 machine's other core, and the controller's share of a call is one message
 each way.
+
+Probes, for the same reason: at a thousand personas, twenty switch and
+twenty hypervisor probes a second cost the controller a sixth of its CPU
+(an SNMP exchange, or an HTTP request, each about 2 ms), and a probe
+answered late in a busy controller made a live switch look slow, then
+doubtful. In a process of their own (not the power process, whose BMC
+bursts must not delay them) their answers come on time, and each costs the
+controller one message each way. The probe's driver is built there from the
+device's inventory entry, with the probe's timeout and no retries.
 
 The driver classes are the usual ones (``ipmi``, ``redfish``, or a
 vendor's), built in the power process from the same settings; only their
@@ -44,22 +54,22 @@ from voe.errors import DriverError, DriverTimeout
 
 GRACE = 2.0
 """Seconds the controller waits beyond a call's own bound (the driver's
-timeout, times its attempts) before it gives up on the power process; a
-call the power process cannot begin within this long of its sending is
+timeout, times its attempts) before it gives up on the process; a
+call the process cannot begin within this long of its sending is
 dropped unbegun, so that no call goes out to a BMC after the controller
 gave up on it (a power-on after the fence that followed)."""
 
-CALLS = frozenset({"check", "close", "_power_on", "_power_off", "_soft_off", "_reset", "_power_on_or_reset",
+CALLS = frozenset({"probe", "check", "close", "_power_on", "_power_off", "_soft_off", "_reset", "_power_on_or_reset",
                    "_get_power_state", "_set_boot_device", "_get_boot_device"})
-"""What the controller may ask of a driver in the power process."""
+"""What the controller may ask of a driver in the process."""
 
 WORKERS = 512
-"""Calls the power process runs at once. A call mostly waits for its BMC;
+"""Calls the process runs at once. A call mostly waits for its BMC;
 a level's two hundred starts, fences and cross-checks must not queue for a
 thread."""
 
 
-class PowerProcess:
+class DriverProcess:
     """The controller's end: one child process, started at the first call
     (or by ``start``) and again after it died."""
 
@@ -85,10 +95,11 @@ class PowerProcess:
         proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())], pass_fds=(theirs.fileno(),))
         theirs.close()
         self._proc, self._conn = proc, ours
-        threading.Thread(target=self._read, args=(ours,), name="voe-power-replies", daemon=True).start()
+        threading.Thread(target=self._read, args=(ours,), name="voe-driver-replies", daemon=True).start()
 
-    def call(self, cls: type[PowerDriver], device: str, settings: dict, op: str, args: tuple, wait: float):
-        """``cls(device, settings).op(*args)`` in the power process; its
+    def call(self, cls: type[PowerDriver] | None, device: str, settings: dict, op: str, args: tuple, wait: float):
+        """``cls(device, settings).op(*args)`` in the process (no ``cls``:
+        a ``probe``, whose driver is built from the inventory entry); its
         result, or the DriverError it raised."""
         future: Future = Future()
         with self._lock:
@@ -98,16 +109,22 @@ class PowerProcess:
             self._pending[call_id] = (future, device, _operation(op), conn)
         try:
             with self._send_lock:
-                conn.send((call_id, time.monotonic() + GRACE, cls.__module__, cls.__qualname__, device, settings,
-                           op, args))
+                conn.send((call_id, time.monotonic() + GRACE, cls and cls.__module__, cls and cls.__qualname__,
+                           device, settings, op, args))
         except (OSError, ValueError):
             self._pending.pop(call_id, None)
-            raise DriverError(device, _operation(op), "the power process is not answering", transient=True) from None
+            raise DriverError(device, _operation(op), "its driver process is not answering", transient=True) from None
         try:
             return future.result(timeout=wait)
         except FutureTimeout:
             self._pending.pop(call_id, None)
             raise DriverTimeout(device, _operation(op), wait) from None
+
+    def probe(self, kind: str, device: str, spec: dict, timeout: float) -> str:
+        """A probe of the switch or hypervisor host whose inventory entry is
+        ``spec`` (``kind``: switch | hypervisor): its driver's ``check``,
+        with ``timeout`` and no retries."""
+        return self.call(None, device, spec, "probe", (kind, timeout), timeout + GRACE)
 
     def _read(self, conn) -> None:
         """Hand each reply to its caller; when the process dies, fail every
@@ -131,7 +148,7 @@ class PowerProcess:
             lost = [i for i, held in self._pending.items() if held[3] is conn]
             lost = [self._pending.pop(i) for i in lost]
         for future, device, operation, _ in lost:
-            future.set_exception(DriverError(device, operation, "the power process exited", transient=True))
+            future.set_exception(DriverError(device, operation, "its driver process exited", transient=True))
 
     def close(self) -> None:
         """Closing the pipe ends the process (see ``serve``)."""
@@ -159,7 +176,7 @@ class PowerElsewhere(PowerDriver):
     """A BMC's power driver whose calls run in the power process: the
     controller's stand-in for the real driver, with its settings."""
 
-    def __init__(self, real: PowerDriver, process: PowerProcess):
+    def __init__(self, real: PowerDriver, process: DriverProcess):
         super().__init__(real.device, real.settings)
         self._cls = type(real)
         self._process = process
@@ -203,6 +220,24 @@ class PowerElsewhere(PowerDriver):
         return self._ask("_get_boot_device")
 
 
+class ProbeElsewhere:
+    """A device watch's probe driver whose ``check`` runs in the probe
+    process; ``spec`` is the device's inventory entry (a switch, or a host
+    with a hypervisor), dumped once here and sent with every probe."""
+
+    def __init__(self, kind: str, entry, timeout: float, process: DriverProcess):
+        self.device = entry.name
+        self._kind, self._timeout, self._process = kind, timeout, process
+        self._spec = entry.model_dump(mode="json")
+
+    def check(self) -> str:
+        return self._process.probe(self._kind, self.device, self._spec, self._timeout)
+
+    def close(self) -> None:
+        """Nothing here: the process closes its driver when a probe brings a
+        changed entry, or when it ends."""
+
+
 def _operation(op: str) -> str:
     return op.strip("_").replace("_", " ")
 
@@ -215,16 +250,19 @@ def _rebuilt(kind: str, device: str, operation: str, cause: str, transient: bool
     return DriverError(device, operation, cause, transient)
 
 
-# --- the power process ----------------------------------------------------------
+# --- the driver process ---------------------------------------------------------
 
 
 def serve(conn) -> None:
     """Run each call on a worker, one driver per device (rebuilt when its
     settings change); exit when the controller's end of the pipe closes."""
     from voe.cli.long_running import collect_cycles_less_often
+    from voe.domain.models import Host, Switch
+    from voe.drivers import factory
 
     collect_cycles_less_often()
     drivers: dict[str, tuple[dict, PowerDriver]] = {}
+    probes: dict[tuple[str, str], tuple[tuple, object]] = {}  # (kind, device) -> (entry, timeout), its driver
     drivers_lock = threading.Lock()
     send_lock = threading.Lock()
     workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="voe-power")
@@ -241,6 +279,27 @@ def serve(conn) -> None:
             workers.submit(held[1].close)  # a Redfish session logged out; its errors are nobody's
         return built
 
+    def probe(device: str, spec: dict, kind: str, timeout: float) -> str:
+        """The device's probe driver (built here from its inventory entry,
+        again when the entry or the timeout changes) asked ``check``. A
+        device has one probe at a time (``DeviceWatch``), so its driver is
+        built outside the lock: an SNMP engine takes tens of milliseconds."""
+        key, wanted = (kind, device), (spec, timeout)
+        with drivers_lock:
+            held = probes.get(key)
+        if held is not None and held[0] == wanted:
+            return held[1].check()
+        if kind == "switch":
+            built = factory.switch_for(Switch.model_validate(spec))
+        else:
+            built = factory.hypervisor_for_host(Host.model_validate(spec))
+        built.settings = built.settings.model_copy(update={"timeout": timeout, "retries": 0})
+        with drivers_lock:
+            probes[key] = (wanted, built)
+        if held is not None:
+            workers.submit(held[1].close)
+        return built.check()
+
     def close(device: str, settings: dict) -> None:
         """The driver built from these settings, if it is still the one:
         closing a driver replaced since must not build it again."""
@@ -255,11 +314,13 @@ def serve(conn) -> None:
             args: tuple) -> None:
         try:
             if time.monotonic() > begin_by:  # one clock for both processes: CLOCK_MONOTONIC is system-wide
-                raise DriverError(device, _operation(op), "the power process was too busy to begin it in time",
+                raise DriverError(device, _operation(op), "its driver process was too busy to begin it in time",
                                   transient=True)
             if op not in CALLS:
                 raise DriverError(device, op, "not a power driver call")
-            if op == "close":
+            if op == "probe":
+                reply = (call_id, True, probe(device, settings, *args))
+            elif op == "close":
                 reply = (call_id, True, close(device, settings))
             else:
                 reply = (call_id, True, getattr(driver(module, qualname, device, settings), op)(*args))

@@ -1,4 +1,4 @@
-"""BMC drivers in the power process: the controller's calls reach the real
+"""Drivers in a process of their own: the controller's calls reach the real
 driver there, with its settings; its failures come back as the typed errors
 they were, naming the device; a BMC that stays silent, or a power process
 that dies, fails the call as transient (a start asks again, a fence tries
@@ -16,7 +16,7 @@ import time
 import pytest
 
 from voe.drivers.base import DriverSettings, PowerDriver, PowerState
-from voe.drivers.power.elsewhere import PowerElsewhere, PowerProcess
+from voe.drivers.elsewhere import PowerElsewhere, DriverProcess
 from voe.errors import DriverError, DriverTimeout
 
 
@@ -72,7 +72,7 @@ class FileBackedPower(PowerDriver):
 
 @pytest.fixture
 def process():
-    p = PowerProcess()
+    p = DriverProcess()
     p.start()
     yield p
     p.close()
@@ -121,7 +121,7 @@ def test_a_power_process_that_dies_fails_its_calls_as_transient_and_is_started_a
 
 
 def test_the_power_process_ends_when_the_controller_closes_it(tmp_path):
-    p = PowerProcess()
+    p = DriverProcess()
     p.start()
     pid = p.pid
     p.close()
@@ -132,8 +132,8 @@ def test_the_power_process_ends_when_the_controller_closes_it(tmp_path):
 def test_the_power_process_ends_with_a_controller_killed_outright():
     """A controller SIGKILLed leaves no power process behind to send a
     call it had queued after the next controller has taken over."""
-    controller = subprocess.Popen([sys.executable, "-c", "from voe.drivers.power.elsewhere import PowerProcess\n"
-                                   "import time\np = PowerProcess(); p.start(); print(p.pid, flush=True); time.sleep(60)"],
+    controller = subprocess.Popen([sys.executable, "-c", "from voe.drivers.elsewhere import DriverProcess\n"
+                                   "import time\np = DriverProcess(); p.start(); print(p.pid, flush=True); time.sleep(60)"],
                                   stdout=subprocess.PIPE, text=True)
     child = int(controller.stdout.readline())
     controller.kill()
@@ -153,7 +153,7 @@ def test_a_call_the_power_process_could_not_begin_in_time_is_dropped_unbegun(pro
     calls queued for it: once it runs again, those calls must not go out,
     since their controller may have given up, fenced the server, and be
     counting on it staying off."""
-    from voe.drivers.power import elsewhere
+    from voe.drivers import elsewhere
 
     monkeypatch.setattr(elsewhere, "GRACE", 0.3)
     power = driver(process, tmp_path)
@@ -164,3 +164,38 @@ def test_a_call_the_power_process_could_not_begin_in_time_is_dropped_unbegun(pro
         power.power_on(confirm=False)
     assert e.value.transient and "too busy" in e.value.cause
     assert not (tmp_path / "power").exists() or (tmp_path / "power").read_text() == "off"
+
+
+def test_probes_run_in_the_probe_process_and_miss_a_device_that_does_not_answer(process, monkeypatch):
+    """The switch watch's probe answers from the switch's SNMP agent with no
+    SNMP driver built in this process; a switch that stops answering, and a
+    hypervisor API that does not listen, fail the probe as transient errors
+    naming the device, within the probe's timeout."""
+    import socket
+
+    from harness import free_port, load
+    from voe.controller.devices import Devices
+    from voe.domain.inventory import parse
+    from voe.drivers.switch import snmp
+    from voe.lab.switch_emulator import SwitchEmulator
+
+    doc = load()
+    doc["switches"][0]["settings"]["port"] = free_port(socket.SOCK_DGRAM)
+    doc["hosts"][0]["hypervisor"]["url"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    inv = parse(doc)
+    switch, hv_host = inv.switches[0], inv.hosts[0]
+    monkeypatch.setattr(snmp.SnmpSwitch, "__init__", lambda *a, **k: pytest.fail("an SNMP driver built here"))
+    devices = Devices(3.0, probe_process=process)
+    emulator = SwitchEmulator(switch, "127.0.0.1", switch.settings["port"])
+    emulator.start()
+    try:
+        assert devices.switch_probe(switch, 0.5).check()
+    finally:
+        emulator.stop()
+    began = time.monotonic()
+    with pytest.raises(DriverError) as e:
+        devices.switch_probe(switch, 0.5).check()
+    assert (e.value.device, e.value.transient) == (switch.name, True) and time.monotonic() - began < 2.0
+    with pytest.raises(DriverError) as e:
+        devices.hypervisor_probe(hv_host, 0.5).check()
+    assert (e.value.device, e.value.transient) == (hv_host.name, True)
