@@ -30,7 +30,7 @@ def test_a_reserved_server_carries_its_personas_vlans_before_it_starts_and_nothi
     # dl360-2 is cabled to sw1 port 2 (its trunk) and sw2 port 2; bea-1
     # boots from storage (300, native) and has back (200) tagged
     assert carries(state["sw1"], 2, 1, set())  # as the switch came: the default VLAN only
-    keeper.reserve(lambda: inv, {"dl360-2": "bea-1"})
+    keeper.reserve(lambda: inv, {"dl360-2": (("bea-1", "physical"),)})
     assert eventually(lambda: carries(state["sw1"], 2, 300, {200}))
     assert eventually(lambda: carries(state["sw2"], 2, None, set()))  # its other NIC carries nothing
     keeper.reserve(lambda: inv, {})  # the group stopped before bea-1 started, or it went elsewhere
@@ -43,7 +43,7 @@ def test_what_runs_on_a_server_decides_its_ports_over_a_reservation(fabric, serv
     run a persona placed there by another; its ports are that persona's."""
     inv, keeper, _, state, _ = fabric
     services.runtime.begin_incarnation("web-2", "physical", "dl360-2", None, "00:0b:cd:02:00:01", "test")
-    keeper.reserve(lambda: inv, {"dl360-2": "bea-1"})
+    keeper.reserve(lambda: inv, {"dl360-2": (("bea-1", "physical"),)})
     keeper.reconcile(lambda: inv, ["dl360-2"])
     assert carries(state["sw1"], 2, 100, {200})  # web-2: front native, back tagged
     background_passes_done()  # the reservation's own pass changed nothing
@@ -54,3 +54,46 @@ def background_passes_done() -> None:
     """The passes ``reserve`` queued have ended (one worker runs them in
     order), before the fixture closes the switches under them."""
     ports._AHEAD.submit(lambda: None).result()
+
+
+def test_a_hypervisor_hosts_uplink_carries_its_reserved_vms_networks_ahead(fabric, services):
+    """VMs a group start reserved on a hypervisor host with nothing running:
+    its uplink carries their networks before the first of them starts (a
+    level's VMs packed on a fresh host would otherwise all wait for the
+    first one's write), and nothing once the reservation goes."""
+    inv, keeper, _, state, _ = fabric
+    services.runtime.end_incarnation("web-1", 1, "test: stopped")
+    keeper.reconcile(lambda: inv, ["dl360-1"])
+    assert carries(state["sw1"], 1, None, set())  # dl360-1's uplink, bare
+    keeper.reserve(lambda: inv, {"dl360-1": (("web-2", "vm"), ("web-3", "vm"))})
+    assert eventually(lambda: carries(state["sw1"], 1, None, {100, 200}))
+    keeper.reserve(lambda: inv, {})
+    assert eventually(lambda: carries(state["sw1"], 1, None, set()))
+    background_passes_done()
+
+
+def test_a_group_starts_reservations_are_each_servers_one_persona_and_each_hypervisor_hosts_vms(
+        services, review_switches, monkeypatch):
+    """What the reconciler hands the ports as reserved, from the plans of
+    the personas still waiting or being placed: a server planned for two
+    personas (two group starts; plans are hints) is reserved for neither,
+    a hypervisor host for every VM planned there, and a persona already
+    running reserves nothing."""
+    from tests.controller.conftest import watching
+    from voe.controller.reconciler import Reconciler
+    from voe.domain.lifecycle import State
+    from voe.store.runtime import PersonaState, now
+
+    def waiting(persona, kind, host, state=State.WAITING):
+        return PersonaState(persona, state, 0, now(), None, {"kind": kind, "host": host})
+
+    states = {s.persona: s for s in [
+        waiting("bea-1", "physical", "dl360-2"), waiting("oracle", "physical", "dl360-2"),
+        waiting("bea-2", "physical", "dl360-3", State.PLACING),
+        waiting("web-2", "vm", "dl360-1"), waiting("web-3", "vm", "dl360-1"),
+        waiting("lb", "vm", "dl360-1", State.RUNNING)]}
+    with watching(services) as ctx:
+        reserved = {}
+        monkeypatch.setattr(ctx.ports, "reserve", lambda _load, r: reserved.update(r))
+        Reconciler(ctx)._prepare(ctx.inventory(), states)
+    assert reserved == {"dl360-3": (("bea-2", "physical"),), "dl360-1": (("web-2", "vm"), ("web-3", "vm"))}

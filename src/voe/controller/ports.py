@@ -8,7 +8,11 @@ A server that a group start reserved for a persona still waiting for its
 dependencies counts as that persona's, so its ports are configured ahead:
 when the dependencies are ready, the level's starts find their ports right
 and go straight to power-on. The server is off meanwhile (a reserved server
-is a free one), so the VLANs reach nothing running."""
+is a free one), so the VLANs reach nothing running. Likewise a hypervisor
+host's uplink carries ahead the networks of the VMs reserved on it, besides
+those of its VMs running: each VM's vNICs are bound to their own VLANs by
+the hypervisor, so the VLANs reach no VM that is not on them, as on any
+hypervisor host trunked for the VMs it may run."""
 
 from __future__ import annotations
 
@@ -52,15 +56,17 @@ class PortKeeper:
         # hosts being fenced at the fabric, not yet recorded as fenced (a
         # count: two VMs of one hypervisor host may be fenced at once)
         self._shutting: Counter[str] = Counter()
-        self._reserved: dict[str, str] = {}  # server -> the persona a group start reserved it for
+        # host -> what a group start reserved there, as (persona, kind): one
+        # physical persona on a server, VMs on a hypervisor host
+        self._reserved: dict[str, tuple[tuple[str, str], ...]] = {}
         # switch -> the pass writing it now: when it read its plan, and its hosts
         self._passes: dict[str, tuple[float, frozenset[str]]] = {}
 
-    def reserve(self, load_inventory: Callable[[], Inventory], reserved: dict[str, str]) -> None:
-        """The servers now reserved (server -> persona waiting to start
-        there), as the reconciler last saw them: the ports of each server
-        whose reservation came or went are brought to the plan in the
-        background, in one pass per switch. A start that comes first, or a
+    def reserve(self, load_inventory: Callable[[], Inventory], reserved: dict[str, tuple[tuple[str, str], ...]]) -> None:
+        """The hosts now reserved (host -> the personas waiting to start
+        there, with their kind), as the reconciler last saw them: the
+        ports of each host whose reservation changed are brought to the
+        plan in the background, in one pass per switch. A start that comes first, or a
         switch that fails meanwhile, costs nothing: each start still
         reconciles its own ports."""
         changed = sorted(h for h in self._reserved.keys() | reserved.keys() if self._reserved.get(h) != reserved.get(h))
@@ -105,13 +111,15 @@ class PortKeeper:
     def plan(self, inv: Inventory, hosts: Iterable[str]) -> dict[tuple[str, str], PortConfig]:
         """What the ports of ``hosts`` must carry: from the incarnations on
         those hosts only (with every live one, each start of a group cost
-        time in proportion to all that ran already), and on a reserved
-        server with none, from the persona it is reserved for."""
+        time in proportion to all that ran already); on a reserved server
+        with none, from the persona it is reserved for; and on a hypervisor
+        host, from its reserved VMs too."""
         hosts = list(hosts)
         live = [wiring.Placement(i.persona, i.kind, i.host, i.boot_mac) for i in self.runtime.live(hosts)]
         occupied = {pl.host for pl in live}
         reserved = self._reserved
-        live += [wiring.Placement(reserved[h], "physical", h) for h in hosts if h in reserved and h not in occupied]
+        live += [wiring.Placement(persona, kind, h) for h in hosts for persona, kind in reserved.get(h, ())
+                 if kind == "vm" or h not in occupied]
         plan = wiring.port_plan(inv, live, hosts, self.switches.down())
         fenced = self.runtime.fenced_hosts()
         for name in hosts:

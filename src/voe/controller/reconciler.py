@@ -226,27 +226,30 @@ class Reconciler:
             _PREPARE.submit(self.ctx.devices.switch, sw)
 
     def _prepare(self, inv: Inventory, states: dict[str, PersonaState]) -> None:
-        """Ready the servers a group start reserved, while their personas
-        wait for their dependencies: their switch ports configured ahead
-        (see ``ports``), and a session kept open to their BMCs (logging in
-        takes several round trips). Both would otherwise land on the
-        level's critical path when the dependencies become ready."""
+        """Ready the servers and hypervisor hosts a group start reserved,
+        while their personas wait for their dependencies: their switch
+        ports configured ahead (see ``ports``), and a session kept open to
+        the servers' BMCs (logging in takes several round trips). Both
+        would otherwise land on the level's critical path when the
+        dependencies become ready: a level's VMs packed ten to a fresh
+        hypervisor host queued behind the first one's write of its uplink."""
         hosts = inv.by_name("hosts")
-        claims: dict[str, list[str]] = {}
+        claims: dict[str, list[tuple[str, str]]] = {}
         for st in states.values():
             plan = st.plan or {}
-            host = hosts.get(plan.get("host") or "")
-            if st.state not in RESERVING or plan.get("kind") != "physical" or host is None or host.hypervisor:
+            host, kind = hosts.get(plan.get("host") or ""), plan.get("kind")
+            if st.state not in RESERVING or host is None or (kind == "vm") != bool(host.hypervisor):
                 continue
-            claims.setdefault(host.name, []).append(st.persona)
-            if st.state != State.WAITING or host.bmc is None:
+            claims.setdefault(host.name, []).append((st.persona, kind))
+            if kind != "physical" or st.state != State.WAITING or host.bmc is None:
                 continue
             if time.monotonic() - self._prepared.get(host.name, float("-inf")) > PREPARE_EVERY:
                 self._prepared[host.name] = time.monotonic()
                 _PREPARE.submit(_open_bmc_session, self.ctx, host)
         # two group starts may have planned one server (plans are hints):
         # such a server is configured for neither until one starts there
-        self.ctx.ports.reserve(self.ctx.inventory, {h: ps[0] for h, ps in claims.items() if len(ps) == 1})
+        self.ctx.ports.reserve(self.ctx.inventory, {h: tuple(sorted(ps)) for h, ps in claims.items()
+                                                    if len(ps) == 1 or ps[0][1] == "vm"})
 
     def _act(self, p: Persona, nxt: Next) -> None:
         with self._busy_lock:
@@ -285,7 +288,8 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
 BEATING = frozenset({State.BOOTING, State.RUNNING, State.SUSPECT, State.STOPPING})
 """States in which a persona's agent may be beating (see ``pacing``)."""
 RESERVING = (State.WAITING, State.PLACING)
-"""A group start's plan holds its server until the persona is placed."""
+"""A group start's plan holds its server, or its slot on a hypervisor
+host, until the persona is placed."""
 PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm
 _PREPARE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-prepare")
 
