@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness import Stack, cpu_seconds, free_port
+from harness import Stack, cpu_seconds, free_port, helpers_cpu_seconds
 
 LEVELS = 5
 STUCK = 120  # seconds without any member changing state: the run has failed
@@ -81,7 +81,7 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         s = Stack(doc, workdir, env={"VOE_HEARTBEAT_INTERVAL": str(args.beat), "VOE_BOOT_TIMEOUT": "600"}).start()
         try:
-            cpu0 = cpu_seconds(s.controller.pid)
+            cpu0, helpers0 = cpu_seconds(s.controller.pid), helpers_cpu_seconds(s.controller.pid)
             t0 = time.time()
             r = s.http.post("/api/v1/groups/big/start", json={}, timeout=300)
             r.raise_for_status()
@@ -97,6 +97,7 @@ def main() -> None:
                 time.sleep(1)
             t_all = time.time() - t0
             cpu = cpu_seconds(s.controller.pid) - cpu0
+            helpers = {k: v - helpers0.get(k, 0.0) for k, v in helpers_cpu_seconds(s.controller.pid).items()}
             events = []
             after = 0
             while True:
@@ -129,7 +130,8 @@ def main() -> None:
     for k, (placing, placed, booting) in enumerate(phases, start=1):
         print(f"    level {k}: after its dependencies, every member placing {placing:.2f} s, placed {placed:.2f} s, "
               f"powered on {booting:.2f} s")
-    print(f"  controller CPU: {cpu:.1f} s in all, {cpu / args.personas * 1000:.0f} ms per persona")
+    print(f"  controller CPU: {cpu:.1f} s in all, {cpu / args.personas * 1000:.0f} ms per persona"
+          + "".join(f"; {what} {v:.1f} s" for what, v in sorted(helpers.items())))
 
 
 if __name__ == "__main__":

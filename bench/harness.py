@@ -90,6 +90,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def helpers_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time so far of the processes a controller started (its agent
+    service, power and probe processes), by what each is."""
+    out: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            what = "agent service" if b"voe.api.agent_service" in argv else "driver processes"
+            out[what] = out.get(what, 0.0) + cpu_seconds(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return out
+
+
 def lab_alone(doc: dict, workdir: Path) -> subprocess.Popen:
     """``voe lab up`` for ``doc`` with no controller (its machines boot
     nothing), returned once its control port answers."""
@@ -110,12 +128,19 @@ def lab_alone(doc: dict, workdir: Path) -> subprocess.Popen:
 
 
 class Stack:
-    def __init__(self, doc: dict, workdir: Path, env: dict[str, str] | None = None):
+    """A controller and the lab, each a process of its own; with
+    ``agent_service``, the controller serves booting machines and agents
+    from its agent service (``voe serve --agent-port``), and the lab's
+    machines and agents are pointed there (``agents_url``)."""
+
+    def __init__(self, doc: dict, workdir: Path, env: dict[str, str] | None = None, agent_service: bool = True):
         self.doc = doc
         self.workdir = workdir
         self.env = {**os.environ, **(env or {}), "VOE_DATA_DIR": str(workdir / "data")}
         self.port, self.lab_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.agent_port = free_port() if agent_service else None
+        self.agents_url = f"http://127.0.0.1:{self.agent_port}" if agent_service else self.url
         self.file = workdir / "dc.yaml"
         self.file.write_text(dump(doc))
         self.controller: subprocess.Popen | None = None
@@ -128,11 +153,12 @@ class Stack:
 
     def start_controller(self, *serve_args: str) -> None:
         """``serve_args``: more options for ``voe serve`` (``--no-reconcile``: its API alone)."""
-        self.controller = self._voe("serve", "--port", str(self.port), *serve_args, log="controller.log")
+        agents = ("--agent-port", str(self.agent_port)) if self.agent_port else ()
+        self.controller = self._voe("serve", "--port", str(self.port), *agents, *serve_args, log="controller.log")
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if all(httpx.get(f"{u}/healthz", timeout=1).status_code == 200 for u in {self.url, self.agents_url}):
                     break
             except httpx.HTTPError:
                 pass
@@ -163,7 +189,7 @@ class Stack:
         self.start_controller()
         r = self.http.post("/api/v1/apply", json={"document": self.doc})
         r.raise_for_status()
-        self.lab_proc = self._voe("lab", "up", "-f", str(self.file), "--controller", self.url,
+        self.lab_proc = self._voe("lab", "up", "-f", str(self.file), "--controller", self.agents_url,
                                   "--control-port", str(self.lab_port), "--state-dir", str(self.workdir / "lab"),
                                   log="lab.log")
         deadline = time.monotonic() + 60

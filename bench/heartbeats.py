@@ -1,10 +1,12 @@
 """Heartbeat cost: what one agent's beat costs the controller. N agents,
 each with its own credential and a live incarnation, beat through the
-agent's own HTTP client at a fixed total rate; the controller runs its API
-alone (``--no-reconcile``), so every CPU second it spends is spent serving
-beats. Prints, per offered rate, the rate answered, the controller's CPU
-time per beat, and the beats' latency (median, p99, and how many the agent's
-2-s timeout gave up on).
+agent's own HTTP client at a fixed total rate, to the controller's agent
+service (``--agent-port``; ``--main-port``: to the controller's own API);
+the controller runs without its reconciler (``--no-reconcile``), so every
+CPU second it spends is spent on beats. Prints, per offered rate, the rate
+answered, the CPU time per beat of the controller and of its agent service,
+and the beats' latency (median, p99, and how many the agent's 2-s timeout
+gave up on).
 
 At 1,000 personas, beats are most of a controller's requests: pacing keeps
 them within ``Timing.max_heartbeats_per_second`` (100), and whatever each
@@ -22,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import Stack, cpu_seconds
+from harness import Stack, cpu_seconds, helpers_cpu_seconds
 
 from voe.agent.client import Controller, Unreachable
 from voe.controller.services import Services
@@ -84,26 +86,30 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=1000)
     ap.add_argument("--rates", default="100,200,400", help="total beats a second offered, one run each")
     ap.add_argument("--seconds", type=float, default=10.0, help="per rate")
+    ap.add_argument("--main-port", action="store_true", help="beat to the controller's own API, not its agent service")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="voe-beats-") as tmp:
-        stack = Stack({}, Path(tmp))
+        stack = Stack({}, Path(tmp), agent_service=not args.main_port)
         creds = agents(Path(tmp) / "data", args.agents)
         try:
             stack.start_controller("--no-reconcile")
-            ctl, url = stack.controller, stack.url
+            ctl, url = stack.controller, stack.agents_url
             # every agent beats once first: its connection open and its credential
             # known, as in a datacenter running for a while (a first beat costs more)
             beat_at(url, creds, 200, len(creds) / 200)
-            print(f"heartbeats: {args.agents} agents, the agent's own HTTP client, controller API only")
+            print(f"heartbeats: {args.agents} agents, the agent's own HTTP client, to the controller's "
+                  + ("own API" if args.main_port else "agent service") + " (no reconciler)")
             for rate in (float(r) for r in args.rates.split(",")):
-                cpu0 = cpu_seconds(ctl.pid)
+                cpu0, service0 = cpu_seconds(ctl.pid), helpers_cpu_seconds(ctl.pid).get("agent service", 0.0)
                 answered, latencies, unanswered = beat_at(url, creds, rate, args.seconds)
                 cpu = cpu_seconds(ctl.pid) - cpu0
+                service = helpers_cpu_seconds(ctl.pid).get("agent service", 0.0) - service0
                 latencies.sort()
                 p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan")
                 print(f"  offered {rate:g}/s: answered {answered / args.seconds:.0f}/s, "
                       f"controller CPU {cpu / max(1, answered) * 1000:.2f} ms per beat ({cpu / args.seconds * 100:.0f}% of a core), "
-                      f"latency median {statistics.median(latencies) * 1000 if latencies else float('nan'):.1f} ms, "
+                      + (f"agent service {service / max(1, answered) * 1000:.2f} ms, " if not args.main_port else "")
+                      + f"latency median {statistics.median(latencies) * 1000 if latencies else float('nan'):.1f} ms, "
                       f"p99 {p99 * 1000:.1f} ms, {unanswered} unanswered")
         finally:
             stack.stop()

@@ -76,8 +76,8 @@ def heartbeat(request: Request, body: Heartbeat, who: Agent) -> dict:
     standing = rt.standing(who.persona)
     if standing.generation != body.generation or standing.ended:
         return {"action": "stale", "interval": interval, "lease_expires_in": None}
-    rt.record_heartbeat(who.persona, body.generation, body.ready, body.stopping,
-                        body.model_dump(include={"addresses", "uptime", "detail", "wwpn"}), told=interval)
+    request.app.state.record_beat(who.persona, body.generation, body.ready, body.stopping,
+                                  body.model_dump(include={"addresses", "uptime", "detail", "wwpn"}), told=interval)
     action = "stop" if standing.state == State.STOPPING else "continue"
     return {"action": action, "interval": interval, "lease_expires_in": lease}
 

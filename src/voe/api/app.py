@@ -57,6 +57,7 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
                   docs_url=f"{API}/docs", redoc_url=None, lifespan=lifespan)
     app.state.services = services
     app.state.runtime = services.runtime
+    app.state.record_beat = services.runtime.record_heartbeat  # the agent service forwards its beats here
     app.state.timing = timing or Timing()
     app.state.pace = reconciler.ctx.pace if reconciler is not None else BeatPace(app.state.timing)
     app.state.ports = reconciler.ctx.ports if reconciler is not None else None
@@ -88,6 +89,11 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     if CONSOLE_DIST.is_dir():  # built by scripts/setup.sh from console/
         app.mount("/", StaticFiles(directory=CONSOLE_DIST, html=True), name="console")
 
+    install_error_handlers(app)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(InvalidInventory, lambda r, e: JSONResponse(
         {"detail": [p.as_dict() for p in e.problems]}, status_code=422))
@@ -96,4 +102,3 @@ def create_app(services: Services, timing: Timing | None = None, reconciler: "Re
     app.add_exception_handler(NotFound, lambda r, e: JSONResponse({"detail": str(e)}, status_code=404))
     app.add_exception_handler(DriverError, lambda r, e: JSONResponse(
         {"detail": str(e), "device": e.device, "operation": e.operation}, status_code=502))
-    return app

@@ -42,11 +42,12 @@ def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen) -> N
 def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
          port: Annotated[int, typer.Option(help="controller and console port")] = 8470,
          lab_port: Annotated[int, typer.Option(help="lab control port")] = 8471,
+         agent_port: Annotated[int, typer.Option(help="port of the controller's agent service (booting machines and agents)")] = 8472,
          data_dir: Annotated[Optional[Path], typer.Option(help="controller data dir (default: a fresh temporary one)")] = None,
          start_group: Annotated[Optional[str], typer.Option(help="start this group once everything is up")] = None):
     """Run the controller, the lab and the console, with a demo datacenter."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="voe-demo-"))
-    url = f"http://127.0.0.1:{port}"
+    url, agents_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{agent_port}"
     env = {**os.environ, "VOE_DATA_DIR": str(data_dir)}
     voe = [sys.executable, "-m", "voe.cli.main"]
     procs: list[subprocess.Popen] = []
@@ -63,14 +64,15 @@ def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter fil
 
     signal.signal(signal.SIGTERM, lambda *_: (shutdown(), sys.exit(0)))
     try:
-        procs.append(subprocess.Popen(voe + ["serve", "--port", str(port)], env=env))
+        procs.append(subprocess.Popen(voe + ["serve", "--port", str(port), "--agent-port", str(agent_port)], env=env))
         _wait_http(f"{url}/healthz", 30, "the controller", procs[-1])
+        _wait_http(f"{agents_url}/healthz", 30, "the controller's agent service", procs[-1])
         token = (data_dir / "admin-token").read_text().strip()
         client = Client(Target(url, token))
         result = client.post("/apply", {"document": DatacenterFile(file).data()})
         out.print(f"inventory: {len(result['changes'])} object(s) created from {file}")
         out.print(f"templates: {', '.join(_add_sample_templates(client)) or 'none (run scripts/setup.sh)'}")
-        procs.append(subprocess.Popen(voe + ["lab", "up", "-f", str(file), "--controller", url,
+        procs.append(subprocess.Popen(voe + ["lab", "up", "-f", str(file), "--controller", agents_url,
                                              "--control-port", str(lab_port)], env=env))
         _wait_http(f"http://127.0.0.1:{lab_port}/status", 60, "the lab", procs[-1])
         out.print("\n[bold]voe is up.[/bold]")

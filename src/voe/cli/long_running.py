@@ -6,6 +6,12 @@ from __future__ import annotations
 import gc
 import resource
 
+KEEP_ALIVE = 150
+"""Seconds an idle connection is kept open. Agents keep theirs from beat to
+beat (see ``voe.agent.client``), and paced at a thousand personas they beat
+every 10 s, at ten thousand every 100 s: closed at uvicorn's default of 5 s,
+every beat would open a connection again."""
+
 YOUNG_OBJECTS = 20_000
 """Allocations (net of frees) between collections of the youngest
 generation: Python's 700 suits a short script, not a controller whose
@@ -25,7 +31,7 @@ def collect_cycles_less_often() -> None:
 
 
 def open_files_to_the_limit() -> None:
-    """Every agent keeps a connection open (see ``cli.main.KEEP_ALIVE``), and a
+    """Every agent keeps a connection open (see ``KEEP_ALIVE``), and a
     thousand of them pass the soft limit of 1,024 open files many systems
     start a process with: raise it to the hard limit, as servers do."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -35,11 +35,12 @@ def serve(ctx: typer.Context,
           port: Annotated[int, typer.Option(help="TCP port")] = 8470,
           public_url: Annotated[Optional[str], typer.Option(help="URL machines and agents use to reach the controller")] = None,
           reconcile: Annotated[bool, typer.Option(help="run the reconciler (off: API only, e.g. a read replica)")] = True,
+          agent_port: Annotated[Optional[int], typer.Option(help="serve booting machines and agents on this port, in a process of their own (see docs/agent-protocol.md)")] = None,
           database_url: Annotated[Optional[str], typer.Option(envvar="VOE_DATABASE_URL", help="PostgreSQL URL; SQLite in the data dir when absent")] = None):
     """Run the controller: API, console and reconciler."""
     import uvicorn
 
-    from voe.cli.long_running import collect_cycles_less_often, open_files_to_the_limit
+    from voe.cli.long_running import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
     from voe.controller.controller import build
     from voe.controller.services import Services
 
@@ -50,20 +51,23 @@ def serve(ctx: typer.Context,
     if token_file:
         err.print(f"admin token written to {token_file} (mode 0600)")
     url = f"http://{host}:{port}"
+    agents_url = f"http://{host}:{agent_port}" if agent_port else url
     (services.data_dir / "controller.url").write_text(url + "\n")
     err.print(f"voe controller on {url}  (data: {services.data_dir}, store: {services.engine.dialect.name})")
+    app = build(services, public_url or agents_url, reconcile=reconcile)
+    agents = None
+    if agent_port:
+        from voe.api.agent_service import AgentService
+
+        agents = AgentService(services.runtime, app.state.pace, services.data_dir, database_url, host, agent_port)
+        agents.start()
+        err.print(f"booting machines and agents on {agents_url} (the agent service)")
     try:
-        uvicorn.run(build(services, public_url or url, reconcile=reconcile), host=host, port=port, log_level="warning",
-                    timeout_keep_alive=KEEP_ALIVE)
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE)
     finally:
+        if agents is not None:
+            agents.close()
         services.close()  # the beats due are written
-
-
-KEEP_ALIVE = 150
-"""Seconds an idle connection is kept open. Agents keep theirs from beat to
-beat (see ``voe.agent.client``), and paced at a thousand personas they beat
-every 10 s, at ten thousand every 100 s: closed at uvicorn's default of 5 s,
-every beat would open a connection again."""
 
 
 def _load_file(path: Path) -> tuple[DatacenterFile, dict]:

@@ -1,0 +1,223 @@
+"""What booting machines and agents call (their iPXE scripts, their
+configuration, their heartbeats), served by a process of its own on a port
+of its own (``voe serve --agent-port``).
+
+Why: at a thousand personas these requests are most of what a controller
+serves, and the API's share of its CPU was half (a beat, a configuration or
+a script each cost the controller 0.4 to 1.8 ms, more when its threads
+queued for the interpreter lock), taken from the starts and failovers the
+controller is there for. Served apart, they cost the controller one message
+per beat.
+
+The agent service reads the store as the controller's API does: tokens,
+incarnations and persona states, the inventory, boot scripts. It answers
+every request from there, so a beat from an ended generation is answered
+"stale" as soon as the end is committed, and a stop as soon as it is asked.
+Only two things cross the pipe: each beat, to the controller, whose
+reconciler judges silence from the beats in its memory; and the beat
+interval agents are told (see ``controller.pacing``), from the controller.
+A beat answered but lost on the way (the controller stopping) only makes
+the persona look silent, which asks for evidence, never for a second start.
+
+The controller binds the port and hands the socket over, so the port is
+taken once, at ``voe serve``, and a service that dies is started again on
+the same socket at once: machines and agents keep the one URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+from fastapi import APIRouter, FastAPI
+
+from voe.api import agent_routes
+from voe.store.runtime import RuntimeStore
+
+log = logging.getLogger("voe.agent_service")
+
+PACE_EVERY = 0.25
+"""Seconds between looks at the interval agents are told, sent on when it
+changed."""
+
+
+class AgentService:
+    """The controller's end: binds the agent port, starts the service
+    process with the socket, records the beats it forwards, tells it the
+    pace, and starts it again if it dies."""
+
+    def __init__(self, runtime: RuntimeStore, pace, data_dir, database_url: str | None, host: str, port: int):
+        self.runtime, self.pace = runtime, pace
+        self._args = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
+        self.sock = _bind(host, port)
+        self._closed = threading.Event()
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread = threading.Thread(target=self._serve, name="voe-agent-service", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        """A new interpreter, not a fork of the threaded controller."""
+        ours, theirs = multiprocessing.Pipe()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(theirs.fileno()), str(self.sock.fileno()), *self._args],
+            pass_fds=(theirs.fileno(), self.sock.fileno()))
+        theirs.close()
+        self._conn = ours
+
+    def _serve(self) -> None:
+        told = None
+        while not self._closed.is_set():
+            conn = self._conn
+            try:
+                pace = (self.pace.interval, self.pace.lease())
+                if pace != told:
+                    conn.send(pace)
+                    told = pace
+                if conn.poll(PACE_EVERY):
+                    self._record(conn.recv())
+                    while conn.poll(0):
+                        self._record(conn.recv())
+            except (EOFError, OSError):
+                if self._closed.is_set():
+                    return
+                log.error("the agent service exited (%s); starting it again", self._proc.poll())
+                self._proc.wait()
+                conn.close()
+                self._spawn()
+                told = None
+
+    def _record(self, beat: tuple) -> None:
+        persona, generation, ready, stopping, report, told = beat
+        self.runtime.record_heartbeat(persona, generation, ready, stopping, report, told=told)
+
+    def close(self) -> None:
+        """Closing the pipe ends the process (see ``main``)."""
+        self._closed.set()
+        if self._conn is not None:
+            with socket.fromfd(self._conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.shutdown(socket.SHUT_RDWR)  # wakes the reader; the child reads EOF
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._proc is not None:
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._conn is not None:
+            self._conn.close()
+        self.sock.close()
+
+
+def _bind(host: str, port: int, patience: float = 5.0) -> socket.socket:
+    """The agent port, waiting a little for a service of a controller
+    killed just before to let go of it (it exits when its pipe closes)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            sock = socket.create_server((host, port), backlog=4096)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        sock.set_inheritable(True)
+        return sock
+
+
+# --- the service process -------------------------------------------------------------
+
+
+class PaceHeard:
+    """The pace as the controller last told it (``controller.pacing.BeatPace``'s
+    two readings)."""
+
+    def __init__(self, interval: float, lease: float) -> None:
+        self.interval, self._lease = interval, lease
+
+    def lease(self) -> float:
+        return self._lease
+
+
+def agent_app(services, pace, record_beat: Callable[..., None]) -> FastAPI:
+    """The agent routes alone, over the store."""
+    from voe.api.app import API, install_error_handlers
+
+    app = FastAPI(title="voe agent service", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.services = services
+    app.state.runtime = services.runtime
+    app.state.pace = pace
+    app.state.record_beat = record_beat
+    api = APIRouter(prefix=API)
+    api.include_router(agent_routes.router)
+    app.include_router(agent_routes.boot_router)
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True, "serves": "agents"}
+
+    install_error_handlers(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from voe.cli.long_running import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
+    from voe.controller.services import Services
+    from voe.controller.timing import Timing
+
+    ap = argparse.ArgumentParser(prog="python -m voe.api.agent_service")
+    ap.add_argument("pipe", type=int)
+    ap.add_argument("socket", type=int)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--database-url")
+    ns = ap.parse_args(argv)
+    open_files_to_the_limit()
+    collect_cycles_less_often()
+    conn = Connection(ns.pipe)
+    send_lock = threading.Lock()
+    timing = Timing.from_env()
+    pace = PaceHeard(timing.heartbeat_interval, timing.suspect_after)
+
+    def record_beat(persona, generation, ready, stopping, report, told=None) -> None:
+        with send_lock:
+            conn.send((persona, generation, ready, stopping, report, told))
+
+    def follow_pace() -> None:
+        while True:
+            try:
+                pace.interval, pace._lease = conn.recv()
+            except (EOFError, OSError):
+                os._exit(0)  # the controller closed its end, or died: so does its agent service
+
+    threading.Thread(target=follow_pace, name="voe-pace", daemon=True).start()
+    services = Services.open(ns.data_dir, ns.database_url)
+    sock = socket.socket(fileno=ns.socket)
+    server = uvicorn.Server(uvicorn.Config(agent_app(services, pace, record_beat), log_level="warning",
+                                           timeout_keep_alive=KEEP_ALIVE))
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()
