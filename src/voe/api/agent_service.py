@@ -49,6 +49,10 @@ log = logging.getLogger("voe.agent_service")
 PACE_EVERY = 0.25
 """Seconds between looks at the interval agents are told, sent on when it
 changed."""
+RESTART_AFTER = 0.2
+"""Seconds before a service that died is started again: agents resend a
+beat that went unanswered, and a service that cannot start (its store
+unreachable) is not started in a tight loop."""
 
 
 class AgentService:
@@ -79,7 +83,8 @@ class AgentService:
         ours, theirs = multiprocessing.Pipe()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", __name__, str(theirs.fileno()), str(self.sock.fileno()), *self._args],
-            pass_fds=(theirs.fileno(), self.sock.fileno()))
+            pass_fds=(theirs.fileno(), self.sock.fileno()),
+            start_new_session=True)  # a Ctrl-C at the terminal is the controller's to handle; its pipe ends this
         theirs.close()
         self._conn = ours
 
@@ -102,6 +107,8 @@ class AgentService:
                 log.error("the agent service exited (%s); starting it again", self._proc.poll())
                 self._proc.wait()
                 conn.close()
+                if self._closed.wait(RESTART_AFTER):
+                    return
                 self._spawn()
                 told = None
 
@@ -112,9 +119,11 @@ class AgentService:
     def close(self) -> None:
         """Closing the pipe ends the process (see ``main``)."""
         self._closed.set()
-        if self._conn is not None:
+        try:
             with socket.fromfd(self._conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.shutdown(socket.SHUT_RDWR)  # wakes the reader; the child reads EOF
+        except (AttributeError, OSError):
+            pass  # never started, or closed by a restart under way
         if self._thread is not None:
             self._thread.join(5)
         if self._proc is not None:
@@ -123,7 +132,7 @@ class AgentService:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        if self._conn is not None:
+        if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self.sock.close()
 
