@@ -199,3 +199,39 @@ def test_probes_run_in_the_probe_process_and_miss_a_device_that_does_not_answer(
     with pytest.raises(DriverError) as e:
         devices.hypervisor_probe(hv_host, 0.5).check()
     assert (e.value.device, e.value.transient) == (hv_host.name, True)
+
+
+def test_a_switch_probed_through_a_process_just_started_is_not_taken_for_a_slow_one():
+    """A controller restarted in a failover probes its switches through a
+    probe process that is starting (an interpreter, its imports, an SNMP
+    engine). Counted in the probe's time, that start made every switch look
+    slow, hence in doubt, and the restarted controller's fences tried the
+    fabric last: the probe's time must be the switch's answer alone."""
+    import socket
+
+    from harness import free_port, load
+    from voe.controller.device_watch import DeviceWatch
+    from voe.controller.devices import Devices
+    from voe.domain.inventory import parse
+    from voe.lab.switch_emulator import SwitchEmulator
+
+    doc = load()
+    doc["switches"][0]["settings"]["port"] = free_port(socket.SOCK_DGRAM)
+    inv = parse(doc)
+    switch = inv.switches[0]
+    probes = DriverProcess(warm=("switch",))  # not started: the first probe starts it
+    devices = Devices(3.0, probe_process=probes)
+    watch = DeviceWatch("switch", lambda i: {switch.name: switch}, lambda sw: devices.switch_probe(sw, 1.0),
+                        lambda *a, **k: None, 0.1, shunned="new trunks", probe_timeout=1.0)
+    emulator = SwitchEmulator(switch, "127.0.0.1", switch.settings["port"])
+    emulator.start()
+    try:
+        watch.probe_all(inv)
+        deadline = time.monotonic() + 15
+        while switch.name not in watch._answered:
+            assert switch.name not in watch.avoid(), "the process's start was counted as the switch's slowness"
+            assert time.monotonic() < deadline, "the switch was never heard"
+            time.sleep(0.005)
+    finally:
+        emulator.stop()
+        probes.close()

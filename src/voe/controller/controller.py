@@ -17,7 +17,7 @@ def build(services: Services, public_url: str, timing: Timing | None = None, rec
     timing = timing or Timing.from_env()
     reconciler = None
     if reconcile:
-        power, probes = DriverProcess(), DriverProcess()
+        power, probes = DriverProcess(warm=("power",)), DriverProcess(warm=("switch", "hypervisor"))
         for process in (power, probes):
             process.start()  # now: a spawn takes a few hundred milliseconds, better not on the first call
         ctx = Ctx(services, services.runtime, Devices(timing.driver_timeout, power, probes), timing, public_url)

@@ -70,7 +70,7 @@ class Devices:
         a time), or a busy switch would look like a dead one."""
         if self.probe_process is not None:
             return self._get("switch-probe", switch.name, switch,
-                             lambda: ProbeElsewhere("switch", switch, timeout, self.probe_process))
+                             lambda: ProbeElsewhere("switch", switch, timeout, self.probe_process).prepared())
         return self._get("switch-probe", switch.name, switch, lambda: self._timed(factory.switch_for(switch), timeout))
 
     def hypervisor(self, host: Host) -> HypervisorDriver:
@@ -81,7 +81,7 @@ class Devices:
         ``switch_probe``: a libvirt connection serves one call at a time."""
         if self.probe_process is not None:
             return self._get("hypervisor-probe", host.name, host,
-                             lambda: ProbeElsewhere("hypervisor", host, timeout, self.probe_process))
+                             lambda: ProbeElsewhere("hypervisor", host, timeout, self.probe_process).prepared())
         return self._get("hypervisor-probe", host.name, host.hypervisor,
                          lambda: self._timed(factory.hypervisor_for_host(host), timeout))
 

@@ -59,7 +59,12 @@ call the process cannot begin within this long of its sending is
 dropped unbegun, so that no call goes out to a BMC after the controller
 gave up on it (a power-on after the fence that followed)."""
 
-CALLS = frozenset({"probe", "check", "close", "_power_on", "_power_off", "_soft_off", "_reset", "_power_on_or_reset",
+PREPARE_WITHIN = 15.0
+"""Seconds a probe's driver may take to be built in a process just
+started (an interpreter, its imports, an SNMP engine), on a machine busy
+with a failover."""
+
+CALLS = frozenset({"probe", "prepare", "check", "close", "_power_on", "_power_off", "_soft_off", "_reset", "_power_on_or_reset",
                    "_get_power_state", "_set_boot_device", "_get_boot_device"})
 """What the controller may ask of a driver in the process."""
 
@@ -73,7 +78,12 @@ class DriverProcess:
     """The controller's end: one child process, started at the first call
     (or by ``start``) and again after it died."""
 
-    def __init__(self) -> None:
+    def __init__(self, warm: tuple[str, ...] = ()) -> None:
+        """``warm``: driver concerns (``power``, ``switch``...) whose drivers
+        the process imports as soon as it starts, not at its first call: a
+        controller restarted in a failover fences, and hears its switches,
+        within its first second."""
+        self.warm = warm
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._ids = itertools.count()
@@ -92,15 +102,18 @@ class DriverProcess:
         if self._proc is not None and self._proc.poll() is None:
             return
         ours, theirs = multiprocessing.Pipe()
-        proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())], pass_fds=(theirs.fileno(),))
+        proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno()), *self.warm],
+                                pass_fds=(theirs.fileno(),))
         theirs.close()
         self._proc, self._conn = proc, ours
         threading.Thread(target=self._read, args=(ours,), name="voe-driver-replies", daemon=True).start()
 
-    def call(self, cls: type[PowerDriver] | None, device: str, settings: dict, op: str, args: tuple, wait: float):
+    def call(self, cls: type[PowerDriver] | None, device: str, settings: dict, op: str, args: tuple, wait: float,
+             begin_within: float | None = None):
         """``cls(device, settings).op(*args)`` in the process (no ``cls``:
         a ``probe``, whose driver is built from the inventory entry); its
-        result, or the DriverError it raised."""
+        result, or the DriverError it raised. It is dropped unbegun if the
+        process cannot begin it within ``begin_within`` (``GRACE``)."""
         future: Future = Future()
         with self._lock:
             self._ensure()
@@ -109,7 +122,8 @@ class DriverProcess:
             self._pending[call_id] = (future, device, _operation(op), conn)
         try:
             with self._send_lock:
-                conn.send((call_id, time.monotonic() + GRACE, cls and cls.__module__, cls and cls.__qualname__,
+                begin_by = time.monotonic() + (GRACE if begin_within is None else begin_within)
+                conn.send((call_id, begin_by, cls and cls.__module__, cls and cls.__qualname__,
                            device, settings, op, args))
         except (OSError, ValueError):
             self._pending.pop(call_id, None)
@@ -125,6 +139,14 @@ class DriverProcess:
         ``spec`` (``kind``: switch | hypervisor): its driver's ``check``,
         with ``timeout`` and no retries."""
         return self.call(None, device, spec, "probe", (kind, timeout), timeout + GRACE)
+
+    def prepare_probe(self, kind: str, device: str, spec: dict, timeout: float) -> None:
+        """The probe's driver built there (the process started first if it
+        is not running), so that a probe's time is the device's answer
+        alone: a switch whose first probe waited for a process starting
+        and its SNMP engine looked slow, then doubtful, to a controller
+        just restarted, and its fences tried the fabric last."""
+        self.call(None, device, spec, "prepare", (kind, timeout), PREPARE_WITHIN, begin_within=PREPARE_WITHIN)
 
     def _read(self, conn) -> None:
         """Hand each reply to its caller; when the process dies, fail every
@@ -233,6 +255,10 @@ class ProbeElsewhere:
     def check(self) -> str:
         return self._process.probe(self._kind, self.device, self._spec, self._timeout)
 
+    def prepared(self) -> "ProbeElsewhere":
+        self._process.prepare_probe(self._kind, self.device, self._spec, self._timeout)
+        return self
+
     def close(self) -> None:
         """Nothing here: the process closes its driver when a probe brings a
         changed entry, or when it ends."""
@@ -253,9 +279,10 @@ def _rebuilt(kind: str, device: str, operation: str, cause: str, transient: bool
 # --- the driver process ---------------------------------------------------------
 
 
-def serve(conn) -> None:
+def serve(conn, warm: tuple[str, ...] = ()) -> None:
     """Run each call on a worker, one driver per device (rebuilt when its
-    settings change); exit when the controller's end of the pipe closes."""
+    settings change); exit when the controller's end of the pipe closes.
+    The drivers of the ``warm`` concerns are imported meanwhile."""
     from voe.cli.long_running import collect_cycles_less_often
     from voe.domain.models import Host, Switch
     from voe.drivers import factory
@@ -279,16 +306,16 @@ def serve(conn) -> None:
             workers.submit(held[1].close)  # a Redfish session logged out; its errors are nobody's
         return built
 
-    def probe(device: str, spec: dict, kind: str, timeout: float) -> str:
-        """The device's probe driver (built here from its inventory entry,
-        again when the entry or the timeout changes) asked ``check``. A
-        device has one probe at a time (``DeviceWatch``), so its driver is
-        built outside the lock: an SNMP engine takes tens of milliseconds."""
+    def probe_driver(device: str, spec: dict, kind: str, timeout: float):
+        """The device's probe driver, built here from its inventory entry
+        (again when the entry or the timeout changes). A device has one
+        probe at a time (``DeviceWatch``), so its driver is built outside
+        the lock: an SNMP engine takes tens of milliseconds."""
         key, wanted = (kind, device), (spec, timeout)
         with drivers_lock:
             held = probes.get(key)
         if held is not None and held[0] == wanted:
-            return held[1].check()
+            return held[1]
         if kind == "switch":
             built = factory.switch_for(Switch.model_validate(spec))
         else:
@@ -298,7 +325,7 @@ def serve(conn) -> None:
             probes[key] = (wanted, built)
         if held is not None:
             workers.submit(held[1].close)
-        return built.check()
+        return built
 
     def close(device: str, settings: dict) -> None:
         """The driver built from these settings, if it is still the one:
@@ -319,7 +346,9 @@ def serve(conn) -> None:
             if op not in CALLS:
                 raise DriverError(device, op, "not a power driver call")
             if op == "probe":
-                reply = (call_id, True, probe(device, settings, *args))
+                reply = (call_id, True, probe_driver(device, settings, *args).check())
+            elif op == "prepare":
+                reply = (call_id, True, probe_driver(device, settings, *args) and None)
             elif op == "close":
                 reply = (call_id, True, close(device, settings))
             else:
@@ -335,6 +364,7 @@ def serve(conn) -> None:
         except (OSError, ValueError):
             pass  # the controller is gone: so is this process, shortly
 
+    threading.Thread(target=_import_drivers, args=(warm,), name="voe-warm", daemon=True).start()
     while True:
         try:
             message = conn.recv()
@@ -343,5 +373,16 @@ def serve(conn) -> None:
         workers.submit(run, *message)
 
 
+def _import_drivers(concerns: tuple[str, ...]) -> None:
+    from voe.drivers import registry
+
+    for concern in concerns:
+        for name in registry.available(concern):
+            try:
+                registry.load(concern, name)
+            except Exception:  # noqa: BLE001 - a driver that cannot load says so at its first call
+                pass
+
+
 if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1])))
+    serve(Connection(int(sys.argv[1])), tuple(sys.argv[2:]))
