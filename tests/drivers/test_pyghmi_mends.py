@@ -127,3 +127,21 @@ def test_a_session_asks_its_bmc_who_made_it_once():
     cmd.oem_init()
     cmd.oem_init()
     assert len(asked) == 1 and cmd._oem is not None
+
+
+def test_a_session_broken_inside_pyghmi_is_a_transient_failure_naming_the_bmc(monkeypatch):
+    """pyghmi's Session, given up during a login a powerless BMC never
+    answered, raised AttributeError ('errormsg') out of a fence's power-off:
+    an untyped failure where the BMC had simply not answered."""
+    from voe.drivers.power import ipmi
+    from voe.errors import DriverError
+
+    def broken(self, fn):
+        raise AttributeError("'Session' object has no attribute 'errormsg'")
+
+    monkeypatch.setattr(ipmi._Link, "run", broken)
+    power = ipmi.IpmiPower("dl360-1", ipmi.IpmiPower.Settings(address="127.0.0.1", port=9, username="a",
+                                                               password="b", timeout=0.3))
+    with pytest.raises(DriverError) as e:
+        power.power_off()
+    assert (e.value.device, e.value.transient) == ("dl360-1", True) and "no answer" in e.value.cause

@@ -278,6 +278,15 @@ class IpmiPower(PowerDriver):
         except OSError as e:
             self._retire(link)
             raise DriverError(self.device, operation, str(e), transient=True) from None
+        except AttributeError as e:
+            if "'Session' object" not in str(e):
+                raise
+            # pyghmi's Session, given up during a login the BMC never
+            # answered, can fail on an attribute it never set ('errormsg')
+            # instead of raising IpmiException (seen with a BMC whose power
+            # was lost, as a fence's power-off reached it)
+            self._retire(link)
+            raise DriverError(self.device, operation, f"no answer from the BMC (pyghmi: {e})", transient=True) from None
 
     def check(self) -> str:
         state = self.power_state()
