@@ -86,6 +86,27 @@ def test_an_agent_is_served_from_the_store_and_its_beats_reach_the_controller(se
     assert agent.call("POST", "/api/v1/agent/heartbeat", BEAT)["action"] == "stale"  # at once, from the store
 
 
+def test_a_beat_the_controller_cannot_record_does_not_stop_the_next(service, services, monkeypatch):
+    """Were the controller's reader of beats to end on one bad beat, every
+    persona would fall silent to the reconciler at once, and be failed over."""
+    s, _, token = service
+    record, calls = services.runtime.record_heartbeat, []
+
+    def first_fails(*args, **kw):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in recording one beat")
+        return record(*args, **kw)
+
+    monkeypatch.setattr(services.runtime, "record_heartbeat", first_fails)
+    agent = Controller(url_of(s), token)
+    eventually(lambda: agent.call("POST", "/api/v1/agent/heartbeat", BEAT))
+    eventually(lambda: calls)
+    agent.call("POST", "/api/v1/agent/heartbeat", {**BEAT, "detail": "the next beat"})
+    assert eventually(lambda: (services.runtime.heartbeat_of("web-1") or {}).get("report", {}).get("detail")
+                      == "the next beat")
+
+
 def test_a_service_that_dies_is_started_again_on_the_same_port(service, services):
     s, _, token = service
     agent = Controller(url_of(s), token)

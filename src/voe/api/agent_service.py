@@ -113,8 +113,14 @@ class AgentService:
                 told = None
 
     def _record(self, beat: tuple) -> None:
-        persona, generation, ready, stopping, report, told = beat
-        self.runtime.record_heartbeat(persona, generation, ready, stopping, report, told=told)
+        """One beat into the controller's memory. A beat that cannot be
+        recorded is logged and the next one read: were this thread to end,
+        every persona would fall silent to the reconciler at once."""
+        try:
+            persona, generation, ready, stopping, report, told = beat
+            self.runtime.record_heartbeat(persona, generation, ready, stopping, report, told=told)
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("could not record a beat from the agent service: %r", beat)
 
     def close(self) -> None:
         """Closing the pipe ends the process (see ``main``)."""
