@@ -57,6 +57,8 @@ class DeviceWatch:
         self._down: dict[str, str] = {}
         self._missed: dict[str, int] = {}  # probes failed in a row
         self._answered: set[str] = set()  # devices that answered a probe since this controller began
+        self._last_answer: dict[str, float] = {}  # device -> when its latest probe answer came
+        self._period = interval  # seconds between passes, as last paced (see ``pass_every``)
         self._lock = threading.Lock()
         self._verdict = threading.Condition(self._lock)  # notified after every probe
         self._watching = False  # ``run`` is probing (a controller serving only its API does not)
@@ -131,6 +133,14 @@ class DeviceWatch:
             return name not in self._answered and (
                 name in self._down or bool(self._missed.get(name)) or name in self._slow())
 
+    def answered_lately(self, name: str) -> bool:
+        """Answered a probe within the last pass period: no later than the
+        probe that would have doubted it, had it died since. A switch that
+        died a moment ago is not yet doubted, and only this says that it
+        may be dead."""
+        with self._lock:
+            return time.monotonic() - self._last_answer.get(name, float("-inf")) <= self._period
+
     def mark_down(self, name: str, reason: str) -> None:
         with self._lock:
             if name in self._down:
@@ -173,6 +183,7 @@ class DeviceWatch:
             with self._lock:
                 self._missed.pop(name, None)
                 self._answered.add(name)
+                self._last_answer[name] = time.monotonic()
             self._mark_up(name)
         finally:
             with self._verdict:
@@ -205,7 +216,8 @@ class DeviceWatch:
                 watched = self.probe_all(inventory())
             except Exception as e:  # the watch must outlive one bad pass
                 self.log("error", "controller", f"{self.kind} watch pass failed: {e!r}")
-            stop.wait(max(0.0, self.pass_every(watched) - (time.monotonic() - began)))
+            self._period = self.pass_every(watched)
+            stop.wait(max(0.0, self._period - (time.monotonic() - began)))
 
     def pass_every(self, watched: int) -> float:
         """Seconds between probe passes: the interval, or longer when

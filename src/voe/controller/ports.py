@@ -184,11 +184,16 @@ class PortKeeper:
         recorded what it wrote (``_confirmed``), or forgotten what it may
         have half written; and one under way that read its plan earlier,
         for any of these hosts, sends the caller the usual way. A switch in
-        doubt, or not yet read by this controller, goes the usual way too."""
+        doubt, or not yet read by this controller, goes the usual way too,
+        and so does one that has not answered a probe within a pass: it may
+        have died a moment ago, unknown yet, and a start that took its
+        ports as right booted a server through a dead switch (a fence's
+        replacement, stuck until its boot timeout); the usual way waits
+        for the passes on it, and learns that it fails."""
         quiet = []
         for sw, mine in by_switch.items():
             under_way = self._passes.get(sw)
-            if sw not in self._learned or sw in self.switches.avoid() or (
+            if sw not in self._learned or sw in self.switches.avoid() or not self.switches.answered_lately(sw) or (
                     under_way is not None and under_way[0] <= asked_at and under_way[1] & mine):
                 continue
             quiet.append(sw)
