@@ -129,6 +129,15 @@ def test_the_power_process_ends_when_the_controller_closes_it(tmp_path):
         os.kill(pid, 0)
 
 
+def test_a_terminals_ctrl_c_reaches_the_controller_not_its_driver_process(process):
+    """A Ctrl-C at the terminal goes to the foreground process group: the
+    driver process is in a session of its own, so it does not die with a
+    traceback under a controller still shutting down (and get started
+    again); it ends when the controller closes its pipe."""
+    assert os.getsid(process.pid) == process.pid != os.getsid(0)
+    assert os.getpgid(process.pid) != os.getpgid(0)
+
+
 def test_the_power_process_ends_with_a_controller_killed_outright():
     """A controller SIGKILLed leaves no power process behind to send a
     call it had queued after the next controller has taken over."""

@@ -103,7 +103,8 @@ class DriverProcess:
             return
         ours, theirs = multiprocessing.Pipe()
         proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno()), *self.warm],
-                                pass_fds=(theirs.fileno(),))
+                                pass_fds=(theirs.fileno(),),
+                                start_new_session=True)  # a terminal's Ctrl-C is the controller's; the pipe ends this
         theirs.close()
         self._proc, self._conn = proc, ours
         threading.Thread(target=self._read, args=(ours,), name="voe-driver-replies", daemon=True).start()
