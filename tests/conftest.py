@@ -24,6 +24,27 @@ PG_ADMIN_URL = os.environ.get("VOE_TEST_PG_URL", "postgresql+psycopg://voe:voe@1
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "review-lab.yaml"
 
 
+def child_ends_with_its_killed_parent(script: str, patience: float = 5.0) -> bool:
+    """Run ``script`` (Python, printing the pid of a child process it
+    started), SIGKILL it, and say whether the child is gone within
+    ``patience`` seconds: a controller killed outright must leave no helper
+    process behind to act after the next controller has taken over."""
+    import subprocess
+
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _pg_available() -> str | None:
     try:
         import psycopg

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
 from harness import free_port, load
+from tests.conftest import child_ends_with_its_killed_parent
 from voe.agent.client import Controller
 from voe.api.agent_service import AgentService
 from voe.controller.pacing import BeatPace
@@ -120,25 +119,12 @@ def test_a_service_that_dies_is_started_again_on_the_same_port(service, services
 
 
 def test_the_agent_service_ends_with_a_controller_killed_outright(tmp_path):
-    controller = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\n"
-         "from voe.api.agent_service import AgentService\n"
-         "from voe.controller.pacing import BeatPace\n"
-         "from voe.controller.services import Services\n"
-         "from voe.controller.timing import Timing\n"
-         f"services = Services.open({str(tmp_path / 'data')!r})\n"
-         f"s = AgentService(services.runtime, BeatPace(Timing()), services.data_dir, None, '127.0.0.1', {free_port()})\n"
-         "s.start(); print(s.pid, flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
-    child = int(controller.stdout.readline())
-    controller.kill()
-    controller.wait()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the agent service outlived its controller")
+    assert child_ends_with_its_killed_parent(
+        "import time\n"
+        "from voe.api.agent_service import AgentService\n"
+        "from voe.controller.pacing import BeatPace\n"
+        "from voe.controller.services import Services\n"
+        "from voe.controller.timing import Timing\n"
+        f"services = Services.open({str(tmp_path / 'data')!r})\n"
+        f"s = AgentService(services.runtime, BeatPace(Timing()), services.data_dir, None, '127.0.0.1', {free_port()})\n"
+        "s.start(); print(s.pid, flush=True); time.sleep(60)"), "the agent service outlived its controller"

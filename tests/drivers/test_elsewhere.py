@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -17,6 +15,7 @@ import pytest
 
 from voe.drivers.base import DriverSettings, PowerDriver, PowerState
 from voe.drivers.elsewhere import PowerElsewhere, DriverProcess
+from tests.conftest import child_ends_with_its_killed_parent
 from voe.errors import DriverError, DriverTimeout
 
 
@@ -141,20 +140,10 @@ def test_a_terminals_ctrl_c_reaches_the_controller_not_its_driver_process(proces
 def test_the_power_process_ends_with_a_controller_killed_outright():
     """A controller SIGKILLed leaves no power process behind to send a
     call it had queued after the next controller has taken over."""
-    controller = subprocess.Popen([sys.executable, "-c", "from voe.drivers.elsewhere import DriverProcess\n"
-                                   "import time\np = DriverProcess(); p.start(); print(p.pid, flush=True); time.sleep(60)"],
-                                  stdout=subprocess.PIPE, text=True)
-    child = int(controller.stdout.readline())
-    controller.kill()
-    controller.wait()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the power process outlived its controller")
+    assert child_ends_with_its_killed_parent(
+        "from voe.drivers.elsewhere import DriverProcess\n"
+        "import time\np = DriverProcess(); p.start(); print(p.pid, flush=True); time.sleep(60)"), \
+        "the power process outlived its controller"
 
 
 def test_a_call_the_power_process_could_not_begin_in_time_is_dropped_unbegun(process, tmp_path, monkeypatch):

@@ -42,6 +42,7 @@ from multiprocessing.connection import Connection
 from fastapi import APIRouter, FastAPI
 
 from voe.api import agent_routes
+from voe.api.app import API, install_error_handlers
 from voe.store.runtime import RuntimeStore
 
 log = logging.getLogger("voe.agent_service")
@@ -175,8 +176,6 @@ class PaceHeard:
 
 def agent_app(services, pace, record_beat: Callable[..., None]) -> FastAPI:
     """The agent routes alone, over the store."""
-    from voe.api.app import API, install_error_handlers
-
     app = FastAPI(title="voe agent service", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.runtime = services.runtime

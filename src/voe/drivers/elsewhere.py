@@ -349,7 +349,8 @@ def serve(conn, warm: tuple[str, ...] = ()) -> None:
             if op == "probe":
                 reply = (call_id, True, probe_driver(device, settings, *args).check())
             elif op == "prepare":
-                reply = (call_id, True, probe_driver(device, settings, *args) and None)
+                probe_driver(device, settings, *args)
+                reply = (call_id, True, None)
             elif op == "close":
                 reply = (call_id, True, close(device, settings))
             else:
