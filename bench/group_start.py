@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness import Stack, cpu_seconds, free_port, helpers_cpu_seconds
+from voe.cli.lab import LAB_NICENESS
 
 LEVELS = 5
 STUCK = 120  # seconds without any member changing state: the run has failed
@@ -73,13 +74,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--personas", type=int, default=1000)
     ap.add_argument("--beat", type=float, default=3.0, help="seconds between an agent's heartbeats")
+    ap.add_argument("--lab-nice", type=int, default=LAB_NICENESS,
+                    help="the lab's CPU niceness (0: the emulated datacenter competes with the controller for CPU)")
     ap.add_argument("--keep", type=Path, help="run in this directory and keep the store and logs")
     args = ap.parse_args()
     doc, levels = datacenter(args.personas)
     with tempfile.TemporaryDirectory(prefix="voe-group-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        s = Stack(doc, workdir, env={"VOE_HEARTBEAT_INTERVAL": str(args.beat), "VOE_BOOT_TIMEOUT": "600"}).start()
+        s = Stack(doc, workdir, env={"VOE_HEARTBEAT_INTERVAL": str(args.beat), "VOE_BOOT_TIMEOUT": "600"},
+                  lab_nice=args.lab_nice).start()
         try:
             cpu0, helpers0 = cpu_seconds(s.controller.pid), helpers_cpu_seconds(s.controller.pid)
             t0 = time.time()
@@ -123,7 +127,7 @@ def main() -> None:
         finally:
             s.stop()
     print(f"group start: {args.personas} personas in a {LEVELS}-level DAG on the lab (real IPMI, SNMP, agents; "
-          f"a beat every {args.beat:g} s)")
+          f"a beat every {args.beat:g} s; the lab at niceness {args.lab_nice})")
     print(f"  every root powered on after {roots_on:.1f} s; all running after {t_all:.1f} s")
     print(f"  worst level: last power-on issued {lag:.2f} s after its dependencies were all ready "
           f"(includes the level's own switch configuration)")

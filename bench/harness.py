@@ -131,10 +131,13 @@ class Stack:
     """A controller and the lab, each a process of its own; with
     ``agent_service``, the controller serves booting machines and agents
     from its agent service (``voe serve --agent-port``), and the lab's
-    machines and agents are pointed there (``agents_url``)."""
+    machines and agents are pointed there (``agents_url``). ``lab_nice``:
+    the lab's CPU niceness (default: ``voe lab up``'s own)."""
 
-    def __init__(self, doc: dict, workdir: Path, env: dict[str, str] | None = None, agent_service: bool = True):
+    def __init__(self, doc: dict, workdir: Path, env: dict[str, str] | None = None, agent_service: bool = True,
+                 lab_nice: int | None = None):
         self.doc = doc
+        self.lab_nice = lab_nice
         self.workdir = workdir
         self.env = {**os.environ, **(env or {}), "VOE_DATA_DIR": str(workdir / "data")}
         self.port, self.lab_port = free_port(), free_port()
@@ -191,7 +194,7 @@ class Stack:
         r.raise_for_status()
         self.lab_proc = self._voe("lab", "up", "-f", str(self.file), "--controller", self.agents_url,
                                   "--control-port", str(self.lab_port), "--state-dir", str(self.workdir / "lab"),
-                                  log="lab.log")
+                                  *(("--nice", str(self.lab_nice)) if self.lab_nice is not None else ()), log="lab.log")
         deadline = time.monotonic() + 60
         while True:
             try:

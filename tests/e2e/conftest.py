@@ -32,6 +32,7 @@ class Stack:
     file: Path
     doc: dict
     http: httpx.Client
+    lab_pid: int
 
     def lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "voe.cli.main", "lab", *args, "--control-port", str(self.lab_port)],
@@ -83,7 +84,7 @@ def stack(tmp_path, monkeypatch):
     lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(dc), "--controller", url,
                             "--control-port", str(lab_port), "--state-dir", str(tmp_path / "lab")],
                            env={**os.environ}, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT)
-    s = Stack(url, token, lab_port, dc, doc, http)
+    s = Stack(url, token, lab_port, dc, doc, http, lab.pid)
     deadline = time.monotonic() + 30
     while True:
         if lab.poll() is not None:

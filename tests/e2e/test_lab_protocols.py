@@ -3,6 +3,7 @@ ipmitool for the BMCs, net-snmp's snmpget/snmpset for the switches."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e import snmp
+from voe.cli.lab import LAB_NICENESS
 
 
 def ipmitool(stack, host: str, *args: str) -> subprocess.CompletedProcess:
@@ -38,6 +40,24 @@ def test_a_booted_persona_is_a_real_process_and_power_off_ends_it(stack):
     pid = running_agent(stack, "oracle")
     assert ipmitool(stack, "dl360-2", "power", "off").returncode == 0
     assert process_ends(pid)
+
+
+def niceness(pid: int, thread: int | None = None) -> int:
+    stat = Path(f"/proc/{pid}" + (f"/task/{thread}" if thread else "") + "/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def test_the_emulated_hardware_yields_the_cpu_to_the_controller(stack):
+    """The lab stands in for other computers: the lab (every thread of it)
+    and the OSes of its machines run below the controller's priority, so a
+    busy lab slows its own devices, not the controller under test."""
+    assert stack.http.post("/api/v1/personas/oracle/start", json={}).status_code == 202
+    agent = running_agent(stack, "oracle")
+    threads = [int(t) for t in os.listdir(f"/proc/{stack.lab_pid}/task")]
+    assert len(threads) > 10  # its BMCs, switches and hypervisor APIs
+    assert {niceness(stack.lab_pid, t) for t in threads} == {LAB_NICENESS}
+    assert niceness(agent) == LAB_NICENESS
+    assert niceness(os.getpid()) < LAB_NICENESS  # the controller runs in this process
 
 
 def test_a_redfish_host_boots_through_redfish_and_curl_sees_it(stack):
