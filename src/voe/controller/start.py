@@ -236,7 +236,17 @@ def _network_boot(ctx: Ctx, host, where: dict) -> None:
 
 def _register_boot(ctx: Ctx, p: Persona, inc, where: dict, c) -> None:
     """Its credential, its script and their record, in one transaction (a
-    level's hundreds of starts each queue for the store's writes once)."""
+    level's hundreds of starts each queue for the store's writes once).
+
+    A start run again (its controller died after this commit) keeps what it
+    registered: the machine may have booted that script already, and a VM
+    already started is not started again, so a new credential would have
+    its agent answered "stale" and the persona sat booting nothing until
+    its boot timeout (a fault campaign saw it, twice in a hundred trials)."""
+    if ctx.runtime.boot_registered(inc.boot_mac, p.name, inc.generation, conn=c):
+        ctx.log("info", "boot", f"iPXE script for {inc.boot_mac} (generation {inc.generation}) registered already: kept",
+                conn=c, **where)
+        return
     token = ctx.services.tokens.replace(agent_token_name(p.name, inc.generation), "agent", persona=p.name, conn=c)
     script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)
     ctx.runtime.register_boot(inc.boot_mac, p.name, inc.generation, script, conn=c)

@@ -110,6 +110,10 @@ reads its persona's state and incarnation, and each machine its script."""
 _STATE_OF = select(_RT).where(_RT.c.persona == bindparam("persona"))
 _CURRENT = select(_INC).where(_INC.c.persona == bindparam("persona")).order_by(_INC.c.generation.desc()).limit(1)
 _BOOT_SCRIPT = select(schema.boot_scripts.c.script).where(schema.boot_scripts.c.mac == bindparam("mac"))
+_BOOT_REGISTERED = (select(schema.boot_scripts.c.generation)
+                    .where((schema.boot_scripts.c.mac == bindparam("mac"))
+                           & (schema.boot_scripts.c.persona == bindparam("persona"))
+                           & (schema.boot_scripts.c.generation == bindparam("generation"))))
 _LIVE_GENERATIONS = (select(_INC.c.generation)
                      .where((_INC.c.persona == bindparam("persona")) & _INC.c.ended_at.is_(None)))
 _LAST_GENERATION = select(func.max(_INC.c.generation)).where(_INC.c.persona == bindparam("persona"))
@@ -525,6 +529,11 @@ class RuntimeStore:
         with nullcontext(conn) if conn is not None else self.engine.begin() as c:
             c.execute(delete(t).where((t.c.mac == mac) | (t.c.persona == persona)))
             c.execute(insert(t).values(mac=mac, persona=persona, generation=generation, script=script))
+
+    def boot_registered(self, mac: str, persona: str, generation: int, conn: Connection) -> bool:
+        """Whether ``mac`` boots that generation of ``persona`` already."""
+        return conn.execute(_BOOT_REGISTERED, {"mac": mac, "persona": persona, "generation": generation}).first() \
+            is not None
 
     def unregister_boot(self, persona: str, generation: int) -> None:
         """Only that generation's script: a late release must not take its
