@@ -32,11 +32,15 @@ WAKE_GAP = 0.01
 """Seconds: the shortest time between two ticks woken by changes."""
 FULL_PASS_SHARE = 4
 """A full pass (every persona read and decided) comes at most once per
-this many times its own cost, and at least once per ``Timing.tick``: with
-a handful of personas every tick is one; with a thousand, passes back to
-back left the steps they started a fraction of the interpreter. Between
-them, ticks decide only for the personas whose rows changed (see
-``RuntimeStore.take_touched``)."""
+this many times its own cost in CPU, and at least once per ``Timing.tick``:
+with a handful of personas every tick is one; with a thousand, passes back
+to back left the steps they started a fraction of the interpreter. Its CPU,
+not its time: a pass that queued for the store behind an apply of a
+thousand personas cost nothing, yet counted by the clock it put the next
+one off by fourteen seconds, in which the reconciler did not see the new
+datacenter and built none of its switches' drivers until the first start
+needed them. Between them, ticks decide only for the personas whose rows
+changed (see ``RuntimeStore.take_touched``)."""
 FULL_PASSES_PER_BEAT = 5
 """Nor more often than this many times per heartbeat interval agents are
 told (``pacing``): what only a full pass decides, from time alone (a
@@ -124,7 +128,7 @@ class Reconciler:
         ctx = self.ctx
         inv = ctx.inventory()
         touched = ctx.runtime.take_touched()  # before the reads: a touch during them is read next tick
-        began = time.monotonic()
+        began, cpu_began = time.monotonic(), time.thread_time()
         full = inv is not self._inv or began >= self._next_full
         if inv is not self._inv:
             self._inv, self._deps = inv, Dependencies(inv)
@@ -176,7 +180,7 @@ class Reconciler:
                 self._act(p, nxt)
         ctx.runtime.transitions(moves)
         if full:
-            self._full_every = max(ctx.timing.tick, FULL_PASS_SHARE * (time.monotonic() - began),
+            self._full_every = max(ctx.timing.tick, FULL_PASS_SHARE * (time.thread_time() - cpu_began),
                                    ctx.pace.interval / FULL_PASSES_PER_BEAT)
             self._next_full = began + self._full_every
 

@@ -35,8 +35,9 @@ class Services:
         db.migrate(engine)
         events = EventLog(engine)
         images = LocalImageStore(Path(os.environ.get("VOE_IMAGES_DIR") or directory / "images"))
-        return cls(directory, engine, InventoryStore(engine, Sealer(load_key(directory))),
-                   TokenStore(engine), events, RuntimeStore(engine, events), images)
+        runtime = RuntimeStore(engine, events)
+        inventory = InventoryStore(engine, Sealer(load_key(directory)), on_write=runtime.changed.set)
+        return cls(directory, engine, inventory, TokenStore(engine), events, runtime, images)
 
     def ensure_admin_token(self) -> Path | None:
         """On first start, mint an admin token and leave it in the data dir

@@ -56,8 +56,12 @@ def claims_of(kind: str, obj) -> Iterable[tuple[str, str]]:
 
 
 class InventoryStore:
-    def __init__(self, engine: Engine, sealer: Sealer):
+    def __init__(self, engine: Engine, sealer: Sealer, on_write: Callable[[], None] = lambda: None):
+        """``on_write`` is called after each write that changed something
+        (the controller wakes its reconciler: an operator's change is acted
+        on at once, not at the next full pass)."""
         self.engine = engine
+        self.on_write = on_write
         self.reader = reader(engine)
         self.sealer = sealer
         # SQLite has one writer anyway; on PostgreSQL an advisory lock
@@ -121,7 +125,9 @@ class InventoryStore:
             if not dry_run and changes:
                 self._persist(conn, new, changes)
                 conn.execute(update(schema.inventory_version).values(version=schema.inventory_version.c.version + 1))
-            return WriteResult(changes, new)
+        if not dry_run and changes:
+            self.on_write()
+        return WriteResult(changes, new)
 
     def _persist(self, conn: Connection, new: Inventory, changes: list[Change]) -> None:
         objs = {k: new.by_name(k) for k in KINDS}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -248,14 +248,16 @@ class RuntimeStore:
         self.touch(persona)
         return new
 
-    def transitions(self, moves: Iterable[Move]) -> list[Move]:
+    def transitions(self, moves: Sequence[Move]) -> list[Move]:
         """Many personas' moves in one transaction (a tick's: a level of a
         group start becomes placeable at once, and one transaction each
         queued the reconciler's loop behind every other writer, once per
         persona). A move whose persona is no longer in the state its
         caller saw is skipped, as ``transition`` refuses it; the moves
         made are returned."""
-        made = []
+        made: list[Move] = []
+        if not moves:
+            return made  # most ticks: no write transaction to queue for
         with self.engine.begin() as c:
             for m in sorted(moves, key=lambda m: m.persona):  # PostgreSQL's persona locks, always in one order
                 try:

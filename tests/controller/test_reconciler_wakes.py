@@ -1,0 +1,65 @@
+"""The reconciler sees an operator's change at once, and a tick that only
+waited (for the store's writer, behind an apply of a whole datacenter)
+does not put off the next full pass: a new datacenter applied while a tick
+waited went unseen for fourteen seconds, and its switches' drivers were
+built by the first group start, on its critical path."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from harness import load
+from tests.controller.conftest import watching
+from voe.controller.reconciler import FULL_PASS_SHARE, Reconciler
+from voe.domain.inventory import parse
+
+
+def test_an_inventory_write_wakes_the_reconciler(services):
+    services.runtime.changed.clear()
+    services.inventory.write(lambda _: parse(load()))
+    assert services.runtime.changed.is_set()
+    services.runtime.changed.clear()
+    services.inventory.write(lambda current: current)  # nothing changed: nothing to wake for
+    assert not services.runtime.changed.is_set()
+
+
+def test_a_tick_with_nothing_to_move_does_not_queue_for_the_stores_writer(services):
+    """An apply holds the writer for seconds; a tick that moves no persona
+    has no business waiting for it."""
+    holding, release = threading.Event(), threading.Event()
+
+    def long_write():
+        with services.engine.begin() as c:
+            services.events.append("info", "test", "a long write", conn=c)
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    try:
+        holding.wait(5)
+        began = time.monotonic()
+        assert services.runtime.transitions([]) == []
+        assert time.monotonic() - began < 1.0
+    finally:
+        release.set()
+        writer.join()
+
+
+def test_a_full_pass_that_waited_does_not_put_off_the_next(services, review_switches, monkeypatch):
+    """Its CPU, not its time, spaces full passes."""
+    with watching(services) as ctx:
+        reconciler = Reconciler(ctx)
+        reads = ctx.runtime.states
+
+        def slow_states(*args, **kw):
+            time.sleep(0.5)  # as if queued behind another transaction
+            return reads(*args, **kw)
+
+        monkeypatch.setattr(ctx.runtime, "states", slow_states)
+        began = time.monotonic()
+        reconciler.tick()
+        assert time.monotonic() - began >= 0.5
+        assert reconciler._full_every < 0.5 * FULL_PASS_SHARE / 2
+        reconciler.stop()
