@@ -19,6 +19,7 @@ from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import QUIET_STATES, State
 from voe.domain.placement import Constraint, Placer, place_group
 from voe.errors import Conflict, DriverError, NotFound
+from voe.store.runtime import PersonaState
 
 router = APIRouter(tags=["operate"])
 
@@ -194,16 +195,19 @@ def start_group(request: Request, name: str, body: GroupStartRequest, who: Opera
         raise NotFound("group", name)
     rt = request.app.state.runtime
     personas = inv.by_name("personas")
-    to_place = [personas[m] for m in g.members if rt.state_of(m).state in QUIET_STATES]
+    states = rt.states()
+    to_place = [personas[m] for m in g.members
+                if (states.get(m) or PersonaState.never_started(m)).state in QUIET_STATES]
     decisions = place_group(_placer(request, inv), to_place)
     refused = [d for d in decisions if not d.ok]
     if refused and not body.partial:
         raise HTTPException(409, {"message": f"group {name} cannot start: {len(refused)} member(s) fit nowhere; "
                                              "nothing was started (use --partial to start the rest)",
                                   "placements": [d.as_dict() for d in decisions]})
-    for d in decisions:
-        rt.set_plan(d.persona, {"kind": d.machine.kind, "host": d.machine.host, "why": d.why} if d.ok else None)
-    starting = [m for m in g.members if not any(d.persona == m and not d.ok for d in decisions)]
+    rt.set_plans({d.persona: {"kind": d.machine.kind, "host": d.machine.host, "why": d.why} if d.ok else None
+                  for d in decisions})
+    unplaced = {d.persona for d in refused}
+    starting = [m for m in g.members if m not in unplaced]
     _set_desired(request, who.name, starting, "running", group=name)
     return {**group_status(rt, inv, name), "placements": [d.as_dict() for d in decisions]}
 
