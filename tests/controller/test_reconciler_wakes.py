@@ -63,3 +63,18 @@ def test_a_full_pass_that_waited_does_not_put_off_the_next(services, review_swit
         assert time.monotonic() - began >= 0.5
         assert reconciler._full_every < 0.5 * FULL_PASS_SHARE / 2
         reconciler.stop()
+
+
+def test_a_new_datacenters_switches_are_read_before_its_first_start(services, review_switches):
+    """The first tick that sees the switches builds their drivers and reads
+    their cabled ports, so the first start's pass writes at once."""
+    with watching(services) as ctx:
+        reconciler = Reconciler(ctx)
+        reconciler.tick()
+        inv = ctx.inventory()
+        cabled = {(n.switch, n.port) for h in inv.hosts for n in h.nics if n.switch}
+        deadline = time.monotonic() + 10
+        while not cabled <= set(ctx.ports.confirmed()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cabled <= set(ctx.ports.confirmed())
+        reconciler.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from voe.controller import ports
+from voe.controller import ports, reconciler
 
 
 def eventually(check, timeout: float = 10.0):
@@ -92,8 +92,39 @@ def test_a_group_starts_reservations_are_each_servers_one_persona_and_each_hyper
         waiting("bea-2", "physical", "dl360-3", State.PLACING),
         waiting("web-2", "vm", "dl360-1"), waiting("web-3", "vm", "dl360-1"),
         waiting("lb", "vm", "dl360-1", State.RUNNING)]}
+    monkeypatch.setattr(reconciler, "PREPARE_DEFERS", 0.0)  # bea-2 is being placed: no lull to wait for here
     with watching(services) as ctx:
         reserved = {}
         monkeypatch.setattr(ctx.ports, "reserve", lambda _load, r: reserved.update(r))
         Reconciler(ctx)._prepare(ctx.inventory(), states)
     assert reserved == {"dl360-3": (("bea-2", "physical"),), "dl360-1": (("web-2", "vm"), ("web-3", "vm"))}
+
+
+def test_nothing_is_prepared_while_personas_start_until_a_lull_or_a_bound(services, review_switches, monkeypatch):
+    """Starts come first: the ports and BMC sessions of servers whose
+    personas wait are prepared when no persona is being placed or powered
+    on, or once starts have gone on for ``PREPARE_DEFERS``."""
+    from tests.controller.conftest import watching
+    from voe.controller.reconciler import Reconciler
+    from voe.domain.lifecycle import State
+    from voe.store.runtime import PersonaState, now
+
+    def planned(persona, host, state):
+        return PersonaState(persona, state, 0, now(), None, {"kind": "physical", "host": host})
+
+    monkeypatch.setattr(reconciler, "PREPARE_DEFERS", 0.3)
+    starting = {"bea-1": planned("bea-1", "dl360-2", State.WAITING),
+                "oracle": planned("oracle", "pe2800", State.POWERING_ON)}
+    with watching(services) as ctx:
+        reserved = {}
+        monkeypatch.setattr(ctx.ports, "reserve", lambda _load, r: reserved.update(r))
+        r = Reconciler(ctx)
+        r._prepare(ctx.inventory(), starting)
+        assert reserved == {}
+        time.sleep(0.35)
+        r._prepare(ctx.inventory(), starting)  # starts for longer than the bound: prepared all the same
+        assert reserved == {"dl360-2": (("bea-1", "physical"),)}
+        reserved.clear()
+        lull = {"bea-1": starting["bea-1"], "oracle": planned("oracle", "pe2800", State.BOOTING)}
+        Reconciler(ctx)._prepare(ctx.inventory(), lull)  # nothing starting: at once
+        assert reserved == {"dl360-2": (("bea-1", "physical"),)}

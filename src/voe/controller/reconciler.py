@@ -68,6 +68,7 @@ class Reconciler:
         self._grace_from = now()
         self._last_tick = time.monotonic()
         self._prepared: dict[str, float] = {}  # host -> when its BMC session was last used by _prepare
+        self._starts_since: float | None = None  # since when personas have been starting without a lull
         self._inv: Inventory | None = None  # the inventory of the last tick, and its dependency graph
         self._deps: Dependencies | None = None
         self._states: dict[str, PersonaState] = {}  # as the last full pass read them, and touched since
@@ -221,13 +222,19 @@ class Reconciler:
                 _PREPARE.submit(_open_bmc_session, self.ctx, host)
 
     def _warm_switches(self, inv: Inventory) -> None:
-        """Every switch's driver built in the background when the switch
-        appears (or changes), not by the first start that writes its
-        ports: an SNMP engine takes tens of milliseconds to build, and a
-        first group start on a new datacenter built two dozen of them on
-        its critical path. Drivers already built are found in the cache."""
+        """Every switch's driver built, and its ports read, in the
+        background when the switch appears (or changes), not by the first
+        start that writes its ports: an SNMP engine takes tens of
+        milliseconds to build, and a first group start on a new datacenter
+        built two dozen of them on its critical path. Drivers already built
+        are found in the cache, switches already read are not read again."""
         for sw in inv.switches:
-            _PREPARE.submit(self.ctx.devices.switch, sw)
+            _PREPARE.submit(self._warm_switch, inv, sw)
+
+    def _warm_switch(self, inv: Inventory, sw) -> None:
+        self.ctx.devices.switch(sw)
+        self.ctx.switches.await_verdicts([sw.name], doubt_is_enough=True)  # a switch in doubt is read when back
+        self.ctx.ports.learn_ahead(inv, sw.name)
 
     def _prepare(self, inv: Inventory, states: dict[str, PersonaState]) -> None:
         """Ready the servers and hypervisor hosts a group start reserved,
@@ -236,7 +243,23 @@ class Reconciler:
         the servers' BMCs (logging in takes several round trips). Both
         would otherwise land on the level's critical path when the
         dependencies become ready: a level's VMs packed ten to a fresh
-        hypervisor host queued behind the first one's write of its uplink."""
+        hypervisor host queued behind the first one's write of its uplink.
+
+        Starts come first: while any persona is being placed or powered
+        on, nothing is prepared, for up to ``PREPARE_DEFERS`` seconds (so
+        a long run of starts cannot starve it). A thousand-persona group
+        start prepared 800 servers' ports and 400 BMC sessions in the same
+        second as it placed and started its 200 roots: the SNMP work held
+        the interpreter in 5-ms turns, each of the placement's hundreds of
+        store statements waited for a turn, and the roots were placed
+        after 2.3 s instead of 0.3 s."""
+        if any(st.state in STARTING for st in states.values()):
+            if self._starts_since is None:
+                self._starts_since = time.monotonic()
+            if time.monotonic() - self._starts_since < PREPARE_DEFERS:
+                return
+        else:
+            self._starts_since = None
         hosts = inv.by_name("hosts")
         claims: dict[str, list[tuple[str, str]]] = {}
         for st in states.values():
@@ -295,6 +318,8 @@ RESERVING = (State.WAITING, State.PLACING)
 """A group start's plan holds its server, or its slot on a hypervisor
 host, until the persona is placed."""
 PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm
+PREPARE_DEFERS = 2.0  # seconds preparation waits at most for a lull in starts
+STARTING = (State.PLACING, State.POWERING_ON)
 _PREPARE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-prepare")
 
 
