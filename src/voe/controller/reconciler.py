@@ -318,7 +318,11 @@ RESERVING = (State.WAITING, State.PLACING)
 """A group start's plan holds its server, or its slot on a hypervisor
 host, until the persona is placed."""
 PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm
-PREPARE_DEFERS = 2.0  # seconds preparation waits at most for a lull in starts
+PREPARE_DEFERS = 0.5
+"""Seconds preparation waits at most for a lull in starts: longer than a
+level's placement batch (0.1-0.3 s for 200 roots), short enough that the
+level after the roots is ready before its dependencies are (at 2 s, its
+last power-on came 0.65-0.99 s after them, against 0.5 s for the others)."""
 STARTING = (State.PLACING, State.POWERING_ON)
 _PREPARE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-prepare")
 
