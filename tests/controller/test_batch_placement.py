@@ -47,4 +47,3 @@ def test_the_store_refuses_a_server_another_persona_holds(ctx):
     assert isinstance(second["bea-1"], ServerTaken) and "oracle holds" in str(second["bea-1"])
     assert ctx.runtime.state_of("bea-1").state == State.PLACING  # placed again at its next step
     assert [i.persona for i in ctx.runtime.live()] == ["oracle"]
-

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from voe.domain import wiring
@@ -323,9 +323,9 @@ class PortKeeper:
             except Exception:
                 for port in todo:  # written or not, or half: unknown until read or written again
                     self._confirmed.pop((sw_name, port), None)
+                wait([announced])  # logged too, but the switch's failure is the one to report
                 raise
-            finally:
-                announced.result()
+            announced.result()
             for port, want in todo.items():
                 # confirmed by the driver's read-back (VLANs and admin state);
                 # remember what was asked, mode included

@@ -21,7 +21,7 @@ from voe.controller.dependencies import Dependencies
 from voe.controller.decide import Next, Observed, decide, move_requested, silence_from
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import Event, State
-from voe.domain.models import Persona
+from voe.domain.models import Persona, Switch
 from voe.errors import DriverError
 from voe.store.runtime import Move, PersonaState, StaleState, now
 
@@ -231,7 +231,7 @@ class Reconciler:
         for sw in inv.switches:
             _PREPARE.submit(self._warm_switch, inv, sw)
 
-    def _warm_switch(self, inv: Inventory, sw) -> None:
+    def _warm_switch(self, inv: Inventory, sw: Switch) -> None:
         self.ctx.devices.switch(sw)
         self.ctx.switches.await_verdicts([sw.name], doubt_is_enough=True)  # a switch in doubt is read when back
         self.ctx.ports.learn_ahead(inv, sw.name)
