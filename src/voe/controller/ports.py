@@ -87,7 +87,7 @@ class PortKeeper:
         """Each port's configuration as last read back from its switch."""
         return dict(self._confirmed)
 
-    def _learn(self, sw_name: str, inv: Inventory) -> None:
+    def _learn(self, sw_name: str, inv: Inventory, in_doubt_too: bool = False) -> None:
         """Read every cabled port of a switch the first time it is written
         (under its lock), so a port that already carries what it should is
         not written again: later passes, a failover's among them, write
@@ -95,7 +95,7 @@ class PortKeeper:
         unanswered (its resends included) fails the pass at once: the
         switch died unnoticed, and the writes would wait out the same
         timeout again."""
-        if sw_name in self._learned or sw_name in self.switches.avoid():
+        if sw_name in self._learned or sw_name in (self.switches.down() if in_doubt_too else self.switches.avoid()):
             return  # a switch in doubt is read when it answers again
         ports = sorted({n.port for h in inv.hosts for n in h.nics if n.switch == sw_name})
         try:
@@ -113,12 +113,14 @@ class PortKeeper:
         """Read a switch's cabled ports as soon as it is known (see
         ``_learn``), not in the first pass that writes it: a new
         datacenter's first group start read two dozen switches' VLAN tables
-        on its roots' critical path, up to a second each under load."""
+        on its roots' critical path, up to a second each under load. A
+        switch only in doubt (slow to answer a probe under load) is read
+        all the same: nothing waits for this read but the switch's passes."""
         if sw_name in self._learned:
             return
         with self._locks[sw_name]:
             try:
-                self._learn(sw_name, inv)
+                self._learn(sw_name, inv, in_doubt_too=True)
             except DriverError:
                 pass  # not answering: the first pass that writes it reads it
 

@@ -233,7 +233,7 @@ class Reconciler:
 
     def _warm_switch(self, inv: Inventory, sw: Switch) -> None:
         self.ctx.devices.switch(sw)
-        self.ctx.switches.await_verdicts([sw.name], doubt_is_enough=True)  # a switch in doubt is read when back
+        self.ctx.switches.await_verdicts([sw.name])  # one found down is read when it is back (``restore``)
         self.ctx.ports.learn_ahead(inv, sw.name)
 
     def _prepare(self, inv: Inventory, states: dict[str, PersonaState]) -> None:
