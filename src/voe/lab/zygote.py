@@ -90,6 +90,15 @@ class AgentZygote:
         return self._codes.get(pid)
 
 
+BELOW_THE_DEVICES = 5
+"""How much nicer the machines' OSes (the agents, forked from here) run
+than the lab's devices. A BMC is a processor of its own, never slowed by
+its server's OS: here a level of hundreds of agents booting at once took
+the CPU from the lab's BMCs while they answered the next level's
+power-ons (at 1,000 personas, the level after the roots waited up to a
+second for a BMC slot). The agents' beats have seconds of slack; a
+power-on has none."""
+
 UNKNOWN_EXIT = -1
 """An agent whose zygote died before reporting its end: init reaped it."""
 
@@ -195,4 +204,5 @@ def _become_agent(argv: list[str], log: str) -> None:
 
 
 if __name__ == "__main__":
+    os.nice(BELOW_THE_DEVICES)
     _serve()
