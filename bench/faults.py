@@ -136,7 +136,7 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | 
     took = []
     for p in affected:
         try:
-            st = s.wait(p, lambda st: (st["generation"] > before[p]["generation"] and st["state"] == "running")
+            st = s.wait(p, lambda st, p=p: (st["generation"] > before[p]["generation"] and st["state"] == "running")
                         or st["state"] == "blocked", SETTLE)
         except TimeoutError:
             now = s.status(p)

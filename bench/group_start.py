@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from collections import Counter
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 

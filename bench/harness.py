@@ -176,7 +176,7 @@ class Stack:
         self.controller.send_signal(signal.SIGKILL)
         self.controller.wait()
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         """The controller, the datacenter applied, then the lab; whatever
         started is stopped again if the rest fails (a controller left
         running would skew every later benchmark's figures)."""
@@ -188,7 +188,7 @@ class Stack:
             self.stop()
             raise
 
-    def _start(self) -> "Stack":
+    def _start(self) -> Stack:
         self.start_controller()
         r = self.http.post("/api/v1/apply", json={"document": self.doc})
         r.raise_for_status()

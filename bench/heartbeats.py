@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from harness import Stack, cpu_seconds, helpers_cpu_seconds
-
 from voe.agent.client import Controller, Unreachable
 from voe.controller.services import Services
 
@@ -107,7 +106,8 @@ def main() -> None:
                 latencies.sort()
                 p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan")
                 print(f"  offered {rate:g}/s: answered {answered / args.seconds:.0f}/s, "
-                      f"controller CPU {cpu / max(1, answered) * 1000:.2f} ms per beat ({cpu / args.seconds * 100:.0f}% of a core), "
+                      f"controller CPU {cpu / max(1, answered) * 1000:.2f} ms per beat "
+                      f"({cpu / args.seconds * 100:.0f}% of a core), "
                       + (f"agent service {service / max(1, answered) * 1000:.2f} ms, " if not args.main_port else "")
                       + f"latency median {statistics.median(latencies) * 1000 if latencies else float('nan'):.1f} ms, "
                       f"p99 {p99 * 1000:.1f} ms, {unanswered} unanswered")

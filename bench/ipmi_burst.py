@@ -5,7 +5,7 @@ once, the slowest and the median sequence, the CPU time one sequence costs
 the client (the controller's side) and the lab's BMCs, and any failure; the
 first rounds log in, the later ones reuse their sessions. With
 ``--power-process``, the drivers run in a power process, as in the
-controller (``drivers/power/elsewhere.py``), and the client's CPU is given
+controller (``drivers/driver_process.py``), and the client's CPU is given
 for this process (the controller's share) and the power process apart.
 
     .venv/bin/python bench/ipmi_burst.py [--hosts 200] [--at-once 100] [--rounds 4] [--power-process]
@@ -20,13 +20,11 @@ import threading
 import time
 from pathlib import Path
 
-
 from harness import cpu_seconds, lab_alone, stop_process
 from lab_scale import datacenter
-
 from voe.domain.inventory import parse
 from voe.drivers.base import PowerDriver
-from voe.drivers.elsewhere import PowerElsewhere, DriverProcess
+from voe.drivers.driver_process import DriverProcess, RemotePower
 from voe.drivers.power.ipmi import IpmiPower
 
 
@@ -37,7 +35,7 @@ def power_on(driver: PowerDriver, out: list) -> None:
         driver.set_boot_device("pxe", persistent=True)
         driver.power_on_or_reset()
         out.append((time.monotonic() - began, None))
-    except Exception as e:  # noqa: BLE001 - reported with the figures
+    except Exception as e:
         out.append((time.monotonic() - began, f"{driver.device}: {e}"))
 
 
@@ -56,7 +54,7 @@ def main() -> None:
             drivers: list[PowerDriver] = [IpmiPower.from_host(h) for h in parse(doc).hosts]
             if elsewhere is not None:
                 elsewhere.start()
-                drivers = [PowerElsewhere(d, elsewhere) for d in drivers]
+                drivers = [RemotePower(d, elsewhere) for d in drivers]
             print(f"IPMI burst: {args.at_once} power-ons at once against {args.hosts} lab BMCs in another process"
                   + (", the drivers in a power process" if elsewhere else ""))
             for r in range(args.rounds):

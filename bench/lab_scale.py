@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from harness import free_port, lab_alone
 
 

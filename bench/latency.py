@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 from harness import Stack, load, relocate
-
 from voe.domain.inventory import parse
-from voe.drivers.base import PortConfig
+from voe.domain.ports import PortConfig
 from voe.drivers.power.ipmi import IpmiPower
 from voe.drivers.switch.snmp import SnmpSwitch
 

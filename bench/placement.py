@@ -83,8 +83,8 @@ def main() -> None:
     packed = personas(args.personas, random.Random(args.seed), strategy="pack")
     placer = Placer(datacenter(args.machines, random.Random(args.seed)))
     decisions = [placer.place(p, explain=False) for p in packed]
-    vm_mem = sum(p.memory for p, d in zip(packed, decisions) if d.ok and d.machine.kind == "vm")
-    vm_cpu = sum(p.cpus for p, d in zip(packed, decisions) if d.ok and d.machine.kind == "vm")
+    vm_mem = sum(p.memory for p, d in zip(packed, decisions, strict=True) if d.ok and d.machine.kind == "vm")
+    vm_cpu = sum(p.cpus for p, d in zip(packed, decisions, strict=True) if d.ok and d.machine.kind == "vm")
     hv = next(m for m in machines if m.kind == "vm")
     bound = max(math.ceil(vm_mem / hv.memory), math.ceil(vm_cpu / hv.cpus))
     used_hv = len({d.machine.host for d in decisions if d.ok and d.machine.kind == "vm"})

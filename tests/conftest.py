@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from harness import free_port  # noqa: E402  (one port allocator for tests and benchmarks)
+from harness import free_port
 
 PG_ADMIN_URL = os.environ.get("VOE_TEST_PG_URL", "postgresql+psycopg://voe:voe@127.0.0.1:5432/postgres")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "review-lab.yaml"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from voe.api.app import create_app
 from tests.conftest import EXAMPLE
+from voe.api.app import create_app
 from voe.cli.yamlfile import DatacenterFile
 
 

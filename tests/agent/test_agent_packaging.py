@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from voe.cli.agent_cmds import install_into
+from voe.agent.install import install_into
 
 
 def test_install_into_an_image_root_runs_with_the_standard_library_only(tmp_path):

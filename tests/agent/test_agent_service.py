@@ -34,7 +34,7 @@ def eventually(check, timeout: float = 10.0):
             value = check()
             if value:
                 return value
-        except Exception:  # noqa: BLE001 - not yet: a service starting again refuses connections
+        except Exception:
             if time.monotonic() > deadline:
                 raise
         if time.monotonic() > deadline:
@@ -73,13 +73,13 @@ def test_an_agent_is_served_from_the_store_and_its_beats_reach_the_controller(se
 
     answer = agent.call("POST", "/api/v1/agent/heartbeat", BEAT)
     assert answer["action"] == "continue" and answer["interval"] == 0.5
-    beat = eventually(lambda: services.runtime.heartbeat_of("web-1"))
+    beat = eventually(lambda: services.runtime.beats.of("web-1"))
     assert (beat["generation"], beat["ready"], beat["told"], beat["report"]["addresses"]) == \
         (1, True, 0.5, {"front": "10.0.1.1/24"})
 
     pace.follow(700)  # seven hundred agents beating: the controller slows them to 7 s
     assert eventually(lambda: agent.call("POST", "/api/v1/agent/heartbeat", BEAT)["interval"] == 7.0)
-    assert eventually(lambda: services.runtime.heartbeat_of("web-1")["told"] == 7.0)
+    assert eventually(lambda: services.runtime.beats.of("web-1")["told"] == 7.0)
 
     services.runtime.end_incarnation("web-1", 1, "test: fenced")
     assert agent.call("POST", "/api/v1/agent/heartbeat", BEAT)["action"] == "stale"  # at once, from the store
@@ -89,7 +89,7 @@ def test_a_beat_the_controller_cannot_record_does_not_stop_the_next(service, ser
     """Were the controller's reader of beats to end on one bad beat, every
     persona would fall silent to the reconciler at once, and be failed over."""
     s, _, token = service
-    record, calls = services.runtime.record_heartbeat, []
+    record, calls = services.runtime.beats.record, []
 
     def first_fails(*args, **kw):
         calls.append(args)
@@ -97,12 +97,12 @@ def test_a_beat_the_controller_cannot_record_does_not_stop_the_next(service, ser
             raise RuntimeError("a bug in recording one beat")
         return record(*args, **kw)
 
-    monkeypatch.setattr(services.runtime, "record_heartbeat", first_fails)
+    monkeypatch.setattr(services.runtime.beats, "record", first_fails)
     agent = Controller(url_of(s), token)
     eventually(lambda: agent.call("POST", "/api/v1/agent/heartbeat", BEAT))
     eventually(lambda: calls)
     agent.call("POST", "/api/v1/agent/heartbeat", {**BEAT, "detail": "the next beat"})
-    assert eventually(lambda: (services.runtime.heartbeat_of("web-1") or {}).get("report", {}).get("detail")
+    assert eventually(lambda: (services.runtime.beats.of("web-1") or {}).get("report", {}).get("detail")
                       == "the next beat")
 
 
@@ -115,7 +115,7 @@ def test_a_service_that_dies_is_started_again_on_the_same_port(service, services
     again = {**BEAT, "detail": "after the service came back"}
     eventually(lambda: agent.call("POST", "/api/v1/agent/heartbeat", again))
     assert s.pid != first
-    assert eventually(lambda: services.runtime.heartbeat_of("web-1")["report"]["detail"] == again["detail"])
+    assert eventually(lambda: services.runtime.beats.of("web-1")["report"]["detail"] == again["detail"])
 
 
 def test_the_agent_service_ends_with_a_controller_killed_outright(tmp_path):

@@ -16,6 +16,7 @@ from voe.controller.device_watch import DeviceWatch
 from voe.controller.devices import Devices
 from voe.controller.ports import PortKeeper
 from voe.controller.timing import Timing
+from voe.controller.workers import Workers
 from voe.domain.inventory import parse
 from voe.drivers.switch.snmp import SnmpSwitch
 from voe.lab.switch_emulator import SwitchEmulator
@@ -50,12 +51,14 @@ def fabric(services):
     for e in emulators.values():
         e.start()
     drivers = {sw.name: SnmpSwitch.from_switch(sw) for sw in inv.switches}
+    workers = Workers(Timing())
     watch = DeviceWatch("switch", lambda i: i.by_name("switches"), lambda sw: drivers[sw.name], lambda *a, **k: None,
-                        0.5, shunned="new trunks")
-    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch)
+                        0.5, workers.probes, shunned="new trunks")
+    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch, workers)
     services.runtime.begin_incarnation("web-1", "vm", "dl360-1", "web-1", "02:56:4f:00:00:07", "test")
     keeper.reconcile(lambda: inv, ["dl360-1"])
     yield inv, keeper, watch, {name: e.state for name, e in emulators.items()}, emulators
+    workers.shutdown()
     for d in drivers.values():
         d.close()
     for e in emulators.values():

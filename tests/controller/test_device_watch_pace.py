@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller.device_watch import DeviceWatch
 
@@ -27,7 +28,7 @@ def watch_for(devices: int, seconds: float, interval: float, max_rate: float) ->
     driver = Counted()
     names = {f"sw{i}": object() for i in range(devices)}
     watch = DeviceWatch("switch", lambda inv: names, lambda device: driver, lambda *a, **k: None, interval,
-                        shunned="new trunks", max_probes_per_second=max_rate)
+                        ThreadPoolExecutor(8), shunned="new trunks", max_probes_per_second=max_rate)
     stop = threading.Event()
     watch.start(lambda: None, stop)
     time.sleep(seconds)
@@ -48,6 +49,7 @@ def test_a_handful_of_devices_is_probed_at_the_interval():
 
 
 def test_the_spacing_follows_the_device_count():
-    watch = DeviceWatch("switch", lambda inv: {}, lambda d: None, lambda *a, **k: None, 0.5, shunned="new trunks",
+    watch = DeviceWatch("switch", lambda inv: {}, lambda d: None, lambda *a, **k: None, 0.5, ThreadPoolExecutor(1),
+                        shunned="new trunks",
                         max_probes_per_second=20)
     assert watch.pass_every(2) == 0.5 and watch.pass_every(24) == 1.2

@@ -9,7 +9,10 @@ import time
 import pytest
 
 from voe.controller.device_watch import DeviceWatch
-from voe.controller.ports import GaveWay, PortKeeper
+from voe.controller.fabric_fence import FabricFence, GaveWay
+from voe.controller.ports import PortKeeper
+from voe.controller.timing import Timing
+from voe.controller.workers import Workers
 from voe.drivers.switch.snmp import SnmpSwitch
 from voe.errors import DriverError
 
@@ -21,10 +24,11 @@ def watched_keeper(inv, services, interval: float, driver_timeout: float):
     def driver(sw, timeout):
         return SnmpSwitch.from_switch(sw.model_copy(update={"settings": {**sw.settings, "timeout": timeout}}))
     probes = {sw.name: driver(sw, 0.5) for sw in inv.switches}
+    workers = Workers(Timing())
     watch = DeviceWatch("switch", lambda i: i.by_name("switches"), lambda sw: probes[sw.name],
-                        lambda *a, **k: None, interval, shunned="new trunks", probe_timeout=0.5)
+                        lambda *a, **k: None, interval, workers.probes, shunned="new trunks", probe_timeout=0.5)
     drivers = {sw.name: driver(sw, driver_timeout) for sw in inv.switches}
-    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch)
+    keeper = PortKeeper(services.runtime, lambda sw: drivers[sw.name], lambda *a, **k: None, watch, workers)
     return probes, watch, drivers, keeper
 
 
@@ -39,7 +43,7 @@ def test_a_port_pass_between_the_shut_and_its_record_keeps_the_ports_down(fabric
         keeper.reconcile(lambda: inv, ["dl360-1"])
         services.runtime.fence_host("dl360-1", f"fabric: ports {', '.join(ports)} shut")
 
-    assert keeper.shut(inv, host, patient=False, record=record) == ["sw1:1", "sw2:1"]
+    assert FabricFence(keeper).shut(inv, host, patient=False, record=record) == ["sw1:1", "sw2:1"]
     assert not state["sw1"].admin_up[1] and not state["sw2"].admin_up[1]
     keeper.reconcile(lambda: inv, ["dl360-1"])  # and after the record, from the store
     assert not state["sw1"].admin_up[1] and not state["sw2"].admin_up[1]
@@ -54,11 +58,11 @@ def test_two_fences_of_one_host_each_keep_its_ports_down_until_recorded(fabric, 
 
     def outer_record(ports: list[str]) -> None:
         with pytest.raises(RuntimeError):
-            keeper.shut(inv, host, patient=True, record=lambda p: (_ for _ in ()).throw(RuntimeError("no record")))
+            FabricFence(keeper).shut(inv, host, patient=True, record=lambda p: (_ for _ in ()).throw(RuntimeError("no record")))
         keeper.reconcile(lambda: inv, ["dl360-1"])  # a pass while the outer fence is still unrecorded
         services.runtime.fence_host("dl360-1", f"fabric: ports {', '.join(ports)} shut")
 
-    keeper.shut(inv, host, patient=True, record=outer_record)
+    FabricFence(keeper).shut(inv, host, patient=True, record=outer_record)
     assert not state["sw1"].admin_up[1] and not state["sw2"].admin_up[1]
 
 
@@ -68,11 +72,11 @@ def test_a_fence_with_another_level_left_does_not_wait_for_a_silent_switch(fabri
     watch.mark_down("sw2", "missed two probes")
     recorded = []
     with pytest.raises(GaveWay) as e:  # the fence tries its next level, then this one patiently
-        keeper.shut(inv, host, patient=False, record=recorded.append)
+        FabricFence(keeper).shut(inv, host, patient=False, record=recorded.append)
     assert e.value.device == "sw2" and "does not answer" in str(e.value)
     assert recorded == [] and "dl360-1" not in services.runtime.fenced_hosts()
     # the last level left is tried all the same (this switch does answer)
-    assert keeper.shut(inv, host, patient=True, record=recorded.append) == ["sw1:1", "sw2:1"]
+    assert FabricFence(keeper).shut(inv, host, patient=True, record=recorded.append) == ["sw1:1", "sw2:1"]
     assert recorded == [["sw1:1", "sw2:1"]] and not state["sw2"].admin_up[1]
 
 

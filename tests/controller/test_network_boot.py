@@ -5,6 +5,7 @@ fails; a BMC that refuses, or stays silent, still fails it."""
 
 from __future__ import annotations
 
+import threading
 import types
 
 import pytest
@@ -71,6 +72,7 @@ class SlowBmc(PowerDriver):
 def boot_through(bmc: SlowBmc) -> list[str]:
     logged: list[str] = []
     ctx = types.SimpleNamespace(devices=types.SimpleNamespace(power=lambda host: bmc),
+                                workers=types.SimpleNamespace(bmc_slots=threading.BoundedSemaphore(1)),
                                 log=lambda severity, kind, message, **where: logged.append(f"{severity}: {message}"))
     start._network_boot(ctx, types.SimpleNamespace(name="h1"), {"persona": "p", "host": "h1"})
     return logged

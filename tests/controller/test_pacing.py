@@ -67,4 +67,4 @@ def test_a_beat_is_answered_with_the_pace_and_its_lease(api, services):
     pace = api.app.state.pace
     assert r.json()["interval"] == pace.interval == 2000 / T.max_heartbeats_per_second
     assert r.json()["lease_expires_in"] == pace.lease()
-    assert services.runtime.heartbeat_of("p1")["told"] == pace.interval
+    assert services.runtime.beats.of("p1")["told"] == pace.interval

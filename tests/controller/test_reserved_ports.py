@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from voe.controller import ports, reconciler
+from voe.controller import reconciler
 
 
 def eventually(check, timeout: float = 10.0):
@@ -35,7 +35,7 @@ def test_a_reserved_server_carries_its_personas_vlans_before_it_starts_and_nothi
     assert eventually(lambda: carries(state["sw2"], 2, None, set()))  # its other NIC carries nothing
     keeper.reserve(lambda: inv, {})  # the group stopped before bea-1 started, or it went elsewhere
     assert eventually(lambda: carries(state["sw1"], 2, None, set()))
-    background_passes_done()
+    background_passes_done(keeper)
 
 
 def test_what_runs_on_a_server_decides_its_ports_over_a_reservation(fabric, services):
@@ -46,14 +46,14 @@ def test_what_runs_on_a_server_decides_its_ports_over_a_reservation(fabric, serv
     keeper.reserve(lambda: inv, {"dl360-2": (("bea-1", "physical"),)})
     keeper.reconcile(lambda: inv, ["dl360-2"])
     assert carries(state["sw1"], 2, 100, {200})  # web-2: front native, back tagged
-    background_passes_done()  # the reservation's own pass changed nothing
+    background_passes_done(keeper)  # the reservation's own pass changed nothing
     assert carries(state["sw1"], 2, 100, {200})
 
 
-def background_passes_done() -> None:
+def background_passes_done(keeper) -> None:
     """The passes ``reserve`` queued have ended (one worker runs them in
     order), before the fixture closes the switches under them."""
-    ports._AHEAD.submit(lambda: None).result()
+    keeper.workers.ports_ahead.submit(lambda: None).result()
 
 
 def test_a_hypervisor_hosts_uplink_carries_its_reserved_vms_networks_ahead(fabric, services):
@@ -69,7 +69,7 @@ def test_a_hypervisor_hosts_uplink_carries_its_reserved_vms_networks_ahead(fabri
     assert eventually(lambda: carries(state["sw1"], 1, None, {100, 200}))
     keeper.reserve(lambda: inv, {})
     assert eventually(lambda: carries(state["sw1"], 1, None, set()))
-    background_passes_done()
+    background_passes_done(keeper)
 
 
 def test_a_group_starts_reservations_are_each_servers_one_persona_and_each_hypervisor_hosts_vms(
@@ -82,7 +82,8 @@ def test_a_group_starts_reservations_are_each_servers_one_persona_and_each_hyper
     from tests.controller.conftest import watching
     from voe.controller.reconciler import Reconciler
     from voe.domain.lifecycle import State
-    from voe.store.runtime import PersonaState, now
+    from voe.store.runtime import PersonaState
+    from voe.store.time import now
 
     def waiting(persona, kind, host, state=State.WAITING):
         return PersonaState(persona, state, 0, now(), None, {"kind": kind, "host": host})
@@ -107,7 +108,8 @@ def test_nothing_is_prepared_while_personas_start_until_a_lull_or_a_bound(servic
     from tests.controller.conftest import watching
     from voe.controller.reconciler import Reconciler
     from voe.domain.lifecycle import State
-    from voe.store.runtime import PersonaState, now
+    from voe.store.runtime import PersonaState
+    from voe.store.time import now
 
     def planned(persona, host, state):
         return PersonaState(persona, state, 0, now(), None, {"kind": "physical", "host": host})

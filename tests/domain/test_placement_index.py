@@ -13,7 +13,7 @@ import pytest
 from voe.domain.placement import Constraint, Placer, _score, rule_out
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from placement import datacenter, personas  # noqa: E402  (the benchmark's generators)
+from placement import datacenter, personas
 
 
 @pytest.mark.parametrize("seed", range(6))

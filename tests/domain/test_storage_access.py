@@ -3,10 +3,10 @@ incarnations are granted there (the persona's own identity)."""
 
 from __future__ import annotations
 
+from tests.conftest import EXAMPLE
 from voe.cli.yamlfile import DatacenterFile
 from voe.domain.inventory import assign_identity, parse
 from voe.domain.storage import access_for
-from tests.conftest import EXAMPLE
 
 
 def inventory():

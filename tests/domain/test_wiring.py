@@ -8,7 +8,7 @@ from tests.conftest import EXAMPLE
 from voe.cli.yamlfile import DatacenterFile
 from voe.domain import wiring
 from voe.domain.inventory import assign_identity, parse
-from voe.drivers.base import PortConfig
+from voe.domain.ports import PortConfig
 
 
 @pytest.fixture

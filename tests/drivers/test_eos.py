@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from voe.drivers.base import PortConfig
+from voe.domain.ports import PortConfig
 from voe.drivers.switch.eos import EosSettings, EosSwitch, parse_switchport, parse_vlan_list, port_commands, vlan_list
 from voe.errors import DriverError
 

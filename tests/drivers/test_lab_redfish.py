@@ -3,10 +3,12 @@ client) and checked against the lab machine's own state."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
-from harness import free_port
 
+from harness import free_port
 from voe.drivers.base import PowerState
 from voe.drivers.power.redfish import RedfishPower, RedfishSettings
 from voe.errors import DriverError
@@ -19,7 +21,8 @@ from voe.lab.redfish import RedfishEmulator
 def bmc(tmp_path, monkeypatch):
     monkeypatch.setattr(machine_module, "FETCH_PAUSE", 0.01)  # a controller nowhere: its firmware's retries, quickly
     nowhere = ControllerLink(f"http://127.0.0.1:{free_port()}")
-    machine = Machine("dl360-7", ["00:0b:cd:07:00:01"], nowhere, ProcessOS(["true"], tmp_path), local_disk=True)
+    machine = Machine("dl360-7", ["00:0b:cd:07:00:01"], nowhere, ProcessOS(["true"], tmp_path), ThreadPoolExecutor(1),
+                      local_disk=True)
     emulator = RedfishEmulator(machine, "127.0.0.1", free_port(), "admin", "voe-lab")
     emulator.start()
     yield emulator

@@ -4,14 +4,16 @@ VMs find no controller to boot from, which changes nothing for power."""
 
 from __future__ import annotations
 
-import pytest
-from harness import free_port
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from harness import free_port
 from voe.drivers.base import VmSpec, VmState
 from voe.drivers.hypervisor.labhv import LabHvSettings, LabHypervisor
 from voe.errors import DriverError
-from voe.lab.hypervisor import Hypervisor
 from voe.lab import machine as machine_module
+from voe.lab.hypervisor import Hypervisor
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
 
 SPEC = VmSpec("web-1-g2", vcpus=1, memory_mib=512, macs=("02:56:4f:00:00:01",), vlans=(100,))
@@ -23,10 +25,10 @@ def lab_hv(tmp_path, monkeypatch):
     nowhere = ControllerLink(f"http://127.0.0.1:{free_port()}")
 
     def vm_machine(name, mac, root):
-        return Machine(name, [mac], nowhere, ProcessOS(["true"], root), kind="vm")
+        return Machine(name, [mac], nowhere, ProcessOS(["true"], root), ThreadPoolExecutor(1), kind="vm")
 
     url = f"http://127.0.0.1:{free_port()}"
-    host = Machine("dl360-1", ["00:0b:cd:01:00:01"], nowhere, ProcessOS(["true"], tmp_path / "host"))
+    host = Machine("dl360-1", ["00:0b:cd:01:00:01"], nowhere, ProcessOS(["true"], tmp_path / "host"), ThreadPoolExecutor(1))
     hyp = Hypervisor(host, url, "admin", "voe-lab", tmp_path, vm_machine, cpus=8, memory_mib=10240)
     hyp.boot()
     yield hyp, url

@@ -14,8 +14,8 @@ import time
 
 import httpx
 import pytest
-from harness import free_port
 
+from harness import free_port
 from voe.drivers.base import PowerState
 from voe.drivers.power.redfish import RedfishPower, RedfishSettings
 from voe.errors import DriverError

@@ -11,7 +11,7 @@ import pytest
 
 from harness import free_port
 from voe.domain.models import Switch
-from voe.drivers.base import PortConfig
+from voe.domain.ports import PortConfig
 from voe.drivers.switch.snmp import SnmpSwitch
 from voe.lab.switch_emulator import SwitchEmulator
 

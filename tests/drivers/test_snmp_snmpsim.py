@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import free_port, stop_process
 
-from voe.drivers.base import PortConfig
+from harness import free_port, stop_process
+from voe.domain.ports import PortConfig
 from voe.drivers.switch.snmp import SnmpSettings, SnmpSwitch
 
 RESPONDER = Path(sys.executable).parent / "snmpsim-command-responder"

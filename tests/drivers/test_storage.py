@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import free_port, stop_process
 
-from voe.drivers.base import Access
+from harness import free_port, stop_process
+from voe.domain.storage import Access
 from voe.drivers.storage.ganesha import GaneshaSettings, GaneshaStorage, render_export
 from voe.drivers.storage.tgt import TgtSettings, TgtStorage, parse_show
 from voe.errors import DriverError

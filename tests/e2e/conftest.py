@@ -60,8 +60,8 @@ def stack(tmp_path, monkeypatch):
     """Controller + lab for the review datacenter (SQLite store)."""
     import uvicorn
 
-    from voe.controller.controller import build
     from voe.controller.services import Services
+    from voe.server import build
 
     if not (ROOT / "src" / "voe" / "cli" / "lab.py").exists():
         pytest.skip("the lab (voe lab) is not built yet")

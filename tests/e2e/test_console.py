@@ -131,7 +131,8 @@ def test_physical_view_shows_vms_in_their_host_and_port_vlans(stack, page):
     assert host["x"] <= vm["x"] and vm["x"] + vm["width"] <= host["x"] + host["width"] + 1
     port = page.locator('[data-switch="sw1"] [data-port="1"]')
     port.wait_for()
-    page.wait_for_function("""() => /T [0-9,]*100/.test(document.querySelector('[data-switch="sw1"] [data-port="1"]').textContent)""")
+    page.wait_for_function(
+        """() => /T [0-9,]*100/.test(document.querySelector('[data-switch="sw1"] [data-port="1"]').textContent)""")
 
 
 def test_group_start_with_clicks_alone(stack, page):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from harness import Stack, load, relocate  # noqa: E402
+from harness import Stack, load, relocate
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_sigkill_mid_failover_resumes_without_a_double_run(procs, delay):
     time.sleep(0.5)
     s.start_controller()
     for p in ("oracle", "web-1"):
-        after = s.wait(p, lambda st: st["generation"] > before[p]["generation"] and st["state"] == "running", 60)
+        after = s.wait(p, lambda st, p=p: st["generation"] > before[p]["generation"] and st["state"] == "running", 60)
         assert after["machine"]["host"] != before[p]["machine"]["host"]
     truth = s.truth()
     assert truth["violations"] == [], truth["violations"]

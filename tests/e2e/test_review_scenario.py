@@ -116,7 +116,7 @@ def test_every_running_agent_configured_exactly_its_vnics(stack, tmp_path):
     for name, st in running.items():
         m = st["machine"]
         root = lab_root / m["host"] / ("vms/" + m["vm"] if m["kind"] == "vm" else "")
-        got = sorted((str(a) for i in netfiles.interfaces(root) for a in i.addresses))
+        got = sorted(str(a) for i in netfiles.interfaces(root) for a in i.addresses)
         vnics = next(p for p in stack.doc["personas"] if p["name"] == name)["vnics"]
         addresses = st["agent"]["addresses"]
         assert got == sorted(addresses.values())
@@ -125,6 +125,7 @@ def test_every_running_agent_configured_exactly_its_vnics(stack, tmp_path):
             import ipaddress
             assert ipaddress.ip_interface(addr).network == ipaddress.ip_network(networks[net]["subnet"])
     from typer.testing import CliRunner
+
     from voe.cli.main import app
 
     shown = CliRunner().invoke(app, ["--url", stack.url, "--token", stack.token, "persona", "show", "web-1"])

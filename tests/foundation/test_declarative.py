@@ -55,9 +55,8 @@ def test_export_rebuilds_the_same_inventory_on_an_empty_controller(voe, tmp_path
     x = tmp_path / "x.yaml"
     x.write_text(voe("export").output)
     voe("apply", "-f", str(x), "--prune")  # a no-op on the same controller
-    from voe.domain.inventory import Inventory, parse
     from voe.cli.yamlfile import DatacenterFile
-
+    from voe.domain.inventory import Inventory, parse
     from voe.domain.models import SECRET_FIELDS
 
     def without_secrets(inv: Inventory) -> dict:

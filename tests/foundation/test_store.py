@@ -79,18 +79,18 @@ def test_a_beat_that_only_says_time_passed_is_not_a_store_write(services):
     runtime = services.runtime
 
     def stored() -> dict:
-        runtime.flush_heartbeats()  # as the flusher does, every HEARTBEAT_FLUSH_EVERY
+        runtime.beats.flush()  # as the flusher does, every HEARTBEAT_FLUSH_EVERY
         with services.engine.connect() as c:
             return dict(c.execute(select(schema.heartbeats)).one()._mapping)
 
     report = {"uptime": 1.0, "addresses": {"front": "10.0.0.5/24"}, "detail": "network configured", "wwpn": None}
-    runtime.record_heartbeat("web-1", 1, True, False, report)
+    runtime.beats.record("web-1", 1, True, False, report)
     first = stored()
-    runtime.record_heartbeat("web-1", 1, True, False, {**report, "uptime": 1.3})
+    runtime.beats.record("web-1", 1, True, False, {**report, "uptime": 1.3})
     assert stored() == first
-    assert runtime.heartbeat_of("web-1")["report"]["uptime"] == 1.3  # yet the controller knows the newest beat
+    assert runtime.beats.of("web-1")["report"]["uptime"] == 1.3  # yet the controller knows the newest beat
     moved = {**report, "uptime": 1.6, "addresses": {"front": "10.0.0.6/24"}}
-    runtime.record_heartbeat("web-1", 1, True, False, moved)
+    runtime.beats.record("web-1", 1, True, False, moved)
     assert stored()["report"] == moved
 
 
@@ -102,11 +102,11 @@ def test_one_flush_writes_each_personas_own_beat_whether_its_row_is_new_or_store
     from voe.store import schema
 
     runtime = services.runtime
-    runtime.record_heartbeat("a", 1, True, False, {"addresses": {"front": "10.0.0.1/24"}})
-    runtime.flush_heartbeats()
+    runtime.beats.record("a", 1, True, False, {"addresses": {"front": "10.0.0.1/24"}})
+    runtime.beats.flush()
     for name, generation, ready in (("a", 2, False), ("b", 5, True), ("c", 7, False)):
-        runtime.record_heartbeat(name, generation, ready, False, {"addresses": {"front": f"10.0.0.{generation}/24"}})
-    runtime.flush_heartbeats()
+        runtime.beats.record(name, generation, ready, False, {"addresses": {"front": f"10.0.0.{generation}/24"}})
+    runtime.beats.flush()
     with services.engine.connect() as c:
         rows = {r.persona: (r.generation, r.ready, r.report["addresses"]["front"])
                 for r in c.execute(select(schema.heartbeats))}
@@ -157,9 +157,7 @@ def test_writes_committed_together_each_stand_or_fail_alone_and_are_durable_on_r
     from sqlalchemy import insert, select
 
     from voe.store import schema
-    from voe.store.group_commit import group_commit
-
-    committer = group_commit(services.engine)
+    committer = services.events.commits
     assert committer.batched == (services.engine.dialect.name == "sqlite")
     seen_at_return: dict[str, bool] = {}
     failed: list[str] = []
@@ -168,7 +166,7 @@ def test_writes_committed_together_each_stand_or_fail_alone_and_are_durable_on_r
         for i in range(10):
             name = f"t{k}-{i}"
 
-            def work(c):
+            def work(c, name=name, i=i):
                 c.execute(insert(schema.intents).values(persona=name, move_kind="vm"))
                 if i % 4 == 3:
                     raise ValueError(f"{name} refused after its write")

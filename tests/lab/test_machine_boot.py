@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 from voe.lab import machine as machine_module
 from voe.lab.machine import Machine, ProcessOS
@@ -35,7 +36,8 @@ class SlowBootNetwork:
 
 
 def machine(tmp_path, network) -> Machine:
-    m = Machine("dl360-7", ["00:0b:cd:07:00:01"], network, ProcessOS([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path))
+    sleeper = ProcessOS([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path)
+    m = Machine("dl360-7", ["00:0b:cd:07:00:01"], network, sleeper, ThreadPoolExecutor(1))
     m.set_boot("pxe", False)
     return m
 
@@ -81,7 +83,7 @@ class CountingOS(ProcessOS):
 def test_a_reset_during_the_network_boot_boots_once_not_twice(tmp_path):
     network = SlowBootNetwork()
     m = Machine("dl360-7", ["00:0b:cd:07:00:01"], network,
-                CountingOS([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path))
+                CountingOS([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path), ThreadPoolExecutor(1))
     m.set_boot("pxe", True)
     m.power_on()
     assert network.asked.wait(5)

@@ -119,8 +119,8 @@ class AgentService:
         every persona would fall silent to the reconciler at once."""
         try:
             persona, generation, ready, stopping, report, told = beat
-            self.runtime.record_heartbeat(persona, generation, ready, stopping, report, told=told)
-        except Exception:  # noqa: BLE001 - see above
+            self.runtime.beats.record(persona, generation, ready, stopping, report, told=told)
+        except Exception:
             log.exception("could not record a beat from the agent service: %r", beat)
 
     def close(self) -> None:
@@ -197,9 +197,9 @@ def agent_app(services, pace, record_beat: Callable[..., None]) -> FastAPI:
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    from voe.cli.long_running import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
     from voe.controller.services import Services
     from voe.controller.timing import Timing
+    from voe.process import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
 
     ap = argparse.ArgumentParser(prog="python -m voe.api.agent_service")
     ap.add_argument("pipe", type=int)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,17 +13,24 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from voe import __version__
-from voe.api import (agent_routes, document_routes, driver_routes, event_routes, fabric_routes, inventory_routes,
-                     lifecycle_routes, template_routes, token_routes)
+from voe.api import (
+    agent_routes,
+    document_routes,
+    driver_routes,
+    event_routes,
+    fabric_routes,
+    inventory_routes,
+    lifecycle_routes,
+    template_routes,
+    token_routes,
+)
+from voe.api.controller_face import ControllerFace
 from voe.controller.pacing import BeatPace
 from voe.controller.services import Services
 from voe.controller.timing import Timing
 from voe.domain.inventory import problems_from
 from voe.domain.models import KINDS
 from voe.errors import Conflict, DriverError, InvalidInventory, NotFound
-
-if TYPE_CHECKING:
-    from voe.controller.reconciler import Reconciler
 
 API = "/api/v1"
 CONSOLE_DIST = Path(__file__).resolve().parent.parent / "console" / "dist"
@@ -42,32 +48,28 @@ def _body_model(request: Request):
     return KINDS.get(parts[0]) if parts and parts[0] else None
 
 
-def create_app(services: Services, timing: Timing | None = None, reconciler: "Reconciler | None" = None) -> FastAPI:
-    """The API over ``services``; with a reconciler, it runs for the app's lifetime."""
+def create_app(services: Services, timing: Timing | None = None, controller: ControllerFace | None = None) -> FastAPI:
+    """The API over ``services``; with a ``controller``, it runs for the app's lifetime."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        if reconciler is not None:
-            reconciler.start()
+        if controller is not None:
+            controller.start()
         yield
-        if reconciler is not None:
-            reconciler.stop()
+        if controller is not None:
+            controller.stop()
 
     app = FastAPI(title="voe controller", version=__version__, openapi_url=f"{API}/openapi.json",
                   docs_url=f"{API}/docs", redoc_url=None, lifespan=lifespan)
     app.state.services = services
     app.state.runtime = services.runtime
-    app.state.record_beat = services.runtime.record_heartbeat  # the agent service forwards its beats here
+    app.state.record_beat = services.runtime.beats.record  # the agent service forwards its beats here
     app.state.timing = timing or Timing()
-    app.state.pace = reconciler.ctx.pace if reconciler is not None else BeatPace(app.state.timing)
-    app.state.ports = reconciler.ctx.ports if reconciler is not None else None
-    app.state.devices = reconciler.ctx.devices if reconciler is not None else None
-    app.state.hypervisors = reconciler.ctx.hypervisors if reconciler is not None else None
+    app.state.pace = controller.pace if controller is not None else BeatPace(app.state.timing)
+    app.state.controller = controller
 
     # routes are matched in order, one by one: the agents' beats, config and
-    # boot-script fetches are most requests, so they are tried first (last,
-    # every beat was matched against some sixty routes first: a fifth of
-    # what a beat cost)
+    # boot-script fetches are most requests, so they are tried first
     api = APIRouter(prefix=API)
     api.include_router(agent_routes.router)
     for r in inventory_routes.all_routers():

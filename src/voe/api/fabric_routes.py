@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from voe.api.auth import Viewer
 from voe.domain import wiring
-from voe.drivers.base import PortConfig
+from voe.domain.ports import PortConfig
 
 router = APIRouter(tags=["fabric"])
 
@@ -23,12 +23,12 @@ def _port(cfg: PortConfig | None) -> dict | None:
 @router.get("/fabric", summary="Cables between host NICs and switch ports, with each port's VLANs")
 def fabric(request: Request, _: Viewer) -> dict:
     inv = request.app.state.services.inventory.load()
-    keeper = request.app.state.ports
+    controller = request.app.state.controller
     hosts = [h.name for h in inv.hosts]
-    planned = keeper.plan(inv, hosts) if keeper is not None else {}
-    confirmed = keeper.confirmed() if keeper is not None else {}
+    planned = controller.fabric.plan(inv, hosts) if controller is not None else {}
+    confirmed = controller.fabric.confirmed() if controller is not None else {}
     fenced = request.app.state.runtime.fenced_hosts()
-    down = keeper.switches.down() if keeper is not None else frozenset()
+    down = controller.fabric.switches_down() if controller is not None else frozenset()
     booted = {i.host: i.boot_mac for i in request.app.state.runtime.live() if i.kind == "physical"}
     cables = []
     for h in inv.hosts:

@@ -17,7 +17,7 @@ from voe.controller.status import group_status, persona_status, statuses
 from voe.domain import capacity
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import QUIET_STATES, State
-from voe.domain.placement import Constraint, Placer, place_group
+from voe.domain.placement import Constraint, Placer, move_constraint, place_group
 from voe.errors import Conflict, DriverError, NotFound
 from voe.store.runtime import PersonaState
 
@@ -97,8 +97,6 @@ def move_persona(request: Request, name: str, body: PlaceRequest, who: Operator)
     current = rt.current(name)
     if current is None or current.ended_at is not None or p.desired != "running":
         raise Conflict(f"{name} is not running; use start (with --to or --kind) instead")
-    from voe.controller.start import move_constraint
-
     constraint = move_constraint(body.kind or "any", body.to, current.host)
     decision = _placer(request, inv, leaving={name}).place(p, constraint)
     if not decision.ok:
@@ -144,11 +142,11 @@ def show_persona_status(request: Request, name: str, _: Viewer) -> dict:
 def status(request: Request, _: Viewer) -> dict:
     inv = _services(request).inventory.load()
     rt = request.app.state.runtime
-    watch = request.app.state.hypervisors
+    controller = request.app.state.controller
     return {
         "personas": statuses(rt, inv, [p.name for p in inv.personas]),
         "hosts": [{"name": h, **v, "since": v["since"].isoformat()} for h, v in rt.fenced_hosts().items()],
-        "hypervisors_down": sorted(watch.down()) if watch is not None else [],
+        "hypervisors_down": sorted(controller.hypervisors_down()) if controller is not None else [],
     }
 
 
@@ -174,13 +172,13 @@ def _power_off_before_reconnecting(request: Request, host) -> None:
     its ports come back with it, so its BMC must first confirm it off. A
     cleared host whose old incarnation woke on the network would run that
     persona twice."""
-    devices = request.app.state.devices
+    controller = request.app.state.controller
     where = f"host {host.name} was fenced by shutting its switch ports and may still run an old incarnation"
-    if devices is None or host.bmc is None:
+    if controller is None or host.bmc is None:
         raise Conflict(f"{where}, and it has no BMC this controller can use: power it off by hand, then "
                        "confirm with the BMC configured")
     try:
-        devices.power(host).power_off(confirm=True)
+        controller.power(host).power_off(confirm=True)
     except DriverError as e:
         raise Conflict(f"{where}; its BMC could not confirm it off ({e}): power it off, then clear it again") from None
     _services(request).events.append("warning", "audit", f"host {host.name} powered off through its BMC before "

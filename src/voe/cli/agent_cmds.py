@@ -1,48 +1,15 @@
-"""``voe agent install --root DIR``: put the agent into a persona image
-(an NFS root, say): its code, a launcher and its systemd unit, enabled."""
+"""``voe agent install --root DIR``: put the agent into a persona image."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-import voe.agent
+from voe.agent.install import install_into
 
 app = typer.Typer(help="The agent that runs inside personas.", no_args_is_help=True)
-UNIT = Path(voe.agent.__file__).parent / "voe-agent.service"
-LAUNCHER = """#!/usr/bin/env python3
-# voe-agent, installed by `voe agent install`: the standard library is all it needs
-import sys
-from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib" / "voe-agent"))  # /usr/bin -> /usr/lib
-from voe.agent.main import main
-main()
-"""
-
-
-def install_into(root: Path) -> list[Path]:
-    lib = root / "usr" / "lib" / "voe-agent" / "voe"
-    if lib.exists():
-        shutil.rmtree(lib)
-    shutil.copytree(Path(voe.agent.__file__).parent, lib / "agent",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.service"))
-    (lib / "__init__.py").write_text('"""voe, as far as a persona needs it: the agent."""\n')
-    launcher = root / "usr" / "bin" / "voe-agent"
-    launcher.parent.mkdir(parents=True, exist_ok=True)
-    launcher.write_text(LAUNCHER)
-    launcher.chmod(0o755)
-    unit = root / "etc" / "systemd" / "system" / "voe-agent.service"
-    unit.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(UNIT, unit)
-    wants = unit.parent / "multi-user.target.wants" / "voe-agent.service"
-    wants.parent.mkdir(parents=True, exist_ok=True)
-    if wants.is_symlink() or wants.exists():
-        wants.unlink()
-    wants.symlink_to("../voe-agent.service")
-    return [lib, launcher, unit, wants]
 
 
 @app.command()

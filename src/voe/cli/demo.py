@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import httpx
 import typer
@@ -42,9 +42,10 @@ def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen) -> N
 def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
          port: Annotated[int, typer.Option(help="controller and console port")] = 8470,
          lab_port: Annotated[int, typer.Option(help="lab control port")] = 8471,
-         agent_port: Annotated[int, typer.Option(help="port of the controller's agent service (booting machines and agents)")] = 8472,
-         data_dir: Annotated[Optional[Path], typer.Option(help="controller data dir (default: a fresh temporary one)")] = None,
-         start_group: Annotated[Optional[str], typer.Option(help="start this group once everything is up")] = None):
+         agent_port: Annotated[int, typer.Option(
+             help="port of the controller's agent service (booting machines and agents)")] = 8472,
+         data_dir: Annotated[Path | None, typer.Option(help="controller data dir (default: a fresh temporary one)")] = None,
+         start_group: Annotated[str | None, typer.Option(help="start this group once everything is up")] = None):
     """Run the controller, the lab and the console, with a demo datacenter."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="voe-demo-"))
     url, agents_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{agent_port}"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -43,9 +43,9 @@ def show(ctx: typer.Context, name: str, as_json: render.JsonOpt = False):
 
 @app.command()
 def create(ctx: typer.Context, name: str,
-           source: Annotated[Optional[Path], typer.Option("--from", help="a root tree or disk image on the "
+           source: Annotated[Path | None, typer.Option("--from", help="a root tree or disk image on the "
                                                                          "controller's host")] = None,
-           from_host: Annotated[Optional[str], typer.Option(help="capture a live server's root over SSH/rsync")] = None,
+           from_host: Annotated[str | None, typer.Option(help="capture a live server's root over SSH/rsync")] = None,
            path: Annotated[str, typer.Option(help="with --from-host: the root to copy")] = "/",
            description: Annotated[str, typer.Option(help="what it is")] = "",
            clean: Annotated[bool, typer.Option(help="remove host keys, machine-id, leases (a server's copy)")] = False):
@@ -71,11 +71,11 @@ def add_persona_image_commands(personas: typer.Typer) -> None:
     @personas.command("create")
     def create_persona(ctx: typer.Context, name: str,
                        template: Annotated[str, typer.Option("--from", help="the template to clone")],
-                       network: Annotated[Optional[list[str]], typer.Option(help="a network to cable, repeatable; "
+                       network: Annotated[list[str] | None, typer.Option(help="a network to cable, repeatable; "
                                                                                    "the first one boots")] = None,
                        cpus: int = 1, memory: str = "1GiB",
-                       version: Annotated[Optional[int], typer.Option(help="template version; latest when absent")] = None,
-                       ssh_key: Annotated[Optional[list[str]], typer.Option(help="authorized key, repeatable")] = None):
+                       version: Annotated[int | None, typer.Option(help="template version; latest when absent")] = None,
+                       ssh_key: Annotated[list[str] | None, typer.Option(help="authorized key, repeatable")] = None):
         """Create a persona from a template: its own copy of the image, a fresh identity."""
         vnics = [{"network": n, **({"boot": True} if i == 0 else {})} for i, n in enumerate(network or [])]
         r = ctx.obj.client().post(f"/templates/{template}/clone", {

@@ -3,7 +3,7 @@ sub-command set per inventory kind."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,12 +18,11 @@ def kind_app(kind: str) -> typer.Typer:
     verbs = "Inspect, operate and delete" if kind in ("personas", "groups") else "Inspect and delete"
     app = typer.Typer(help=f"{verbs} {kind}.", no_args_is_help=True)
 
-    @app.command("list")
+    @app.command("list", help=f"List {kind}.")
     def list_(ctx: typer.Context,
               as_json: render.JsonOpt = False,
-              q: Annotated[Optional[str], typer.Option(help="substring of the name")] = None,
-              label: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable")] = None):
-        f"""List {kind}."""
+              q: Annotated[str | None, typer.Option(help="substring of the name")] = None,
+              label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None):
         params = {k: v for k, v in {"q": q, "label": label}.items() if v}
         items = ctx.obj.client().list_all(kind, **params)
         if as_json:

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import httpx
 import typer
@@ -67,17 +67,17 @@ def yield_cpu(niceness: int) -> None:
 def up(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
        controller: Annotated[str, typer.Option(help="controller URL machines boot from")] = "http://127.0.0.1:8470",
        control_port: PortOpt = 8471,
-       state_dir: Annotated[Optional[Path], typer.Option(help="where machines keep their files")] = None,
+       state_dir: Annotated[Path | None, typer.Option(help="where machines keep their files")] = None,
        nice: Annotated[int, typer.Option(min=0, max=19, help=(
            "CPU niceness of the emulated hardware and its machines' OSes (0: compete equally with the "
            "controller)"))] = LAB_NICENESS):
     """Start the emulated hardware of a datacenter file, until Ctrl-C."""
     yield_cpu(nice)  # first: every thread and process the lab starts inherits it
-    from voe.cli.long_running import collect_cycles_less_often
     from voe.cli.yamlfile import DatacenterFile
     from voe.domain.inventory import parse
     from voe.lab import control
     from voe.lab.lab import Lab
+    from voe.process import collect_cycles_less_often
 
     collect_cycles_less_often()
     inv = parse(DatacenterFile(file).data())

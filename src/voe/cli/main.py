@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,9 +23,9 @@ out = Console(soft_wrap=True)
 
 @app.callback()
 def main(ctx: typer.Context,
-         url: Annotated[Optional[str], typer.Option(envvar="VOE_URL", help="controller URL")] = None,
-         token: Annotated[Optional[str], typer.Option(envvar="VOE_TOKEN", help="API token")] = None,
-         data_dir: Annotated[Optional[str], typer.Option(envvar="VOE_DATA_DIR", help="controller data directory")] = None):
+         url: Annotated[str | None, typer.Option(envvar="VOE_URL", help="controller URL")] = None,
+         token: Annotated[str | None, typer.Option(envvar="VOE_TOKEN", help="API token")] = None,
+         data_dir: Annotated[str | None, typer.Option(envvar="VOE_DATA_DIR", help="controller data directory")] = None):
     ctx.obj = State(url=url, token=token, data_dir=data_dir)
 
 
@@ -33,16 +33,19 @@ def main(ctx: typer.Context,
 def serve(ctx: typer.Context,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="TCP port")] = 8470,
-          public_url: Annotated[Optional[str], typer.Option(help="URL machines and agents use to reach the controller")] = None,
+          public_url: Annotated[str | None, typer.Option(help="URL machines and agents use to reach the controller")] = None,
           reconcile: Annotated[bool, typer.Option(help="run the reconciler (off: API only, e.g. a read replica)")] = True,
-          agent_port: Annotated[Optional[int], typer.Option(help="serve booting machines and agents on this port, in a process of their own (see docs/agent-protocol.md)")] = None,
-          database_url: Annotated[Optional[str], typer.Option(envvar="VOE_DATABASE_URL", help="PostgreSQL URL; SQLite in the data dir when absent")] = None):
+          agent_port: Annotated[int | None, typer.Option(help=(
+              "serve booting machines and agents on this port, in a process of their own "
+              "(see docs/agent-protocol.md)"))] = None,
+          database_url: Annotated[str | None, typer.Option(
+              envvar="VOE_DATABASE_URL", help="PostgreSQL URL; SQLite in the data dir when absent")] = None):
     """Run the controller: API, console and reconciler."""
     import uvicorn
 
-    from voe.cli.long_running import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
-    from voe.controller.controller import build
     from voe.controller.services import Services
+    from voe.process import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
+    from voe.server import build
 
     open_files_to_the_limit()
     collect_cycles_less_often()

@@ -4,7 +4,7 @@ place (dry run), confirm-dead, status, and a live group start."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,8 +18,8 @@ out = Console(soft_wrap=True)
 STATE_STYLE = {"running": "green", "stopped": "dim", "blocked": "bold red", "suspect": "yellow",
                "fencing": "red", "fenced": "red", "pending": "magenta", "waiting": "cyan"}
 
-KindOpt = Annotated[Optional[str], typer.Option("--kind", help="vm or physical")]
-ToOpt = Annotated[Optional[str], typer.Option("--to", help="a host name")]
+KindOpt = Annotated[str | None, typer.Option("--kind", help="vm or physical")]
+ToOpt = Annotated[str | None, typer.Option("--to", help="a host name")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="follow until it settles")]
 
 
@@ -128,7 +128,8 @@ def show_status(s: dict) -> None:
         out.print(f"  last change: {s['reason']}", markup=False, highlight=False)
     agent = s.get("agent")
     if agent:
-        out.print(f"  agent: ready={agent['ready']} uptime={agent['uptime']} s, last heartbeat {agent['last_heartbeat_age']} s ago")
+        out.print(f"  agent: ready={agent['ready']} uptime={agent['uptime']} s, "
+                  f"last heartbeat {agent['last_heartbeat_age']} s ago")
         for net, addr in (agent["addresses"] or {}).items():
             out.print(f"    {net}: {addr}")
     if s.get("incarnations"):

@@ -7,11 +7,15 @@ import sys
 from typing import Annotated, Any
 
 import typer
-
 from rich.console import Console
 from rich.table import Table
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+def _hypervisor(host: dict) -> str:
+    hv = host.get("hypervisor")
+    return f"{hv['driver']} {hv['cpus']} vCPU {hv['memory']}" if hv else ""
+
 
 COLUMNS: dict[str, list[tuple[str, Any]]] = {
     "networks": [("name", "name"), ("vlan", "vlan"), ("subnet", "subnet"), ("gateway", "gateway")],
@@ -20,7 +24,7 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
     "hosts": [("name", "name"), ("model", "model"), ("cpus", "cpus"), ("memory", "memory"),
               ("bmc", lambda s: f"{s['bmc']['driver']} {s['bmc']['address']}:{s['bmc'].get('port') or ''}"),
               ("nics", lambda s: ", ".join(f"{n['name']}→{n.get('switch')}:{n.get('port')}" for n in s["nics"])),
-              ("hypervisor", lambda s: f"{s['hypervisor']['driver']} {s['hypervisor']['cpus']} vCPU {s['hypervisor']['memory']}" if s.get("hypervisor") else "")],
+              ("hypervisor", _hypervisor)],
     "personas": [("name", "name"), ("boot", "boot"), ("cpus", "cpus"), ("memory", "memory"),
                  ("vnics", lambda s: ", ".join(f"{v['network']} {v['ip']} {v['mac']}" for v in s["vnics"])),
                  ("prefer", lambda s: ">".join(s["policy"]["prefer"])), ("desired", "desired")],

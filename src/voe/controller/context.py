@@ -8,12 +8,14 @@ from typing import Any
 from voe.controller.crosscheck import SILENCE_MEMORY, Lookouts
 from voe.controller.device_watch import DeviceWatch
 from voe.controller.devices import Devices
+from voe.controller.fabric_fence import FabricFence
 from voe.controller.pacing import BeatPace
 from voe.controller.ports import PortKeeper
-from voe.controller.storage import StorageKeeper
 from voe.controller.services import Services
+from voe.controller.storage import StorageKeeper
 from voe.controller.timed import TimedSet
 from voe.controller.timing import Timing
+from voe.controller.workers import Workers
 from voe.domain.inventory import Inventory
 from voe.store.runtime import RuntimeStore
 
@@ -27,7 +29,9 @@ class Ctx:
     devices: Devices
     timing: Timing
     public_url: str
+    workers: Workers = field(init=False)
     ports: PortKeeper = field(init=False)
+    fabric: FabricFence = field(init=False)
     storage: StorageKeeper = field(init=False)
     switches: DeviceWatch = field(init=False)
     hypervisors: DeviceWatch = field(init=False)
@@ -39,17 +43,19 @@ class Ctx:
     failed_hosts: TimedSet = field(default_factory=lambda: TimedSet(FAILED_HOST_MEMORY))
 
     def __post_init__(self) -> None:
+        self.workers = Workers(self.timing)
         probe_timeout, every = self.timing.switch_probe_timeout, self.timing.switch_probe_interval
         self.switches = DeviceWatch("switch", lambda inv: inv.by_name("switches"),
                                     lambda sw: self.devices.switch_probe(sw, probe_timeout), self.log, every,
-                                    shunned="new trunks", probe_timeout=probe_timeout,
+                                    self.workers.probes, shunned="new trunks", probe_timeout=probe_timeout,
                                     max_probes_per_second=self.timing.max_probes_per_second)
         self.hypervisors = DeviceWatch("hypervisor", lambda inv: {h.name: h for h in inv.hosts if h.hypervisor},
                                        lambda h: self.devices.hypervisor_probe(h, probe_timeout), self.log,
-                                       self.timing.hypervisor_probe_interval,
+                                       self.timing.hypervisor_probe_interval, self.workers.probes,
                                        shunned="new VMs", doubt_early=False, probe_timeout=probe_timeout,
                                        max_probes_per_second=self.timing.max_probes_per_second)
-        self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches)
+        self.ports = PortKeeper(self.runtime, self.devices.switch, self.log, self.switches, self.workers)
+        self.fabric = FabricFence(self.ports)
         self.switches.on_down = lambda name: self.ports.route_around(self.inventory, name)
         self.switches.on_back = lambda name: self.ports.restore(self.inventory, name)
         self.lookouts = Lookouts(self)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from voe.domain.models import Host
@@ -28,8 +28,6 @@ from voe.errors import DriverError
 from voe.store.runtime import Incarnation
 
 SILENCE_MEMORY = 5.0  # seconds a device that did not answer counts as silent (keys: (device, host))
-
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-crosscheck")
 
 
 class Lookouts:
@@ -86,11 +84,11 @@ def _ask(ctx, inc: Incarnation, host: Host) -> dict[str, Future]:
     the BMC of its host (the next fence level)."""
     looks: dict[str, Future] = {}
     if inc.kind == "physical":
-        looks["bmc"] = _POOL.submit(_bmc_reads, ctx, host, "")
+        looks["bmc"] = ctx.workers.crosschecks.submit(_bmc_reads, ctx, host, "")
     else:
-        looks["hypervisor"] = _POOL.submit(_hypervisor_reads, ctx, host, inc.vm)
+        looks["hypervisor"] = ctx.workers.crosschecks.submit(_hypervisor_reads, ctx, host, inc.vm)
         if host.bmc is not None:
-            looks["bmc"] = _POOL.submit(_bmc_reads, ctx, host, "hypervisor host ")
+            looks["bmc"] = ctx.workers.crosschecks.submit(_bmc_reads, ctx, host, "hypervisor host ")
     return looks
 
 

@@ -14,7 +14,6 @@ from voe.controller.timing import Timing
 from voe.domain.lifecycle import Event, State
 from voe.store.runtime import PersonaState
 
-
 NEVER_STARTED = "never started"
 """How a start that failed before anything could boot it is recorded (see
 ``start._not_started``): it is tried again after ``NEVER_STARTED_RETRY``,

@@ -8,11 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from voe.domain.inventory import Inventory
-from voe.domain.lifecycle import State
+from voe.domain.lifecycle import NOT_SERVING, State
 from voe.store.runtime import PersonaState
-
-QUIET = frozenset({State.STOPPED, State.WAITING, State.PENDING, State.FENCED, State.BLOCKED})
-"""States in which a persona no longer serves what depends on it."""
 
 
 class Dependencies:
@@ -38,7 +35,7 @@ class Dependencies:
     def dependents_down(self, persona: str, states: dict[str, PersonaState]) -> bool:
         """For a group stop, in reverse order: a persona may stop once every
         member that depends on it has stopped."""
-        return all(m not in states or states[m].state in QUIET for m in self._needed_by.get(persona, ()))
+        return all(m not in states or states[m].state in NOT_SERVING for m in self._needed_by.get(persona, ()))
 
     def neighbours(self, personas: Iterable[str]) -> set[str]:
         """``personas`` with those whose next move their states decide:

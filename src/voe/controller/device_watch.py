@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 from voe.domain.inventory import Inventory
 from voe.errors import DriverError
@@ -25,19 +25,19 @@ from voe.errors import DriverError
 MISSES_TO_DOWN = 2
 VERDICT_PATIENCE = 3  # probe timeouts a caller waits for a device's first verdict
 DOUBT_POLL = 0.05  # seconds between looks while a placement waits for a verdict or a doubt
-_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-probe")
 
 
 class DeviceWatch:
     def __init__(self, kind: str, devices: Callable[[Inventory], dict[str, object]],
                  probe_driver: Callable[[object], object], log: Callable[..., None], interval: float,
-                 shunned: str, doubt_early: bool = True, probe_timeout: float = 1.0,
+                 pool: Executor, shunned: str, doubt_early: bool = True, probe_timeout: float = 1.0,
                  max_probes_per_second: float = float("inf")):
         """``devices`` names the devices to watch in an inventory (switch
         name -> switch; host name -> host, for hypervisors);
         ``probe_driver`` gives the driver probes use: its own session with a
         short timeout, so a probe neither waits behind other calls (port
-        writes, table walks) nor lingers. ``shunned`` says in the log what
+        writes, table walks) nor lingers; ``pool`` runs the probes and what
+        a verdict sets off (the controller's, see ``Workers``). ``shunned`` says in the log what
         placement keeps off a device that went down. ``doubt_early``: a
         device is avoided from its first missed or slow probe, before it is
         down (right for a switch, which answers in milliseconds and whose
@@ -46,6 +46,7 @@ class DeviceWatch:
         is how long a probe waits for its answer; ``max_probes_per_second``
         spaces the passes over many devices (see ``pass_every``)."""
         self.max_probes_per_second = max_probes_per_second
+        self._pool = pool
         self.doubt_early = doubt_early
         self.probe_timeout = probe_timeout
         self.kind = kind
@@ -147,14 +148,14 @@ class DeviceWatch:
                 return
             self._down[name] = reason
         self.log("error", self.kind, f"{self.kind} {name} does not answer ({reason}): {self.shunned} avoid it")
-        _POOL.submit(self.on_down, name)
+        self._pool.submit(self.on_down, name)
 
     def _mark_up(self, name: str) -> None:
         with self._lock:
             if self._down.pop(name, None) is None:
                 return
         self.log("info", self.kind, f"{self.kind} {name} answers again")
-        _POOL.submit(self.on_back, name)
+        self._pool.submit(self.on_back, name)
 
     def probe_all(self, inv: Inventory) -> int:
         """Ask every device a cheap question, each at most once at a time
@@ -166,7 +167,7 @@ class DeviceWatch:
                 if name in self._in_flight:
                     continue
                 self._in_flight[name] = time.monotonic()
-            _POOL.submit(self._probe, name, device)
+            self._pool.submit(self._probe, name, device)
         return len(devices)
 
     def _probe(self, name: str, device: object) -> None:

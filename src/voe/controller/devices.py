@@ -1,7 +1,7 @@
 """Drivers for the devices of the inventory, built on demand and kept, so a
 BMC session or SNMP engine is reused across calls. Rebuilt when the device's
 inventory entry changes. Given a power process, BMC drivers run there; given
-a probe process, the device watches' probes do (see ``drivers.elsewhere``)."""
+a probe process, the device watches' probes do (see ``drivers.driver_process``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 from voe.domain.models import Host, Switch
 from voe.drivers import factory
 from voe.drivers.base import HypervisorDriver, PowerDriver, StorageDriver, SwitchDriver
-from voe.drivers.elsewhere import DriverProcess, PowerElsewhere, ProbeElsewhere
+from voe.drivers.driver_process import DriverProcess, RemotePower, RemoteProbe
 
 
 class Devices:
@@ -58,7 +58,7 @@ class Devices:
 
     def _power_for(self, host: Host) -> PowerDriver:
         real = self._timed(factory.power_for_host(host))
-        return real if self.power_process is None else PowerElsewhere(real, self.power_process)
+        return real if self.power_process is None else RemotePower(real, self.power_process)
 
     def switch(self, switch: Switch) -> SwitchDriver:
         return self._get("switch", switch.name, switch, lambda: self._timed(factory.switch_for(switch)))
@@ -70,7 +70,7 @@ class Devices:
         a time), or a busy switch would look like a dead one."""
         if self.probe_process is not None:
             return self._get("switch-probe", switch.name, switch,
-                             lambda: ProbeElsewhere("switch", switch, timeout, self.probe_process).prepared())
+                             lambda: RemoteProbe("switch", switch, timeout, self.probe_process).prepared())
         return self._get("switch-probe", switch.name, switch, lambda: self._timed(factory.switch_for(switch), timeout))
 
     def hypervisor(self, host: Host) -> HypervisorDriver:
@@ -81,7 +81,7 @@ class Devices:
         ``switch_probe``: a libvirt connection serves one call at a time."""
         if self.probe_process is not None:
             return self._get("hypervisor-probe", host.name, host,
-                             lambda: ProbeElsewhere("hypervisor", host, timeout, self.probe_process).prepared())
+                             lambda: RemoteProbe("hypervisor", host, timeout, self.probe_process).prepared())
         return self._get("hypervisor-probe", host.name, host.hypervisor,
                          lambda: self._timed(factory.hypervisor_for_host(host), timeout))
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from voe.controller.context import Ctx
 from voe.controller.decide import RETARGET
-from voe.controller.ports import GaveWay
+from voe.controller.fabric_fence import GaveWay
 from voe.controller.stop import release_in_background
 from voe.domain import wiring
 from voe.domain.lifecycle import Event, State
@@ -55,7 +55,7 @@ def _fabric(ctx: Ctx, inc: Incarnation, host: Host, patient: bool) -> str:
     read back from the storage service. The host stays cut off until an
     operator clears it."""
     inv = ctx.inventory()
-    shut = ctx.ports.shut(inv, host, patient, record=lambda ports: ctx.runtime.fence_host(
+    shut = ctx.fabric.shut(inv, host, patient, record=lambda ports: ctx.runtime.fence_host(
         host.name, f"fabric: ports {', '.join(ports)} shut to fence {inc.persona}"))
     persona = inv.by_name("personas").get(inc.persona)
     revoked = ctx.storage.revoke(inv, persona, inc) if persona is not None else None

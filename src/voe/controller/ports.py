@@ -1,55 +1,45 @@
 """Switch ports follow what runs where. After any incarnation begins or
-ends, the ports of its host are recomputed from the live incarnations (not
-patched), and only ports whose confirmed state differs are written. One lock
-per switch: two personas starting on one hypervisor host cannot lose each
-other's VLANs.
-
-A server that a group start reserved for a persona still waiting for its
-dependencies counts as that persona's, so its ports are configured ahead:
-when the dependencies are ready, the level's starts find their ports right
-and go straight to power-on. The server is off meanwhile (a reserved server
-is a free one), so the VLANs reach nothing running. Likewise a hypervisor
-host's uplink carries ahead the networks of the VMs reserved on it, besides
-those of its VMs running: each VM's vNICs are bound to their own VLANs by
-the hypervisor, so the VLANs reach no VM that is not on them, as on any
-hypervisor host trunked for the VMs it may run."""
+ends, the ports of its host are recomputed (``domain.port_plan``) and only
+ports whose confirmed state differs are written. Writes queue per switch:
+whoever holds a switch's slot writes every queued host's ports in one pass,
+so two personas starting on one hypervisor host cannot lose each other's
+VLANs, and a hundred starts at once cost a few passes. Servers a group
+start reserved have their ports configured ahead, so that a level's starts
+find them right and go straight to power-on."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 
+from voe.controller.device_watch import DeviceWatch
+from voe.controller.workers import Workers
 from voe.domain import wiring
 from voe.domain.inventory import Inventory
-from voe.domain.models import Host
-from voe.drivers.base import PortConfig, carries
+from voe.domain.port_plan import describe, plan_ports
+from voe.domain.ports import PortConfig, carries
 from voe.errors import DriverError
-from voe.controller.device_watch import DeviceWatch
 from voe.store.runtime import RuntimeStore
 
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-ports")
-_TIDY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="voe-ports-tidy")
-_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voe-ports-ahead")
-_ANNOUNCE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="voe-ports-log")
 WRITE_WATCH = 0.1  # seconds between looks at the switch's probes while a pass writes to it
 
 
-class GaveWay(DriverError):
-    """A fabric fence that did not wait for a switch known silent, so that
-    the next fence level could be tried first."""
-
-
 class PortKeeper:
-    def __init__(self, runtime: RuntimeStore, switch_driver: Callable, log: Callable[..., None], switches: DeviceWatch):
+    def __init__(self, runtime: RuntimeStore, switch_driver: Callable, log: Callable[..., None], switches: DeviceWatch,
+                 workers: Workers):
         self.runtime = runtime
         self.switches = switches
         self.switch_driver = switch_driver
         self.log = log
-        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.workers = workers
+        # one write at a time per switch: a slot, not a lock, because the
+        # pass's writer thread frees it (its caller may have stopped waiting)
+        self._slots: defaultdict[str, threading.BoundedSemaphore] = defaultdict(lambda: threading.BoundedSemaphore(1))
         self._queue_lock = threading.Lock()
         self._queued: defaultdict[str, set[str]] = defaultdict(set)
         self._confirmed: dict[tuple[str, str], PortConfig] = {}
@@ -73,7 +63,7 @@ class PortKeeper:
         changed = sorted(h for h in self._reserved.keys() | reserved.keys() if self._reserved.get(h) != reserved.get(h))
         self._reserved = dict(reserved)
         if changed:
-            _AHEAD.submit(self._ahead, load_inventory, changed)
+            self.workers.ports_ahead.submit(self._ahead, load_inventory, changed)
 
     def _ahead(self, load_inventory: Callable[[], Inventory], hosts: list[str]) -> None:
         known = load_inventory().by_name("hosts")
@@ -82,6 +72,9 @@ class PortKeeper:
         except DriverError as e:
             self.log("info", "driver-call", f"ports of reserved servers not configured ahead ({e}): "
                      "each start configures its own")
+
+    def switches_down(self) -> frozenset[str]:
+        return frozenset(self.switches.down())
 
     def confirmed(self) -> dict[tuple[str, str], PortConfig]:
         """Each port's configuration as last read back from its switch."""
@@ -118,7 +111,7 @@ class PortKeeper:
         all the same: nothing waits for this read but the switch's passes."""
         if sw_name in self._learned:
             return
-        with self._locks[sw_name]:
+        with self._slots[sw_name]:
             try:
                 self._learn(sw_name, inv, in_doubt_too=True)
             except DriverError:
@@ -132,18 +125,9 @@ class PortKeeper:
         host, from its reserved VMs too."""
         hosts = list(hosts)
         live = [wiring.Placement(i.persona, i.kind, i.host, i.boot_mac) for i in self.runtime.live(hosts)]
-        occupied = {pl.host for pl in live}
-        reserved = self._reserved
-        live += [wiring.Placement(persona, kind, h) for h in hosts for persona, kind in reserved.get(h, ())
-                 if kind == "vm" or h not in occupied]
-        plan = wiring.port_plan(inv, live, hosts, self.switches.down())
         fenced = self.runtime.fenced_hosts()
-        for name in hosts:
-            if self._shutting[name] or fenced.get(name, {}).get("reason", "").startswith("fabric"):
-                for nic in wiring.cabled_nics(inv, inv.by_name("hosts")[name]):
-                    cfg = plan[(nic.switch, nic.port)]
-                    plan[(nic.switch, nic.port)] = PortConfig(cfg.mode, cfg.native_vlan, cfg.tagged, admin_up=False)
-        return plan
+        shut = {h for h in hosts if self._shutting[h] or fenced.get(h, {}).get("reason", "").startswith("fabric")}
+        return plan_ports(inv, live, self._reserved, hosts, self.switches.down(), shut)
 
     def reconcile(self, load_inventory: Callable[[], Inventory], hosts: Iterable[str], persona: str | None = None,
                   tidy_in_background: bool = False) -> None:
@@ -173,14 +157,14 @@ class PortKeeper:
 
         def one(sw: str) -> Exception | None:
             if tidy_in_background and not self._needing_vlans(sw, by_switch[sw], load_inventory()):
-                _TIDY.submit(self._tidy, sw, load_inventory, persona, by_switch[sw])
+                self.workers.port_tidy.submit(self._tidy, sw, load_inventory, persona, by_switch[sw])
                 return None
             return self._switch(sw, load_inventory, persona, by_switch[sw])
 
         switches = sorted(by_switch)
         # one switch (a server with one cabled NIC, the usual case): on the
         # caller's thread, not queued for the pool behind a level's starts
-        errors = [one(switches[0])] if len(switches) == 1 else list(_POOL.map(one, switches))
+        errors = [one(switches[0])] if len(switches) == 1 else list(self.workers.port_writes.map(one, switches))
         for e in errors:
             if e is not None:
                 raise e
@@ -234,9 +218,9 @@ class PortKeeper:
         if self.switches.unheard(sw_name):
             # a controller just started: never heard from, and in doubt
             return self._unanswered(sw_name, mine, load_inventory())
-        lock = self._locks[sw_name]
+        slot = self._slots[sw_name]
         needing: list[str] | None = None  # what this caller's hosts need there, asked once (a store read)
-        while not lock.acquire(timeout=0.1):
+        while not slot.acquire(timeout=0.1):
             # a switch in doubt may hold its lock for whole SNMP timeouts: a
             # caller does not wait behind them once it is known silent, nor
             # one that only clears ports there while it is in doubt (its
@@ -260,8 +244,8 @@ class PortKeeper:
             if not hosts:
                 return None  # an earlier pass already wrote this caller's ports
             done: Future = Future()
-            threading.Thread(target=self._write_holding, args=(sw_name, lock, hosts, load_inventory(), persona, done),
-                             name=f"voe-ports-{sw_name}", daemon=True).start()
+            self.workers.thread(self._write_holding, sw_name, slot, hosts, load_inventory(), persona, done,
+                                name=f"voe-ports-{sw_name}")
             handed_over = True
             while True:
                 try:
@@ -273,12 +257,12 @@ class PortKeeper:
                         return self._unanswered(sw_name, mine, load_inventory())
         finally:
             if not handed_over:
-                lock.release()
+                slot.release()
 
-    def _write_holding(self, sw_name: str, lock: threading.Lock, hosts: set[str], inv: Inventory,
+    def _write_holding(self, sw_name: str, slot: threading.BoundedSemaphore, hosts: set[str], inv: Inventory,
                        persona: str | None, done: Future) -> None:
-        """One switch's write, on a thread of its own that releases the
-        switch's lock when the write ends (its caller may have stopped
+        """One switch's write, on a thread of its own that frees the
+        switch's slot when the write ends (its caller may have stopped
         waiting for a switch gone silent); hosts it did not write are queued
         again for the next pass."""
         try:
@@ -291,7 +275,7 @@ class PortKeeper:
                 self._queued[sw_name] |= hosts
             done.set_result(e)
         finally:
-            lock.release()
+            slot.release()
 
     def _unanswered(self, sw_name: str, mine: set[str], inv: Inventory) -> DriverError | None:
         """What a caller gets from a switch that does not answer: a start
@@ -319,7 +303,7 @@ class PortKeeper:
                     if sw == sw_name and not self._holds(sw, port, want)}
             if not todo:
                 return
-            announced = _ANNOUNCE.submit(self._announce, sw_name, todo, persona)
+            announced = self.workers.port_log.submit(self._announce, sw_name, todo, persona)
             try:
                 self.switch_driver(inv.by_name("switches")[sw_name]).configure_ports(todo)
             except Exception:
@@ -343,45 +327,37 @@ class PortKeeper:
         waiting for it first cost a level's first passes half a second."""
         def log_all(c) -> None:
             for port, want in sorted(todo.items()):
-                self.log("info", "driver-call", f"configure {sw_name} port {port}: {_describe(want)}",
+                self.log("info", "driver-call", f"configure {sw_name} port {port}: {describe(want)}",
                          persona=persona, conn=c)
         self.runtime.commits.run(log_all)
 
-    def shut(self, inv: Inventory, host: Host, patient: bool, record: Callable[[list[str]], None]) -> list[str]:
-        """Fence a host at the fabric: every cabled port admin down, each
-        read back by the driver, then ``record`` (the fence's evidence in
-        the store). Each write holds its switch's lock, and until recorded
-        the host plans admin down in every pass: a pass planned before the
-        fence (another VM of a hypervisor host starting or stopping) cannot
-        bring a shut port up again. Unless ``patient`` (the last level
-        left), a switch that is not answering fails the level at once
-        instead of waiting out its timeouts, so the next level is tried."""
-        switches = inv.by_name("switches")
-        shut: list[str] = []
-        self._shutting[host.name] += 1
+    @contextmanager
+    def holding(self, sw_name: str, patient: bool, while_waiting: Callable[[], None]) -> Iterator[None]:
+        """The switch's write slot, held by the caller's thread; unless
+        ``patient``, ``while_waiting`` is called every tenth of a second
+        while a pass holds it (it raises to stop waiting)."""
+        slot = self._slots[sw_name]
+        while not slot.acquire(timeout=None if patient else 0.1):
+            while_waiting()
         try:
-            for nic in wiring.cabled_nics(inv, host):
-                lock = self._locks[nic.switch]
-                while not lock.acquire(timeout=-1 if patient else 0.1):
-                    self._give_way_if_silent(nic)  # waiting behind a pass on a switch that went silent
-                try:
-                    if not patient:
-                        self._give_way_if_silent(nic)
-                    self._confirmed.pop((nic.switch, nic.port), None)
-                    self.switch_driver(switches[nic.switch]).set_admin(nic.port, False)
-                finally:
-                    lock.release()
-                shut.append(f"{nic.switch}:{nic.port}")
-            if not shut:
-                raise DriverError(host.name, "fence fabric", "no cabled switch port to shut")
-            record(shut)
+            yield
         finally:
-            self._shutting[host.name] -= 1
-        return shut
+            slot.release()
 
-    def _give_way_if_silent(self, nic) -> None:
-        if nic.switch in self.switches.failing():
-            raise GaveWay(nic.switch, f"set port {nic.port} admin down", "the switch does not answer", transient=True)
+    @contextmanager
+    def shutting(self, host: str) -> Iterator[None]:
+        """While a fabric fence of ``host`` runs, every pass plans its ports
+        admin down: a pass planned before the fence cannot bring a shut
+        port up again."""
+        self._shutting[host] += 1
+        try:
+            yield
+        finally:
+            self._shutting[host] -= 1
+
+    def forget(self, sw_name: str, port: str) -> None:
+        """What the port carries is unknown until read or written again."""
+        self._confirmed.pop((sw_name, port), None)
 
     def route_around(self, load_inventory: Callable[[], Inventory], sw_name: str) -> None:
         """A switch stopped answering: the hypervisor hosts cabled to it move
@@ -392,7 +368,7 @@ class PortKeeper:
     def restore(self, load_inventory: Callable[[], Inventory], sw_name: str) -> None:
         """A switch answers again: forget what it was thought to carry, read
         it afresh and write every port of every host cabled to it."""
-        with self._locks[sw_name]:
+        with self._slots[sw_name]:
             self._learned.discard(sw_name)
             for key in [k for k in self._confirmed if k[0] == sw_name]:
                 del self._confirmed[key]
@@ -410,8 +386,3 @@ class PortKeeper:
         seen = self._confirmed.get((switch, port))
         return seen is not None and carries(seen, want)
 
-
-def _describe(cfg: PortConfig) -> str:
-    tagged = ",".join(str(v) for v in sorted(cfg.tagged)) or "none"
-    state = "up" if cfg.admin_up else "DOWN"
-    return f"{cfg.mode}, native {cfg.native_vlan or 'none'}, tagged {tagged}, admin {state}"

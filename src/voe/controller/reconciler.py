@@ -13,17 +13,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
-from voe.controller.dependencies import Dependencies
 from voe.controller.decide import Next, Observed, decide, move_requested, silence_from
+from voe.controller.dependencies import Dependencies
 from voe.domain.inventory import Inventory
-from voe.domain.lifecycle import Event, State
+from voe.domain.lifecycle import BEATING, RESERVING, STARTING, Event, State
 from voe.domain.models import Persona, Switch
 from voe.errors import DriverError
-from voe.store.runtime import Move, PersonaState, StaleState, now
+from voe.store.runtime import Move, PersonaState, StaleState
+from voe.store.time import now
 
 log = logging.getLogger("voe.reconciler")
 
@@ -53,12 +53,6 @@ every 0.17 s, 15 ms of CPU each: 4.3 s of the controller's 24."""
 class Reconciler:
     def __init__(self, ctx: Ctx):
         self.ctx = ctx
-        self.pool = ThreadPoolExecutor(max_workers=ctx.timing.workers, thread_name_prefix="voe-step")
-        # placements take one lock and each places every persona waiting
-        # (``start.place``): on workers of their own, a level's placements
-        # never queue behind the power-ons of the level before, which may
-        # all be waiting for a BMC slot (``start.BMC_SLOTS``)
-        self.placements = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voe-place")
         self.busy: set[str] = set()
         self._busy_lock = threading.Lock()
         self._stop = threading.Event()
@@ -90,8 +84,7 @@ class Reconciler:
         self.ctx.runtime.changed.set()
         if self._thread:
             self._thread.join(5)
-        for pool in (self.placements, self.pool):
-            pool.shutdown(wait=wait, cancel_futures=True)
+        self.ctx.workers.shutdown(wait)
         self.ctx.devices.close()  # sessions logged out, the power process ended
 
     def _run(self) -> None:
@@ -150,7 +143,7 @@ class Reconciler:
         else:
             return
         states = self._states
-        heartbeats = ctx.runtime.heartbeats()
+        heartbeats = ctx.runtime.beats.newest()
         intents = ctx.runtime.intents()
         if full:
             self._prepare(inv, states)
@@ -219,7 +212,7 @@ class Reconciler:
             host = hosts.get(inc.host)
             if host is not None and host.bmc is not None and host.name not in self._prepared:
                 self._prepared[host.name] = time.monotonic()
-                _PREPARE.submit(_open_bmc_session, self.ctx, host)
+                self.ctx.workers.prepare.submit(_open_bmc_session, self.ctx, host)
 
     def _warm_switches(self, inv: Inventory) -> None:
         """Every switch's driver built, and its ports read, in the
@@ -229,7 +222,7 @@ class Reconciler:
         built two dozen of them on its critical path. Drivers already built
         are found in the cache, switches already read are not read again."""
         for sw in inv.switches:
-            _PREPARE.submit(self._warm_switch, inv, sw)
+            self.ctx.workers.prepare.submit(self._warm_switch, inv, sw)
 
     def _warm_switch(self, inv: Inventory, sw: Switch) -> None:
         self.ctx.devices.switch(sw)
@@ -272,7 +265,7 @@ class Reconciler:
                 continue
             if time.monotonic() - self._prepared.get(host.name, float("-inf")) > PREPARE_EVERY:
                 self._prepared[host.name] = time.monotonic()
-                _PREPARE.submit(_open_bmc_session, self.ctx, host)
+                self.ctx.workers.prepare.submit(_open_bmc_session, self.ctx, host)
         # two group starts may have planned one server (plans are hints):
         # such a server is configured for neither until one starts there
         self.ctx.ports.reserve(self.ctx.inventory, {h: tuple(sorted(ps)) for h, ps in claims.items()
@@ -281,7 +274,8 @@ class Reconciler:
     def _act(self, p: Persona, nxt: Next) -> None:
         with self._busy_lock:
             self.busy.add(p.name)
-        (self.placements if nxt.step == "place" else self.pool).submit(self._step, nxt.step, p)
+        workers = self.ctx.workers
+        (workers.placements if nxt.step == "place" else workers.steps).submit(self._step, nxt.step, p)
 
     def _step(self, name: str, p: Persona) -> None:
         try:
@@ -312,19 +306,12 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
 
 
-BEATING = frozenset({State.BOOTING, State.RUNNING, State.SUSPECT, State.STOPPING})
-"""States in which a persona's agent may be beating (see ``pacing``)."""
-RESERVING = (State.WAITING, State.PLACING)
-"""A group start's plan holds its server, or its slot on a hypervisor
-host, until the persona is placed."""
 PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm
 PREPARE_DEFERS = 0.5
 """Seconds preparation waits at most for a lull in starts: longer than a
 level's placement batch (0.1-0.3 s for 200 roots), short enough that the
 level after the roots is ready before its dependencies are (at 2 s, its
 last power-on came 0.65-0.99 s after them, against 0.5 s for the others)."""
-STARTING = (State.PLACING, State.POWERING_ON)
-_PREPARE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="voe-prepare")
 
 
 def _open_bmc_session(ctx: Ctx, host) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from voe.images.store import ImageStore, LocalImageStore
 from voe.store import db
 from voe.store.events import EventLog
+from voe.store.group_commit import GroupCommit
 from voe.store.inventory_store import InventoryStore
 from voe.store.runtime import RuntimeStore
 from voe.store.secrets import Sealer, load_key
@@ -29,11 +30,11 @@ class Services:
     images: ImageStore
 
     @classmethod
-    def open(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Services":
+    def open(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> Services:
         directory = db.data_dir(data_dir)
         engine = db.open_engine(db.database_url(directory, database_url))
         db.migrate(engine)
-        events = EventLog(engine)
+        events = EventLog(engine, GroupCommit(engine))
         images = LocalImageStore(Path(os.environ.get("VOE_IMAGES_DIR") or directory / "images"))
         runtime = RuntimeStore(engine, events)
         inventory = InventoryStore(engine, Sealer(load_key(directory)), on_write=runtime.changed.set)
@@ -48,5 +49,5 @@ class Services:
         return write_admin_token(self.data_dir, token)
 
     def close(self) -> None:
-        self.runtime.close()
+        self.runtime.beats.close()
         self.engine.dispose()

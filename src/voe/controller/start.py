@@ -7,42 +7,22 @@ runs it again after a restart.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 from voe.controller.context import Ctx
 from voe.controller.decide import NEVER_STARTED, RETARGET
 from voe.controller.stop import release_in_background
 from voe.domain import capacity, wiring
 from voe.domain.lifecycle import Event, State
 from voe.domain.models import Persona
-from voe.domain.placement import Constraint, Placer
+from voe.domain.placement import Constraint, Placer, move_constraint
 from voe.drivers.base import VmSpec
 from voe.drivers.boot import ipxe
 from voe.errors import DriverError
 from voe.store.runtime import DoubleStartRefused, Placed, StaleState
 from voe.store.tokens import agent_token_name
 
-_PREPARE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="voe-grant")
-
-BMC_SLOTS = threading.BoundedSemaphore(64)
-"""How many servers a controller takes through their BMC's power-on
-sequence at once (boot device, power, each read back). pyghmi serves every
-IPMI session of a process under one lock and one I/O thread: with it in the
-controller, a level's hundred power-ons at once convoyed there until calls
-timed out and their servers were fenced, and sixteen at a time was the most
-that paid. In the power process (``drivers.elsewhere``) sixty-four at
-a time answer without a retry, and a level of two hundred servers spends
-0.1 s (median) waiting for a slot instead of 0.6 to 2.3 s. Fences and
-cross-checks do not queue here: they must not wait behind a group start."""
-
 BMC_TRIES = 3
 """BMC sequences a start sends before its server counts as failed (see
 ``_network_boot``)."""
-
-PLACEMENT_LOCK = threading.Lock()
-"""Placements are made one at a time, each against fresh capacity, so two
-personas never take the last slot of one machine."""
 
 
 def machines_now(ctx: Ctx, last_resort: bool = False, also: tuple[Placed, ...] = ()):
@@ -68,19 +48,12 @@ def machines_now(ctx: Ctx, last_resort: bool = False, also: tuple[Placed, ...] =
     return inv, capacity.machines(inv, allocations, unavailable, ctx.switches.avoid())
 
 
-def move_constraint(kind: str, host: str | None, current_host: str | None) -> Constraint:
-    """``kind`` is vm, physical, any, or retarget (after a fence); a move
-    without ``--to`` leaves the host it is on."""
-    return Constraint(host=host, kind=None if kind in ("any", "retarget") else kind,
-                      avoid_host=None if host else current_host)
-
-
 def place(ctx: Ctx, p: Persona) -> None:
     """Place every persona now waiting to be placed, this one first, against
     one view of capacity: a level of a group start arrives as hundreds of
     placements at once, and each would otherwise recompute the whole
     datacenter's capacity in turn under the placement lock."""
-    with PLACEMENT_LOCK:
+    with ctx.workers.placement_lock:
         if ctx.runtime.state_of(p.name).state != State.PLACING:
             return  # placed by the batch of another step of its level: one row read, not every persona's
         states = ctx.runtime.states(in_state=State.PLACING)
@@ -178,7 +151,7 @@ def power_on(ctx: Ctx, p: Persona) -> None:
     bootable = False  # from here on a machine may boot it: only fencing can say it does not run
     try:
         # the storage service and the switches are independent: ask both at once
-        granted = _PREPARE.submit(ctx.storage.grant, inv, p, inc.generation)
+        granted = ctx.workers.grants.submit(ctx.storage.grant, inv, p, inc.generation)
         try:
             ctx.ports.reconcile(ctx.inventory, [host.name], persona=p.name, tidy_in_background=True)
         finally:
@@ -223,7 +196,7 @@ def _network_boot(ctx: Ctx, host, where: dict) -> None:
     power = ctx.devices.power(host)
     for attempt in range(1, BMC_TRIES + 1):
         try:
-            with BMC_SLOTS:
+            with ctx.workers.bmc_slots:
                 ctx.log("info", "driver-call", f"{host.name}: boot PXE, power on", **where)
                 power.set_boot_device("pxe", persistent=True)
                 power.power_on_or_reset()

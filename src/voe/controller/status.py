@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import LIVE_STATES
-from voe.store.runtime import Incarnation, PersonaState, RuntimeStore, now
+from voe.store.runtime import Incarnation, PersonaState, RuntimeStore
+from voe.store.time import now
 
 
 def persona_status(rt: RuntimeStore, inv: Inventory, name: str, history: bool = False) -> dict:
-    out = _status(inv, name, rt.state_of(name), rt.current(name), rt.heartbeat_of(name))
+    out = _status(inv, name, rt.state_of(name), rt.current(name), rt.beats.of(name))
     if history:
         out["incarnations"] = [i.as_dict() for i in rt.history(name)]
     return out
@@ -18,7 +19,7 @@ def persona_status(rt: RuntimeStore, inv: Inventory, name: str, history: bool = 
 def statuses(rt: RuntimeStore, inv: Inventory, names: list[str]) -> list[dict]:
     """Many personas' status from one read of each table: a group of a
     thousand is one query per table, not three thousand."""
-    states, latest, heartbeats = rt.states(), rt.latest(), rt.heartbeats()
+    states, latest, heartbeats = rt.states(), rt.latest(), rt.beats.newest()
     return [_status(inv, n, states.get(n) or PersonaState.never_started(n),
                     latest.get(n), heartbeats.get(n)) for n in names]
 

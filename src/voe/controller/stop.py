@@ -3,8 +3,6 @@ the incarnation ends only when the machine reads off."""
 
 from __future__ import annotations
 
-import threading
-
 import time
 
 from voe.controller.context import Ctx
@@ -12,7 +10,8 @@ from voe.domain.lifecycle import Event, State
 from voe.domain.models import Persona
 from voe.drivers.base import PowerState, VmState
 from voe.errors import DriverError, NotFound
-from voe.store.runtime import Incarnation, now
+from voe.store.runtime import Incarnation
+from voe.store.time import now
 from voe.store.tokens import agent_token_name
 
 
@@ -21,7 +20,7 @@ def _agent_acknowledged(ctx: Ctx, inc: Incarnation) -> bool:
     from its next heartbeat answer), or to fall silent."""
     deadline = time.monotonic() + ctx.timing.stop_timeout
     while time.monotonic() < deadline:
-        hb = ctx.runtime.heartbeats().get(inc.persona)
+        hb = ctx.runtime.beats.newest().get(inc.persona)
         if hb is None or hb["generation"] != inc.generation:
             return False
         if hb["stopping"]:
@@ -98,7 +97,7 @@ def release_in_background(ctx: Ctx, inc: Incarnation) -> None:
         except DriverError as e:
             ctx.log("error", "driver-call", f"could not release what {inc.persona} generation {inc.generation} held: {e}",
                     persona=inc.persona)
-    threading.Thread(target=run, name=f"release-{inc.persona}", daemon=True).start()
+    ctx.workers.releases.submit(run)
 
 
 def stop(ctx: Ctx, p: Persona) -> None:

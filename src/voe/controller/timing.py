@@ -1,7 +1,7 @@
 """How fast the controller acts and how long it waits. The defaults make a
 dead persona suspect after 1 s (a 0.25 s heartbeat: three missed plus one
 of grace), so a failover completes in about two seconds; a beat costs the
-controller no store write (see ``RuntimeStore.record_heartbeat``). Raise the
+controller no store write (see ``Heartbeats.record``). Raise the
 interval for thousands of personas, or where agents may be starved of CPU
 for a second: a late beat makes a healthy persona suspect and then fenced,
 which is safe but disruptive. Every value can be set with an environment
@@ -29,15 +29,16 @@ class Timing:
     switch_probe_timeout: float = 1.0  # a probe unanswered this long is a miss (two in a row: down)
     hypervisor_probe_interval: float = 2.0  # the same for hypervisor APIs (they only steer new VMs)
     max_probes_per_second: float = 20.0  # per watch: beyond, passes are spaced (24 switches: every 1.2 s)
-    workers: int = 256                 # concurrent driver steps: a level's starts, most waiting for one of
-                                       # ``start.BMC_SLOTS`` or a device, leave workers for stops and fences
+    workers: int = 256                 # concurrent driver steps: a level's starts, most waiting for a BMC
+                                       # slot or a device, leave workers for stops and fences
+    bmc_slots: int = 64                # servers taken through their BMC's power-on sequence at once
 
     @property
     def suspect_after(self) -> float:
         return self.heartbeat_interval * (self.heartbeat_misses + 1)
 
     @classmethod
-    def from_env(cls) -> "Timing":
+    def from_env(cls) -> Timing:
         values = {}
         for f in fields(cls):
             raw = os.environ.get(f"VOE_{f.name.upper()}")

@@ -29,12 +29,14 @@ def machines(inv: Inventory, allocations: Iterable[Allocation] = (), unavailable
     out: dict[str, Machine] = {}
     for h in inv.hosts:
         cabled = tuple(n.switch for n in h.nics if n.switch in switches)
-        common = dict(labels=h.labels, nic_switches=cabled, available=h.schedulable and h.name not in down)
+        available = h.schedulable and h.name not in down
         if h.hypervisor is not None:
-            out[f"vm:{h.name}"] = Machine("vm", h.name, h.hypervisor.cpus, h.hypervisor.memory, **common)
+            out[f"vm:{h.name}"] = Machine("vm", h.name, h.hypervisor.cpus, h.hypervisor.memory, labels=h.labels,
+                                          nic_switches=cabled, available=available)
         else:
             fc = frozenset(b.vendor.lower() for b in h.hbas if b.kind == "fc")
-            out[f"physical:{h.name}"] = Machine("physical", h.name, h.cpus, h.memory, fc_vendors=fc, **common)
+            out[f"physical:{h.name}"] = Machine("physical", h.name, h.cpus, h.memory, fc_vendors=fc, labels=h.labels,
+                                                nic_switches=cabled, available=available)
     personas = inv.by_name("personas")
     for a in allocations:
         m = out.get(f"{a.kind}:{a.host}")

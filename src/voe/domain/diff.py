@@ -81,7 +81,7 @@ def keep_secrets(incoming: Inventory, current: Inventory) -> Inventory:
     return incoming.model_copy(update=updates)
 
 
-def _fill(new: dict, old: dict, path: tuple[str, ...]) -> bool:
+def _fill(new: dict | None, old: dict | None, path: tuple[str, ...]) -> bool:
     """Copy ``old``'s value at ``path`` into ``new`` where ``new`` has none."""
     for part in path[:-1]:
         new, old = new.get(part) if isinstance(new, dict) else None, old.get(part) if isinstance(old, dict) else None

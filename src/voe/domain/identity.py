@@ -7,7 +7,7 @@ a dry run and the real write agree.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Container
+from collections.abc import Container, Iterator
 
 # 02:56:4f = locally administered (bit 1 of the first octet set), unicast,
 # followed by "VO" in ASCII. IEEE 802 reserves locally administered addresses
@@ -42,7 +42,8 @@ def next_ip(
     """First free host address, skipping the first ten (left for gateways and
     infrastructure, as most operators do) when the subnet is large enough."""
     skip = 10 if subnet.num_addresses > 64 else 0
-    for n, addr in enumerate(subnet.hosts()):
+    hosts: Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address] = subnet.hosts()
+    for n, addr in enumerate(hosts):
         if n < skip:
             continue
         if addr not in taken and addr not in reserved:

@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
@@ -81,7 +81,7 @@ def _model_at(root: type[BaseModel], loc: Iterable[str | int]) -> type[BaseModel
     return None
 
 
-def problems_from(errors: Iterable[dict], root: type[BaseModel], prefix: tuple = ()) -> list[FieldProblem]:
+def problems_from(errors: Iterable[Mapping[str, Any]], root: type[BaseModel], prefix: tuple = ()) -> list[FieldProblem]:
     """Pydantic errors (``ValidationError.errors()``) as FieldProblems whose
     messages say what to write instead."""
     out = []
@@ -150,7 +150,8 @@ def _check_networks(inv: Inventory) -> list[FieldProblem]:
     vlans: dict[int, str] = {}
     for i, n in enumerate(inv.networks):
         if n.vlan in vlans and vlans[n.vlan] != n.name:
-            out.append(FieldProblem(("networks", i, "vlan"), f"VLAN {n.vlan} is already used by network {vlans[n.vlan]!r}", CONFLICT))
+            out.append(FieldProblem(("networks", i, "vlan"),
+                                    f"VLAN {n.vlan} is already used by network {vlans[n.vlan]!r}", CONFLICT))
         vlans.setdefault(n.vlan, n.name)
     return out
 
@@ -175,7 +176,7 @@ def _check_cabling(inv: Inventory) -> list[FieldProblem]:
             if nic.port not in {p.name for p in sw.ports}:
                 out.append(FieldProblem(loc + ("port",), f"switch {sw.name!r} has no port {nic.port!r}"))
                 continue
-            key = (nic.switch, nic.port)
+            key = nic.port_key
             if key in cabled:
                 out.append(FieldProblem(loc + ("port",), f"{nic.switch}:{nic.port} is already cabled to {cabled[key]}", CONFLICT))
             cabled.setdefault(key, f"host {h.name} NIC {nic.name}")
@@ -240,10 +241,12 @@ def _check_groups(inv: Inventory) -> list[FieldProblem]:
                 out.append(FieldProblem(("groups", i, "members", j), _unknown("persona", m, personas)))
         for who, deps in g.depends.items():
             if who not in members:
-                out.append(FieldProblem(("groups", i, "depends", who), f"{who!r} is not a member of group {g.name!r}; add it to members"))
+                out.append(FieldProblem(("groups", i, "depends", who),
+                                        f"{who!r} is not a member of group {g.name!r}; add it to members"))
             for d in deps:
                 if d not in members:
-                    out.append(FieldProblem(("groups", i, "depends", who), f"{who!r} depends on {d!r}, which is not a member of group {g.name!r}"))
+                    out.append(FieldProblem(("groups", i, "depends", who),
+                                            f"{who!r} depends on {d!r}, which is not a member of group {g.name!r}"))
         cycle = graph.find_cycle(g.depends)
         if cycle:
             out.append(FieldProblem(("groups", i, "depends"), "dependency cycle: " + " -> ".join(cycle)))

@@ -85,11 +85,23 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.BLOCKED, E.OPERATOR_CONFIRMED_DEAD): S.FENCED,
 }
 
-# States in which an incarnation may be alive: it holds its machine, and no
-# other incarnation of the persona may be created.
 LIVE_STATES = frozenset({S.POWERING_ON, S.BOOTING, S.RUNNING, S.STOPPING, S.SUSPECT, S.FENCING, S.BLOCKED})
-# States with no incarnation that could run.
+"""States in which an incarnation may be alive: it holds its machine, and
+no other incarnation of the persona may be created."""
 QUIET_STATES = frozenset({S.STOPPED, S.WAITING, S.PENDING, S.PLACING, S.FENCED})
+"""States with no incarnation that could run."""
+NOT_SERVING = frozenset({S.STOPPED, S.WAITING, S.PENDING, S.FENCED, S.BLOCKED})
+"""States in which a persona no longer serves what depends on it: a group
+stops a persona only after its dependents reached one."""
+BEATING = frozenset({S.BOOTING, S.RUNNING, S.SUSPECT, S.STOPPING})
+"""States in which a persona's agent may be beating: the heartbeat pace
+counts them."""
+RESERVING = frozenset({S.WAITING, S.PLACING})
+"""A group start's plan holds its server, or its slot on a hypervisor
+host, until the persona is placed."""
+STARTING = frozenset({S.PLACING, S.POWERING_ON})
+"""Being placed or powered on: work done ahead for later starts waits
+while any persona is here."""
 
 
 class IllegalTransition(Exception):

@@ -119,7 +119,7 @@ class Network(Model):
         return v
 
     @model_validator(mode="after")
-    def _gateway_inside(self) -> "Network":
+    def _gateway_inside(self) -> Network:
         if self.gateway is not None:
             nets = [self.subnet] + ([self.subnet6] if self.subnet6 else [])
             if not any(self.gateway.version == n.version and self.gateway in n for n in nets):
@@ -153,7 +153,7 @@ class Switch(Model):
         return v
 
     @model_validator(mode="after")
-    def _unique_ports(self) -> "Switch":
+    def _unique_ports(self) -> Switch:
         seen: set[str] = set()
         for p in self.ports:
             if p.name in seen:
@@ -191,8 +191,15 @@ class Nic(Model):
     switch: Name | None = None
     port: str | None = None
 
+    @property
+    def port_key(self) -> tuple[str, str]:
+        """(switch, port) of a cabled NIC."""
+        if self.switch is None or self.port is None:
+            raise ValueError(f"NIC {self.name} is not cabled to a switch")
+        return self.switch, self.port
+
     @model_validator(mode="after")
-    def _both_or_neither(self) -> "Nic":
+    def _both_or_neither(self) -> Nic:
         if (self.switch is None) != (self.port is None):
             raise ValueError("a cabled NIC names both switch and port")
         return self
@@ -245,7 +252,7 @@ class Host(Model):
     fencing: list[FenceLevel] | None = Field(default=None, description="fence levels tried in order")
 
     @model_validator(mode="after")
-    def _unique_nics(self) -> "Host":
+    def _unique_nics(self) -> Host:
         names = [n.name for n in self.nics]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -303,8 +310,12 @@ class San(Model):
         return v.lower() if v else v
 
 
+VM_FIRST: tuple[Literal["vm", "physical"], ...] = ("vm", "physical")
+"""A persona's preference unless it says otherwise."""
+
+
 class Policy(Model):
-    prefer: list[Literal["vm", "physical"]] = Field(default_factory=lambda: ["vm", "physical"])
+    prefer: list[Literal["vm", "physical"]] = Field(default_factory=lambda: list(VM_FIRST))
     labels: Labels = Field(default_factory=dict, description="labels a machine must carry")
     anti_affinity: str | None = Field(default=None, description="personas sharing this set never share a host")
     strategy: Literal["pack", "spread"] = "pack"
@@ -338,7 +349,7 @@ class Persona(Model):
     app_check: str | None = Field(default=None, description="command the agent runs to report the application ready")
 
     @model_validator(mode="after")
-    def _image_fits_boot(self) -> "Persona":
+    def _image_fits_boot(self) -> Persona:
         img = self.image
         if self.boot == "iscsi" and img.template is None and not img.target_iqn:
             raise ValueError("an iscsi persona's image names target_iqn (and lun), or a template")

@@ -39,7 +39,8 @@ class Machine:
     used_cpus: int = 0
     used_memory: int = 0
     personas: set[str] = field(default_factory=set)
-    anti_sets: dict[str, int] = field(default_factory=dict)  # not a Counter: one is built per machine per placement batch, and a Counter costs ten times a dict to make
+    # not a Counter: one is built per machine per placement batch, and a dict is cheaper to make
+    anti_sets: dict[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -76,6 +77,13 @@ class Constraint:
     kind: Kind | None = None
     avoid_host: str | None = None  # a move leaves its current host
     shun: frozenset[str] = frozenset()  # hosts where an incarnation was just fenced (a retarget's preference)
+
+
+def move_constraint(kind: str, host: str | None, current_host: str | None) -> Constraint:
+    """A move's constraint: ``kind`` is vm, physical, any, or retarget
+    (after a fence); a move without ``--to`` leaves the host it is on."""
+    return Constraint(host=host, kind=None if kind in ("any", "retarget") else kind,  # type: ignore[arg-type]
+                      avoid_host=None if host else current_host)
 
 
 @dataclass
@@ -251,14 +259,15 @@ class Placer:
             best = self._fast(p, c, kind)
             if best is not None:
                 # why the preferred kinds were passed over: a full scan, only when asked
-                ruled = {k: self._explain(p, c, k) for k in kinds[:i]} if explain else {}
+                ruled: dict[str, list[tuple[str, int]]] = {k: self._explain(p, c, k) for k in kinds[:i]} \
+                    if explain else {}
                 why = self._why(p, best, kind, ruled) if explain else f"{kind} on {best.host}"
                 self.take(p, best)
                 return Decision(p.name, best, why, ruled)
         if not explain:
             return Decision(p.name, None, f"{p.name} fits nowhere")
-        ruled = {k: self._explain(p, c, k) for k in kinds}
-        return Decision(p.name, None, self._refusal(p, c, ruled), ruled)
+        every: dict[str, list[tuple[str, int]]] = {k: self._explain(p, c, k) for k in kinds}
+        return Decision(p.name, None, self._refusal(p, c, every), every)
 
     def _fast(self, p: Persona, c: Constraint, kind: str) -> Machine | None:
         if c.host:

@@ -8,11 +8,24 @@ since both follow the persona to every machine."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+from typing import Literal
 
 from voe.domain.inventory import Inventory
 from voe.domain.models import Host, Persona
-from voe.drivers.base import Access
 
+
+@dataclass(frozen=True)
+class Access:
+    """One persona's access to its storage: an NFS root or an iSCSI LUN,
+    granted to the initiator identity of its current incarnation."""
+
+    persona: str
+    kind: Literal["nfs", "iscsi"]
+    path: str  # export path or backing image
+    initiator: str  # IQN for iscsi, client address or '*'-free host spec for nfs
+    target: str | None = None  # target IQN for iscsi
+    lun: int = 1  # iscsi: the LUN the persona boots from
 
 def _server(p: Persona) -> str | None:
     img = p.image

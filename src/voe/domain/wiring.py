@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from voe.domain.inventory import Inventory
 from voe.domain.models import Host, Nic, Persona, Vnic
-from voe.drivers.base import PortConfig
+from voe.domain.ports import PortConfig
 
 
 class WiringError(Exception):
@@ -91,7 +91,7 @@ def dedicated_nics(inv: Inventory, host: Host, p: Persona, trunk: Nic | None = N
         if nic is None:
             raise WiringError(f"host {host.name} lacks a NIC on a distinct switch for dedicated vNIC {i} of {p.name}")
         out[i] = nic
-        used_switches.add(nic.switch)
+        used_switches.add(nic.port_key[0])
     return out
 
 
@@ -107,13 +107,22 @@ def interfaces(inv: Inventory, p: Persona, kind: str, host: Host, boot_mac: str 
         net = nets[v.network]
         address = f"{v.ip}/{net.subnet.prefixlen}"
         gw = str(net.gateway) if net.gateway else None
+        mac = assigned_mac(v)
         if kind == "vm":
-            out.append(Interface(v.network, v.network, net.vlan, False, v.mac, v.mac, address, gw, v.dedicated))
+            out.append(Interface(v.network, v.network, net.vlan, False, mac, mac, address, gw, v.dedicated))
         elif i in dedicated:
-            out.append(Interface(v.network, v.network, net.vlan, False, dedicated[i].mac, v.mac, address, gw, True))
+            out.append(Interface(v.network, v.network, net.vlan, False, dedicated[i].mac, mac, address, gw, True))
         else:
-            out.append(Interface(v.network, v.network, net.vlan, v is not boot, trunk.mac, v.mac, address, gw, False))
+            assert trunk is not None  # a physical machine's
+            out.append(Interface(v.network, v.network, net.vlan, v is not boot, trunk.mac, mac, address, gw, False))
     return out
+
+
+def assigned_mac(v: Vnic) -> str:
+    """A vNIC's MAC: the inventory assigns one to every vNIC it stores."""
+    if v.mac is None:
+        raise WiringError(f"vNIC on {v.network} has no MAC yet: the inventory assigns one when it is applied")
+    return v.mac
 
 
 def boot_mac(inv: Inventory, p: Persona, kind: str, host: Host, down: frozenset[str] = frozenset()) -> str:
@@ -123,7 +132,7 @@ def boot_mac(inv: Inventory, p: Persona, kind: str, host: Host, down: frozenset[
         b = boot_vnic(p)
         if b is None:
             raise WiringError(f"persona {p.name} has no vNIC to network-boot a VM from")
-        return b.mac
+        return assigned_mac(b)
     return trunk_nic(inv, host, down).mac
 
 
@@ -152,7 +161,7 @@ def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: I
     plan: dict[tuple[str, str], PortConfig] = {}
     for name in hosts_in_scope:
         for nic in cabled_nics(inv, hosts[name]):
-            plan[(nic.switch, nic.port)] = PortConfig.trunk(frozenset(), None)
+            plan[nic.port_key] = PortConfig.trunk(frozenset(), None)
     vm_vlans_by_host: dict[str, set[int]] = {}
     for pl in placements:
         p, host = personas.get(pl.persona), hosts.get(pl.host)
@@ -166,14 +175,14 @@ def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: I
         boot = boot_vnic(p)
         tagged = {nets[v.network].vlan for i, v in enumerate(p.vnics) if i not in dedicated and v is not boot}
         native = nets[boot.network].vlan if boot is not None and p.vnics.index(boot) not in dedicated else None
-        plan[(trunk.switch, trunk.port)] = PortConfig.trunk(tagged, native)
+        plan[trunk.port_key] = PortConfig.trunk(tagged, native)
         for i, nic in dedicated.items():
-            plan[(nic.switch, nic.port)] = PortConfig.access(nets[p.vnics[i].network].vlan)
+            plan[nic.port_key] = PortConfig.access(nets[p.vnics[i].network].vlan)
     for host_name, vlans in vm_vlans_by_host.items():
         host = hosts[host_name]
         # with every switch of the host down the uplink stays where it is:
         # writing it then fails as the switch's error, and it is written
         # when a switch answers again
         trunk = trunk_nic(inv, host, down if any(n.switch not in down for n in cabled_nics(inv, host)) else frozenset())
-        plan[(trunk.switch, trunk.port)] = PortConfig.trunk(vlans, None)
+        plan[trunk.port_key] = PortConfig.trunk(vlans, None)
     return plan

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from voe.domain.ports import PortConfig, carries
+from voe.domain.storage import Access
 from voe.errors import DriverError, DriverTimeout
 
 T = TypeVar("T")
@@ -61,13 +64,28 @@ class Driver(ABC):
         """Prove reachability and credentials; return what was seen
         (e.g. "power on, firmware 2.1"). Raises DriverError otherwise."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a driver with nothing to release keeps this
         """Release sessions and sockets; safe to call twice."""
 
     # -- discipline shared by all drivers ---------------------------------
 
     def _fail(self, operation: str, cause: object, transient: bool = False) -> DriverError:
         return DriverError(self.device, operation, str(cause) or type(cause).__name__, transient)
+
+    @contextmanager
+    def _mapped(self, operation: str) -> Iterator[None]:
+        """Whatever fails inside becomes a ``DriverError`` naming this
+        device and ``operation`` (a timeout a ``DriverTimeout``), the cause
+        kept: one place for every library's errors, as httpx's
+        ``map_exceptions``."""
+        try:
+            yield
+        except DriverError:
+            raise
+        except TimeoutError:
+            raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+        except Exception as e:
+            raise self._fail(operation, e) from e
 
     def _read(self, operation: str, fn: Callable[[], T], retries: int | None = None) -> T:
         """Run a read, retrying transient failures with exponential backoff."""
@@ -183,42 +201,11 @@ class PowerDriver(Driver):
         return self._read("get boot device", self._get_boot_device)
 
     def _write(self, operation: str, fn: Callable[[], None]) -> None:
-        try:
+        with self._mapped(operation):
             fn()
-        except DriverError:
-            raise
-        except TimeoutError:
-            raise DriverTimeout(self.device, operation, self.settings.timeout) from None
-        except Exception as e:  # a library error: name it, keep the cause
-            raise self._fail(operation, e) from e
 
 
 # --- switch -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PortConfig:
-    """What voe owns on one switch port.
-
-    ``access``: untagged on ``native_vlan`` only. ``trunk``: tagged on every
-    VLAN of ``tagged`` and untagged on ``native_vlan`` (None: no untagged VLAN).
-    """
-
-    mode: Literal["access", "trunk"]
-    native_vlan: int | None = None
-    tagged: frozenset[int] = field(default_factory=frozenset)
-    admin_up: bool = True
-
-    @classmethod
-    def access(cls, vlan: int, admin_up: bool = True) -> "PortConfig":
-        return cls("access", vlan, frozenset(), admin_up)
-
-    @classmethod
-    def trunk(cls, tagged: set[int] | frozenset[int], native_vlan: int | None = None, admin_up: bool = True) -> "PortConfig":
-        return cls("trunk", native_vlan, frozenset(tagged) - ({native_vlan} if native_vlan else set()), admin_up)
-
-    def vlans(self) -> frozenset[int]:
-        return self.tagged | ({self.native_vlan} if self.native_vlan else frozenset())
 
 
 class SwitchDriver(Driver):
@@ -248,22 +235,14 @@ class SwitchDriver(Driver):
     def configure_port(self, port: str, config: PortConfig) -> PortConfig:
         """Write, then read back and compare: returns the confirmed state."""
         op = f"configure port {port}"
-        try:
+        with self._mapped(op):
             self._write_port(port, config)
-        except DriverError:
-            raise
-        except Exception as e:
-            raise self._fail(op, e) from e
         return self._confirm(op, lambda: self._read_port(port), lambda seen: carries(seen, config))
 
     def set_admin(self, port: str, up: bool) -> None:
         op = f"set port {port} admin {'up' if up else 'down'}"
-        try:
+        with self._mapped(op):
             self._set_admin(port, up)
-        except DriverError:
-            raise
-        except Exception as e:
-            raise self._fail(op, e) from e
         self._confirm(op, lambda: self._read_port(port), lambda seen: seen.admin_up == up)
 
     def vlans(self) -> set[int]:
@@ -283,23 +262,10 @@ class SwitchDriver(Driver):
         if not configs:
             return
         op = f"configure ports {', '.join(sorted(configs))}"
-        try:
+        with self._mapped(op):
             self._write_ports(configs)
-        except DriverError:
-            raise
-        except Exception as e:
-            raise self._fail(op, e) from e
         self._confirm(op, lambda: self._read_ports(list(configs)),
                       lambda seen: all(carries(seen[p], c) for p, c in configs.items()))
-
-
-def _same_vlans(a: PortConfig, b: PortConfig) -> bool:
-    return a.native_vlan == b.native_vlan and a.tagged == b.tagged
-
-
-def carries(seen: PortConfig, want: PortConfig) -> bool:
-    """A port read back as ``seen`` already does what ``want`` asks."""
-    return _same_vlans(seen, want) and seen.admin_up == want.admin_up
 
 
 # --- hypervisor -------------------------------------------------------------
@@ -376,30 +342,11 @@ class HypervisorDriver(Driver):
         self._call(f"undefine VM {name}", lambda: self._undefine(name))
 
     def _call(self, operation: str, fn: Callable[[], None]) -> None:
-        try:
+        with self._mapped(operation):
             fn()
-        except DriverError:
-            raise
-        except TimeoutError:
-            raise DriverTimeout(self.device, operation, self.settings.timeout) from None
-        except Exception as e:
-            raise self._fail(operation, e) from e
 
 
 # --- storage ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Access:
-    """One persona's access to its storage: an NFS root or an iSCSI LUN,
-    granted to the initiator identity of its current incarnation."""
-
-    persona: str
-    kind: Literal["nfs", "iscsi"]
-    path: str  # export path or backing image
-    initiator: str  # IQN for iscsi, client address or '*'-free host spec for nfs
-    target: str | None = None  # target IQN for iscsi
-    lun: int = 1  # iscsi: the LUN the persona boots from
 
 
 class StorageSettings(DriverSettings):

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from voe.cli.agent_cmds import install_into
+from voe.agent.install import install_into
 
 ROLES = {  # name -> (boot, description)
     "apache": ("linux-nfs", "Apache web server (stand-in: busybox httpd)"),

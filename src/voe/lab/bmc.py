@@ -139,7 +139,7 @@ class BmcLoop:
         while not self._stop.is_set():
             try:
                 ipmisession.Session.wait_for_rsp(0.2)
-            except Exception as e:  # noqa: BLE001 - one bad packet must not silence every BMC
+            except Exception as e:
                 # pyghmi's server trips on packets that outlive their BMC (a
                 # reply queued for a socket just closed, a client's retry
                 # landing on a session of the BMC that replaced it); real BMCs

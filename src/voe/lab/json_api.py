@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from voe.lab.http_thread import HttpThread
 
+
 class JsonApi:
     """Serves one host's API; ``model`` is the lab's model of the service."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -14,15 +15,15 @@ from voe.domain.inventory import Inventory
 from voe.domain.models import Host
 from voe.lab import dataplane, netfiles
 from voe.lab.bmc import BmcLoop, LabBmc, close_bmc, open_bmc
-from voe.lab.json_api import JsonApi
-from voe.lab.redfish import RedfishEmulator
-from voe.lab.storage import LabStorage
 from voe.lab.hypervisor import Hypervisor
+from voe.lab.json_api import JsonApi
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
-from voe.lab.zygote import AgentZygote
+from voe.lab.redfish import RedfishEmulator
 from voe.lab.relay import Relay
+from voe.lab.storage import LabStorage
 from voe.lab.switch_emulator import SnmpLoop, SwitchEmulator
 from voe.lab.truth import IncarnationTruth, InvariantChecker
+from voe.lab.zygote import AgentZygote
 
 HOST_FAULTS = ("power-loss", "hang", "resume", "os-crash", "partition", "heal", "bmc-down", "bmc-up", "repair")
 SWITCH_FAULTS = ("down", "up")
@@ -38,6 +39,10 @@ class Lab:
         self.controller_url = controller_url
         self.state_dir = state_dir
         self.agent = AgentZygote()
+        # network boots in progress at once: a level of a group start powers on
+        # hundreds of machines together, and a thread each (an HTTP fetch and a
+        # fork) would starve the BMCs' I/O loop of the interpreter
+        self.boots = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-boot")
         self.loop = SnmpLoop()
         self.bmc_loop: BmcLoop | None = None
         self.switches: dict[str, SwitchEmulator] = {}
@@ -77,7 +82,7 @@ class Lab:
     def _add_host(self, h: Host) -> None:
         link = ControllerLink(self.controller_url, self._relay_url)
         m = Machine(h.name, [n.mac for n in h.nics if n.switch], link,
-                    ProcessOS(self.agent, self.state_dir / "hosts" / h.name),
+                    ProcessOS(self.agent, self.state_dir / "hosts" / h.name), self.boots,
                     local_disk=h.local_disk, on_change=self._changed, link_up=partial(self._link_up, h))
         self.hosts[h.name] = m
         if h.hypervisor is not None and h.hypervisor.driver == "lab":
@@ -103,7 +108,7 @@ class Lab:
 
     def _vm_machine(self, name: str, boot_mac: str, root: Path) -> Machine:
         return Machine(name, [boot_mac], ControllerLink(self.controller_url, self._relay_url),
-                       ProcessOS(self.agent, root), kind="vm", on_change=self._changed)
+                       ProcessOS(self.agent, root), self.boots, kind="vm", on_change=self._changed)
 
     def _relay_url(self, machine: str) -> str:
         if machine not in self.relays:
@@ -180,6 +185,7 @@ class Lab:
             em.stop()
         for r in self.relays.values():
             asyncio.run_coroutine_threadsafe(r.stop(), self.loop.loop).result(5)
+        self.boots.shutdown(wait=True, cancel_futures=True)  # a boot overtaken by the power-off gives up
         if self.bmc_loop:
             self.bmc_loop.stop()
         self.loop.stop()

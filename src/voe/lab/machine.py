@@ -28,16 +28,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from voe.lab.zygote import AgentZygote, ForkedAgent
-
-_BOOTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-boot")
-"""Network boots in progress at once: a group start's level powers on
-hundreds of machines together, and as many boot threads (each an HTTP fetch
-and a fork of this process) starved the BMCs' I/O loop of the interpreter."""
 
 VOE_ARGS = re.compile(r"^\s*set\s+voe_args\s+(.+?)\s*$", re.MULTILINE)
 KERNEL_VOE = re.compile(r"^\s*kernel\s+\S+\s+(.*voe\.persona=.*)$", re.MULTILINE)
@@ -138,9 +133,11 @@ class ProcessOS:
 class Machine:
     """A physical host or a VM of the lab."""
 
-    def __init__(self, name: str, boot_macs: list[str], controller: "ControllerLink", os_: ProcessOS,
+    def __init__(self, name: str, boot_macs: list[str], controller: ControllerLink, os_: ProcessOS, boots: Executor,
                  kind: str = "physical", local_disk: bool = False, on_change=None, link_up=None):
+        """``boots``: where its network boots run (the lab's, shared by its machines)."""
         self.name = name
+        self.boots = boots
         self.kind = kind
         self.boot_macs = boot_macs  # the firmware's network boot order
         self.link_up = link_up or (lambda mac: True)
@@ -214,7 +211,7 @@ class Machine:
             self._boots += 1
             if self.kind == "vm" or device == "pxe":
                 self.last_boot = None
-                _BOOTS.submit(self._network_boot, self._boots)
+                self.boots.submit(self._network_boot, self._boots)
                 return
             self.last_boot = Boot("disk") if self.local_disk else Boot("no bootable device")
         self.on_change(self)

@@ -51,7 +51,7 @@ class InvariantChecker:
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="lab-truth", daemon=True)
 
-    def start(self) -> "InvariantChecker":
+    def start(self) -> InvariantChecker:
         self.thread.start()
         return self
 

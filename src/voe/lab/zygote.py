@@ -51,7 +51,7 @@ class AgentZygote:
         self._ended: dict[int, threading.Event] = {}
         self._codes: dict[int, int] = {}
 
-    def spawn(self, argv: list[str], log: Path) -> "ForkedAgent":
+    def spawn(self, argv: list[str], log: Path) -> ForkedAgent:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._start()

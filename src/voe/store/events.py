@@ -15,7 +15,7 @@ from sqlalchemy import Engine, insert, select
 
 from voe.store import schema
 from voe.store.db import reader
-from voe.store.group_commit import group_commit
+from voe.store.group_commit import GroupCommit
 
 Severity = Literal["debug", "info", "warning", "error", "critical"]
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -41,9 +41,10 @@ the statement per event cost more than SQLite's insert."""
 
 
 class EventLog:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, commits: GroupCommit):
         self.engine = engine
         self.reader = reader(engine)
+        self.commits = commits
 
     def append(self, severity: Severity, kind: str, message: str, *, persona: str | None = None,
                host: str | None = None, group: str | None = None, data: dict[str, Any] | None = None,
@@ -52,7 +53,7 @@ class EventLog:
                       host=host, group=group, data=data)
         if conn is not None:
             return conn.execute(_INSERT, values).inserted_primary_key[0]
-        return group_commit(self.engine).run(lambda c: c.execute(_INSERT, values).inserted_primary_key[0])
+        return self.commits.run(lambda c: c.execute(_INSERT, values).inserted_primary_key[0])
 
     def query(self, q: EventQuery) -> list[dict]:
         t = schema.events

@@ -37,7 +37,11 @@ class _Write:
 
 
 class GroupCommit:
+    """One per database, made by the store when it opens it (``Services``):
+    every writer of that database shares it."""
+
     def __init__(self, engine: Engine):
+        engine = engine.execution_options(**{READ_ONLY: False})
         self.engine = engine
         self.batched = engine.dialect.name == "sqlite"
         self._queue: list[_Write] = []
@@ -89,16 +93,3 @@ class GroupCommit:
             for w in batch:
                 w.done.set()
 
-
-_CREATING = threading.Lock()
-
-
-def group_commit(engine: Engine) -> GroupCommit:
-    """The one ``GroupCommit`` of the database ``engine`` writes to (an
-    engine with other options shares its dialect, and so its committer)."""
-    with _CREATING:
-        dialect = engine.dialect
-        committer = getattr(dialect, "voe_group_commit", None)
-        if committer is None:
-            committer = dialect.voe_group_commit = GroupCommit(engine.execution_options(**{READ_ONLY: False}))
-        return committer

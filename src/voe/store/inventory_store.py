@@ -9,9 +9,9 @@ is half-written: a problem anywhere rolls back everything.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError

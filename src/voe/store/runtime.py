@@ -1,5 +1,6 @@
 """Runtime state: what each persona is doing, its incarnations, the evidence
-that ended them, heartbeats, boot scripts, fenced hosts and operator intents.
+that ended them, boot scripts, fenced hosts and operator intents; the
+agents' heartbeats are kept beside it (``heartbeats``).
 
 The reconciler is the only writer of persona states and incarnations. Two
 guards live here, in the database, because they must hold whatever the code
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
@@ -29,7 +30,8 @@ from voe.errors import VoeError
 from voe.store import schema
 from voe.store.db import reader
 from voe.store.events import EventLog
-from voe.store.group_commit import group_commit
+from voe.store.heartbeats import Heartbeats
+from voe.store.time import aware, now
 
 
 class DoubleStartRefused(VoeError):
@@ -80,11 +82,6 @@ class ServerTaken(StaleState):
 
 log = logging.getLogger("voe.store.runtime")
 
-HEARTBEAT_PERSIST_EVERY = 5.0
-"""Seconds between writes of an unchanged heartbeat (see ``record_heartbeat``)."""
-HEARTBEAT_FLUSH_EVERY = 0.5
-"""Seconds between the writes of the beats due (see ``flush_heartbeats``)."""
-
 
 @dataclass(frozen=True)
 class Standing:
@@ -98,9 +95,6 @@ _INC, _RT = schema.incarnations, schema.persona_runtime
 _STANDING = (select(_INC.c.generation, _INC.c.ended_at, _RT.c.state)
              .select_from(_INC.outerjoin(_RT, _RT.c.persona == _INC.c.persona))
              .where(_INC.c.persona == bindparam("persona")).order_by(_INC.c.generation.desc()).limit(1))
-_UPDATE_BEAT = update(schema.heartbeats).where(schema.heartbeats.c.persona == bindparam("who"))
-"""Built once: a beat's read, a hundred times a second at a thousand
-personas, spent more in building its statement than in SQLite."""
 _MOVE = (update(_RT).where((_RT.c.persona == bindparam("who")) & (_RT.c.state == bindparam("seen")))
          .values(state=bindparam("new_state"), since=bindparam("new_since"), reason=bindparam("new_reason")))
 _MOVE_AND_PLAN = _MOVE.values(plan=bindparam("new_plan"))
@@ -123,17 +117,6 @@ _HOLDER_OF_SERVER = (select(_INC.c.persona)
 _INSERT_INCARNATION = insert(_INC)
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(t: datetime | None) -> datetime | None:
-    """SQLite hands back naive timestamps; every stamp voe writes is UTC."""
-    if t is None or t.tzinfo is not None:
-        return t
-    return t.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class Incarnation:
     persona: str
@@ -149,7 +132,7 @@ class Incarnation:
     evidence: str | None
 
     @classmethod
-    def of(cls, row) -> "Incarnation":
+    def of(cls, row) -> Incarnation:
         m = row._mapping
         return cls(m["persona"], m["generation"], m["kind"], m["host"], m["vm"], m["boot_mac"], m["why"],
                    aware(m["started_at"]), aware(m["ready_at"]), aware(m["ended_at"]), m["evidence"])
@@ -171,7 +154,7 @@ class PersonaState:
     plan: dict | None
 
     @classmethod
-    def never_started(cls, persona: str, at: datetime | None = None) -> "PersonaState":
+    def never_started(cls, persona: str, at: datetime | None = None) -> PersonaState:
         return cls(persona, State.STOPPED, 0, at or now(), None, None)
 
 
@@ -184,18 +167,11 @@ class RuntimeStore:
         self.engine = engine
         self.reader = reader(engine)
         self.events = events
-        self.commits = group_commit(engine)  # the small writes of many steps at once, in one transaction
+        self.commits = events.commits  # the small writes of many steps at once, in one transaction
         # SQLite serves one controller process: a process lock makes the
         # guard's read-then-insert atomic there; PostgreSQL uses a row-level
         # advisory lock per persona (``_lock``) across controllers.
         self._guard = threading.Lock()
-        self._beats: dict[str, dict] = {}
-        self._beats_written: dict[str, datetime] = {}
-        self._beats_due: set[str] = set()  # personas whose beat is to be written at the next flush
-        self._beats_lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
-        self._closed = threading.Event()
-        self._beats_seeded = False  # the stored beats are read once, at the first look
         # set whenever a persona's next move may have changed (a transition,
         # an agent's readiness, an operator's intent): the reconciler wakes
         # on it instead of waiting out its tick, which a failover's six
@@ -203,6 +179,7 @@ class RuntimeStore:
         self.changed = threading.Event()
         self._touched: set[str] = set()  # the personas those changes were of (see ``take_touched``)
         self._touched_lock = threading.Lock()
+        self.beats = Heartbeats(engine, self.reader, on_news=self.touch)
 
     def touch(self, *personas: str) -> None:
         """Say that these personas' next moves may have changed, and wake
@@ -435,97 +412,6 @@ class RuntimeStore:
             rows = c.execute(select(t).where(t.c.persona == persona).order_by(t.c.generation.desc()).limit(limit))
             return [Incarnation.of(r) for r in rows]
 
-    # --- heartbeats (written by the API on the agent's behalf) ------------
-
-    def record_heartbeat(self, persona: str, generation: int, ready: bool, stopping: bool, report: dict,
-                         told: float | None = None) -> None:
-        """Beats arrive several times a second per persona: they are kept in
-        memory, and the row is written only when what the agent says changes
-        (generation, ready, stopping, its report) or every
-        ``HEARTBEAT_PERSIST_EVERY`` seconds, so a restarted controller and
-        the status views see a recent beat without a write per beat; and it
-        is written within ``HEARTBEAT_FLUSH_EVERY``, by the flusher, not by
-        the caller. ``told``: the interval the answer to this beat tells
-        the agent (kept in memory only; see ``controller.pacing``)."""
-        beat = dict(persona=persona, generation=generation, at=now(), ready=ready, stopping=stopping, report=report,
-                    told=told)
-        with self._beats_lock:
-            last = self._beats.get(persona)
-            self._beats[persona] = beat
-            written = self._beats_written.get(persona)
-            news = last is None or any(last[k] != beat[k] for k in ("generation", "ready", "stopping"))
-            due = (news or written is None or (beat["at"] - written).total_seconds() >= HEARTBEAT_PERSIST_EVERY
-                   or _lasting(last["report"]) != _lasting(beat["report"]))
-            if due:
-                self._beats_written[persona] = beat["at"]
-            if due:
-                self._beats_due.add(persona)
-                if self._flusher is None:
-                    self._flusher = threading.Thread(target=self._flush_beats_until_closed, name="voe-beats",
-                                                     daemon=True)
-                    self._flusher.start()
-        if news:
-            self.touch(persona)
-
-    def flush_heartbeats(self) -> None:
-        """Write the beats due (see ``record_heartbeat``) in one transaction."""
-        with self._beats_lock:
-            due = {p: self._beats[p] for p in self._beats_due}
-            self._beats_due.clear()
-        if not due:
-            return
-        t = schema.heartbeats
-        rows = [{k: v for k, v in beat.items() if k != "told"} for _, beat in sorted(due.items())]
-        try:
-            with self.engine.begin() as c:
-                # three statements, not one or two per beat: at a thousand
-                # personas every beat is due (see HEARTBEAT_PERSIST_EVERY)
-                stored = set(c.execute(select(t.c.persona).where(t.c.persona.in_(list(due)))).scalars())
-                new = [r for r in rows if r["persona"] not in stored]
-                old = [{k: v for k, v in r.items() if k != "persona"} | {"who": r["persona"]}
-                       for r in rows if r["persona"] in stored]
-                if new:
-                    c.execute(insert(t), new)
-                if old:
-                    c.execute(_UPDATE_BEAT, old)
-        except Exception:
-            with self._beats_lock:  # due still: the next flush writes their newest beat
-                self._beats_due |= due.keys()
-            raise
-
-    def _flush_beats_until_closed(self) -> None:
-        """Beats are written every ``HEARTBEAT_FLUSH_EVERY``, all at once, by
-        this thread: written by the API's threads, one transaction per
-        beat, they were half of a group start's writes, each queued behind
-        the others (the agents' requests waited on them too)."""
-        while not self._closed.wait(HEARTBEAT_FLUSH_EVERY):
-            try:
-                self.flush_heartbeats()
-            except Exception:  # the next round tries again; a beat lost costs nothing but its row's age
-                log.exception("could not write heartbeats")
-
-    def close(self) -> None:
-        """Stop writing beats, after writing those due."""
-        self._closed.set()
-        if self._flusher is not None:
-            self._flusher.join(5)
-        self.flush_heartbeats()
-
-    def heartbeats(self) -> dict[str, dict]:
-        """The newest beat of each persona: this process's, else the stored one."""
-        if not self._beats_seeded:
-            with self.reader.connect() as c:
-                rows = c.execute(select(schema.heartbeats)).all()
-            with self._beats_lock:
-                for r in rows:
-                    self._beats.setdefault(r.persona, {**r._mapping, "at": aware(r.at)})
-                self._beats_seeded = True
-        with self._beats_lock:
-            return dict(self._beats)
-
-    def heartbeat_of(self, persona: str) -> dict | None:
-        return self.heartbeats().get(persona)
-
     # --- boot scripts -----------------------------------------------------
 
     def register_boot(self, mac: str, persona: str, generation: int, script: str,
@@ -589,10 +475,3 @@ class RuntimeStore:
                 c.execute(delete(t).where(t.c.persona == persona))
         self.touch(persona)
 
-
-def _lasting(report: dict) -> dict:
-    """What an agent reports, less what changes at every beat (its uptime):
-    a change in the rest is news worth a write; the uptime alone waits for
-    ``HEARTBEAT_PERSIST_EVERY`` (with it, every beat of every persona was a
-    store write: a fifth of a 300-persona group start's controller time)."""
-    return {k: v for k, v in report.items() if k != "uptime"}

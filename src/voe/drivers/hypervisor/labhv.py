@@ -31,7 +31,7 @@ class LabHypervisor(HypervisorDriver):
                                   timeout=settings.timeout)
 
     @classmethod
-    def from_host(cls, host: Host) -> "LabHypervisor":
+    def from_host(cls, host: Host) -> LabHypervisor:
         hv = host.hypervisor
         return cls(host.name, LabHvSettings(url=hv.url, username=hv.username, password=hv.password or ""))
 

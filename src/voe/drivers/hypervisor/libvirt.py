@@ -26,7 +26,6 @@ from voe.drivers.base import DriverSettings, HypervisorDriver, VmSpec, VmState
 from voe.errors import DriverError, DriverTimeout
 
 T = TypeVar("T")
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="libvirt")
 # libvirt prints every error to stderr by default; here each becomes a DriverError
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
@@ -67,10 +66,11 @@ class LibvirtHypervisor(HypervisorDriver):
     def __init__(self, device: str, settings: LibvirtSettings):
         super().__init__(device, settings)
         self._conn: libvirt.virConnect | None = None
+        self._calls: ThreadPoolExecutor | None = None  # libvirt calls block: each runs here, under a deadline
         self._lock = threading.Lock()
 
     @classmethod
-    def from_host(cls, host: Host) -> "LibvirtHypervisor":
+    def from_host(cls, host: Host) -> LibvirtHypervisor:
         hv = host.hypervisor
         return cls(host.name, LibvirtSettings(uri=hv.url, username=hv.username, password=hv.password or ""))
 
@@ -95,6 +95,14 @@ class LibvirtHypervisor(HypervisorDriver):
         return 0
 
     def close(self) -> None:
+        self._disconnect()
+        with self._lock:
+            calls, self._calls = self._calls, None
+        if calls is not None:
+            calls.shutdown(wait=False, cancel_futures=True)
+
+    def _disconnect(self) -> None:
+        """The next call connects afresh."""
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
@@ -105,16 +113,19 @@ class LibvirtHypervisor(HypervisorDriver):
 
     def _libvirt(self, operation: str, fn: Callable[[libvirt.virConnect], T]) -> T:
         """Run ``fn(connection)`` under the deadline; failures are typed."""
-        future = _POOL.submit(lambda: fn(self._connection()))
+        with self._lock:
+            if self._calls is None:
+                self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"libvirt-{self.device}")
+            future = self._calls.submit(lambda: fn(self._connection()))
         try:
             return future.result(timeout=self.settings.timeout)
         except FutureTimeout:
-            self.close()
+            self._disconnect()
             raise DriverTimeout(self.device, operation, self.settings.timeout) from None
         except libvirt.libvirtError as e:
             transient = e.get_error_domain() in _TRANSIENT_DOMAINS
             if transient:
-                self.close()
+                self._disconnect()
             raise DriverError(self.device, operation, e.get_error_message() or str(e), transient) from None
 
     def check(self) -> str:

@@ -185,7 +185,7 @@ class IpmiPower(PowerDriver):
         self._link = _Link(settings)
 
     @classmethod
-    def from_host(cls, host: Host) -> "IpmiPower":
+    def from_host(cls, host: Host) -> IpmiPower:
         b = host.bmc
         return cls(host.name, IpmiSettings(address=b.address, port=b.effective_port(), username=b.username,
                                            password=b.password or ""))
@@ -256,7 +256,7 @@ class IpmiPower(PowerDriver):
                 future.set_result(link.run(fn))
                 if open_session:
                     answered = time.monotonic() - began
-            except BaseException as e:  # noqa: BLE001 - handed to the caller below
+            except BaseException as e:
                 future.set_exception(e)
             finally:
                 _PACE.ended(answered)

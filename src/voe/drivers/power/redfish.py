@@ -69,7 +69,7 @@ class RedfishPower(PowerDriver):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_host(cls, host: Host) -> "RedfishPower":
+    def from_host(cls, host: Host) -> RedfishPower:
         b = host.bmc
         return cls(host.name, RedfishSettings(address=b.address, port=b.effective_port(), username=b.username,
                                               password=b.password or "", verify_tls=b.verify_tls,

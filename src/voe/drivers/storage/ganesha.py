@@ -25,7 +25,8 @@ from jeepney import DBusAddress, MessageType, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from pydantic import Field
 
-from voe.drivers.base import Access, StorageDriver, StorageSettings
+from voe.domain.storage import Access
+from voe.drivers.base import StorageDriver, StorageSettings
 from voe.errors import DriverError
 
 _MGR = DBusAddress("/org/ganesha/nfsd/ExportMgr", bus_name="org.ganesha.nfsd", interface="org.ganesha.nfsd.exportmgr")

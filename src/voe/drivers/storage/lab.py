@@ -7,7 +7,8 @@ from __future__ import annotations
 import httpx
 from pydantic import Field
 
-from voe.drivers.base import Access, StorageDriver, StorageSettings
+from voe.domain.storage import Access
+from voe.drivers.base import StorageDriver, StorageSettings
 from voe.errors import DriverError, DriverTimeout
 
 

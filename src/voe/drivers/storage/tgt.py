@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from voe.drivers.base import Access, StorageDriver, StorageSettings
+from voe.domain.storage import Access
+from voe.drivers.base import StorageDriver, StorageSettings
 from voe.errors import DriverError, DriverTimeout
 
 

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from pydantic import Field
 
 from voe.domain.models import Switch
-from voe.drivers.base import DriverSettings, PortConfig, SwitchDriver
+from voe.domain.ports import PortConfig
+from voe.drivers.base import DriverSettings, SwitchDriver
 from voe.errors import DriverError, DriverTimeout
 
 NO_NATIVE = 1  # EOS's default native VLAN, kept out of the allowed list
@@ -106,7 +107,7 @@ class EosSwitch(SwitchDriver):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_switch(cls, switch: Switch) -> "EosSwitch":
+    def from_switch(cls, switch: Switch) -> EosSwitch:
         return cls(switch.name, EosSettings(address=switch.address, **switch.settings))
 
     def _netmiko(self) -> Session:

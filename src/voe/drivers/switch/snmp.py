@@ -36,7 +36,8 @@ from pysnmp.smi.builder import MibBuilder
 from pysnmp.smi.view import MibViewController
 
 from voe.domain.models import Switch
-from voe.drivers.base import DriverSettings, PortConfig, SwitchDriver
+from voe.domain.ports import PortConfig
+from voe.drivers.base import DriverSettings, SwitchDriver
 from voe.errors import DriverError, DriverTimeout
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
@@ -124,7 +125,7 @@ class SnmpSwitch(SwitchDriver):
         self._rows: dict[tuple[str, ...], int] = {}  # columns walked -> the rows they had
 
     @classmethod
-    def from_switch(cls, switch: Switch) -> "SnmpSwitch":
+    def from_switch(cls, switch: Switch) -> SnmpSwitch:
         s = dict(switch.settings)
         v3 = s.pop("v3", None)
         if v3:

@@ -10,12 +10,13 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from voe.drivers.base import DriverSettings, PowerDriver, PowerState
-from voe.drivers.elsewhere import PowerElsewhere, DriverProcess
 from tests.conftest import child_ends_with_its_killed_parent
+from voe.drivers.base import DriverSettings, PowerDriver, PowerState
+from voe.drivers.driver_process import DriverProcess, RemotePower
 from voe.errors import DriverError, DriverTimeout
 
 
@@ -77,9 +78,9 @@ def process():
     p.close()
 
 
-def driver(process, tmp_path, **settings) -> PowerElsewhere:
+def driver(process, tmp_path, **settings) -> RemotePower:
     real = FileBackedPower("h1", FileBackedPower.Settings(path=str(tmp_path / "power"), timeout=0.5, **settings))
-    return PowerElsewhere(real, process)
+    return RemotePower(real, process)
 
 
 def test_calls_run_in_the_power_process_and_confirm_there_as_here(process, tmp_path):
@@ -141,7 +142,7 @@ def test_the_power_process_ends_with_a_controller_killed_outright():
     """A controller SIGKILLed leaves no power process behind to send a
     call it had queued after the next controller has taken over."""
     assert child_ends_with_its_killed_parent(
-        "from voe.drivers.elsewhere import DriverProcess\n"
+        "from voe.drivers.driver_process import DriverProcess\n"
         "import time\np = DriverProcess(); p.start(); print(p.pid, flush=True); time.sleep(60)"), \
         "the power process outlived its controller"
 
@@ -151,9 +152,9 @@ def test_a_call_the_power_process_could_not_begin_in_time_is_dropped_unbegun(pro
     calls queued for it: once it runs again, those calls must not go out,
     since their controller may have given up, fenced the server, and be
     counting on it staying off."""
-    from voe.drivers import elsewhere
+    from voe.drivers import driver_process
 
-    monkeypatch.setattr(elsewhere, "GRACE", 0.3)
+    monkeypatch.setattr(driver_process, "GRACE", 0.3)
     power = driver(process, tmp_path)
     power.power_state()  # the process's driver is built and warm
     os.kill(process.pid, signal.SIGSTOP)
@@ -220,7 +221,7 @@ def test_a_switch_probed_through_a_process_just_started_is_not_taken_for_a_slow_
     probes = DriverProcess(warm=("switch",))  # not started: the first probe starts it
     devices = Devices(3.0, probe_process=probes)
     watch = DeviceWatch("switch", lambda i: {switch.name: switch}, lambda sw: devices.switch_probe(sw, 1.0),
-                        lambda *a, **k: None, 0.1, shunned="new trunks", probe_timeout=1.0)
+                        lambda *a, **k: None, 0.1, ThreadPoolExecutor(8), shunned="new trunks", probe_timeout=1.0)
     emulator = SwitchEmulator(switch, "127.0.0.1", switch.settings["port"])
     emulator.start()
     try:

@@ -1,53 +1,39 @@
 """Drivers run in a process of their own, the controller asking them over
 a pipe: BMC power drivers in the controller's power process, and the device
-watches' probes of switches and hypervisors in its probe process.
+watches' probes of switches and hypervisors in its probe process. This is
+the controller's end; ``driver_host`` is the process's.
 
-Why: pyghmi serves every IPMI session of a process from one I/O thread, and
-each of a call's exchanges wakes that thread and then the caller. In a
-controller busy with a 1,000-persona group start (its API answering agents,
-its reconciler, switch and store threads), each wake waited for the
-interpreter lock: a start's BMC sequence (boot device, power, each read
-back), 50 ms against an idle controller, took 0.6 to 1.3 s, and a level's
-two hundred power-ons queued behind sixteen of them at a time. In a process
-of its own the sessions' I/O competes only with other BMC calls, on the
-machine's other core, and the controller's share of a call is one message
-each way.
-
-Probes, for the same reason: at a thousand personas, twenty switch and
-twenty hypervisor probes a second cost the controller a sixth of its CPU
-(an SNMP exchange, or an HTTP request, each about 2 ms), and a probe
-answered late in a busy controller made a live switch look slow, then
-doubtful. In a process of their own (not the power process, whose BMC
-bursts must not delay them) their answers come on time, and each costs the
-controller one message each way. The probe's driver is built there from the
-device's inventory entry, with the probe's timeout and no retries.
+Why apart: pyghmi serves every IPMI session of a process from one I/O
+thread, and each of a call's exchanges wakes that thread and then the
+caller; in a busy controller each wake waits for the interpreter lock. In
+a process of its own a session's I/O competes only with other BMC calls,
+on another core, and the controller's share of a call is one message each
+way. Probes go to a process of their own (not the power process, whose
+BMC bursts must not delay them) so that a live switch never looks slow.
 
 The driver classes are the usual ones (``ipmi``, ``redfish``, or a
-vendor's), built in the power process from the same settings; only their
+vendor's), built in the process from the same settings; only their
 primitive calls (``_power_on``, ``_get_power_state`` ...) cross the pipe.
 The read-back discipline of ``PowerDriver`` stays in the controller, so
 evidence is still what the device read, and a fence's power-off queues
-behind an earlier call to the same BMC in the same order as before (one
-driver per BMC, its own lock). Failures cross as the typed errors they
-were. The process ends when its pipe closes: a controller that exits, or is
-killed, takes it along; one that dies under the controller is started
-again at the next call, the calls it held failing as transient.
+behind an earlier call to the same BMC in the same order (one driver per
+BMC, its own lock). Failures cross as the typed errors they were. The
+process ends when its pipe closes: a controller that exits, or is killed,
+takes it along; one that dies under the controller is started again at the
+next call, the calls it held failing as transient.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import multiprocessing
-import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from multiprocessing.connection import Connection
 
 from voe.drivers.base import BootDevice, PowerDriver, PowerState
 from voe.errors import DriverError, DriverTimeout
@@ -63,15 +49,6 @@ PREPARE_WITHIN = 15.0
 """Seconds a probe's driver may take to be built in a process just
 started (an interpreter, its imports, an SNMP engine), on a machine busy
 with a failover."""
-
-CALLS = frozenset({"probe", "prepare", "check", "close", "_power_on", "_power_off", "_soft_off", "_reset", "_power_on_or_reset",
-                   "_get_power_state", "_set_boot_device", "_get_boot_device"})
-"""What the controller may ask of a driver in the process."""
-
-WORKERS = 512
-"""Calls the process runs at once. A call mostly waits for its BMC;
-a level's two hundred starts, fences and cross-checks must not queue for a
-thread."""
 
 
 class DriverProcess:
@@ -102,7 +79,7 @@ class DriverProcess:
         if self._proc is not None and self._proc.poll() is None:
             return
         ours, theirs = multiprocessing.Pipe()
-        proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno()), *self.warm],
+        proc = subprocess.Popen([sys.executable, "-m", "voe.drivers.driver_host", str(theirs.fileno()), *self.warm],
                                 pass_fds=(theirs.fileno(),),
                                 start_new_session=True)  # a terminal's Ctrl-C is the controller's; the pipe ends this
         theirs.close()
@@ -120,7 +97,7 @@ class DriverProcess:
             self._ensure()
             call_id = next(self._ids)
             conn = self._conn
-            self._pending[call_id] = (future, device, _operation(op), conn)
+            self._pending[call_id] = (future, device, operation(op), conn)
         try:
             with self._send_lock:
                 begin_by = time.monotonic() + (GRACE if begin_within is None else begin_within)
@@ -128,12 +105,12 @@ class DriverProcess:
                            device, settings, op, args))
         except (OSError, ValueError):
             self._pending.pop(call_id, None)
-            raise DriverError(device, _operation(op), "its driver process is not answering", transient=True) from None
+            raise DriverError(device, operation(op), "its driver process is not answering", transient=True) from None
         try:
             return future.result(timeout=wait)
         except FutureTimeout:
             self._pending.pop(call_id, None)
-            raise DriverTimeout(device, _operation(op), wait) from None
+            raise DriverTimeout(device, operation(op), wait) from None
 
     def probe(self, kind: str, device: str, spec: dict, timeout: float) -> str:
         """A probe of the switch or hypervisor host whose inventory entry is
@@ -170,11 +147,11 @@ class DriverProcess:
                 self._proc = self._conn = None
             lost = [i for i, held in self._pending.items() if held[3] is conn]
             lost = [self._pending.pop(i) for i in lost]
-        for future, device, operation, _ in lost:
-            future.set_exception(DriverError(device, operation, "its driver process exited", transient=True))
+        for future, device, what, _ in lost:
+            future.set_exception(DriverError(device, what, "its driver process exited", transient=True))
 
     def close(self) -> None:
-        """Closing the pipe ends the process (see ``serve``)."""
+        """Closing the pipe ends the process (see ``driver_host``)."""
         with self._lock:
             conn, proc, self._conn, self._proc = self._conn, self._proc, None, None
         if conn is not None:
@@ -195,7 +172,7 @@ class DriverProcess:
         return self._proc.pid if self._proc is not None else None
 
 
-class PowerElsewhere(PowerDriver):
+class RemotePower(PowerDriver):
     """A BMC's power driver whose calls run in the power process: the
     controller's stand-in for the real driver, with its settings."""
 
@@ -243,7 +220,7 @@ class PowerElsewhere(PowerDriver):
         return self._ask("_get_boot_device")
 
 
-class ProbeElsewhere:
+class RemoteProbe:
     """A device watch's probe driver whose ``check`` runs in the probe
     process; ``spec`` is the device's inventory entry (a switch, or a host
     with a hypervisor), dumped once here and sent with every probe."""
@@ -256,7 +233,7 @@ class ProbeElsewhere:
     def check(self) -> str:
         return self._process.probe(self._kind, self.device, self._spec, self._timeout)
 
-    def prepared(self) -> "ProbeElsewhere":
+    def prepared(self) -> RemoteProbe:
         self._process.prepare_probe(self._kind, self.device, self._spec, self._timeout)
         return self
 
@@ -265,126 +242,14 @@ class ProbeElsewhere:
         changed entry, or when it ends."""
 
 
-def _operation(op: str) -> str:
+def operation(op: str) -> str:
+    """A primitive's name as an error says it: ``_power_on`` -> power on."""
     return op.strip("_").replace("_", " ")
 
 
-def _rebuilt(kind: str, device: str, operation: str, cause: str, transient: bool) -> DriverError:
+def _rebuilt(kind: str, device: str, what: str, cause: str, transient: bool) -> DriverError:
     if kind == "timeout":
-        e = DriverTimeout(device, operation, 0)
+        e = DriverTimeout(device, what, 0)
         e.cause = cause
         return e
-    return DriverError(device, operation, cause, transient)
-
-
-# --- the driver process ---------------------------------------------------------
-
-
-def serve(conn, warm: tuple[str, ...] = ()) -> None:
-    """Run each call on a worker, one driver per device (rebuilt when its
-    settings change); exit when the controller's end of the pipe closes.
-    The drivers of the ``warm`` concerns are imported meanwhile."""
-    from voe.cli.long_running import collect_cycles_less_often
-    from voe.domain.models import Host, Switch
-    from voe.drivers import factory
-
-    collect_cycles_less_often()
-    drivers: dict[str, tuple[dict, PowerDriver]] = {}
-    probes: dict[tuple[str, str], tuple[tuple, object]] = {}  # (kind, device) -> (entry, timeout), its driver
-    drivers_lock = threading.Lock()
-    send_lock = threading.Lock()
-    workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="voe-power")
-
-    def driver(module: str, qualname: str, device: str, settings: dict) -> PowerDriver:
-        with drivers_lock:
-            held = drivers.get(device)
-            if held is not None and held[0] == settings and type(held[1]).__qualname__ == qualname:
-                return held[1]
-            cls = getattr(importlib.import_module(module), qualname)
-            built = cls(device, cls.Settings(**settings))
-            drivers[device] = (settings, built)
-        if held is not None:
-            workers.submit(held[1].close)  # a Redfish session logged out; its errors are nobody's
-        return built
-
-    def probe_driver(device: str, spec: dict, kind: str, timeout: float):
-        """The device's probe driver, built here from its inventory entry
-        (again when the entry or the timeout changes). A device has one
-        probe at a time (``DeviceWatch``), so its driver is built outside
-        the lock: an SNMP engine takes tens of milliseconds."""
-        key, wanted = (kind, device), (spec, timeout)
-        with drivers_lock:
-            held = probes.get(key)
-        if held is not None and held[0] == wanted:
-            return held[1]
-        if kind == "switch":
-            built = factory.switch_for(Switch.model_validate(spec))
-        else:
-            built = factory.hypervisor_for_host(Host.model_validate(spec))
-        built.settings = built.settings.model_copy(update={"timeout": timeout, "retries": 0})
-        with drivers_lock:
-            probes[key] = (wanted, built)
-        if held is not None:
-            workers.submit(held[1].close)
-        return built
-
-    def close(device: str, settings: dict) -> None:
-        """The driver built from these settings, if it is still the one:
-        closing a driver replaced since must not build it again."""
-        with drivers_lock:
-            held = drivers.get(device)
-            if held is None or held[0] != settings:
-                return
-            del drivers[device]
-        held[1].close()
-
-    def run(call_id: int, begin_by: float, module: str, qualname: str, device: str, settings: dict, op: str,
-            args: tuple) -> None:
-        try:
-            if time.monotonic() > begin_by:  # one clock for both processes: CLOCK_MONOTONIC is system-wide
-                raise DriverError(device, _operation(op), "its driver process was too busy to begin it in time",
-                                  transient=True)
-            if op not in CALLS:
-                raise DriverError(device, op, "not a power driver call")
-            if op == "probe":
-                reply = (call_id, True, probe_driver(device, settings, *args).check())
-            elif op == "prepare":
-                probe_driver(device, settings, *args)
-                reply = (call_id, True, None)
-            elif op == "close":
-                reply = (call_id, True, close(device, settings))
-            else:
-                reply = (call_id, True, getattr(driver(module, qualname, device, settings), op)(*args))
-        except DriverError as e:
-            reply = (call_id, False, ("timeout" if isinstance(e, DriverTimeout) else "error", e.device, e.operation,
-                                      e.cause, e.transient))
-        except Exception as e:  # noqa: BLE001 - a driver's bug reaches the controller named, not as a hang
-            reply = (call_id, False, ("error", device, _operation(op), f"{type(e).__name__}: {e}", False))
-        try:
-            with send_lock:
-                conn.send(reply)
-        except (OSError, ValueError):
-            pass  # the controller is gone: so is this process, shortly
-
-    threading.Thread(target=_import_drivers, args=(warm,), name="voe-warm", daemon=True).start()
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            os._exit(0)  # the controller closed its end, or died: calls under way go with it
-        workers.submit(run, *message)
-
-
-def _import_drivers(concerns: tuple[str, ...]) -> None:
-    from voe.drivers import registry
-
-    for concern in concerns:
-        for name in registry.available(concern):
-            try:
-                registry.load(concern, name)
-            except Exception:  # noqa: BLE001 - a driver that cannot load says so at its first call
-                pass
-
-
-if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1])), tuple(sys.argv[2:]))
+    return DriverError(device, what, cause, transient)

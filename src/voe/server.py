@@ -1,0 +1,32 @@
+"""The composition root: builds the store's services, the driver
+processes, the controller and the API, and hands each what it needs. Only
+this module (and the CLI that calls it) knows every layer."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from voe.api.app import create_app
+from voe.api.controller_face import ControllerFace
+from voe.controller.context import Ctx
+from voe.controller.devices import Devices
+from voe.controller.reconciler import Reconciler
+from voe.controller.services import Services
+from voe.controller.timing import Timing
+from voe.drivers.driver_process import DriverProcess
+
+
+def build(services: Services, public_url: str, timing: Timing | None = None, reconcile: bool = True) -> FastAPI:
+    """The controller's app; ``reconcile`` False serves the API alone."""
+    timing = timing or Timing.from_env()
+    if not reconcile:
+        return create_app(services, timing)
+    power, probes = DriverProcess(warm=("power",)), DriverProcess(warm=("switch", "hypervisor"))
+    for process in (power, probes):
+        process.start()  # now: a spawn takes a few hundred milliseconds, better not on the first call
+    ctx = Ctx(services, services.runtime, Devices(timing.driver_timeout, power, probes), timing, public_url)
+    reconciler = Reconciler(ctx)
+    face = ControllerFace(pace=ctx.pace, fabric=ctx.ports, power=ctx.devices.power,
+                          hypervisors_down=lambda: frozenset(ctx.hypervisors.down()),
+                          start=reconciler.start, stop=reconciler.stop)
+    return create_app(services, timing, face)

@@ -1,0 +1,132 @@
+"""The agents' heartbeats, as the controller knows them: the newest beat of
+each persona in memory, written to the store in the background when what
+an agent says changes, and otherwise every few seconds, so that a restarted
+controller and the status views see a recent beat without a store write per
+beat."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine, bindparam, insert, select, update
+
+from voe.store import schema
+from voe.store.time import aware, now
+
+log = logging.getLogger("voe.store.heartbeats")
+
+HEARTBEAT_PERSIST_EVERY = 5.0
+"""Seconds between writes of an unchanged heartbeat (see ``Heartbeats.record``)."""
+HEARTBEAT_FLUSH_EVERY = 0.5
+"""Seconds between the writes of the beats due (see ``Heartbeats.flush``)."""
+_UPDATE_BEAT = update(schema.heartbeats).where(schema.heartbeats.c.persona == bindparam("who"))
+"""Built once: a beat is the most frequent write there is."""
+
+
+class Heartbeats:
+    def __init__(self, engine: Engine, reader: Engine, on_news: Callable[[str], None]):
+        """``on_news``: called with a persona whose agent says something
+        new (generation, ready, stopping): its next move may have changed."""
+        self._engine, self._reader, self._on_news = engine, reader, on_news
+        self._beats: dict[str, dict] = {}
+        self._beats_written: dict[str, datetime] = {}
+        self._beats_due: set[str] = set()  # personas whose beat is to be written at the next flush
+        self._beats_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._beats_seeded = False  # the stored beats are read once, at the first look
+
+    def record(self, persona: str, generation: int, ready: bool, stopping: bool, report: dict,
+                         told: float | None = None) -> None:
+        """Beats arrive several times a second per persona: they are kept in
+        memory, and the row is written only when what the agent says changes
+        (generation, ready, stopping, its report) or every
+        ``HEARTBEAT_PERSIST_EVERY`` seconds, so a restarted controller and
+        the status views see a recent beat without a write per beat; and it
+        is written within ``HEARTBEAT_FLUSH_EVERY``, by the flusher, not by
+        the caller. ``told``: the interval the answer to this beat tells
+        the agent (kept in memory only; see ``controller.pacing``)."""
+        beat = dict(persona=persona, generation=generation, at=now(), ready=ready, stopping=stopping, report=report,
+                    told=told)
+        with self._beats_lock:
+            last = self._beats.get(persona)
+            self._beats[persona] = beat
+            written = self._beats_written.get(persona)
+            news = last is None or any(last[k] != beat[k] for k in ("generation", "ready", "stopping"))
+            due = (news or written is None or (beat["at"] - written).total_seconds() >= HEARTBEAT_PERSIST_EVERY
+                   or _lasting(last["report"]) != _lasting(beat["report"]))
+            if due:
+                self._beats_written[persona] = beat["at"]
+            if due:
+                self._beats_due.add(persona)
+                if self._flusher is None:
+                    self._flusher = threading.Thread(target=self._flush_until_closed, name="voe-beats", daemon=True)
+                    self._flusher.start()
+        if news:
+            self._on_news(persona)
+
+    def flush(self) -> None:
+        """Write the beats due (see ``record``) in one transaction."""
+        with self._beats_lock:
+            due = {p: self._beats[p] for p in self._beats_due}
+            self._beats_due.clear()
+        if not due:
+            return
+        t = schema.heartbeats
+        rows = [{k: v for k, v in beat.items() if k != "told"} for _, beat in sorted(due.items())]
+        try:
+            with self._engine.begin() as c:
+                # three statements, not one or two per beat
+                stored = set(c.execute(select(t.c.persona).where(t.c.persona.in_(list(due)))).scalars())
+                new = [r for r in rows if r["persona"] not in stored]
+                old = [{k: v for k, v in r.items() if k != "persona"} | {"who": r["persona"]}
+                       for r in rows if r["persona"] in stored]
+                if new:
+                    c.execute(insert(t), new)
+                if old:
+                    c.execute(_UPDATE_BEAT, old)
+        except Exception:
+            with self._beats_lock:  # due still: the next flush writes their newest beat
+                self._beats_due |= due.keys()
+            raise
+
+    def _flush_until_closed(self) -> None:
+        """Beats are written every ``HEARTBEAT_FLUSH_EVERY``, all at once, by
+        this thread, not one transaction per beat by the API's threads."""
+        while not self._closed.wait(HEARTBEAT_FLUSH_EVERY):
+            try:
+                self.flush()
+            except Exception:  # the next round tries again; a beat lost costs nothing but its row's age
+                log.exception("could not write heartbeats")
+
+    def close(self) -> None:
+        """Stop writing beats, after writing those due."""
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(5)
+        self.flush()
+
+    def newest(self) -> dict[str, dict]:
+        """The newest beat of each persona: this process's, else the stored one."""
+        if not self._beats_seeded:
+            with self._reader.connect() as c:
+                rows = c.execute(select(schema.heartbeats)).all()
+            with self._beats_lock:
+                for r in rows:
+                    self._beats.setdefault(r.persona, {**r._mapping, "at": aware(r.at)})
+                self._beats_seeded = True
+        with self._beats_lock:
+            return dict(self._beats)
+
+    def of(self, persona: str) -> dict | None:
+        return self.newest().get(persona)
+
+
+def _lasting(report: dict) -> dict:
+    """What an agent reports, less what changes at every beat (its uptime):
+    a change in the rest is news worth a write; the uptime alone waits for
+    ``HEARTBEAT_PERSIST_EVERY``, else every beat would be a store write."""
+    return {k: v for k, v in report.items() if k != "uptime"}
