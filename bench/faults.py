@@ -10,7 +10,9 @@ The datacenter is the review's with two spare servers (see ``with_spares``).
 Faults: power-loss, hang, os-crash (on the hypervisor host: the review's
 case), partition, bmc-down with hang or power loss, a switch going down,
 controller SIGKILL, and pairs. Prints: trials, double-runs (must be 0),
-personas lost (must be 0), and fault-to-replacement-running time
+personas lost (must be 0: any persona desired running that is not running
+with a ready agent when the campaign ends, with its last events), replacements
+slower than ``SETTLE``, and fault-to-replacement-running time
 p50/p95/p99, with detection (fault to suspect) and fencing (fencing to
 fenced) apart, and the same for the trials without a controller kill.
 
@@ -99,8 +101,7 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | 
         try:
             s.wait(p, lambda st: st["state"] == "running", SETTLE)
         except TimeoutError as e:
-            out["setup_failed"].append(str(e)[:300])
-            out["lost"].append(f"after trial {out['trials']}: {p} not running again within {SETTLE:g} s")
+            out["setup_failed"].append(f"after trial {out['trials']}: {str(e)[:300]}")
             return False
     before = {p: s.status(p) for p in PERSONAS}
     victim = rng.choice(PERSONAS)
@@ -140,7 +141,7 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | 
                         or st["state"] == "blocked", SETTLE)
         except TimeoutError:
             now = s.status(p)
-            out["lost"].append(f"{label}: {p} still {now['state']} after {SETTLE:g} s ({(now.get('reason') or '')[:120]})")
+            out["late"].append(f"{label}: {p} still {now['state']} after {SETTLE:g} s ({(now.get('reason') or '')[:120]})")
             continue
         if st["state"] == "blocked":
             out["blocked"].append(f"{label}: {p}: {st['reason'][:400]}")
@@ -189,6 +190,30 @@ def repair(s: Stack, faults: list[tuple[str, str]]) -> None:
     for p in status["personas"]:  # an operator's word, now that the hardware is mended
         if p["state"] == "blocked":
             s.http.post(f"/api/v1/personas/{p['name']}/confirm-dead", json={"reason": "repaired by the fault campaign"})
+        elif p["state"] == "failed":  # its starts kept failing: started again once the hardware is mended
+            out_of_service = p["reason"] or ""
+            print(f"    {p['name']} was failed ({out_of_service[:200]}): started again", flush=True)
+            s.http.post(f"/api/v1/personas/{p['name']}/start", json={})
+
+
+def lost(s: Stack, settle: float) -> list[str]:
+    """The personas an operator would call lost when the campaign ends:
+    desired running, yet not running with a ready agent after ``settle``
+    seconds more, whatever the reason; each with its last events."""
+    deadline = time.monotonic() + settle
+    while True:
+        statuses = s.http.get("/api/v1/status").json()["personas"]
+        missing = [p for p in statuses if p["desired"] == "running"
+                   and not (p["state"] == "running" and (p.get("agent") or {}).get("ready"))]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    out = []
+    for p in missing:
+        events = s.http.get("/api/v1/events/log", params={"persona": p["name"], "limit": 8, "newest_first": True}).json()
+        last = "\n".join(f"      {e['at'][11:23]} {e['message'][:160]}" for e in reversed(events))
+        out.append(f"{p['name']} is {p['state']} (generation {p['generation']}): {(p['reason'] or '')[:160]}\n{last}")
+    return out
 
 
 def main() -> None:
@@ -201,7 +226,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="run in this directory and keep the controller's and lab's logs")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    out = {"trials": 0, "lost": [], "blocked": [], "replace": [], "detect": [], "fence": [],
+    out = {"trials": 0, "lost": [], "late": [], "blocked": [], "replace": [], "detect": [], "fence": [],
            "replace_nokill": [], "detect_nokill": [], "kinds": {}, "setup_failed": [], "began": []}
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="voe-faults-") as tmp:
@@ -214,6 +239,7 @@ def main() -> None:
             for _ in range(args.trials):
                 if not trial(s, rng, out, args.verbose, args.explain):
                     break
+            out["lost"] = lost(s, SETTLE)
             truth = s.truth()
         finally:
             s.stop()
@@ -221,7 +247,8 @@ def main() -> None:
           f"({len(out['kinds'])} fault kinds)")
     print("  " + ", ".join(f"{k} x{n}" for k, n in sorted(out["kinds"].items())))
     print(f"  double-runs: {len(truth['violations'])} (truth checker, {truth['samples']} samples)   "
-          f"personas lost: {len(out['lost'])}   blocked with a reason: {len(out['blocked'])}")
+          f"personas lost: {len(out['lost'])}   not replaced within {SETTLE:g} s: {len(out['late'])}   "
+          f"blocked with a reason: {len(out['blocked'])}")
     for name, key in (("fault to replacement running", "replace"),
                       ("  the same, trials without a controller kill", "replace_nokill"),
                       ("detection (fault to suspect)", "detect"),
@@ -230,8 +257,12 @@ def main() -> None:
         v = out[key]
         print(f"  {name}: p50 {pct(v, .5):.2f} s  p95 {pct(v, .95):.2f} s  p99 {pct(v, .99):.2f} s  "
               f"(n={len(v)}, mean {statistics.fmean(v) if v else float('nan'):.2f} s)")
-    for item in out["lost"] + out["blocked"]:
-        print(f"  - {item}")
+    for item in out["lost"]:
+        print(f"  - LOST: {item}")
+    for item in out["late"]:
+        print(f"  - not replaced within {SETTLE:g} s: {item}")
+    for item in out["blocked"]:
+        print(f"  - blocked: {item}")
     for v in truth["violations"]:
         during = max((b for b in out["began"] if b[0] <= v["at"]), default=(0, "before the first trial"))[1]
         seen = "; ".join(f"generation {i['generation']} on {i['machine']} {i['state']}"

@@ -26,6 +26,7 @@ export const STATE_COLOURS = {
   fencing: "#fb8c00",
   fenced: "#e53935",
   blocked: "#b71c1c",
+  failed: "#880e4f",
 };
 
 export function statusByName(status) {

@@ -28,5 +28,6 @@ def build(services: Services, public_url: str, timing: Timing | None = None, rec
     reconciler = Reconciler(ctx)
     face = ControllerFace(pace=ctx.pace, fabric=ctx.ports, power=ctx.devices.power,
                           hypervisors_down=lambda: frozenset(ctx.hypervisors.down()),
-                          start=reconciler.start, stop=reconciler.stop)
+                          start=reconciler.start, stop=reconciler.stop,
+                          beats_heard_from_now=reconciler.hear_beats_from_now)
     return create_app(services, timing, face)

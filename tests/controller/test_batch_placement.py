@@ -47,3 +47,27 @@ def test_the_store_refuses_a_server_another_persona_holds(ctx):
     assert isinstance(second["bea-1"], ServerTaken) and "oracle holds" in str(second["bea-1"])
     assert ctx.runtime.state_of("bea-1").state == State.PLACING  # placed again at its next step
     assert [i.persona for i in ctx.runtime.live()] == ["oracle"]
+
+
+def test_a_retarget_that_found_nothing_prefers_a_host_never_fenced_over_its_fenced_one(ctx, monkeypatch):
+    """A controller just restarted may doubt every switch for a moment:
+    nothing fits, and the retarget falls back to a fresh view that admits
+    the servers a fence powered off. In that view a server never fenced
+    comes first; oracle's own fenced server only when nothing else fits."""
+    ctx.runtime.transition("oracle", State.STOPPED, Event.START)
+    gen = ctx.runtime.begin_incarnation("oracle", "physical", "dl360-2", None, "00:0b:cd:02:00:01", "test")
+    ctx.runtime.end_incarnation("oracle", gen, "BMC of dl360-2 reads off after hard power-off")
+    ctx.runtime.fence_host("dl360-2", "bmc: powered off to fence oracle")
+    ctx.runtime.set_intent("oracle", move_kind=RETARGET, move_host=None)
+    fresh = start.machines_now
+
+    def in_doubt_at_first(ctx, last_resort=False, also=()):
+        inv, machines = fresh(ctx, last_resort, also)
+        return (inv, machines) if last_resort else (inv, [])  # every switch in doubt: nothing fits
+
+    monkeypatch.setattr(start, "machines_now", in_doubt_at_first)
+    start.place(ctx, ctx.inventory().by_name("personas")["oracle"])
+    placed = ctx.runtime.current("oracle")
+    assert placed.generation == gen + 1
+    assert placed.host in ("dl360-3", "pe2800"), placed
+    assert "earlier fence" not in placed.why

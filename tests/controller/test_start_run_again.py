@@ -26,9 +26,9 @@ def test_a_start_run_again_keeps_the_boot_credential_a_machine_may_hold(ctx):
     inc = ctx.runtime.current("web-1")
     where = {"persona": "web-1", "host": "dl360-1"}
     ctx.runtime.commits.run(lambda c: start._register_boot(ctx, web, inc, where, c))
-    first = ctx.runtime.boot_script(inc.boot_mac)
+    first = ctx.runtime.boot_target(inc.boot_mac).script
     token = next(w.split("=", 1)[1] for w in first.split() if w.startswith("voe.token="))
     ctx.runtime.commits.run(lambda c: start._register_boot(ctx, web, inc, where, c))
-    assert ctx.runtime.boot_script(inc.boot_mac) == first
+    assert ctx.runtime.boot_target(inc.boot_mac).script == first
     who = ctx.services.tokens.authenticate(token)
     assert who is not None and who.persona == "web-1"

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 from harness import dump, relocate, stop_process
 from tests.conftest import EXAMPLE, free_port
 from voe.cli.yamlfile import DatacenterFile
+from voe.controller.timing import Timing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,8 +59,16 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path, monkeypatch):
+def stack(tmp_path):
     """Controller + lab for the review datacenter (SQLite store)."""
+    with running_stack(tmp_path) as s:
+        yield s
+
+
+@contextmanager
+def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str | None = None) -> Iterator[Stack]:
+    """The stack; ``timing``: the controller's; ``boot_from``: the URL the
+    lab's machines boot from, when not the controller's."""
     import uvicorn
 
     from voe.controller.services import Services
@@ -73,7 +84,8 @@ def stack(tmp_path, monkeypatch):
     token = (services.data_dir / "admin-token").read_text().strip()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(uvicorn.Config(build(services, url), host="127.0.0.1", port=port, log_level="warning"))
+    app = build(services, url, timing)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     while not server.started:
@@ -81,7 +93,7 @@ def stack(tmp_path, monkeypatch):
     http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert http.post("/api/v1/apply", json={"document": doc}).status_code == 200
     lab_port = free_port()
-    lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(dc), "--controller", url,
+    lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(dc), "--controller", boot_from or url,
                             "--control-port", str(lab_port), "--state-dir", str(tmp_path / "lab")],
                            env={**os.environ}, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT)
     s = Stack(url, token, lab_port, dc, doc, http, lab.pid)
@@ -99,8 +111,10 @@ def stack(tmp_path, monkeypatch):
     while (down := http.get("/api/v1/status").json()["hypervisors_down"]):
         assert time.monotonic() < deadline, f"the controller never heard hypervisor(s) {down}"
         time.sleep(0.1)
-    yield s
-    server.should_exit = True
-    stop_process(lab)
-    t.join(10)
-    services.close()
+    try:
+        yield s
+    finally:
+        server.should_exit = True
+        stop_process(lab)
+        t.join(10)
+        services.close()

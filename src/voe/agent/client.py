@@ -1,9 +1,9 @@
 """The agent's HTTP(S) calls to the controller, with the standard library
 only (http.client + ssl), TLS verified against a CA bundle when one is given.
 
-One connection is kept open from beat to beat. A connection per beat cost
-the controller an accept, a protocol object and a close for every beat, and
-at a thousand personas beats are most of what a controller serves."""
+One connection is kept open from beat to beat: a connection per beat would
+cost the controller an accept, a protocol object and a close for every
+beat, and beats are most of what a controller serves."""
 
 from __future__ import annotations
 

@@ -46,6 +46,7 @@ def config(request: Request, who: Agent, persona: str | None = None) -> dict:
     inc = rt.current(who.persona)
     if inc is None or inc.ended_at is not None:
         raise HTTPException(409, {"detail": "stale", "current": inc.generation if inc else None})
+    request.app.state.record_boot_stage(who.persona, inc.generation, "config")
     inv = request.app.state.services.inventory.load()
     p = inv.by_name("personas")[who.persona]
     host = inv.by_name("hosts")[inc.host]
@@ -84,7 +85,8 @@ def heartbeat(request: Request, body: Heartbeat, who: Agent) -> dict:
 
 @boot_router.get("/boot/ipxe/{mac}", response_class=PlainTextResponse, summary="The iPXE script for a booting MAC")
 def ipxe_script(request: Request, mac: str) -> PlainTextResponse:
-    script = request.app.state.runtime.boot_script(mac.lower().replace("-", ":"))
-    if script is None:
+    target = request.app.state.runtime.boot_target(mac.lower().replace("-", ":"))
+    if target is None:
         return PlainTextResponse("#!ipxe\necho voe: no persona is being started on this MAC\nexit 1\n", status_code=404)
-    return PlainTextResponse(script)
+    request.app.state.record_boot_stage(target.persona, target.generation, "script")
+    return PlainTextResponse(target.script)

@@ -2,20 +2,20 @@
 configuration, their heartbeats), served by a process of its own on a port
 of its own (``voe serve --agent-port``).
 
-Why: at a thousand personas these requests are most of what a controller
-serves, and the API's share of its CPU was half (a beat, a configuration or
-a script each cost the controller 0.4 to 1.8 ms, more when its threads
-queued for the interpreter lock), taken from the starts and failovers the
-controller is there for. Served apart, they cost the controller one message
-per beat.
+Why: at scale these requests are most of what a controller serves, and
+served by the controller's own process they take the CPU that starts and
+failovers need. Served apart, they cost the controller one message per
+beat.
 
 The agent service reads the store as the controller's API does: tokens,
 incarnations and persona states, the inventory, boot scripts. It answers
 every request from there, so a beat from an ended generation is answered
 "stale" as soon as the end is committed, and a stop as soon as it is asked.
-Only two things cross the pipe: each beat, to the controller, whose
-reconciler judges silence from the beats in its memory; and the beat
-interval agents are told (see ``controller.pacing``), from the controller.
+Only three things cross the pipe: each beat, to the controller, whose
+reconciler judges silence from the beats in its memory; each boot stage a
+machine reaches (its script fetched, its agent's configuration), recorded
+by the controller; and the beat interval agents are told (see
+``controller.pacing``), from the controller.
 A beat answered but lost on the way (the controller stopping) only makes
 the persona look silent, which asks for evidence, never for a second start.
 
@@ -79,6 +79,22 @@ class AgentService:
         self._thread = threading.Thread(target=self._serve, name="voe-agent-service", daemon=True)
         self._thread.start()
 
+    def wait_until_serving(self, patience: float = 30.0) -> bool:
+        """Whether the service answers within ``patience`` seconds: the
+        reconciler starts judging silences only once beats can arrive."""
+        host, port = self.sock.getsockname()[:2]
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((host, port), timeout=1) as c:
+                    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: voe\r\nConnection: close\r\n\r\n")
+                    if c.recv(12).startswith(b"HTTP/1.1 200"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
     def _spawn(self) -> None:
         """A new interpreter, not a fork of the threaded controller."""
         ours, theirs = multiprocessing.Pipe()
@@ -113,15 +129,20 @@ class AgentService:
                 self._spawn()
                 told = None
 
-    def _record(self, beat: tuple) -> None:
-        """One beat into the controller's memory. A beat that cannot be
-        recorded is logged and the next one read: were this thread to end,
-        every persona would fall silent to the reconciler at once."""
+    def _record(self, message: tuple) -> None:
+        """One beat into the controller's memory, or one boot stage into
+        the store. One that cannot be recorded is logged and the next one
+        read: were this thread to end, every persona would fall silent to
+        the reconciler at once."""
         try:
-            persona, generation, ready, stopping, report, told = beat
-            self.runtime.beats.record(persona, generation, ready, stopping, report, told=told)
+            kind, *fields = message
+            if kind == "beat":
+                persona, generation, ready, stopping, report, told = fields
+                self.runtime.beats.record(persona, generation, ready, stopping, report, told=told)
+            elif kind == "stage":
+                self.runtime.record_boot_stage(*fields)
         except Exception:
-            log.exception("could not record a beat from the agent service: %r", beat)
+            log.exception("could not record a message from the agent service: %r", message)
 
     def close(self) -> None:
         """Closing the pipe ends the process (see ``main``)."""
@@ -174,13 +195,14 @@ class PaceHeard:
         return self._lease
 
 
-def agent_app(services, pace, record_beat: Callable[..., None]) -> FastAPI:
+def agent_app(services, pace, record_beat: Callable[..., None], record_boot_stage: Callable[..., None]) -> FastAPI:
     """The agent routes alone, over the store."""
     app = FastAPI(title="voe agent service", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.runtime = services.runtime
     app.state.pace = pace
     app.state.record_beat = record_beat
+    app.state.record_boot_stage = record_boot_stage
     api = APIRouter(prefix=API)
     api.include_router(agent_routes.router)
     app.include_router(agent_routes.boot_router)
@@ -216,7 +238,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def record_beat(persona, generation, ready, stopping, report, told=None) -> None:
         with send_lock:
-            conn.send((persona, generation, ready, stopping, report, told))
+            conn.send(("beat", persona, generation, ready, stopping, report, told))
+
+    def record_boot_stage(persona, generation, stage) -> None:
+        with send_lock:
+            conn.send(("stage", persona, generation, stage))
 
     def follow_pace() -> None:
         while True:
@@ -228,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=follow_pace, name="voe-pace", daemon=True).start()
     services = Services.open(ns.data_dir, ns.database_url)
     sock = socket.socket(fileno=ns.socket)
-    server = uvicorn.Server(uvicorn.Config(agent_app(services, pace, record_beat), log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(agent_app(services, pace, record_beat, record_boot_stage), log_level="warning",
                                            timeout_keep_alive=KEEP_ALIVE))
     server.run(sockets=[sock])
 

@@ -64,6 +64,7 @@ def create_app(services: Services, timing: Timing | None = None, controller: Con
     app.state.services = services
     app.state.runtime = services.runtime
     app.state.record_beat = services.runtime.beats.record  # the agent service forwards its beats here
+    app.state.record_boot_stage = services.runtime.record_boot_stage
     app.state.timing = timing or Timing()
     app.state.pace = controller.pace if controller is not None else BeatPace(app.state.timing)
     app.state.controller = controller

@@ -34,3 +34,4 @@ class ControllerFace:
     hypervisors_down: Callable[[], frozenset[str]]
     start: Callable[[], None]  # for the app's lifetime
     stop: Callable[[], None]
+    beats_heard_from_now: Callable[[], None]  # agents' beats reach the controller from now on

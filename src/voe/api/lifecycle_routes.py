@@ -20,6 +20,7 @@ from voe.domain.lifecycle import QUIET_STATES, State
 from voe.domain.placement import Constraint, Placer, move_constraint, place_group
 from voe.errors import Conflict, DriverError, NotFound
 from voe.store.runtime import PersonaState
+from voe.store.time import now
 
 router = APIRouter(tags=["operate"])
 
@@ -71,12 +72,15 @@ def start_persona(request: Request, name: str, body: PlaceRequest, who: Operator
     inv = _services(request).inventory.load()
     p = _persona(inv, name)
     rt = request.app.state.runtime
-    if rt.state_of(name).state in QUIET_STATES:
+    state = rt.state_of(name).state
+    if state in QUIET_STATES:
         decision = _placer(request, inv).place(p, Constraint(host=body.to, kind=body.kind))
         if not decision.ok:
             raise Conflict(decision.why)
         if body.to or body.kind:
             rt.set_intent(name, move_kind=body.kind or "any", move_host=body.to)
+    if state == State.FAILED:
+        rt.set_intent(name, retry_at=now())  # its starts are tried again, counted afresh
     _set_desired(request, who.name, [name], "running")
     return persona_status(request.app.state.runtime, inv, name)
 
@@ -204,6 +208,9 @@ def start_group(request: Request, name: str, body: GroupStartRequest, who: Opera
                                   "placements": [d.as_dict() for d in decisions]})
     rt.set_plans({d.persona: {"kind": d.machine.kind, "host": d.machine.host, "why": d.why} if d.ok else None
                   for d in decisions})
+    for d in decisions:
+        if d.ok and states.get(d.persona) is not None and states[d.persona].state == State.FAILED:
+            rt.set_intent(d.persona, retry_at=now())
     unplaced = {d.persona for d in refused}
     starting = [m for m in g.members if m not in unplaced]
     _set_desired(request, who.name, starting, "running", group=name)

@@ -15,6 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from voe.cli.client import resolve
 from voe.cli.demo import EXAMPLE
 from voe.cli.render import JsonOpt
 
@@ -48,11 +49,9 @@ LAB_NICENESS = 10
 """The lab stands in for other computers: hundreds of BMCs, switches and
 persona OSes that in a datacenter each have a CPU of their own, and none of
 them the controller's. On one machine they compete with the controller they
-serve, and at a thousand personas they took more than half of a two-core
-machine's CPU exactly while a group start's levels were being issued, so
-what was measured was the emulation's appetite more than the controller's
-speed. At this niceness the lab runs on whatever CPU the controller leaves
-(its devices answer later when the machine is short, never sooner)."""
+serve, and a measure of the controller would measure the emulation's
+appetite. At this niceness the lab runs on whatever CPU the controller
+leaves (its devices answer later when the machine is short, never sooner)."""
 
 
 def yield_cpu(niceness: int) -> None:
@@ -64,8 +63,11 @@ def yield_cpu(niceness: int) -> None:
 
 
 @app.command()
-def up(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
-       controller: Annotated[str, typer.Option(help="controller URL machines boot from")] = "http://127.0.0.1:8470",
+def up(ctx: typer.Context,
+       file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
+       controller: Annotated[str | None, typer.Option(help=(
+           "controller URL machines boot from (default: the one every command finds: --url, VOE_URL, "
+           "or the data dir's controller.url)"))] = None,
        control_port: PortOpt = 8471,
        state_dir: Annotated[Path | None, typer.Option(help="where machines keep their files")] = None,
        nice: Annotated[int, typer.Option(min=0, max=19, help=(
@@ -80,12 +82,13 @@ def up(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file"
     from voe.process import collect_cycles_less_often
 
     collect_cycles_less_often()
+    controller = controller or resolve(ctx.obj.url, ctx.obj.token, ctx.obj.data_dir).url
     inv = parse(DatacenterFile(file).data())
     lab = Lab(inv, controller, state_dir or Path(f"/tmp/voe-lab-{control_port}"))
     lab.up()
     httpd = control.serve(lab, control_port)
     out.print(f"lab up: {len(lab.hosts)} hosts, {len(lab.switches)} switches, {len(lab.hypervisors)} hypervisors; "
-              f"control on 127.0.0.1:{control_port}", markup=False)
+              f"control on 127.0.0.1:{control_port}; machines boot from {controller}", markup=False)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -64,6 +65,10 @@ def serve(ctx: typer.Context,
 
         agents = AgentService(services.runtime, app.state.pace, services.data_dir, database_url, host, agent_port)
         agents.start()
+        controller = app.state.controller
+        if controller is not None:  # silences count from when beats can arrive, not from the reconciler's start
+            threading.Thread(target=lambda: agents.wait_until_serving() and controller.beats_heard_from_now(),
+                             name="voe-agent-service-up", daemon=True).start()
         err.print(f"booting machines and agents on {agents_url} (the agent service)")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE)

@@ -15,7 +15,7 @@ from voe.cli import render
 from voe.cli.client import ApiError
 
 out = Console(soft_wrap=True)
-STATE_STYLE = {"running": "green", "stopped": "dim", "blocked": "bold red", "suspect": "yellow",
+STATE_STYLE = {"running": "green", "stopped": "dim", "blocked": "bold red", "failed": "bold red", "suspect": "yellow",
                "fencing": "red", "fenced": "red", "pending": "magenta", "waiting": "cyan"}
 
 KindOpt = Annotated[str | None, typer.Option("--kind", help="vm or physical")]
@@ -132,12 +132,17 @@ def show_status(s: dict) -> None:
                   f"last heartbeat {agent['last_heartbeat_age']} s ago")
         for net, addr in (agent["addresses"] or {}).items():
             out.print(f"    {net}: {addr}")
+    boot = s.get("boot")
+    if boot:
+        reached = ", ".join(f"{b['stage']} {b['at'][11:19]}" for b in boot["stages"]) or "none yet"
+        out.print(f"  boot stages of generation {boot['generation']}: {reached}", markup=False, highlight=False)
     if s.get("incarnations"):
-        t = Table("gen", "machine", "started", "ready", "ended", "evidence", title="incarnations")
+        t = Table("gen", "machine", "started", "ready", "ended", "evidence / failure", title="incarnations")
         for i in s["incarnations"]:
             where = f"VM {i['vm']} on {i['host']}" if i["kind"] == "vm" else f"physical {i['host']}"
+            ended = " — ".join(x for x in (i["evidence"], i.get("failure")) if x)
             t.add_row(str(i["generation"]), where, i["started_at"][11:19], (i["ready_at"] or "")[11:19],
-                      (i["ended_at"] or "")[11:19], i["evidence"] or "")
+                      (i["ended_at"] or "")[11:19], ended)
         out.print(t)
 
 

@@ -12,7 +12,11 @@ from datetime import datetime
 
 from voe.controller.timing import Timing
 from voe.domain.lifecycle import Event, State
-from voe.store.runtime import PersonaState
+from voe.store.runtime import Incarnation, PersonaState
+
+UNREAD = "unread"
+"""``Observed.boot_stage`` when the reconciler did not read the stages."""
+NEVER_ASKED = "never asked for its boot script"
 
 NEVER_STARTED = "never started"
 """How a start that failed before anything could boot it is recorded (see
@@ -62,6 +66,9 @@ class Observed:
     now: datetime
     dependents_down: bool = True  # every member that needs this one is stopped
     beat_interval: float | None = None  # the interval this persona's agent beats by (see ``pacing``); None: the timing's
+    boot_stage: str | None = UNREAD  # the last boot stage its incarnation reached (None: none yet)
+    host: str | None = None  # where its incarnation runs, when the boot stage was read
+    retry_requested: bool = False  # an operator started it again since it failed
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,14 @@ def decide(o: Observed, t: Timing) -> Next | None:
             return Next(Event.AGENT_READY, reason="agent reports ready")
         if hb_age is not None and hb_age > suspect_after:
             return Next(Event.HEARTBEAT_MISSED, reason=f"agent silent for {hb_age:.1f} s")
+        if o.boot_stage is None and o.heartbeat_at is None and age_in_state > t.boot_script_timeout:
+            return Next(Event.FAILED, reason=f"{o.host or 'its machine'} powered on but {NEVER_ASKED} within "
+                                             f"{t.boot_script_timeout:g} s: check its PXE boot order and DHCP, "
+                                             "and the controller URL it boots from")
         if age_in_state > t.boot_timeout:
-            return Next(Event.FAILED, reason=f"no ready agent within {t.boot_timeout:g} s")
+            reached = "" if o.boot_stage == UNREAD else \
+                f" (last boot stage: {o.boot_stage or 'none'}{', agent beating' if o.heartbeat_at else ''})"
+            return Next(Event.FAILED, reason=f"no ready agent within {t.boot_timeout:g} s{reached}")
         return None
     if s == State.RUNNING:
         if not o.desired_running and not o.dependents_down:
@@ -133,4 +146,36 @@ def decide(o: Observed, t: Timing) -> Next | None:
         return Next(step="settle")
     if s == State.BLOCKED:
         return Next(step="confirm-dead") if o.confirm_dead_requested else None
+    if s == State.FAILED:
+        if not o.desired_running:
+            return Next(Event.STOP)
+        return Next(Event.START, reason="an operator started it again") if o.retry_requested else None
+    return None
+
+
+def give_up(history: list[Incarnation], now: datetime, t: Timing, retry_at: datetime | None) -> str | None:
+    """Why a persona's starts are to stop, or None to place it again.
+    ``history``: its incarnations, newest first. Only starts begun within
+    ``start_failure_window`` and after an operator's last retry count. The
+    last ``start_failures`` failed before they were ever ready; or the
+    last two machines, each a different server, never asked for their boot
+    script: the same fault twice is then the boot network's (DHCP, PXE,
+    the controller's URL), and a third server would fare no better."""
+    since = now.timestamp() - t.start_failure_window
+    if retry_at is not None:
+        since = max(since, retry_at.timestamp())
+    failed: list[Incarnation] = []
+    for inc in history:
+        if inc.started_at.timestamp() < since or inc.failure is None or inc.ready_at is not None:
+            break
+        failed.append(inc)
+    silent = failed[:2]
+    if len(silent) == 2 and all(NEVER_ASKED in (i.failure or "") for i in silent) \
+            and silent[0].host != silent[1].host:
+        return (f"{silent[1].host} and {silent[0].host} both powered on but {NEVER_ASKED}: the boot network "
+                "(DHCP, PXE, the controller URL the machines boot from) is at fault, not the servers; "
+                "fix it, then start the persona again")
+    if len(failed) >= t.start_failures:
+        reasons = "; ".join(f"generation {i.generation} on {i.host}: {i.failure}" for i in failed[:t.start_failures])
+        return f"its last {t.start_failures} starts failed ({reasons}); start it again once the cause is fixed"
     return None

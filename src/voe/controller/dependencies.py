@@ -1,7 +1,7 @@
 """Start and stop order inside groups, indexed once per inventory: the
 reconciler asks, for each persona it decides, whether its dependencies
-run and whether what depends on it has stopped, and a level of a thousand
-personas must not cost a walk of every group for each of them."""
+run and whether what depends on it has stopped, and a large level must
+not cost a walk of every group for each of its members."""
 
 from __future__ import annotations
 

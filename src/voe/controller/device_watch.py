@@ -108,9 +108,9 @@ class DeviceWatch:
         whole driver timeout (and a read before it another), where the
         first probe says so within about ``probe_timeout``. With
         ``doubt_is_enough`` (placement), a probe unanswered for a probe
-        interval will do: a placement made blind put a fenced persona's new
-        trunk on a dead switch (a fault campaign's slowest failovers), and
-        one that waited for the miss lost a second; in doubt the switch is
+        interval will do: a placement made blind may put a fenced persona's
+        new trunk on a dead switch, and one that waits for the miss loses a
+        second; in doubt the switch is
         avoided, as in ``avoid``. Once every device has had its first probe,
         this returns at once."""
         deadline = time.monotonic() + VERDICT_PATIENCE * self.probe_timeout
@@ -223,10 +223,9 @@ class DeviceWatch:
     def pass_every(self, watched: int) -> float:
         """Seconds between probe passes: the interval, or longer when
         ``watched`` devices at that interval would exceed
-        ``max_probes_per_second`` (a probe over SNMP costs about 2 ms of
-        CPU, now in the probe process: 24 switches every 0.5 s were a tenth
-        of a controller starting a thousand personas, when probes ran in
-        it). A dead device is then known a little later at scale; a handful
-        is probed as often as ever."""
+        ``max_probes_per_second`` (each probe costs CPU, in the probe
+        process, that a busy controller's machine shares). A dead device
+        is then known a little later at scale; a handful is probed as
+        often as ever."""
         return max(self.interval, watched / self.max_probes_per_second)
 

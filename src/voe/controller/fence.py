@@ -13,6 +13,7 @@ from collections.abc import Callable
 from voe.controller.context import Ctx
 from voe.controller.decide import RETARGET
 from voe.controller.fabric_fence import GaveWay
+from voe.controller.start import starts_failing
 from voe.controller.stop import release_in_background
 from voe.domain import wiring
 from voe.domain.lifecycle import Event, State
@@ -138,25 +139,22 @@ def fence(ctx: Ctx, p: Persona) -> None:
 
 
 def settle(ctx: Ctx, p: Persona, desired_running: bool) -> None:
-    """After a fence: place again (a new generation) or rest; then release
+    """After a fence: place again (a new generation), rest, or give up
+    when its starts keep failing (see ``decide.give_up``); then release
     what the dead incarnation held. The evidence is already recorded, so
     the replacement need not wait for the old host's ports to be tidied."""
     inc = ctx.runtime.current(p.name)
-    event = Event.RETARGET if desired_running else Event.SETTLE
-    if desired_running:
+    failing = starts_failing(ctx, p.name) if desired_running else None
+    if failing is not None:
+        ctx.runtime.transition(p.name, State.FENCED, Event.GIVE_UP, failing)
+        ctx.log("error", "controller", f"{p.name} is failed, not started again: {failing}", persona=p.name)
+    elif desired_running:
         # whatever cut it off (a partition, a sick host) may cut off its
         # replacement too: prefer another host
         ctx.runtime.set_intent(p.name, move_kind=RETARGET, move_host=None)
-    ctx.runtime.transition(p.name, State.FENCED, event, "placing a new incarnation" if desired_running else None)
+        ctx.runtime.transition(p.name, State.FENCED, Event.RETARGET, "placing a new incarnation")
+    else:
+        ctx.runtime.transition(p.name, State.FENCED, Event.SETTLE)
     if inc is not None:
         release_in_background(ctx, inc)
 
-
-def confirm_dead(ctx: Ctx, p: Persona, by: str, reason: str) -> None:
-    inc = ctx.runtime.current(p.name)
-    evidence = f"operator {by} confirmed dead: {reason}"
-    if inc is not None and inc.ended_at is None:
-        ctx.runtime.end_incarnation(p.name, inc.generation, evidence)
-    ctx.log("critical", "audit", evidence, persona=p.name, host=inc.host if inc else None)
-    ctx.runtime.clear_intent(p.name, "confirm_dead_by", "confirm_dead_reason")
-    ctx.runtime.transition(p.name, State.BLOCKED, Event.OPERATOR_CONFIRMED_DEAD, evidence)

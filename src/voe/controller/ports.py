@@ -104,9 +104,9 @@ class PortKeeper:
 
     def learn_ahead(self, inv: Inventory, sw_name: str) -> None:
         """Read a switch's cabled ports as soon as it is known (see
-        ``_learn``), not in the first pass that writes it: a new
-        datacenter's first group start read two dozen switches' VLAN tables
-        on its roots' critical path, up to a second each under load. A
+        ``_learn``), not in the first pass that writes it, which would put
+        every switch's VLAN table read on a first group start's critical
+        path. A
         switch only in doubt (slow to answer a probe under load) is read
         all the same: nothing waits for this read but the switch's passes."""
         if sw_name in self._learned:
@@ -173,10 +173,10 @@ class PortKeeper:
                        asked_at: float) -> list[str]:
         """The switches where every port of ``hosts`` is known to carry what
         the plan asks now: nothing to write there, and no pass to wait for.
-        A level's two hundred VMs land on a few hypervisor hosts whose
-        uplinks carry their networks already, and a group start's servers
-        had their ports configured ahead; yet each start queued for a pass
-        of its switch, behind the passes of the others.
+        A level's VMs land on a few hypervisor hosts whose uplinks carry
+        their networks already, and a group start's servers have their
+        ports configured ahead: such a start need not queue for a pass of
+        its switch, behind the passes of the others.
 
         Why no pass can undo what is seen here: the caller's incarnation
         change was committed before it asked (``asked_at``), so a pass that
@@ -187,8 +187,8 @@ class PortKeeper:
         doubt, or not yet read by this controller, goes the usual way too,
         and so does one that has not answered a probe within a pass: it may
         have died a moment ago, unknown yet, and a start that took its
-        ports as right booted a server through a dead switch (a fence's
-        replacement, stuck until its boot timeout); the usual way waits
+        ports as right would boot a server through a dead switch (stuck
+        until its boot timeout); the usual way waits
         for the passes on it, and learns that it fails."""
         quiet = []
         for sw, mine in by_switch.items():
@@ -320,11 +320,10 @@ class PortKeeper:
             del self._passes[sw_name]
 
     def _announce(self, sw_name: str, todo: dict[str, PortConfig], persona: str | None) -> None:
-        """Each port's write logged as it is made (the pass returns once
-        both are done), all in one transaction: one each, a pass of 24
-        ports queued 24 times for the store's writer and, under a group
-        start's load, took a second before it wrote anything; even as one,
-        waiting for it first cost a level's first passes half a second."""
+        """Each port's write logged while it is made (the pass returns once
+        both are done), all in one transaction: a transaction per port, or
+        the log written before the write, would keep the switch waiting for
+        the store's writer under a group start's load."""
         def log_all(c) -> None:
             for port, want in sorted(todo.items()):
                 self.log("info", "driver-call", f"configure {sw_name} port {port}: {describe(want)}",

@@ -13,17 +13,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
-from voe.controller.decide import Next, Observed, decide, move_requested, silence_from
+from voe.controller.decide import UNREAD, Next, Observed, decide, move_requested, silence_from
 from voe.controller.dependencies import Dependencies
 from voe.domain.inventory import Inventory
-from voe.domain.lifecycle import BEATING, RESERVING, STARTING, Event, State
+from voe.domain.lifecycle import BEATING, BOOT_STAGES, RESERVING, STARTING, Event, State
 from voe.domain.models import Persona, Switch
 from voe.errors import DriverError
 from voe.store.runtime import Move, PersonaState, StaleState
-from voe.store.time import now
+from voe.store.time import aware, now
 
 log = logging.getLogger("voe.reconciler")
 
@@ -32,22 +33,18 @@ WAKE_GAP = 0.01
 """Seconds: the shortest time between two ticks woken by changes."""
 FULL_PASS_SHARE = 4
 """A full pass (every persona read and decided) comes at most once per
-this many times its own cost in CPU, and at least once per ``Timing.tick``:
-with a handful of personas every tick is one; with a thousand, passes back
-to back left the steps they started a fraction of the interpreter. Its CPU,
-not its time: a pass that queued for the store behind an apply of a
-thousand personas cost nothing, yet counted by the clock it put the next
-one off by fourteen seconds, in which the reconciler did not see the new
-datacenter and built none of its switches' drivers until the first start
-needed them. Between them, ticks decide only for the personas whose rows
-changed (see ``RuntimeStore.take_touched``)."""
+this many times its own CPU, and at least once per ``Timing.tick``: with a
+handful of personas every tick is one; with thousands, passes back to back
+would leave the steps they start a fraction of the interpreter. Its CPU,
+not its time: a pass that queued for the store behind a large apply cost
+nothing, and counted by the clock it would put off the next pass, in which
+the reconciler sees the new datacenter. Between them, ticks decide only for
+the personas whose rows changed (see ``RuntimeStore.take_touched``)."""
 FULL_PASSES_PER_BEAT = 5
 """Nor more often than this many times per heartbeat interval agents are
 told (``pacing``): what only a full pass decides, from time alone (a
 silence, a timeout, a retry due), is then late by a fifth of a beat at
-most, which at the default quarter-second beat is one tick. Paced to a
-beat every 10 s at a thousand personas, a group start's full passes came
-every 0.17 s, 15 ms of CPU each: 4.3 s of the controller's 24."""
+most, which at the default quarter-second beat is one tick."""
 
 
 class Reconciler:
@@ -68,10 +65,17 @@ class Reconciler:
         self._states: dict[str, PersonaState] = {}  # as the last full pass read them, and touched since
         self._next_full = 0.0  # monotonic time when the next full pass is due
         self._full_every = ctx.timing.tick  # seconds between full passes, lately
+        self.cpu_clock = time.thread_time  # the CPU a tick costs, which spaces full passes
 
     # --- loop -------------------------------------------------------------
 
+    def hear_beats_from_now(self) -> None:
+        """Heartbeat silences count from now: beats could not reach this
+        controller before (it was starting, or its agent service was)."""
+        self._grace_from = now()
+
     def start(self) -> None:
+        self.hear_beats_from_now()
         self.ctx.log("info", "controller", "reconciler started; resuming from the recorded states")
         self._warm_up()
         for watch in (self.ctx.switches, self.ctx.hypervisors):  # first: placements wait for their verdicts
@@ -122,7 +126,7 @@ class Reconciler:
         ctx = self.ctx
         inv = ctx.inventory()
         touched = ctx.runtime.take_touched()  # before the reads: a touch during them is read next tick
-        began, cpu_began = time.monotonic(), time.thread_time()
+        began, cpu_began = time.monotonic(), self.cpu_clock()
         full = inv is not self._inv or began >= self._next_full
         if inv is not self._inv:
             self._inv, self._deps = inv, Dependencies(inv)
@@ -149,6 +153,7 @@ class Reconciler:
             self._prepare(inv, states)
             ctx.pace.follow(sum(1 for st in states.values() if st.state in BEATING))
         t = now()
+        progress = self._boot_progress(personas, states, t)
         moves: list[Move] = []
         for p in personas:
             with self._busy_lock:
@@ -160,10 +165,13 @@ class Reconciler:
             hb_at = silence_from(st.state, current_hb["at"] if current_hb else None, self._grace_from)
             beat = ctx.pace.interval_for(current_hb.get("told") if current_hb else None)
             intent = intents.get(p.name) or {}
+            stage, host = progress.get(p.name, (UNREAD, None))
+            retry_at = aware(intent.get("retry_at"))
             o = Observed(st, p.desired == "running", deps.ready(p.name, states), move_requested(intent),
                          bool(intent.get("confirm_dead_by")), hb_at,
                          bool(current_hb and current_hb["ready"] and not current_hb["stopping"]), t,
-                         deps.dependents_down(p.name, states), beat)
+                         deps.dependents_down(p.name, states), beat, stage, host,
+                         retry_at is not None and retry_at > st.since)
             self._look_ahead(inv, p, st, hb_at, t, beat)
             nxt = decide(o, ctx.timing)
             if nxt is None:
@@ -174,9 +182,29 @@ class Reconciler:
                 self._act(p, nxt)
         ctx.runtime.transitions(moves)
         if full:
-            self._full_every = max(ctx.timing.tick, FULL_PASS_SHARE * (time.thread_time() - cpu_began),
+            self._full_every = max(ctx.timing.tick, FULL_PASS_SHARE * (self.cpu_clock() - cpu_began),
                                    ctx.pace.interval / FULL_PASSES_PER_BEAT)
             self._next_full = began + self._full_every
+
+    def _boot_progress(self, personas: list[Persona], states: dict[str, PersonaState],
+                       t: datetime) -> dict[str, tuple[str | None, str | None]]:
+        """For each persona booting longer than a boot timeout allows: the
+        last boot stage its incarnation reached (None: none), and its host.
+        Read only then: most ticks read nothing."""
+        timing = self.ctx.timing
+        patience = min(timing.boot_script_timeout, timing.boot_timeout)
+        late = [p.name for p in personas if (st := states.get(p.name)) is not None and st.state == State.BOOTING
+                and (t - st.since).total_seconds() > patience]
+        if not late:
+            return {}
+        stages = self.ctx.runtime.boot_stages(late)
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for name in late:
+            reached = stages.get(name, {}).get(states[name].generation, {})
+            last = next((s for s in reversed(BOOT_STAGES) if s in reached), None)
+            inc = self.ctx.runtime.current(name)
+            out[name] = (last, inc.host if inc is not None else None)
+        return out
 
     def _look_ahead(self, inv: Inventory, p: Persona, st: PersonaState, hb_at, t, beat: float) -> None:
         """A running persona half way to suspect: its devices are asked now
@@ -203,8 +231,8 @@ class Reconciler:
         will next need the BMCs of the machines that run personas (a
         cross-check, a fence): log in now, in the background (its first tick
         builds the switches' drivers: ``_warm_switches``). Cold, a first BMC
-        call in a fresh process (its I/O thread, a login) missed the 0.5 s
-        cross-check, read a live BMC as silent, and sent the fence to the
+        call in a fresh process (its I/O thread, a login) can miss the short
+        cross-check, read a live BMC as silent, and send the fence to the
         fabric first."""
         inv = self.ctx.inventory()
         hosts = inv.by_name("hosts")
@@ -218,8 +246,8 @@ class Reconciler:
         """Every switch's driver built, and its ports read, in the
         background when the switch appears (or changes), not by the first
         start that writes its ports: an SNMP engine takes tens of
-        milliseconds to build, and a first group start on a new datacenter
-        built two dozen of them on its critical path. Drivers already built
+        milliseconds to build, and a first group start would build every
+        switch's on its critical path. Drivers already built
         are found in the cache, switches already read are not read again."""
         for sw in inv.switches:
             self.ctx.workers.prepare.submit(self._warm_switch, inv, sw)
@@ -235,17 +263,13 @@ class Reconciler:
         ports configured ahead (see ``ports``), and a session kept open to
         the servers' BMCs (logging in takes several round trips). Both
         would otherwise land on the level's critical path when the
-        dependencies become ready: a level's VMs packed ten to a fresh
-        hypervisor host queued behind the first one's write of its uplink.
+        dependencies become ready.
 
         Starts come first: while any persona is being placed or powered
         on, nothing is prepared, for up to ``PREPARE_DEFERS`` seconds (so
-        a long run of starts cannot starve it). A thousand-persona group
-        start prepared 800 servers' ports and 400 BMC sessions in the same
-        second as it placed and started its 200 roots: the SNMP work held
-        the interpreter in 5-ms turns, each of the placement's hundreds of
-        store statements waited for a turn, and the roots were placed
-        after 2.3 s instead of 0.3 s."""
+        a long run of starts cannot starve it): the SNMP work of preparing
+        hundreds of servers holds the interpreter in turns that each of a
+        placement's store statements would wait for."""
         if any(st.state in STARTING for st in states.values()):
             if self._starts_since is None:
                 self._starts_since = time.monotonic()
@@ -309,9 +333,8 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
 PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm
 PREPARE_DEFERS = 0.5
 """Seconds preparation waits at most for a lull in starts: longer than a
-level's placement batch (0.1-0.3 s for 200 roots), short enough that the
-level after the roots is ready before its dependencies are (at 2 s, its
-last power-on came 0.65-0.99 s after them, against 0.5 s for the others)."""
+level's placement batch, short enough that the level after the roots is
+prepared before its dependencies are ready."""
 
 
 def _open_bmc_session(ctx: Ctx, host) -> None:

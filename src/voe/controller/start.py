@@ -8,7 +8,7 @@ runs it again after a restart.
 from __future__ import annotations
 
 from voe.controller.context import Ctx
-from voe.controller.decide import NEVER_STARTED, RETARGET
+from voe.controller.decide import NEVER_STARTED, RETARGET, give_up
 from voe.controller.stop import release_in_background
 from voe.domain import capacity, wiring
 from voe.domain.lifecycle import Event, State
@@ -18,6 +18,7 @@ from voe.drivers.base import VmSpec
 from voe.drivers.boot import ipxe
 from voe.errors import DriverError
 from voe.store.runtime import DoubleStartRefused, Placed, StaleState
+from voe.store.time import aware, now
 from voe.store.tokens import agent_token_name
 
 BMC_TRIES = 3
@@ -124,10 +125,17 @@ def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: d
         # the host it was fenced on is the only one left: better than none
         decision = placer.place(p, Constraint())
     if not decision.ok and retarget:
-        fallback = Placer(machines_now(ctx, last_resort=True, also=batch)[1]).place(p, Constraint())
+        # a fresh view, the servers a fence powered off in it as a last
+        # resort: what fit nowhere a moment ago (a switch still in doubt
+        # to a controller just restarted) may fit now, and a host that
+        # was never fenced comes first
+        last_resort = Placer(machines_now(ctx, last_resort=True, also=batch)[1])
+        fallback = last_resort.place(p, Constraint(shun=frozenset(ctx.runtime.fenced_hosts())))
+        if not fallback.ok:
+            fallback = last_resort.place(p, Constraint())
+            fallback.why += " (a host powered off by an earlier fence: nothing else fits)"
         if fallback.ok:
             decision = fallback
-            decision.why += " (a host powered off by an earlier fence: nothing else fits)"
     if not decision.ok:
         ctx.runtime.transition(p.name, State.PLACING, Event.UNPLACEABLE, decision.why, data=decision.as_dict())
         return None
@@ -214,8 +222,8 @@ def _register_boot(ctx: Ctx, p: Persona, inc, where: dict, c) -> None:
     A start run again (its controller died after this commit) keeps what it
     registered: the machine may have booted that script already, and a VM
     already started is not started again, so a new credential would have
-    its agent answered "stale" and the persona sat booting nothing until
-    its boot timeout (a fault campaign saw it, twice in a hundred trials)."""
+    its agent answered "stale" and the persona sit booting nothing until
+    its boot timeout."""
     if ctx.runtime.boot_registered(inc.boot_mac, p.name, inc.generation, conn=c):
         ctx.log("info", "boot", f"iPXE script for {inc.boot_mac} (generation {inc.generation}) registered already: kept",
                 conn=c, **where)
@@ -234,10 +242,34 @@ def _not_started(ctx: Ctx, inc, error: Exception) -> None:
     (``decide.NEVER_STARTED_RETRY``), away from what failed (a switch that
     stopped answering is out of placement by then)."""
     evidence = f"{NEVER_STARTED}: {error} (before any boot script or power command)"
-    ctx.runtime.end_incarnation(inc.persona, inc.generation, evidence)
+    ctx.runtime.end_incarnation(inc.persona, inc.generation, evidence, failure=str(error))
+    failing = starts_failing(ctx, inc.persona)
+    if failing is not None:
+        ctx.runtime.transition(inc.persona, State.POWERING_ON, Event.GIVE_UP, failing, host=inc.host)
+        ctx.log("error", "controller", f"{inc.persona} is failed, not started again: {failing}", persona=inc.persona)
+        release_in_background(ctx, inc)
+        return
     ctx.runtime.transition(inc.persona, State.POWERING_ON, Event.NOT_STARTED, evidence, host=inc.host)
     if inc.generation > 1:
         # a persona that ran before is being brought back: the next try is a
         # retarget too (away from this host; a fenced server as a last resort)
         ctx.runtime.set_intent(inc.persona, move_kind=RETARGET, move_host=None)
     release_in_background(ctx, inc)
+
+
+def starts_failing(ctx: Ctx, persona: str) -> str | None:
+    """Why this persona's starts are to stop (``decide.give_up``), from its
+    recent incarnations and an operator's last retry."""
+    history = ctx.runtime.history(persona, limit=max(ctx.timing.start_failures, 2))
+    retry_at = aware((ctx.runtime.intents().get(persona) or {}).get("retry_at"))
+    return give_up(history, now(), ctx.timing, retry_at)
+
+
+def confirm_dead(ctx: Ctx, p: Persona, by: str, reason: str) -> None:
+    inc = ctx.runtime.current(p.name)
+    evidence = f"operator {by} confirmed dead: {reason}"
+    if inc is not None and inc.ended_at is None:
+        ctx.runtime.end_incarnation(p.name, inc.generation, evidence)
+    ctx.log("critical", "audit", evidence, persona=p.name, host=inc.host if inc else None)
+    ctx.runtime.clear_intent(p.name, "confirm_dead_by", "confirm_dead_reason")
+    ctx.runtime.transition(p.name, State.BLOCKED, Event.OPERATOR_CONFIRMED_DEAD, evidence)

@@ -4,16 +4,27 @@ runs, why it is there, what its agent reports, and where it has been."""
 from __future__ import annotations
 
 from voe.domain.inventory import Inventory
-from voe.domain.lifecycle import LIVE_STATES
+from voe.domain.lifecycle import BOOT_STAGES, LIVE_STATES
 from voe.store.runtime import Incarnation, PersonaState, RuntimeStore
 from voe.store.time import now
 
 
 def persona_status(rt: RuntimeStore, inv: Inventory, name: str, history: bool = False) -> dict:
-    out = _status(inv, name, rt.state_of(name), rt.current(name), rt.beats.of(name))
+    """One persona's status; with ``history``, its incarnations and the
+    boot stages its current incarnation reached."""
+    st, inc = rt.state_of(name), rt.current(name)
+    out = _status(inv, name, st, inc, rt.beats.of(name))
     if history:
         out["incarnations"] = [i.as_dict() for i in rt.history(name)]
+        out["boot"] = _boot(rt, inc) if inc is not None else None
     return out
+
+
+def _boot(rt: RuntimeStore, inc: Incarnation) -> dict:
+    """The boot stages ``inc``'s machine reached, in order, and the last."""
+    reached = rt.boot_stages([inc.persona]).get(inc.persona, {}).get(inc.generation, {})
+    stages = [{"stage": s, "at": reached[s].isoformat()} for s in BOOT_STAGES if s in reached]
+    return {"generation": inc.generation, "stages": stages, "last": stages[-1]["stage"] if stages else None}
 
 
 def statuses(rt: RuntimeStore, inv: Inventory, names: list[str]) -> list[dict]:

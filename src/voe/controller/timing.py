@@ -20,6 +20,9 @@ class Timing:
     max_heartbeats_per_second: float = 100.0  # beyond this many agents x rate, agents are told to beat less often
     heartbeat_misses: int = 3          # missed intervals before suspect (plus one interval of grace)
     boot_timeout: float = 90.0         # power-on to agent ready
+    boot_script_timeout: float = 30.0  # power-on to the machine fetching its boot script (raise for a long POST)
+    start_failures: int = 3            # failed starts in a row after which a persona is failed, not retried
+    start_failure_window: float = 900.0  # seconds: only starts begun this recently count
     stop_timeout: float = 10.0         # agent acknowledges a stop
     soft_off_timeout: float = 10.0     # ACPI off before hard off
     pending_retry: float = 2.0         # re-place a pending persona

@@ -2,15 +2,16 @@
 table (as Ironic's ``states.py``). The reconciler may only move a persona
 along an edge of this table; a test walks it.
 
-The safety invariant of DESIGN.md is structural here: the only edges into
+The safety invariant of docs/design.md is structural here: the only edges into
 ``placing`` (which creates a new incarnation) leave ``stopped``, ``waiting``,
-``pending`` and ``fenced``: states in which the previous incarnation, if any,
-has ended with positive evidence that it cannot run.
+``pending``, ``fenced`` and ``failed``: states in which the previous
+incarnation, if any, has ended with positive evidence that it cannot run.
 """
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 
 class State(str, Enum):
@@ -26,6 +27,7 @@ class State(str, Enum):
     FENCING = "fencing"          # obtaining evidence the incarnation cannot run (fence levels)
     FENCED = "fenced"            # evidence held; the incarnation is over
     BLOCKED = "blocked"          # no fence level gave evidence: an operator must confirm
+    FAILED = "failed"            # its starts kept failing (reasons recorded): an operator's start retries
 
 
 class Event(str, Enum):
@@ -47,6 +49,7 @@ class Event(str, Enum):
     FENCE_FAILED = "fence-failed"      # every level failed
     OPERATOR_CONFIRMED_DEAD = "operator-confirmed-dead"
     RETARGET = "retarget"              # fenced and still desired running
+    GIVE_UP = "give-up"                # its starts failed too often: no new incarnation until asked
     SETTLE = "settle"                  # fenced and desired stopped
 
 
@@ -66,6 +69,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.POWERING_ON, E.POWERED): S.BOOTING,
     (S.POWERING_ON, E.FAILED): S.FENCING,
     (S.POWERING_ON, E.NOT_STARTED): S.PENDING,
+    (S.POWERING_ON, E.GIVE_UP): S.FAILED,
     (S.POWERING_ON, E.STOP): S.STOPPING,
     (S.BOOTING, E.AGENT_READY): S.RUNNING,
     (S.BOOTING, E.FAILED): S.FENCING,
@@ -82,15 +86,18 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.FENCING, E.FENCE_FAILED): S.BLOCKED,
     (S.FENCED, E.RETARGET): S.PLACING,
     (S.FENCED, E.SETTLE): S.STOPPED,
+    (S.FENCED, E.GIVE_UP): S.FAILED,
+    (S.FAILED, E.START): S.PLACING,
+    (S.FAILED, E.STOP): S.STOPPED,
     (S.BLOCKED, E.OPERATOR_CONFIRMED_DEAD): S.FENCED,
 }
 
 LIVE_STATES = frozenset({S.POWERING_ON, S.BOOTING, S.RUNNING, S.STOPPING, S.SUSPECT, S.FENCING, S.BLOCKED})
 """States in which an incarnation may be alive: it holds its machine, and
 no other incarnation of the persona may be created."""
-QUIET_STATES = frozenset({S.STOPPED, S.WAITING, S.PENDING, S.PLACING, S.FENCED})
+QUIET_STATES = frozenset({S.STOPPED, S.WAITING, S.PENDING, S.PLACING, S.FENCED, S.FAILED})
 """States with no incarnation that could run."""
-NOT_SERVING = frozenset({S.STOPPED, S.WAITING, S.PENDING, S.FENCED, S.BLOCKED})
+NOT_SERVING = frozenset({S.STOPPED, S.WAITING, S.PENDING, S.FENCED, S.BLOCKED, S.FAILED})
 """States in which a persona no longer serves what depends on it: a group
 stops a persona only after its dependents reached one."""
 BEATING = frozenset({S.BOOTING, S.RUNNING, S.SUSPECT, S.STOPPING})
@@ -102,6 +109,15 @@ host, until the persona is placed."""
 STARTING = frozenset({S.PLACING, S.POWERING_ON})
 """Being placed or powered on: work done ahead for later starts waits
 while any persona is here."""
+
+BootStage = Literal["script", "kernel", "root", "config"]
+BOOT_STAGES: tuple[BootStage, ...] = ("script", "kernel", "root", "config")
+"""A network boot's stages, in order: the machine's firmware fetched its
+iPXE script, then its kernel, then its root (a Linux persona's NFS root),
+and the agent its configuration. A machine records only those it passes
+through voe (a SAN boot fetches no kernel)."""
+BOOT_STAGE_DONE = {"script": "its machine fetched its boot script", "kernel": "its machine fetched its kernel",
+                   "root": "its machine mounted its root", "config": "its agent fetched its configuration"}
 
 
 class IllegalTransition(Exception):

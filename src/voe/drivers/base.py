@@ -8,7 +8,7 @@ driver. Drivers write only the primitive calls (``_power_on``, ``_read_port``
 
 * a *read* that fails transiently is retried with backoff;
 * a *write* is never retried blindly: it is done once, then confirmed by a
-  read, because an unconfirmed write proves nothing (DESIGN.md, "positive
+  read, because an unconfirmed write proves nothing (docs/design.md, "positive
   evidence");
 * every failure is a ``DriverError`` naming the device and the operation.
 """

@@ -2,12 +2,11 @@
 port comes and goes (a BMC losing power, a host's OS crashing): stopping
 closes the socket and every connection open on it, so clients see
 connection refused or reset, as with hardware. Connections are kept open
-between requests when the handler speaks HTTP/1.1: a controller probing
-fifty hypervisors twice a second otherwise paid a TCP handshake (and the
-lab a new thread) for every probe. Connections wait in a backlog as deep
-as a real management daemon's: a level of a group start asks one
-hypervisor to define forty VMs at once, and socketserver's default of five
-overflowed; the connection reset cost a start, and its persona a fence."""
+between requests when the handler speaks HTTP/1.1, so a controller's
+frequent probes pay no TCP handshake (and the lab no new thread) each.
+Connections wait in a backlog as deep as a real management daemon's: a
+level of a group start asks one hypervisor to define dozens of VMs at
+once, and socketserver's default of five would reset connections."""
 
 from __future__ import annotations
 

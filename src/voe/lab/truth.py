@@ -1,7 +1,7 @@
 """Ground truth: which incarnations of each persona exist in the lab, and
 whether each is running, frozen or dead, and isolated from the network.
 
-The invariant of DESIGN.md, checked from the outside: at no moment may two
+The invariant of docs/design.md, checked from the outside: at no moment may two
 incarnations of one persona both be not dead and not isolated. The checker
 samples the truth (and is poked on every lab event) and records every moment
 that breaks it.

@@ -1,9 +1,9 @@
 """The lab's personas boot their agent from one pre-imported interpreter.
 
 A persona's OS in the lab is the real agent as a process of its own. Started
-as ``python -m voe.agent``, each spent 60-90 ms of CPU importing before it
-did anything, and a level of a group start boots hundreds at once: on a
-two-core machine the lab's boots took a core from the controller under test.
+as ``python -m voe.agent``, each would spend tens of milliseconds of CPU
+importing before it did anything, and a level of a group start boots
+hundreds at once, on the machine the controller under test runs on.
 Here one process (the zygote) imports the agent once and forks it for each
 boot, as an OS boots from a disk image rather than building itself. The
 agent's code runs unchanged: its arguments, a session and process group of
@@ -93,11 +93,9 @@ class AgentZygote:
 BELOW_THE_DEVICES = 5
 """How much nicer the machines' OSes (the agents, forked from here) run
 than the lab's devices. A BMC is a processor of its own, never slowed by
-its server's OS: here a level of hundreds of agents booting at once took
-the CPU from the lab's BMCs while they answered the next level's
-power-ons (at 1,000 personas, the level after the roots waited up to a
-second for a BMC slot). The agents' beats have seconds of slack; a
-power-on has none."""
+its server's OS, and here a level of hundreds of agents booting at once
+would take the CPU from the lab's BMCs while they answer the next level's
+power-ons. The agents' beats have seconds of slack; a power-on has none."""
 
 UNKNOWN_EXIT = -1
 """An agent whose zygote died before reporting its end: init reaped it."""
@@ -131,21 +129,32 @@ class ForkedAgent:
 
 def _serve() -> None:
     """Fork an agent per request; report each one's end. A SIGCHLD wakes
-    the loop at once: a lab machine powered off waits for its agent's end."""
+    the loop at once: a lab machine powered off waits for its agent's end.
+
+    The agents are the machines' OSes, and a lab that goes takes its
+    machines with it: when the lab's end of the pipe closes (the lab
+    exited, or was killed), or this process is asked to end (SIGTERM, or
+    a terminal's Ctrl-C reaching the lab's process group), every agent
+    still running is killed, with its session, before this one exits.
+    Each agent leads a session of its own, so nothing else would."""
     woken_r, woken_w = os.pipe()
     os.set_blocking(woken_w, False)
     signal.set_wakeup_fd(woken_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    asked_to_end = threading.Event()
+    for ending in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(ending, lambda *_: asked_to_end.set())
+    agents: set[int] = set()
     pending = b""
-    while True:
+    while not asked_to_end.is_set():
         ready, _, _ = select.select([0, woken_r], [], [])
         if woken_r in ready:
             os.read(woken_r, 512)
-            _report_ended()
+            agents -= _report_ended()
         if 0 in ready:
             chunk = os.read(0, 65536)
             if not chunk:
-                return  # the lab is gone
+                break  # the lab is gone
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
                 req = json.loads(line)
@@ -154,23 +163,44 @@ def _serve() -> None:
                     os.close(woken_r)
                     os.close(woken_w)
                     _become_agent(req["argv"], req["log"])
+                agents.add(pid)
                 _say({"pid": pid})
+    _end_all(agents)
 
 
-def _report_ended() -> None:
+def _end_all(agents: set[int]) -> None:
+    """Every agent still running killed, with its session's processes."""
+    for pid in agents:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass  # ended meanwhile
+    for pid in agents:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _report_ended() -> set[int]:
+    ended = set()
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return ended
         if pid == 0:
-            return
+            return ended
+        ended.add(pid)
         _say({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
 def _say(msg: dict) -> None:
-    sys.stdout.write(json.dumps(msg) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(msg) + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass  # the lab is gone: its end of the pipe closing ends the loop
 
 
 def _become_agent(argv: list[str], log: str) -> None:

@@ -55,8 +55,8 @@ class _Writers:
     SQLite. A writer that finds the database locked sleeps in SQLite's busy
     handler (1, 2, 5 ... up to 100 ms at a time) and is not woken when the
     lock frees; with the reconciler's steps, the API's threads and the
-    agents' beats all writing, a group start's writes spent most of their
-    time asleep there. A lock hands over at once. It is held from BEGIN to
+    agents' beats all writing, writes would spend most of their time asleep
+    there. A lock hands over at once. It is held from BEGIN to
     COMMIT or ROLLBACK; a writer that cannot get it within
     ``BUSY_TIMEOUT`` (another transaction of its own thread left open,
     say) goes on without it and SQLite's own locking decides, as before."""

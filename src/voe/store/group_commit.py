@@ -2,9 +2,9 @@
 
 SQLite has one writer at a time. A level of a group start is hundreds of
 steps, each writing a few rows (its transition, a log line, a boot script)
-in a transaction of its own: every one queued for the write lock, and the
-holder of the lock, in an interpreter busy with all the others, waited for
-its turn between statements while the rest queued behind it. Here such
+in a transaction of its own would queue for the write lock, and the holder
+of the lock, in an interpreter busy with all the others, would wait for its
+turn between statements while the rest queue behind it. Here such
 writes queue instead, and one thread commits all that are waiting in one
 transaction, each in a savepoint of its own, so that one that fails (a
 stale state) is undone alone. A caller still returns only once its write
@@ -12,7 +12,7 @@ is committed: what a step records is durable before it goes on.
 
 PostgreSQL takes concurrent writers itself, and a shared transaction would
 hold every write's per-persona locks to its end: there each write is its
-own transaction, as before.
+own transaction.
 """
 
 from __future__ import annotations

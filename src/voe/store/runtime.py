@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from voe.domain.lifecycle import Event, State, next_state
+from voe.domain.lifecycle import BOOT_STAGE_DONE, BootStage, Event, State, next_state
 from voe.errors import VoeError
 from voe.store import schema
 from voe.store.db import reader
@@ -84,6 +84,14 @@ log = logging.getLogger("voe.store.runtime")
 
 
 @dataclass(frozen=True)
+class BootTarget:
+    """What a MAC boots now (see ``RuntimeStore.boot_target``)."""
+    script: str
+    persona: str
+    generation: int
+
+
+@dataclass(frozen=True)
 class Standing:
     """See ``RuntimeStore.standing``; ``generation`` None: never placed."""
     generation: int | None
@@ -98,12 +106,13 @@ _STANDING = (select(_INC.c.generation, _INC.c.ended_at, _RT.c.state)
 _MOVE = (update(_RT).where((_RT.c.persona == bindparam("who")) & (_RT.c.state == bindparam("seen")))
          .values(state=bindparam("new_state"), since=bindparam("new_since"), reason=bindparam("new_reason")))
 _MOVE_AND_PLAN = _MOVE.values(plan=bindparam("new_plan"))
-"""A transition's write, built once for the same reason: a level of a
-group start is hundreds of transitions at once, and each of its steps
-reads its persona's state and incarnation, and each machine its script."""
+"""A transition's write, built once: a level of a group start is hundreds
+of transitions at once, and each of its steps reads its persona's state and
+incarnation, and each machine its script."""
 _STATE_OF = select(_RT).where(_RT.c.persona == bindparam("persona"))
 _CURRENT = select(_INC).where(_INC.c.persona == bindparam("persona")).order_by(_INC.c.generation.desc()).limit(1)
-_BOOT_SCRIPT = select(schema.boot_scripts.c.script).where(schema.boot_scripts.c.mac == bindparam("mac"))
+_BOOT_TARGET = (select(schema.boot_scripts.c.script, schema.boot_scripts.c.persona, schema.boot_scripts.c.generation)
+                .where(schema.boot_scripts.c.mac == bindparam("mac")))
 _BOOT_REGISTERED = (select(schema.boot_scripts.c.generation)
                     .where((schema.boot_scripts.c.mac == bindparam("mac"))
                            & (schema.boot_scripts.c.persona == bindparam("persona"))
@@ -130,12 +139,13 @@ class Incarnation:
     ready_at: datetime | None
     ended_at: datetime | None
     evidence: str | None
+    failure: str | None = None  # why its start failed, when it did
 
     @classmethod
     def of(cls, row) -> Incarnation:
         m = row._mapping
         return cls(m["persona"], m["generation"], m["kind"], m["host"], m["vm"], m["boot_mac"], m["why"],
-                   aware(m["started_at"]), aware(m["ready_at"]), aware(m["ended_at"]), m["evidence"])
+                   aware(m["started_at"]), aware(m["ready_at"]), aware(m["ended_at"]), m["evidence"], m["failure"])
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -264,6 +274,10 @@ class RuntimeStore:
             if exists is not None or seen != State.STOPPED:
                 raise StaleState(f"{persona} is {exists}, not {seen.value}")
             c.execute(insert(t).values(persona=persona, **values))
+        if event == Event.FAILED and seen in (State.POWERING_ON, State.BOOTING):
+            inc = schema.incarnations
+            c.execute(update(inc).where((inc.c.persona == persona) & inc.c.ended_at.is_(None) & inc.c.failure.is_(None))
+                      .values(failure=reason or "its start failed"))
         msg = f"{persona}: {seen.value} → {new.value} ({event.value})" + (f": {reason}" if reason else "")
         self.events.append("warning" if new in (State.SUSPECT, State.FENCING) else
                            "critical" if new == State.BLOCKED else "info",
@@ -272,9 +286,8 @@ class RuntimeStore:
         return new
 
     def set_plans(self, plans: dict[str, dict | None]) -> None:
-        """A group start's plan for each member, in one transaction (one
-        each made a thousand-persona start request queue for the store's
-        writer a thousand times)."""
+        """A group start's plan for each member, in one transaction: one
+        each would queue the request for the store's writer once per member."""
         t = schema.persona_runtime
         with self.engine.begin() as c:
             for persona, plan in sorted(plans.items()):
@@ -355,11 +368,15 @@ class RuntimeStore:
         c.execute(update(r).where(r.c.persona == persona).values(generation=gen))
         return gen
 
-    def end_incarnation(self, persona: str, generation: int, evidence: str) -> None:
+    def end_incarnation(self, persona: str, generation: int, evidence: str, failure: str | None = None) -> None:
+        """``failure``: why its start failed, when it ended that way."""
         t = schema.incarnations
+        values: dict[str, Any] = {"ended_at": now(), "evidence": evidence}
+        if failure is not None:
+            values["failure"] = failure
         self.commits.run(lambda c: c.execute(
             update(t).where((t.c.persona == persona) & (t.c.generation == generation) & t.c.ended_at.is_(None))
-            .values(ended_at=now(), evidence=evidence)))
+            .values(**values)))
 
     def mark_ready(self, persona: str, generation: int) -> None:
         with self.engine.begin() as c:
@@ -417,10 +434,11 @@ class RuntimeStore:
     def register_boot(self, mac: str, persona: str, generation: int, script: str,
                       conn: Connection | None = None) -> None:
         """The script a MAC boots; in ``conn``'s transaction when given."""
-        t = schema.boot_scripts
+        t, stages = schema.boot_scripts, schema.boot_stages
         with nullcontext(conn) if conn is not None else self.engine.begin() as c:
             c.execute(delete(t).where((t.c.mac == mac) | (t.c.persona == persona)))
             c.execute(insert(t).values(mac=mac, persona=persona, generation=generation, script=script))
+            c.execute(delete(stages).where((stages.c.persona == persona) & (stages.c.generation < generation)))
 
     def boot_registered(self, mac: str, persona: str, generation: int, conn: Connection) -> bool:
         """Whether ``mac`` boots that generation of ``persona`` already."""
@@ -433,9 +451,47 @@ class RuntimeStore:
         t = schema.boot_scripts
         self.commits.run(lambda c: c.execute(delete(t).where((t.c.persona == persona) & (t.c.generation == generation))))
 
-    def boot_script(self, mac: str) -> str | None:
+    def boot_target(self, mac: str) -> BootTarget | None:
+        """The script ``mac`` boots now, and whose incarnation it starts."""
         with self.reader.connect() as c:
-            return c.execute(_BOOT_SCRIPT, {"mac": mac}).scalar()
+            row = c.execute(_BOOT_TARGET, {"mac": mac}).first()
+        return BootTarget(row.script, row.persona, row.generation) if row else None
+
+    # --- boot stages ------------------------------------------------------
+
+    def record_boot_stage(self, persona: str, generation: int, stage: BootStage) -> bool:
+        """The first time an incarnation's machine reached ``stage``
+        (fetched its script, its kernel, its root; its agent its
+        configuration), logged; later times change nothing. Returns
+        whether it was the first."""
+        t = schema.boot_stages
+
+        def record(c: Connection) -> bool:
+            seen = c.execute(select(t.c.at).where((t.c.persona == persona) & (t.c.generation == generation)
+                                                  & (t.c.stage == stage))).first()
+            if seen is not None:
+                return False
+            c.execute(insert(t).values(persona=persona, generation=generation, stage=stage, at=now()))
+            self.events.append("info", "boot", f"{persona} generation {generation}: {BOOT_STAGE_DONE[stage]}",
+                               persona=persona, data={"generation": generation, "stage": stage}, conn=c)
+            return True
+
+        try:
+            return self.commits.run(record)
+        except IntegrityError:
+            return False  # recorded by another writer meanwhile
+
+    def boot_stages(self, personas: Iterable[str]) -> dict[str, dict[int, dict[str, datetime]]]:
+        """persona -> generation -> stage -> when, for these personas."""
+        t = schema.boot_stages
+        out: dict[str, dict[int, dict[str, datetime]]] = {}
+        names = list(personas)
+        if not names:
+            return out
+        with self.reader.connect() as c:
+            for r in c.execute(select(t).where(t.c.persona.in_(names))):
+                out.setdefault(r.persona, {}).setdefault(r.generation, {})[r.stage] = aware(r.at)
+        return out
 
     # --- hosts ------------------------------------------------------------
 

@@ -57,9 +57,9 @@ inventory_version = Table(
     Column("version", BigInteger, nullable=False, comment="bumped by every inventory write, in its transaction"),
 )
 """What an inventory read checks before reusing the inventory it last
-loaded (see ``InventoryStore.load``): one row, where a fingerprint of every
-object's row was a scan of the whole table, 1.2 ms at a thousand personas,
-and a controller starting them read the inventory some 5,000 times."""
+loaded (see ``InventoryStore.load``): one row, not a fingerprint of every
+object's row (a scan of the whole table), since a controller starting a
+group reads the inventory thousands of times."""
 
 claims = Table(
     "claims",
@@ -127,6 +127,7 @@ incarnations = Table(
     Column("ready_at", DateTime(timezone=True), nullable=True),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("evidence", Text, nullable=True, comment="why it cannot run any more: the positive evidence"),
+    Column("failure", Text, nullable=True, comment="why its start failed, when it did (before it was ever ready)"),
     UniqueConstraint("persona", "generation", name="uq_incarnations_persona"),
 )
 Index("ix_incarnations_live", incarnations.c.persona, incarnations.c.ended_at)
@@ -152,6 +153,15 @@ boot_scripts = Table(
     Column("script", Text, nullable=False),
 )
 
+boot_stages = Table(
+    "boot_stages",
+    metadata,
+    Column("persona", String(63), primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("stage", String(16), primary_key=True, comment="script | kernel | root | config"),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 host_runtime = Table(
     "host_runtime",
     metadata,
@@ -169,5 +179,7 @@ intents = Table(
     Column("move_host", String(63), nullable=True),
     Column("confirm_dead_by", String(63), nullable=True),
     Column("confirm_dead_reason", Text, nullable=True),
+    Column("retry_at", DateTime(timezone=True), nullable=True,
+           comment="an operator's start of a persona whose starts kept failing"),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -57,8 +57,8 @@ _BY_DIGEST = select(schema.tokens).where((schema.tokens.c.digest == bindparam("d
 KNOWN_FOR = 30.0
 """Seconds a token once found valid is taken as valid without a store read:
 every agent beat is a request, and each read its token (on the event loop).
-Longer than any sensible beat interval: at 5 s, agents beating every 10 s
-(a thousand personas) missed it at every beat. A revocation or replacement
+Longer than any beat interval pacing tells agents at scale, or every beat
+would read the store. A revocation or replacement
 through this store forgets it at once; one made by another process (a
 second controller on the same PostgreSQL) counts after this long. An
 agent's credential outliving its incarnation gains nothing: a beat from an

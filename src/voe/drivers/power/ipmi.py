@@ -32,20 +32,16 @@ IDLE_RELOGIN = 30.0  # seconds: a session idle longer is replaced before use
 class _Pace:
     """How long an open session waits before its call goes again on a new
     login. A BMC that restarted (a power loss, a firmware reset) silently
-    drops the sessions it no longer knows: at a fixed 1 s, one power-on in
-    seven of a fault campaign waited it out, and a failover's 0.5 s
-    cross-check read such a BMC as silent. So a quiet controller gives an
-    open session ``PATIENCE_FACTOR`` times what calls on open sessions
-    take lately (never less than ``MIN_PATIENCE``, never more than
-    ``MAX_PATIENCE``). Calls that logged in first are not counted: a fault
-    campaign's logins to BMCs just restarted took up to 1.5 s, and counted,
-    they raised every open session's patience to 2 s. A busy one (more than
-    ``QUIET_CALLS`` calls in flight: a group start) gives it the whole
-    timeout: answers then take tenths of a second, and every login again
-    costs the BMC a handshake while it is busiest. (Most of the silences
-    that first shaped these numbers were the lab's BMCs forgetting every
-    session of a client that logged in again, since mended: see
-    docs/lab.md.)"""
+    drops the sessions it no longer knows, and a fixed wait long enough
+    for a busy BMC would make a failover's short cross-check read such a
+    BMC as silent. So a quiet controller gives an open session
+    ``PATIENCE_FACTOR`` times what calls on open sessions take lately
+    (never less than ``MIN_PATIENCE``, never more than ``MAX_PATIENCE``).
+    Calls that logged in first are not counted: logins to BMCs just
+    restarted are slow, and would raise every open session's patience. A
+    busy one (more than ``QUIET_CALLS`` calls in flight: a group start)
+    gives it the whole timeout: answers then take tenths of a second, and
+    every login again costs the BMC a handshake while it is busiest."""
 
     def __init__(self) -> None:
         self._typical = 0.02  # seconds, a moving average of answered calls

@@ -53,8 +53,7 @@ pyghmi_session._io_recvfrom = _receive
 # reply that the I/O thread queued, or that another caller's thread already
 # handled, before the waiter registered wakes no one, and the waiter sleeps
 # until its retransmit timer (0.5 s plus up to 0.5 s of jitter) with its
-# answer in hand: about one call in fifty in the lab, and most of twenty
-# concurrent logins. Lowering the timer instead floods a busy BMC with
+# answer in hand, most often under concurrent logins. Lowering the timer instead floods a busy BMC with
 # duplicate requests and logins, so the wait itself is wrapped: it lasts
 # at most ``WAIT_SLICE`` (pyghmi's callers wait in loops that look again at
 # their session and their retransmit timer), and only ``QUEUED_WAIT`` when
@@ -88,8 +87,8 @@ pyghmi_session._io_wait = _io_wait_unless_queued
 # with two process-wide locks: a retransmit timer fires with the waiting
 # table held and sends, which takes the keepalive table; a send holds the
 # keepalive table and registers its wait. Two BMC calls meeting there
-# deadlock every IPMI session of the process (the fault campaign met it:
-# every healthy BMC then "did not answer" and was fenced at the fabric).
+# deadlock every IPMI session of the process: every healthy BMC then "does
+# not answer", and its server is fenced at the fabric.
 # One lock for both tables makes the inversion impossible; both are
 # re-entrant and held only around table updates.
 pyghmi_session.WAITING_SESSIONS = pyghmi_session.KEEPALIVE_SESSIONS
@@ -97,10 +96,9 @@ pyghmi_session.WAITING_SESSIONS = pyghmi_session.KEEPALIVE_SESSIONS
 
 # 4. Every socket read at every wake. pyghmi's I/O thread waits in select()
 # on all its sockets, ignores which ones it reported, and then reads each
-# socket until it is empty. A process with one socket per BMC (the lab's
-# 575 at 1,000 personas) spent most of its IPMI CPU in reads that found
-# nothing: two thirds of the lab's samples while 200 power-ons ran, CPU
-# that a controller sharing the machine needed. Only the sockets that
+# socket until it is empty. A process with one socket per BMC (a lab of
+# hundreds) spends most of its IPMI CPU in reads that find nothing. Only
+# the sockets that
 # select() finds readable now are read; one that becomes readable just
 # after is read at the next wake, which the pending data makes immediate.
 _pyghmi_graball = pyghmi_session._io_graball
@@ -120,9 +118,9 @@ pyghmi_session._io_graball = _graball_readable
 # 5. A system call to read the clock. pyghmi's monotonic clock predates
 # Python 3.3's: ``os.times()``, a times(2) system call returning a tuple,
 # in 10-ms ticks. Its I/O thread reads it once per waiting BMC at every
-# wake, and each call in flight wakes it every ``WAIT_SLICE``: with 200
-# power-ons at once, a fifth of the controller's IPMI CPU was spent reading
-# the clock. ``time.monotonic`` is the same clock for pyghmi's purposes (it
+# wake, and each call in flight wakes it every ``WAIT_SLICE``: with many
+# calls in flight, reading the clock becomes a large share of its work.
+# ``time.monotonic`` is the same clock for pyghmi's purposes (it
 # only ever compares its own readings), read without a system call and
 # finer. Set before any session exists, in every pyghmi module that holds
 # it, so no two readings from different clocks are ever compared.

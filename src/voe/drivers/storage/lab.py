@@ -24,8 +24,8 @@ class LabStorageDriver(StorageDriver):
     def __init__(self, device: str, settings: LabStorageSettings):
         super().__init__(device, settings)
         # one client for the driver's life: a grant is a write and a
-        # read-back, and a fresh client per request costs ~20 ms of CPU
-        # (its TLS context) on the start path of every persona
+        # read-back on the start path of every persona, and a fresh client
+        # builds a TLS context each time
         self._http = httpx.Client(base_url=settings.url.rstrip("/"), auth=(settings.username, settings.password),
                                   timeout=settings.timeout)
 

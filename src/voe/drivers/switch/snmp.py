@@ -96,10 +96,9 @@ class _NoMibCompiler:
 
 def _shared_mib_view() -> MibViewController:
     """pysnmp gives every engine a MIB view of its own and, at its first
-    request, a MIB compiler (a parser grammar: about half a second of CPU).
-    Every OID here is numeric, so one view, loaded once, serves every
-    switch; without it a controller with dozens of switches (and a probe
-    session for each) spent its first seconds compiling grammars."""
+    request, a MIB compiler (a parser grammar, costly to build). Every OID
+    here is numeric, so one view, loaded once, serves every switch and
+    probe session of the process."""
     global _MIB_VIEW
     with _MIB_VIEW_LOCK:
         if _MIB_VIEW is None:
@@ -191,10 +190,9 @@ class SnmpSwitch(SwitchDriver):
         value, per column): each GETBULK asks for every column still going,
         so two columns cost the round trips of one. It asks for one row more
         than the columns had at the last walk (``WALK_ROWS`` the first
-        time): a VLAN table of three rows answered fifty rows a column, the
-        rest past its end, and decoding them was most of what a port write
-        cost the controller (11 ms of CPU a walk instead of 2). A table that
-        grew since is walked on in further rounds."""
+        time), not a fixed fifty: decoding the rows past a short table's end
+        would be most of what a port write costs. A table that grew since
+        is walked on in further rounds."""
         prefixes = [tuple(int(x) for x in o.split(".")) for o in oids]
         rows = min(WALK_ROWS, self._rows.get(oids, WALK_ROWS - 1) + 1)
 
