@@ -38,8 +38,8 @@ def test_ruff_is_clean():
     assert r.returncode == 0, r.stdout[-3000:]
 
 
-def test_the_domain_and_the_driver_interface_type_check():
-    r = run(str(BIN / "mypy"), "src/voe/domain", "src/voe/drivers/base.py")
+def test_the_domain_the_driver_interface_and_the_controller_type_check():
+    r = run(str(BIN / "mypy"), "src/voe/domain", "src/voe/drivers/base.py", "src/voe/controller")
     assert r.returncode == 0, r.stdout[-3000:]
 
 

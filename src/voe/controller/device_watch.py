@@ -18,9 +18,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from typing import Any, Protocol
 
 from voe.domain.inventory import Inventory
 from voe.errors import DriverError
+
+
+class Probe(Protocol):
+    """What a watch asks of a device: one answer, or a ``DriverError``."""
+
+    def check(self) -> str: ...
+
 
 MISSES_TO_DOWN = 2
 VERDICT_PATIENCE = 3  # probe timeouts a caller waits for a device's first verdict
@@ -29,7 +37,7 @@ DOUBT_POLL = 0.05  # seconds between looks while a placement waits for a verdict
 
 class DeviceWatch:
     def __init__(self, kind: str, devices: Callable[[Inventory], dict[str, object]],
-                 probe_driver: Callable[[object], object], log: Callable[..., None], interval: float,
+                 probe_driver: Callable[[Any], Probe], log: Callable[..., None], interval: float,
                  pool: Executor, shunned: str, doubt_early: bool = True, probe_timeout: float = 1.0,
                  max_probes_per_second: float = float("inf")):
         """``devices`` names the devices to watch in an inventory (switch

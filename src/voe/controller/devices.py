@@ -9,7 +9,7 @@ import threading
 
 from voe.domain.models import Host, Switch
 from voe.drivers import factory
-from voe.drivers.base import HypervisorDriver, PowerDriver, StorageDriver, SwitchDriver
+from voe.drivers.base import Driver, HypervisorDriver, PowerDriver, StorageDriver, SwitchDriver
 from voe.drivers.driver_process import DriverProcess, RemotePower, RemoteProbe
 
 
@@ -20,7 +20,7 @@ class Devices:
         self.power_process = power_process
         self.probe_process = probe_process
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str], tuple[object, object]] = {}
+        self._cache: dict[tuple[str, str], tuple[object, Driver]] = {}
         self._building: dict[tuple[str, str], threading.Lock] = {}
 
     def _get(self, concern: str, name: str, spec: object, build):

@@ -158,3 +158,14 @@ def settle(ctx: Ctx, p: Persona, desired_running: bool) -> None:
     if inc is not None:
         release_in_background(ctx, inc)
 
+
+def confirm_dead(ctx: Ctx, p: Persona, by: str, reason: str) -> None:
+    """An operator's word stands in for evidence: end the incarnation,
+    audit who said so, and let the blocked persona settle as fenced."""
+    inc = ctx.runtime.current(p.name)
+    evidence = f"operator {by} confirmed dead: {reason}"
+    if inc is not None and inc.ended_at is None:
+        ctx.runtime.end_incarnation(p.name, inc.generation, evidence)
+    ctx.log("critical", "audit", evidence, persona=p.name, host=inc.host if inc else None)
+    ctx.runtime.clear_intent(p.name, "confirm_dead_by", "confirm_dead_reason")
+    ctx.runtime.transition(p.name, State.BLOCKED, Event.OPERATOR_CONFIRMED_DEAD, evidence)

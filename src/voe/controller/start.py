@@ -264,12 +264,3 @@ def starts_failing(ctx: Ctx, persona: str) -> str | None:
     retry_at = aware((ctx.runtime.intents().get(persona) or {}).get("retry_at"))
     return give_up(history, now(), ctx.timing, retry_at)
 
-
-def confirm_dead(ctx: Ctx, p: Persona, by: str, reason: str) -> None:
-    inc = ctx.runtime.current(p.name)
-    evidence = f"operator {by} confirmed dead: {reason}"
-    if inc is not None and inc.ended_at is None:
-        ctx.runtime.end_incarnation(p.name, inc.generation, evidence)
-    ctx.log("critical", "audit", evidence, persona=p.name, host=inc.host if inc else None)
-    ctx.runtime.clear_intent(p.name, "confirm_dead_by", "confirm_dead_reason")
-    ctx.runtime.transition(p.name, State.BLOCKED, Event.OPERATOR_CONFIRMED_DEAD, evidence)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,18 @@ class Timing:
 
     @classmethod
     def from_env(cls) -> Timing:
-        values = {}
+        """The defaults, each overridden by its ``VOE_<FIELD>`` variable;
+        a value that is not a number names its variable and stops here."""
+        values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = os.environ.get(f"VOE_{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = type(f.default)(raw)
+            variable = f"VOE_{f.name.upper()}"
+            raw = os.environ.get(variable)
+            if raw is None:
+                continue
+            kind = int if f.type == "int" else float
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{variable}={raw!r} is not {'a whole number' if kind is int else 'a number'}: "
+                                 f"set it like {variable}={f.default} or unset it") from None
         return cls(**values)
