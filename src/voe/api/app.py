@@ -1,9 +1,14 @@
 """The controller's HTTP face: REST under /api/v1 with its OpenAPI document at
 /api/v1/openapi.json. Errors from every layer become JSON here, in one place:
-422 names the field and the rule, 409 the conflict, 404 the missing object."""
+422 names the field and the rule, 409 the conflict, 404 the missing object,
+and anything unexpected a 500 with a request id that the log names, never
+a traceback."""
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,13 +39,43 @@ from voe.errors import Conflict, DriverError, InvalidInventory, NotFound
 
 API = "/api/v1"
 CONSOLE_DIST = Path(__file__).resolve().parent.parent / "console" / "dist"
+_NOT_AN_OBJECT = {"model_attributes_type", "dict_type"}  # pydantic's types for "this should be an object"
+
+log = logging.getLogger(__name__)
 
 
 def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     root = _body_model(request)
     problems = problems_from(exc.errors(), root, ()) if root else None
-    detail = [p.as_dict() for p in problems] if problems else exc.errors()
+    detail = [p.as_dict() for p in problems] if problems else [_plain(e) for e in exc.errors()]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _plain(error: dict) -> dict:
+    """One validation error as JSON can carry it: a refused body that is not
+    JSON (bytes) echoed as text, the rule's context as strings, and the fix
+    when the body is not a JSON object."""
+    out = {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+    if out["loc"] == ["body"] and out["type"] in _NOT_AN_OBJECT:
+        out["msg"] = "the request body must be a JSON object, sent with Content-Type: application/json"
+    refused = error.get("input")
+    if isinstance(refused, bytes | bytearray):
+        refused = bytes(refused[:200]).decode("utf-8", "replace")
+    try:
+        json.dumps(refused)
+        out["input"] = refused
+    except (TypeError, ValueError):
+        out["input"] = repr(refused)[:200]
+    if isinstance(error.get("ctx"), dict):
+        out["ctx"] = {k: str(v) for k, v in error["ctx"].items()}
+    return out
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = uuid.uuid4().hex[:16]
+    log.error("request %s (%s %s) failed", request_id, request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "the controller failed on this request; its log says why under this request id",
+                         "request_id": request_id}, status_code=500)
 
 
 def _body_model(request: Request):
@@ -105,3 +140,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, lambda r, e: JSONResponse({"detail": str(e)}, status_code=404))
     app.add_exception_handler(DriverError, lambda r, e: JSONResponse(
         {"detail": str(e), "device": e.device, "operation": e.operation}, status_code=502))
+    app.add_exception_handler(Exception, _unexpected)
