@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from voe.cli import agent_cmds, demo, driver_cmds, image_cmds, inventory_cmds, lab, operate_cmds, token_cmds
+from voe.cli import (
+    agent_cmds,
+    demo,
+    driver_cmds,
+    event_cmds,
+    image_cmds,
+    inventory_cmds,
+    lab,
+    operate_cmds,
+    token_cmds,
+)
 from voe.cli.client import ApiError
 from voe.cli.context import State
 from voe.cli.yamlfile import DatacenterFile, FileError
@@ -152,6 +162,7 @@ def export(ctx: typer.Context):
 
 
 app.command()(demo.demo)
+app.command()(event_cmds.events)
 _kind_apps = {kind: inventory_cmds.kind_app(kind) for kind in ("networks", "switches", "hosts", "personas", "groups")}
 operate_cmds.add_persona_commands(_kind_apps["personas"])
 image_cmds.add_persona_image_commands(_kind_apps["personas"])
