@@ -11,6 +11,7 @@ from voe.api.controller_face import ControllerFace
 from voe.controller.context import Ctx
 from voe.controller.devices import Devices
 from voe.controller.reconciler import Reconciler
+from voe.controller.retention import Retention
 from voe.controller.services import Services
 from voe.controller.timing import Timing
 from voe.drivers.driver_process import DriverProcess
@@ -19,12 +20,13 @@ from voe.drivers.driver_process import DriverProcess
 def build(services: Services, public_url: str, timing: Timing | None = None, reconcile: bool = True) -> FastAPI:
     """The controller's app; ``reconcile`` False serves the API alone."""
     timing = timing or Timing.from_env()
+    retention = Retention.from_env()
     if not reconcile:
         return create_app(services, timing)
     power, probes = DriverProcess(warm=("power",)), DriverProcess(warm=("switch", "hypervisor"))
     for process in (power, probes):
         process.start()  # now: a spawn takes a few hundred milliseconds, better not on the first call
-    ctx = Ctx(services, services.runtime, Devices(timing.driver_timeout, power, probes), timing, public_url)
+    ctx = Ctx(services, services.runtime, Devices(timing.driver_timeout, power, probes), timing, public_url, retention)
     reconciler = Reconciler(ctx)
     face = ControllerFace(pace=ctx.pace, fabric=ctx.ports, power=ctx.devices.power,
                           hypervisors_down=lambda: frozenset(ctx.hypervisors.down()),

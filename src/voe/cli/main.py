@@ -68,7 +68,12 @@ def serve(ctx: typer.Context,
     agents_url = f"http://{host}:{agent_port}" if agent_port else url
     (services.data_dir / "controller.url").write_text(url + "\n")
     err.print(f"voe controller on {url}  (data: {services.data_dir}, store: {services.engine.dialect.name})")
-    app = build(services, public_url or agents_url, reconcile=reconcile)
+    try:
+        app = build(services, public_url or agents_url, reconcile=reconcile)
+    except ValueError as e:  # a VOE_* setting that does not parse: it is named, with the fix
+        err.print(f"error: {e}", markup=False, highlight=False)
+        services.close()
+        raise typer.Exit(2) from None
     agents = None
     if agent_port:
         from voe.api.agent_service import AgentService

@@ -11,6 +11,7 @@ from voe.controller.devices import Devices
 from voe.controller.fabric_fence import FabricFence
 from voe.controller.pacing import BeatPace
 from voe.controller.ports import PortKeeper
+from voe.controller.retention import Retention
 from voe.controller.services import Services
 from voe.controller.storage import StorageKeeper
 from voe.controller.timed import TimedSet
@@ -29,6 +30,7 @@ class Ctx:
     devices: Devices
     timing: Timing
     public_url: str
+    retention: Retention = field(default_factory=Retention)
     workers: Workers = field(init=False)
     ports: PortKeeper = field(init=False)
     fabric: FabricFence = field(init=False)

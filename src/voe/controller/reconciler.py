@@ -19,6 +19,7 @@ from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
 from voe.controller.decide import UNREAD, Next, Observed, decide, move_requested, silence_from
 from voe.controller.dependencies import Dependencies
+from voe.controller.retention import EventPruner
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import BEATING, BOOT_STAGES, RESERVING, STARTING, Event, State
 from voe.domain.models import Persona, Switch
@@ -80,6 +81,7 @@ class Reconciler:
         self._warm_up()
         for watch in (self.ctx.switches, self.ctx.hypervisors):  # first: placements wait for their verdicts
             watch.start(self.ctx.inventory, self._stop)
+        EventPruner(self.ctx.services.events, self.ctx.retention, self.ctx.log).start(self._stop)
         self._thread = threading.Thread(target=self._run, name="voe-reconciler", daemon=True)
         self._thread.start()
 

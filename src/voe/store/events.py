@@ -7,15 +7,17 @@ Readers follow the log by id, so a stream resumes exactly where it stopped
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, insert, select
 
 from voe.store import schema
 from voe.store.db import reader
 from voe.store.group_commit import GroupCommit
+from voe.store.time import aware
 
 Severity = Literal["debug", "info", "warning", "error", "critical"]
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -75,6 +77,44 @@ class EventLog:
         stmt = stmt.order_by(t.c.id.desc() if q.newest_first else t.c.id).limit(q.limit)
         with self.reader.connect() as c:
             return [_row(r) for r in c.execute(stmt)]
+
+    def id_beyond_newest(self, keep: int) -> int:
+        """The id of the newest event that is not among the newest ``keep``
+        (0 when there are no more than ``keep``)."""
+        t = schema.events
+        with self.reader.connect() as c:
+            return c.execute(select(t.c.id).order_by(t.c.id.desc()).offset(keep).limit(1)).scalar() or 0
+
+    def prune_batch(self, after_id: int, batch: int,
+                    verdict: Callable[[int, str, datetime], bool | None]) -> tuple[int, int | None]:
+        """Reads up to ``batch`` events after ``after_id``, oldest first, and
+        deletes those whose ``verdict(id, kind, at)`` is True; a verdict of
+        None means no event from this one on is due, and ends the scan.
+        Returns how many were deleted and the id to continue after (None
+        when the scan is over). One short transaction per batch, so event
+        writers wait for a batch at most, never for a whole pruning."""
+        t = schema.events
+        with self.reader.connect() as c:
+            rows = c.execute(select(t.c.id, t.c.kind, t.c.at).where(t.c.id > after_id)
+                             .order_by(t.c.id).limit(batch)).all()
+        doomed: list[int] = []
+        for event_id, kind, at in rows:
+            due = verdict(event_id, kind, aware(at))
+            if due is None:
+                break
+            if due:
+                doomed.append(event_id)
+        else:
+            if len(rows) == batch:
+                self._delete(doomed)
+                return len(doomed), rows[-1][0]
+        self._delete(doomed)
+        return len(doomed), None
+
+    def _delete(self, ids: list[int]) -> None:
+        if ids:
+            with self.engine.begin() as c:
+                c.execute(delete(schema.events).where(schema.events.c.id.in_(ids)))
 
 
 def _row(r) -> dict:
