@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,12 @@ def _pg_available() -> str | None:
         return str(e).splitlines()[0]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield None  # Services picks the SQLite file in its data dir
+@contextmanager
+def new_store(kind: str):
+    """A store URL of this kind, empty: None for SQLite (Services opens the
+    file in its data dir), a fresh PostgreSQL database dropped afterwards."""
+    if kind == "sqlite":
+        yield None
         return
     why = _pg_available()
     if why:
@@ -71,9 +74,17 @@ def store_url(request, tmp_path):
     admin = PG_ADMIN_URL.replace("+psycopg", "")
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request):
+    with new_store(request.param) as url:
+        yield url
 
 
 @pytest.fixture

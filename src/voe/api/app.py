@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from voe import __version__
 from voe.api import (
     agent_routes,
+    backup_routes,
     document_routes,
     driver_routes,
     event_routes,
@@ -117,6 +118,7 @@ def create_app(services: Services, timing: Timing | None = None, controller: Con
     api.include_router(fabric_routes.router)
     api.include_router(driver_routes.router)
     api.include_router(template_routes.router)
+    api.include_router(backup_routes.router)
     app.include_router(agent_routes.boot_router)
     app.include_router(api)
 

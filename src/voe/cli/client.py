@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from platformdirs import user_data_dir
@@ -34,6 +34,15 @@ class ApiError(Exception):
             loc = ".".join(str(x) for x in p.get("loc", []) if x != "body")
             out.append(f"{loc}: {p['msg']}" if loc else str(p["msg"]))
         return out
+
+
+def _raise_for(r: httpx.Response) -> None:
+    if r.status_code >= 400:
+        try:
+            body = r.json()
+        except ValueError:
+            body = {"detail": r.text}
+        raise ApiError(r.status_code, body.get("detail", body), body.get("loc"))
 
 
 @dataclass
@@ -63,17 +72,30 @@ class Client:
         try:
             r = self._http.request(method, path, **kw)
         except httpx.ConnectError:
-            raise ApiError(0, f"cannot reach the controller at {self.target.url}; start it with `voe serve` "
-                              "or point VOE_URL at it") from None
-        if r.status_code >= 400:
-            try:
-                body = r.json()
-            except ValueError:
-                body = {"detail": r.text}
-            raise ApiError(r.status_code, body.get("detail", body), body.get("loc"))
+            raise self._unreachable() from None
+        _raise_for(r)
         if r.status_code == 204 or not r.content:
             return None
         return r.json()
+
+    def download(self, path: str, out: BinaryIO) -> int:
+        """Stream a GET's body into ``out``; the bytes written."""
+        written = 0
+        try:
+            with self._http.stream("GET", path, timeout=httpx.Timeout(self._http.timeout.connect, read=None)) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    _raise_for(r)
+                for chunk in r.iter_bytes():
+                    out.write(chunk)
+                    written += len(chunk)
+        except httpx.ConnectError:
+            raise self._unreachable() from None
+        return written
+
+    def _unreachable(self) -> ApiError:
+        return ApiError(0, f"cannot reach the controller at {self.target.url}; start it with `voe serve` "
+                           "or point VOE_URL at it")
 
     def get(self, path: str, **kw) -> Any:
         return self.request("GET", path, **kw)

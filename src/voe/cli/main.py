@@ -13,6 +13,7 @@ from rich.console import Console
 
 from voe.cli import (
     agent_cmds,
+    backup_cmds,
     demo,
     driver_cmds,
     event_cmds,
@@ -168,6 +169,8 @@ def export(ctx: typer.Context):
 
 app.command()(demo.demo)
 app.command()(event_cmds.events)
+app.command()(backup_cmds.backup)
+app.command()(backup_cmds.restore)
 _kind_apps = {kind: inventory_cmds.kind_app(kind) for kind in ("networks", "switches", "hosts", "personas", "groups")}
 operate_cmds.add_persona_commands(_kind_apps["personas"])
 image_cmds.add_persona_image_commands(_kind_apps["personas"])
