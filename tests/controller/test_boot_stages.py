@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from voe.controller.decide import NEVER_ASKED, UNREAD, Observed, decide, give_up
 from voe.controller.timing import Timing
 from voe.domain.lifecycle import Event, State
+from voe.store.events import EventQuery
 from voe.store.runtime import Incarnation, PersonaState
 
 T = Timing(boot_script_timeout=10.0, boot_timeout=90.0, start_failures=3, start_failure_window=600.0)
@@ -89,6 +90,8 @@ def test_a_boot_stage_is_recorded_once_per_incarnation_and_an_older_generations_
     assert rt.record_boot_stage("web-1", 1, "script") is False  # fetched again: nothing new
     assert rt.record_boot_stage("web-1", 1, "config") is True
     assert set(rt.boot_stages(["web-1"])["web-1"][1]) == {"script", "config"}
+    logged = services.events.query(EventQuery(persona="web-1", kind="boot"))
+    assert [e["data"]["stage"] for e in logged] == ["script", "config"]  # once each
     rt.register_boot("00:0b:cd:02:00:01", "web-1", 2, "#!ipxe\n")  # its next incarnation
     assert rt.boot_stages(["web-1"]) == {}
     target = rt.boot_target("00:0b:cd:02:00:01")

@@ -124,6 +124,7 @@ _HOLDER_OF_SERVER = (select(_INC.c.persona)
                      .where((_INC.c.host == bindparam("host")) & (_INC.c.kind == "physical") & _INC.c.ended_at.is_(None))
                      .limit(1))
 _INSERT_INCARNATION = insert(_INC)
+_INSERT_BOOT_STAGE = insert(schema.boot_stages)
 
 
 @dataclass(frozen=True)
@@ -464,14 +465,8 @@ class RuntimeStore:
         (fetched its script, its kernel, its root; its agent its
         configuration), logged; later times change nothing. Returns
         whether it was the first."""
-        t = schema.boot_stages
-
         def record(c: Connection) -> bool:
-            seen = c.execute(select(t.c.at).where((t.c.persona == persona) & (t.c.generation == generation)
-                                                  & (t.c.stage == stage))).first()
-            if seen is not None:
-                return False
-            c.execute(insert(t).values(persona=persona, generation=generation, stage=stage, at=now()))
+            c.execute(_INSERT_BOOT_STAGE, {"persona": persona, "generation": generation, "stage": stage, "at": now()})
             self.events.append("info", "boot", f"{persona} generation {generation}: {BOOT_STAGE_DONE[stage]}",
                                persona=persona, data={"generation": generation, "stage": stage}, conn=c)
             return True
@@ -479,7 +474,7 @@ class RuntimeStore:
         try:
             return self.commits.run(record)
         except IntegrityError:
-            return False  # recorded by another writer meanwhile
+            return False  # reached before: the stage's row is there (its key refused this one)
 
     def boot_stages(self, personas: Iterable[str]) -> dict[str, dict[int, dict[str, datetime]]]:
         """persona -> generation -> stage -> when, for these personas."""
