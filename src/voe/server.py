@@ -31,5 +31,5 @@ def build(services: Services, public_url: str, timing: Timing | None = None, rec
     face = ControllerFace(pace=ctx.pace, fabric=ctx.ports, power=ctx.devices.power,
                           hypervisors_down=lambda: frozenset(ctx.hypervisors.down()),
                           start=reconciler.start, stop=reconciler.stop,
-                          beats_heard_from_now=reconciler.hear_beats_from_now)
+                          beats_heard_from_now=reconciler.hear_beats_from_now, metrics=ctx.metrics.registry)
     return create_app(services, timing, face)

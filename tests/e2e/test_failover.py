@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
 from voe.controller.timing import Timing
 
 WEBS = ("web-1", "web-2", "web-3")
@@ -243,3 +245,38 @@ def test_a_dead_switch_is_routed_around_through_each_hosts_second_nic(stack):
     while stack.http.get("/api/v1/fabric").json()["switches_down"]:
         assert time.monotonic() < deadline, "sw1 is not marked up again"
         time.sleep(0.2)
+
+
+def scrape(stack) -> dict[tuple[str, tuple], float]:
+    """``/metrics`` as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = stack.http.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+
+
+def test_metrics_count_a_failover_and_time_its_phases(stack):
+    """What an on-call's dashboard reads: the failover counted, each phase
+    of it timed, the BMC calls that fenced it counted by driver and outcome."""
+    assert httpx.get(f"{stack.url}/metrics").status_code == 401  # a scraper needs a token
+    before = scrape(stack)
+    assert before[("voe_leader", ())] == 1
+    assert before.get(("voe_failovers_total", ()), 0) == 0
+    fail_and_replace(stack, "oracle", "hang")
+    after = scrape(stack)
+    assert after[("voe_failovers_total", ())] == 1
+    for phase in ("detection", "fencing", "restart", "total"):
+        assert after[("voe_failover_seconds_count", (("phase", phase),))] == 1, phase
+        assert after[("voe_failover_seconds_sum", (("phase", phase),))] > 0, phase
+    total = after[("voe_failover_seconds_sum", (("phase", "total"),))]
+    assert total >= after[("voe_failover_seconds_sum", (("phase", "restart"),))]
+    assert total >= after[("voe_failover_seconds_sum", (("phase", "detection"),))] - 0.01  # counts from the last beat
+    assert after[("voe_start_seconds_count", ())] == 2  # the first start and the one elsewhere
+    assert after[("voe_transitions_total", (("from_state", "fencing"), ("to_state", "fenced")))] == 1
+    assert after[("voe_personas", (("state", "running"),))] == 1
+    power_ok = (("concern", "power"), ("driver", "IpmiPower"), ("kind", "write"), ("outcome", "ok"))
+    assert after[("voe_driver_calls_total", power_ok)] >= 3  # a power-on, the fence's power-off, a power-on
+    assert after[("voe_heartbeats_received_total", ())] > 0
+    assert after[("voe_reconciler_tick_seconds_count", ())] > before[("voe_reconciler_tick_seconds_count", ())]

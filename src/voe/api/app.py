@@ -27,6 +27,7 @@ from voe.api import (
     fabric_routes,
     inventory_routes,
     lifecycle_routes,
+    metrics_routes,
     template_routes,
     token_routes,
 )
@@ -121,6 +122,7 @@ def create_app(services: Services, timing: Timing | None = None, controller: Con
     api.include_router(backup_routes.router)
     app.include_router(agent_routes.boot_router)
     app.include_router(api)
+    app.include_router(metrics_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
+
 from voe.controller.pacing import BeatPace
 from voe.domain.inventory import Inventory
 from voe.domain.models import Host
@@ -35,3 +37,4 @@ class ControllerFace:
     start: Callable[[], None]  # for the app's lifetime
     stop: Callable[[], None]
     beats_heard_from_now: Callable[[], None]  # agents' beats reach the controller from now on
+    metrics: CollectorRegistry  # what ``GET /metrics`` serves

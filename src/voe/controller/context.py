@@ -9,6 +9,7 @@ from voe.controller.crosscheck import SILENCE_MEMORY, Lookouts
 from voe.controller.device_watch import DeviceWatch
 from voe.controller.devices import Devices
 from voe.controller.fabric_fence import FabricFence
+from voe.controller.metrics import Metrics
 from voe.controller.pacing import BeatPace
 from voe.controller.ports import PortKeeper
 from voe.controller.retention import Retention
@@ -32,6 +33,7 @@ class Ctx:
     public_url: str
     retention: Retention = field(default_factory=Retention)
     workers: Workers = field(init=False)
+    metrics: Metrics = field(init=False)
     ports: PortKeeper = field(init=False)
     fabric: FabricFence = field(init=False)
     storage: StorageKeeper = field(init=False)
@@ -46,6 +48,9 @@ class Ctx:
 
     def __post_init__(self) -> None:
         self.workers = Workers(self.timing)
+        self.metrics = Metrics(self.runtime, self.inventory)
+        self.runtime.on_move = self.metrics.moved
+        self.devices.observer = self.metrics.driver_call
         probe_timeout, every = self.timing.switch_probe_timeout, self.timing.switch_probe_interval
         self.switches = DeviceWatch("switch", lambda inv: inv.by_name("switches"),
                                     lambda sw: self.devices.switch_probe(sw, probe_timeout), self.log, every,

@@ -9,7 +9,7 @@ import threading
 
 from voe.domain.models import Host, Switch
 from voe.drivers import factory
-from voe.drivers.base import Driver, HypervisorDriver, PowerDriver, StorageDriver, SwitchDriver
+from voe.drivers.base import Driver, DriverObserver, HypervisorDriver, PowerDriver, StorageDriver, SwitchDriver
 from voe.drivers.driver_process import DriverProcess, RemotePower, RemoteProbe
 
 
@@ -19,6 +19,7 @@ class Devices:
         self.timeout = timeout
         self.power_process = power_process
         self.probe_process = probe_process
+        self.observer: DriverObserver | None = None  # told of every call of the drivers built from now
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], tuple[object, Driver]] = {}
         self._building: dict[tuple[str, str], threading.Lock] = {}
@@ -38,6 +39,8 @@ class Devices:
             if hit is not None and hit[0] == spec:
                 return hit[1]
             driver = build()
+            if isinstance(driver, Driver):
+                driver.observer = self.observer
             with self._lock:
                 self._cache[key] = (spec, driver)
             if hit is not None:

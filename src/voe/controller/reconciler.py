@@ -84,8 +84,10 @@ class Reconciler:
         EventPruner(self.ctx.services.events, self.ctx.retention, self.ctx.log).start(self._stop)
         self._thread = threading.Thread(target=self._run, name="voe-reconciler", daemon=True)
         self._thread.start()
+        self.ctx.metrics.leader = True
 
     def stop(self, wait: bool = True) -> None:
+        self.ctx.metrics.leader = False
         self._stop.set()
         self.ctx.runtime.changed.set()
         if self._thread:
@@ -103,7 +105,8 @@ class Reconciler:
             self._last_tick = began
             self.ctx.runtime.changed.clear()  # before the tick reads: a change during it wakes the next
             try:
-                self.tick()
+                with self.ctx.metrics.ticks.time():
+                    self.tick()
             except Exception:  # the loop must survive anything one tick meets
                 log.exception("reconciler tick failed")
                 self._next_full = 0.0  # what it had taken to decide is decided by a full pass

@@ -31,6 +31,11 @@ from voe.errors import DriverError, DriverTimeout
 
 T = TypeVar("T")
 
+DriverObserver = Callable[["Driver", str, float, str], None]
+"""Told of each device call a driver makes: the driver, ``read`` or
+``write``, its seconds (a read's retries included), and its outcome
+(``ok``, ``error`` or ``timeout``)."""
+
 
 class DriverSettings(BaseModel):
     """Base of every driver's declared settings. Fields marked
@@ -54,10 +59,17 @@ class Driver(ABC):
     """Common to every concern: the device it talks to and its settings."""
 
     Settings: ClassVar[type[DriverSettings]] = DriverSettings
+    concern: ClassVar[str] = "device"
 
     def __init__(self, device: str, settings: DriverSettings):
         self.device = device
         self.settings = settings
+        self.observer: DriverObserver | None = None  # set by whoever keeps the driver (the controller's metrics)
+
+    @property
+    def driver_name(self) -> str:
+        """The driver's class, as metrics name it."""
+        return type(self).__name__
 
     @abstractmethod
     def check(self) -> str:
@@ -73,33 +85,52 @@ class Driver(ABC):
         return DriverError(self.device, operation, str(cause) or type(cause).__name__, transient)
 
     @contextmanager
-    def _mapped(self, operation: str) -> Iterator[None]:
-        """Whatever fails inside becomes a ``DriverError`` naming this
-        device and ``operation`` (a timeout a ``DriverTimeout``), the cause
-        kept: one place for every library's errors, as httpx's
-        ``map_exceptions``."""
+    def _observed(self, kind: str) -> Iterator[None]:
+        """Tell the observer, if any, how a call inside went."""
+        observer = self.observer
+        if observer is None:
+            yield
+            return
+        began, outcome = time.monotonic(), "error"
         try:
             yield
-        except DriverError:
+            outcome = "ok"
+        except DriverTimeout:
+            outcome = "timeout"
             raise
-        except TimeoutError:
-            raise DriverTimeout(self.device, operation, self.settings.timeout) from None
-        except Exception as e:
-            raise self._fail(operation, e) from e
+        finally:
+            observer(self, kind, time.monotonic() - began, outcome)
+
+    @contextmanager
+    def _mapped(self, operation: str) -> Iterator[None]:
+        """A write: whatever fails inside becomes a ``DriverError`` naming
+        this device and ``operation`` (a timeout a ``DriverTimeout``), the
+        cause kept: one place for every library's errors, as httpx's
+        ``map_exceptions``."""
+        with self._observed("write"):
+            try:
+                yield
+            except DriverError:
+                raise
+            except TimeoutError:
+                raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+            except Exception as e:
+                raise self._fail(operation, e) from e
 
     def _read(self, operation: str, fn: Callable[[], T], retries: int | None = None) -> T:
         """Run a read, retrying transient failures with exponential backoff."""
-        delay = 0.05
-        retries = self.settings.retries if retries is None else retries
-        for attempt in range(retries + 1):
-            try:
-                return fn()
-            except DriverError as e:
-                if not e.transient or attempt == retries:
-                    raise
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+        with self._observed("read"):
+            delay = 0.05
+            retries = self.settings.retries if retries is None else retries
+            for attempt in range(retries + 1):
+                try:
+                    return fn()
+                except DriverError as e:
+                    if not e.transient or attempt == retries:
+                        raise
+                time.sleep(delay)
+                delay *= 2
+            raise AssertionError("unreachable")
 
     def _confirm(self, operation: str, read: Callable[[], T], want: Callable[[T], bool],
                  timeout: float | None = None, interval: float = 0.05) -> T:
@@ -131,6 +162,8 @@ BootDevice = Literal["pxe", "disk"]
 class PowerDriver(Driver):
     """Power of one machine: a physical host through its BMC, or a VM through
     its hypervisor."""
+
+    concern = "power"
 
     @abstractmethod
     def _power_on(self) -> None: ...
@@ -210,6 +243,8 @@ class PowerDriver(Driver):
 
 class SwitchDriver(Driver):
     """VLAN membership and admin state of a managed switch's ports."""
+
+    concern = "switch"
 
     @abstractmethod
     def _read_port(self, port: str) -> PortConfig: ...
@@ -292,6 +327,8 @@ class VmSpec:
 
 
 class HypervisorDriver(Driver):
+    concern = "hypervisor"
+
     @abstractmethod
     def _define(self, spec: VmSpec) -> None: ...
 
@@ -354,6 +391,8 @@ class StorageSettings(DriverSettings):
 
 
 class StorageDriver(Driver):
+    concern = "storage"
+
     @abstractmethod
     def grant(self, access: Access) -> None:
         """Make the access exist on the storage service and confirm it does."""

@@ -181,6 +181,10 @@ class RemotePower(PowerDriver):
         self._cls = type(real)
         self._process = process
 
+    @property
+    def driver_name(self) -> str:
+        return self._cls.__name__
+
     def _ask(self, op: str, *args):
         s = self.settings
         return self._process.call(self._cls, self.device, s.model_dump(), op, args,

@@ -35,6 +35,7 @@ class Heartbeats:
         self._beats_written: dict[str, datetime] = {}
         self._beats_due: set[str] = set()  # personas whose beat is to be written at the next flush
         self._beats_lock = threading.Lock()
+        self.received = 0  # beats recorded by this process since it started (a metric)
         self._flusher: threading.Thread | None = None
         self._closed = threading.Event()
         self._beats_seeded = False  # the stored beats are read once, at the first look
@@ -52,6 +53,7 @@ class Heartbeats:
         beat = dict(persona=persona, generation=generation, at=now(), ready=ready, stopping=stopping, report=report,
                     told=told)
         with self._beats_lock:
+            self.received += 1
             last = self._beats.get(persona)
             self._beats[persona] = beat
             written = self._beats_written.get(persona)

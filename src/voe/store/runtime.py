@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -191,6 +191,11 @@ class RuntimeStore:
         self._touched: set[str] = set()  # the personas those changes were of (see ``take_touched``)
         self._touched_lock = threading.Lock()
         self.beats = Heartbeats(engine, self.reader, on_news=self.touch)
+        self.on_move: Callable[[str, State, State], None] | None = None  # told of each committed move (metrics)
+
+    def _moved(self, persona: str, seen: State, new: State) -> None:
+        if self.on_move is not None:
+            self.on_move(persona, seen, new)
 
     def touch(self, *personas: str) -> None:
         """Say that these personas' next moves may have changed, and wake
@@ -234,6 +239,7 @@ class RuntimeStore:
         caller saw; logged in the same transaction."""
         new = self.commits.run(lambda c: self._move(c, persona, seen, event, reason, host, data, plan))
         self.touch(persona)
+        self._moved(persona, seen, new)
         return new
 
     def transitions(self, moves: Sequence[Move]) -> list[Move]:
@@ -258,6 +264,8 @@ class RuntimeStore:
                 self._mark_ready(c, m.persona, m.generation)
         if made:
             self.touch(*(m.persona for m in made))
+        for m in made:
+            self._moved(m.persona, m.seen, next_state(m.seen, m.event))
         return made
 
     def _move(self, c: Connection, persona: str, seen: State, event: Event, reason: str | None = None,
@@ -357,6 +365,9 @@ class RuntimeStore:
                 self.events.append("error", "controller", str(refused), persona=refused.persona, host=refused.host)
         if transition:
             self.touch(*outcome)
+            for persona, generation in outcome.items():
+                if isinstance(generation, int):
+                    self._moved(persona, State.PLACING, State.POWERING_ON)
         return outcome
 
     def _insert_incarnation(self, c: Connection, persona: str, kind: str, host: str, vm: str | None,
