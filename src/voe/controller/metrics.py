@@ -4,9 +4,9 @@ Each controller keeps a registry of its own, so that several in one process
 (as the tests run them) count apart. What it counts, it sees itself: the
 moves the store commits for it, the calls its drivers make, its reconciler's
 ticks and the beats it is told of. A start or a failover is timed from the
-moves of one persona, by the controller that made them; one that a restarted
-controller finished is counted but not timed, since its beginning was seen
-by the process before it.
+moves of one persona, by the controller that makes them; one that spans a
+controller's restart is counted but not timed, since its beginning is in
+the memory of the process before.
 
 Failover phases: *detection* is the silence a persona's agent kept before it
 was suspected (from its last beat heard), *fencing* from fencing to fenced,
@@ -32,8 +32,8 @@ from voe.store.runtime import RuntimeStore
 from voe.store.time import now
 
 SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
-"""Starts, failovers and their phases: from a tenth of a second (a fence by
-power-off) to ten minutes (a real server's firmware and boot)."""
+"""Starts, failovers and their phases: from a fence by power-off to a real
+server's firmware and boot."""
 CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 PLACING, SUSPECT, FENCING, FENCED = (s.value for s in (State.PLACING, State.SUSPECT, State.FENCING, State.FENCED))

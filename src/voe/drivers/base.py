@@ -60,11 +60,11 @@ class Driver(ABC):
 
     Settings: ClassVar[type[DriverSettings]] = DriverSettings
     concern: ClassVar[str] = "device"
+    observer: DriverObserver | None = None  # set by whoever keeps the driver (the controller's metrics)
 
     def __init__(self, device: str, settings: DriverSettings):
         self.device = device
         self.settings = settings
-        self.observer: DriverObserver | None = None  # set by whoever keeps the driver (the controller's metrics)
 
     @property
     def driver_name(self) -> str:

@@ -485,7 +485,7 @@ class RuntimeStore:
         try:
             return self.commits.run(record)
         except IntegrityError:
-            return False  # reached before: the stage's row is there (its key refused this one)
+            return False  # the stage's row is there already: its key refuses a second
 
     def boot_stages(self, personas: Iterable[str]) -> dict[str, dict[int, dict[str, datetime]]]:
         """persona -> generation -> stage -> when, for these personas."""
