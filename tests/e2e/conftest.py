@@ -47,12 +47,18 @@ class Stack:
     def status(self, persona: str) -> dict:
         return self.http.get(f"/api/v1/personas/{persona}/status").json()
 
+    def last_events(self, persona: str, n: int = 40) -> str:
+        """The persona's newest events, oldest first: what a stuck wait says."""
+        events = self.http.get("/api/v1/events/log", params={"persona": persona, "limit": n,
+                                                             "newest_first": True}).json()
+        return "\n".join(f"  {e['at']} {e['kind']}: {e['message']}" for e in reversed(events))
+
     def wait(self, persona: str, pred, timeout: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout
         s = self.status(persona)
         while not pred(s):
             if time.monotonic() > deadline:
-                raise AssertionError(f"{persona} stuck: {s}")
+                raise AssertionError(f"{persona} stuck: {s}\nits last events:\n" + self.last_events(persona))
             time.sleep(0.1)
             s = self.status(persona)
         return s
