@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -140,10 +141,12 @@ class Stack:
         self.lab_nice = lab_nice
         self.workdir = workdir
         self.env = {**os.environ, **(env or {}), "VOE_DATA_DIR": str(workdir / "data")}
-        self.port, self.lab_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port, self.lab_port, self.boot_port = free_port(), free_port(), free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.boot_url = f"http://127.0.0.1:{self.boot_port}"
+        self.ca = workdir / "data" / "ca.pem"
         self.agent_port = free_port() if agent_service else None
-        self.agents_url = f"http://127.0.0.1:{self.agent_port}" if agent_service else self.url
+        self.agents_url = f"https://127.0.0.1:{self.agent_port}" if agent_service else self.url
         self.file = workdir / "dc.yaml"
         self.file.write_text(dump(doc))
         self.controller: subprocess.Popen | None = None
@@ -157,11 +160,14 @@ class Stack:
     def start_controller(self, *serve_args: str) -> None:
         """``serve_args``: more options for ``voe serve`` (``--no-reconcile``: its API alone)."""
         agents = ("--agent-port", str(self.agent_port)) if self.agent_port else ()
-        self.controller = self._voe("serve", "--port", str(self.port), *agents, *serve_args, log="controller.log")
+        self.controller = self._voe("serve", "--port", str(self.port), "--boot-port", str(self.boot_port), *agents,
+                                    *serve_args, log="controller.log")
         deadline = time.monotonic() + 30
         while True:
             try:
-                if all(httpx.get(f"{u}/healthz", timeout=1).status_code == 200 for u in {self.url, self.agents_url}):
+                verify = ssl.create_default_context(cafile=self.ca) if self.ca.exists() else None
+                if verify and all(httpx.get(f"{u}/healthz", timeout=1, verify=verify).status_code == 200
+                                  for u in {self.url, self.agents_url}):
                     break
             except httpx.HTTPError:
                 pass
@@ -169,7 +175,8 @@ class Stack:
                 raise RuntimeError("controller did not start: " + (self.workdir / "controller.log").read_text()[-2000:])
             time.sleep(0.1)
         token = (self.workdir / "data" / "admin-token").read_text().strip()
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                                 verify=ssl.create_default_context(cafile=self.ca))
 
     def kill_controller(self) -> None:
         """SIGKILL: no cleanup, no goodbye."""
@@ -192,7 +199,7 @@ class Stack:
         self.start_controller()
         r = self.http.post("/api/v1/apply", json={"document": self.doc})
         r.raise_for_status()
-        self.lab_proc = self._voe("lab", "up", "-f", str(self.file), "--controller", self.agents_url,
+        self.lab_proc = self._voe("lab", "up", "-f", str(self.file), "--controller", self.boot_url,
                                   "--control-port", str(self.lab_port), "--state-dir", str(self.workdir / "lab"),
                                   *(("--nice", str(self.lab_nice)) if self.lab_nice is not None else ()), log="lab.log")
         deadline = time.monotonic() + 60
@@ -239,6 +246,8 @@ class Stack:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        if self.http is not None:
+            self.http.close()  # a kept TLS connection would hold the controller's stop (see voe.process.GRACE)
         for p in (self.lab_proc, self.controller):
             if p is not None and p.poll() is None:
                 p.terminate()

@@ -44,13 +44,14 @@ def agents(data: Path, n: int) -> list[tuple[str, str]]:
         services.close()
 
 
-def beat_at(url: str, creds: list[tuple[str, str]], rate: float, seconds: float) -> tuple[int, list[float], int]:
+def beat_at(url: str, ca: Path, creds: list[tuple[str, str]], rate: float,
+            seconds: float) -> tuple[int, list[float], int]:
     """Beats at ``rate`` a second in all, spread over the agents in turn;
     returns (answered, latencies, unanswered)."""
     latencies: list[float] = []
     unanswered = 0
     lock = threading.Lock()
-    clients = [Controller(url, token) for _, token in creds]
+    clients = [Controller(url, token, str(ca)) for _, token in creds]
     body = {"generation": 1, "ready": True, "stopping": False, "uptime": 1.0,
             "addresses": {"front": "10.1.0.1/16"}, "detail": "", "wwpn": None}
 
@@ -95,12 +96,12 @@ def main() -> None:
             ctl, url = stack.controller, stack.agents_url
             # every agent beats once first: its connection open and its credential
             # known, as in a datacenter running for a while (a first beat costs more)
-            beat_at(url, creds, 200, len(creds) / 200)
+            beat_at(url, stack.ca, creds, 200, len(creds) / 200)
             print(f"heartbeats: {args.agents} agents, the agent's own HTTP client, to the controller's "
                   + ("own API" if args.main_port else "agent service") + " (no reconciler)")
             for rate in (float(r) for r in args.rates.split(",")):
                 cpu0, service0 = cpu_seconds(ctl.pid), helpers_cpu_seconds(ctl.pid).get("agent service", 0.0)
-                answered, latencies, unanswered = beat_at(url, creds, rate, args.seconds)
+                answered, latencies, unanswered = beat_at(url, stack.ca, creds, rate, args.seconds)
                 cpu = cpu_seconds(ctl.pid) - cpu0
                 service = helpers_cpu_seconds(ctl.pid).get("agent service", 0.0) - service0
                 latencies.sort()

@@ -114,20 +114,27 @@ def api(services, admin_token):
 
 
 @pytest.fixture
-def live_controller(services, admin_token):
-    """The controller on a real TCP port, for tests that use the CLI or
-    other processes. Yields (url, admin token)."""
+def live_controller(services, admin_token, monkeypatch):
+    """The controller's API on a real TCP port over HTTPS, its CA in
+    ``VOE_CA``, for tests that use the CLI or other processes. Yields (url,
+    admin token)."""
     import uvicorn
 
     from voe.api.app import create_app
+    from voe.process import GRACE
+    from voe.tls import default_names, ensure
 
+    tls = ensure(services.data_dir, default_names("127.0.0.1"))
+    monkeypatch.setenv("VOE_CA", str(tls.ca))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning",
+                                           ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
+                                           timeout_graceful_shutdown=GRACE))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", admin_token
+    yield f"https://127.0.0.1:{port}", admin_token
     server.should_exit = True
     t.join(5)

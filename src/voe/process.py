@@ -12,6 +12,14 @@ beat (see ``voe.agent.client``), and paced at scale they beat every 10 s or
 more: closed at uvicorn's default of 5 s, every beat would open a
 connection again."""
 
+GRACE = 2
+"""Seconds a stopping HTTPS server waits for requests in flight and its
+connections to close. Closing a TLS connection waits for the peer's
+close_notify, which a client idling on a kept connection never sends:
+unbounded, asyncio's wait for it (30 s) would hold every stop. API
+requests are short (the reconciler does the long work), so two seconds
+lose none."""
+
 YOUNG_OBJECTS = 20_000
 """Allocations (net of frees) between collections of the youngest
 generation: Python's 700 suits a short script, not a controller whose

@@ -18,6 +18,7 @@ from voe.controller.ports import PortKeeper
 from voe.controller.timing import Timing
 from voe.controller.workers import Workers
 from voe.domain.inventory import parse
+from voe.drivers.boot.ipxe import ControllerLinks
 from voe.drivers.switch.snmp import SnmpSwitch
 from voe.lab.switch_emulator import SwitchEmulator
 
@@ -69,7 +70,7 @@ def fabric(services):
 def watching(services):
     """A controller's context whose switch watch runs, as a started
     controller's does."""
-    ctx = Ctx(services, services.runtime, Devices(3.0), Timing(), "http://127.0.0.1:1")
+    ctx = Ctx(services, services.runtime, Devices(3.0), Timing(), ControllerLinks("http://127.0.0.1:1", "http://127.0.0.1:1"))
     stop = threading.Event()
     ctx.switches.start(ctx.inventory, stop)
     try:

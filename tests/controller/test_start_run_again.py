@@ -19,7 +19,8 @@ def ctx(services, review_switches):
 def test_a_start_run_again_keeps_the_boot_credential_a_machine_may_hold(ctx):
     """A controller killed after a start registered its boot script runs
     the start again: the agent that booted from the first script must still
-    be answered, so the script and its credential stay as they were."""
+    get its credential, so the script and its bootstrap token stay as they
+    were."""
     inv = ctx.inventory()
     web = inv.by_name("personas")["web-1"]
     ctx.runtime.begin_incarnation("web-1", "vm", "dl360-1", "web-1", "02:56:4f:00:00:07", "test")
@@ -30,5 +31,6 @@ def test_a_start_run_again_keeps_the_boot_credential_a_machine_may_hold(ctx):
     token = next(w.split("=", 1)[1] for w in first.split() if w.startswith("voe.token="))
     ctx.runtime.commits.run(lambda c: start._register_boot(ctx, web, inc, where, c))
     assert ctx.runtime.boot_target(inc.boot_mac).script == first
-    who = ctx.services.tokens.authenticate(token)
-    assert who is not None and who.persona == "web-1"
+    credential = ctx.services.tokens.redeem(token, "web-1", inc.generation)
+    assert credential is not None
+    assert ctx.services.tokens.authenticate(credential).persona == "web-1"

@@ -8,10 +8,14 @@ from tests.drivers.ipxe_syntax import check
 from voe.domain.models import Persona
 from voe.drivers.boot import ipxe
 
-URL = "http://10.0.0.2:8470"
-TOKEN = "voe_agent_AbC-123_x"
+URL = "https://10.0.0.2:8472"
+BOOT = "http://10.0.0.2:8480"
+PIN = "9f" * 32
+LINKS = ipxe.ControllerLinks(URL, BOOT, PIN)
+TOKEN = "voe_bootstrap_AbC-123_x"
 MAC = "02:56:4f:00:00:01"
-ARGS = f"set voe_args voe.controller={URL} voe.persona=web-1 voe.generation=7 voe.token={TOKEN}"
+ARGS = (f"set voe_args voe.controller={URL} voe.persona=web-1 voe.generation=7 voe.token={TOKEN} "
+        f"voe.ca_sha256={PIN}")
 
 
 def persona(**kw) -> Persona:
@@ -27,33 +31,33 @@ FC = persona(boot="fc", image={"target_wwpn": "50:06:01:60:3b:a0:11:22", "lun": 
 
 @pytest.mark.parametrize("p", [persona(), ISCSI, FC], ids=["linux-nfs", "iscsi", "fc"])
 def test_every_script_parses_and_carries_the_agent_args_line(p):
-    script = ipxe.render(p, 7, URL + "/", TOKEN, MAC)
+    script = ipxe.render(p, 7, ipxe.ControllerLinks(URL + "/", BOOT + "/", PIN), TOKEN, MAC)
     assert check(script) == []
     assert script.startswith("#!ipxe\n")
     assert ARGS in script.splitlines()
 
 
 def test_linux_nfs_boots_kernel_with_nfs_root_and_agent_args():
-    lines = ipxe.render(persona(), 7, URL, TOKEN, MAC).splitlines()
-    assert lines[3] == (f"kernel {URL}/boot/images/vmlinuz root=/dev/nfs nfsroot=10.0.3.5:/export/personas/web-1,vers=4"
+    lines = ipxe.render(persona(), 7, LINKS, TOKEN, MAC).splitlines()
+    assert lines[3] == (f"kernel {BOOT}/boot/images/vmlinuz root=/dev/nfs nfsroot=10.0.3.5:/export/personas/web-1,vers=4"
                         " ip=dhcp rw ${voe_args} initrd=initrd.img")
-    assert lines[4] == f"initrd --name initrd.img {URL}/boot/images/initrd.img"
+    assert lines[4] == f"initrd --name initrd.img {BOOT}/boot/images/initrd.img"
     assert lines[5] == "boot"
 
 
 def test_iscsi_sanboots_the_lun_as_the_personas_initiator():
-    lines = ipxe.render(ISCSI, 7, URL, TOKEN, MAC).splitlines()
+    lines = ipxe.render(ISCSI, 7, LINKS, TOKEN, MAC).splitlines()
     assert lines[3:] == ["set initiator-iqn iqn.2026-11.io.voe:web-1",
                          "sanboot iscsi:10.0.3.5::3260:1:iqn.2026-11.io.voe:dl380.web-1"]
 
 
 def test_iscsi_portal_port_is_kept():
     p = ISCSI.model_copy(update={"image": ISCSI.image.model_copy(update={"target_portal": "10.0.3.5:3261"})})
-    assert "sanboot iscsi:10.0.3.5::3261:1:" in ipxe.render(p, 1, URL, TOKEN, MAC)
+    assert "sanboot iscsi:10.0.3.5::3261:1:" in ipxe.render(p, 1, LINKS, TOKEN, MAC)
 
 
 def test_fc_records_the_wwpn_and_hands_over_to_the_hba():
-    script = ipxe.render(FC, 7, URL, TOKEN, MAC)
+    script = ipxe.render(FC, 7, LINKS, TOKEN, MAC)
     assert "set voe_wwpn 20:00:00:25:b5:00:00:01" in script
     assert script.rstrip().endswith("exit")
     assert "sanboot" not in script
@@ -69,13 +73,13 @@ def test_fc_records_the_wwpn_and_hands_over_to_the_hba():
 def test_values_that_could_inject_commands_are_refused(field, value):
     args = {"token": TOKEN, "controller_url": URL, "mac": MAC, field: value}
     with pytest.raises(ipxe.UnsafeBootValue, match="cannot carry safely"):
-        ipxe.render(persona(), 1, args["controller_url"], args["token"], args["mac"])
+        ipxe.render(persona(), 1, ipxe.ControllerLinks(args["controller_url"], BOOT), args["token"], args["mac"])
 
 
 def test_an_image_field_with_a_space_is_refused_and_named():
     p = persona(image={"nfs_root": "10.0.3.5:/export/a b"})
     with pytest.raises(ipxe.UnsafeBootValue, match="image.nfs_root"):
-        ipxe.render(p, 1, URL, TOKEN, MAC)
+        ipxe.render(p, 1, LINKS, TOKEN, MAC)
 
 
 def test_the_checker_catches_what_it_is_for():
@@ -90,5 +94,6 @@ def test_the_lab_reads_the_agent_args_from_every_kind():
     from voe.lab.machine import args_dict, parse_boot_args
 
     for p in (persona(), ISCSI, FC):
-        args = args_dict(parse_boot_args(ipxe.render(p, 7, URL, TOKEN, MAC)))
-        assert args == {"voe.controller": URL, "voe.persona": "web-1", "voe.generation": "7", "voe.token": TOKEN}
+        args = args_dict(parse_boot_args(ipxe.render(p, 7, LINKS, TOKEN, MAC)))
+        assert args == {"voe.controller": URL, "voe.persona": "web-1", "voe.generation": "7", "voe.token": TOKEN,
+                        "voe.ca_sha256": PIN}

@@ -1,12 +1,14 @@
 """The whole stack, as an operator runs it: a controller (with its
-reconciler) on a TCP port, and the lab as a separate process emulating the
-review's datacenter on free ports. The controller reaches the lab only over
-IPMI, SNMP and HTTP, as it would reach real hardware."""
+reconciler) on an HTTPS port signed by its own CA and its plain-HTTP boot
+port, and the lab as a separate process emulating the review's datacenter
+on free ports. The controller reaches the lab only over IPMI, SNMP and
+HTTP, as it would reach real hardware."""
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass
 class Stack:
     url: str
+    boot_url: str
+    ca: Path
     token: str
     lab_port: int
     file: Path
@@ -40,6 +44,16 @@ class Stack:
     def lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "voe.cli.main", "lab", *args, "--control-port", str(self.lab_port)],
                               capture_output=True, text=True, check=check, timeout=60)
+
+    def trusting(self) -> ssl.SSLContext:
+        """What a client trusts to reach this stack's controller: its CA."""
+        return ssl.create_default_context(cafile=self.ca)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """``voe`` as an operator runs it against this stack."""
+        env = {**os.environ, "VOE_URL": self.url, "VOE_TOKEN": self.token, "VOE_CA": str(self.ca)}
+        return subprocess.run([sys.executable, "-m", "voe.cli.main", *args], capture_output=True, text=True, env=env,
+                              timeout=60)
 
     def lab_json(self, *args: str):
         return json.loads(self.lab(*args, "--json").stdout)
@@ -74,11 +88,15 @@ def stack(tmp_path):
 @contextmanager
 def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str | None = None) -> Iterator[Stack]:
     """The stack; ``timing``: the controller's; ``boot_from``: the URL the
-    lab's machines boot from, when not the controller's."""
+    lab's machines boot from, when not the controller's boot port."""
     import uvicorn
 
+    from voe.api.boot_service import BootServer, boot_app
     from voe.controller.services import Services
+    from voe.drivers.boot.ipxe import ControllerLinks
+    from voe.process import GRACE
     from voe.server import build
+    from voe.tls import default_names, ensure
 
     if not (ROOT / "src" / "voe" / "cli" / "lab.py").exists():
         pytest.skip("the lab (voe lab) is not built yet")
@@ -89,20 +107,29 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     services.ensure_admin_token()
     token = (services.data_dir / "admin-token").read_text().strip()
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = build(services, url, timing)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    url = f"https://127.0.0.1:{port}"
+    tls = ensure(services.data_dir, default_names("127.0.0.1"))
+    ca_pem = tls.ca.read_bytes()
+    boot = BootServer(boot_app(services, services.runtime.record_boot_stage, ca_pem), "127.0.0.1", 0)
+    boot.start()
+    boot_url = f"http://127.0.0.1:{boot.port}"
+    app = build(services, ControllerLinks(url, boot_url, tls.pin()), timing, ca_pem=ca_pem)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
+                                           timeout_graceful_shutdown=GRACE))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     while not server.started:
         time.sleep(0.02)
-    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                        verify=ssl.create_default_context(cafile=tls.ca))
     assert http.post("/api/v1/apply", json={"document": doc}).status_code == 200
     lab_port = free_port()
-    lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(dc), "--controller", boot_from or url,
-                            "--control-port", str(lab_port), "--state-dir", str(tmp_path / "lab")],
+    lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(dc),
+                            "--controller", boot_from or boot_url, "--control-port", str(lab_port),
+                            "--state-dir", str(tmp_path / "lab")],
                            env={**os.environ}, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT)
-    s = Stack(url, token, lab_port, dc, doc, http, lab.pid)
+    s = Stack(url, boot_url, tls.ca, token, lab_port, dc, doc, http, lab.pid)
     deadline = time.monotonic() + 30
     while True:
         if lab.poll() is not None:
@@ -120,7 +147,9 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     try:
         yield s
     finally:
+        http.close()  # a kept TLS connection would hold the server's stop (see voe.process.GRACE)
         server.should_exit = True
         stop_process(lab)
         t.join(10)
+        boot.close()
         services.close()

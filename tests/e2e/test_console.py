@@ -4,11 +4,15 @@ page shows must be what the controller did."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from voe.api.app import CONSOLE_DIST
 
@@ -22,10 +26,20 @@ pytestmark = [
 SHOTS = os.environ.get("VOE_SCREENSHOTS")  # a directory: save each view there, for the README
 
 
+def launch(pw, stack):
+    """Chromium trusting the controller's certificate, and only it, by the
+    hash of its public key (its CA is in no trust store of this machine)."""
+    cert = x509.load_pem_x509_certificate((stack.ca.parent / "server.pem").read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    return pw.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", f"--ignore-certificate-errors-spki-list={pin}"])
+
+
 @pytest.fixture
 def page(stack):
     with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = launch(pw, stack)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(20_000)
         page.goto(f"{stack.url}/#token={stack.token}")
@@ -40,7 +54,7 @@ def badge(page, persona: str):
 
 def test_sign_in_refuses_a_wrong_token_and_accepts_the_right_one(stack):
     with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = launch(pw, stack)
         page = browser.new_page()
         page.goto(stack.url + "/")
         page.fill("input[name=token]", "not-a-token")
@@ -154,7 +168,7 @@ def test_the_palette_offers_templates_and_a_drop_clones_one(stack, tmp_path):
     assert stack.http.post("/api/v1/templates", json={"name": "apache", "source": str(tmp_path / "apache"),
                                                       "description": "Apache web server"}).status_code == 201
     with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = launch(pw, stack)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(f"{stack.url}/#token={stack.token}")
         item = page.locator('[data-palette="apache"]')

@@ -5,9 +5,6 @@ back into a template without what made it one machine."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,26 +21,20 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def voe(stack, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VOE_URL": stack.url, "VOE_TOKEN": stack.token}
-    return subprocess.run([sys.executable, "-m", "voe.cli.main", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
-
-
 @pytest.fixture
 def apache(stack, tmp_path):
     if not samples.BUSYBOX.exists():
         pytest.skip("busybox-static is not installed (scripts/setup.sh installs it)")
     tree = tmp_path / "apache"
     samples.build_tree(tree, "apache", samples.ROLES["apache"][1])
-    r = voe(stack, "template", "create", "apache", "--from", str(tree), "--description", "Apache web server")
+    r = stack.cli("template", "create", "apache", "--from", str(tree), "--description", "Apache web server")
     assert r.returncode == 0, r.stdout + r.stderr
     return stack.http.get("/api/v1/templates/apache").json()[-1]
 
 
 def test_a_persona_from_a_template_boots_its_own_clone(stack, apache):
     assert apache["version"] == 1 and apache["kind"] == "tree" and apache["boot"] == "linux-nfs"
-    r = voe(stack, "persona", "create", "web-9", "--from", "apache", "--network", "storage", "--network", "front")
+    r = stack.cli("persona", "create", "web-9", "--from", "apache", "--network", "storage", "--network", "front")
     assert r.returncode == 0 and "persona web-9 from apache v1: copy" in r.stdout, r.stdout + r.stderr
     image = stack.http.get("/api/v1/personas/web-9/image").json()
     persona = stack.http.get("/api/v1/personas/web-9").json()
@@ -66,7 +57,7 @@ def test_a_persona_from_a_template_boots_its_own_clone(stack, apache):
     assert {"persona": "web-9", "path": str(root), "initiator": storage_ip} in [
         {k: g[k] for k in ("persona", "path", "initiator")} for g in grants]
 
-    r = voe(stack, "persona", "capture", "web-9", "--as", "apache-web9")
+    r = stack.cli("persona", "capture", "web-9", "--as", "apache-web9")
     assert r.returncode == 0 and "/etc/machine-id (emptied)" in r.stdout and "/etc/hostname (emptied)" in r.stdout
     captured = root.parents[2] / "templates" / "apache-web9" / "v1" / "root"
     assert (captured / "etc/machine-id").read_text() == "" and (captured / "etc/systemd/network").is_dir()

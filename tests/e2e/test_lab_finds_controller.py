@@ -1,6 +1,6 @@
-"""``voe lab up`` finds the controller as every other command does: from
-``--url``, ``VOE_URL``, or the data dir's ``controller.url`` that ``voe
-serve`` writes. Its machines then boot from that controller."""
+"""``voe lab up`` finds the controller's boot port as ``voe serve`` tells
+it: from ``VOE_BOOT_URL`` or the data dir's ``boot.url``. Its machines then
+boot from that controller."""
 
 from __future__ import annotations
 
@@ -33,13 +33,12 @@ def lab_says(tmp_path, *args: str, env: dict) -> str:
 def test_the_lab_boots_its_machines_from_the_controller_in_the_data_dir(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    (data / "controller.url").write_text("http://127.0.0.1:18470\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("VOE_URL", "VOE_TOKEN")} | {"VOE_DATA_DIR": str(data)}
-    assert "machines boot from http://127.0.0.1:18470" in lab_says(tmp_path, env=env)
+    (data / "controller.url").write_text("https://127.0.0.1:18470\n")
+    (data / "boot.url").write_text("http://127.0.0.1:18480\n")
+    env = {k: v for k, v in os.environ.items() if k != "VOE_BOOT_URL"} | {"VOE_DATA_DIR": str(data)}
+    assert "machines boot from http://127.0.0.1:18480" in lab_says(tmp_path, env=env)
 
 
-def test_the_lab_boots_its_machines_from_the_url_every_command_takes(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "VOE_DATA_DIR"} | {"VOE_URL": "http://127.0.0.1:18471"}
-    assert "machines boot from http://127.0.0.1:18471" in lab_says(tmp_path, env=env)
-    assert "machines boot from http://127.0.0.1:18472" in lab_says(tmp_path, "--url", "http://127.0.0.1:18472",
-                                                                  env=env)
+def test_the_lab_boots_its_machines_from_the_boot_url_in_the_environment(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "VOE_DATA_DIR"} | {"VOE_BOOT_URL": "http://127.0.0.1:18481"}
+    assert "machines boot from http://127.0.0.1:18481" in lab_says(tmp_path, env=env)

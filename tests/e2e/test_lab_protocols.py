@@ -247,4 +247,4 @@ def test_lab_status_lists_every_endpoint(stack):
     assert {b["host"] for b in s["bmcs"]} == {h["name"] for h in stack.doc["hosts"]}
     assert set(s["bmcs"][0]) >= {"host", "protocol", "address", "port", "username", "password"}
     assert set(s["switches"][0]) >= {"name", "address", "port", "community", "v3", "ports"}
-    assert s["hypervisors"][0]["host"] == "dl360-1" and s["controller"] == stack.url
+    assert s["hypervisors"][0]["host"] == "dl360-1" and s["controller"] == stack.boot_url

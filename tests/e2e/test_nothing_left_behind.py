@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -49,11 +50,12 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_http(url: str, proc: subprocess.Popen, what: str) -> None:
+def wait_http(url: str, proc: subprocess.Popen, what: str, ca: Path | None = None) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(url, timeout=1).status_code < 500:
+            verify = ssl.create_default_context(cafile=ca) if ca is not None and ca.exists() else True
+            if (ca is None or ca.exists()) and httpx.get(url, timeout=1, verify=verify).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
@@ -67,19 +69,21 @@ def test_stopping_the_controller_and_the_lab_leaves_no_process_behind(tmp_path, 
     doc = relocate(DatacenterFile(EXAMPLE).data())
     dc.write_text(dump(doc))
     env = {**os.environ, "VOE_DATA_DIR": str(tmp_path / "data")}
-    port, agent_port, lab_port = free_port(), free_port(), free_port()
+    port, agent_port, lab_port, boot_port = free_port(), free_port(), free_port(), free_port()
+    ca = tmp_path / "data" / "ca.pem"
     voe = [sys.executable, "-m", "voe.cli.main"]
     log = open(tmp_path / "procs.log", "w")
-    controller = subprocess.Popen([*voe, "serve", "--port", str(port), "--agent-port", str(agent_port)], env=env,
+    controller = subprocess.Popen([*voe, "serve", "--port", str(port), "--agent-port", str(agent_port),
+                                   "--boot-port", str(boot_port)], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     lab = None
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", controller, "the controller")
+        wait_http(f"https://127.0.0.1:{port}/healthz", controller, "the controller", ca)
         token = (tmp_path / "data" / "admin-token").read_text().strip()
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {token}"},
-                           timeout=30)
+        api = httpx.Client(base_url=f"https://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {token}"},
+                           timeout=30, verify=ssl.create_default_context(cafile=ca))
         assert api.post("/apply", json={"document": doc}).status_code == 200
-        lab = subprocess.Popen([*voe, "lab", "up", "-f", str(dc), "--controller", f"http://127.0.0.1:{agent_port}",
+        lab = subprocess.Popen([*voe, "lab", "up", "-f", str(dc), "--controller", f"http://127.0.0.1:{boot_port}",
                                 "--control-port", str(lab_port), "--state-dir", str(tmp_path / "lab")], env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_http(f"http://127.0.0.1:{lab_port}/status", lab, "the lab")

@@ -128,5 +128,6 @@ def test_every_running_agent_configured_exactly_its_vnics(stack, tmp_path):
 
     from voe.cli.main import app
 
-    shown = CliRunner().invoke(app, ["--url", stack.url, "--token", stack.token, "persona", "show", "web-1"])
+    shown = CliRunner().invoke(app, ["--url", stack.url, "--token", stack.token, "--ca", str(stack.ca),
+                                     "persona", "show", "web-1"])
     assert shown.exit_code == 0 and running["web-1"]["agent"]["addresses"]["back"] in shown.output

@@ -43,3 +43,12 @@ def test_an_unexpected_failure_is_a_json_500_with_a_request_id_the_log_names(ser
     body = r.json()
     assert set(body) == {"detail", "request_id"} and "Traceback" not in r.text and "disk is gone" not in r.text
     assert any(body["request_id"] in rec.getMessage() and rec.exc_info for rec in caplog.records)
+
+
+def test_the_500_names_the_request_id_the_caller_sent_and_the_answer_carries_it(services, admin_token, monkeypatch):
+    monkeypatch.setattr(services.inventory, "load", lambda: 1 / 0)
+    with TestClient(create_app(services), headers={"Authorization": f"Bearer {admin_token}"},
+                    raise_server_exceptions=False) as client:
+        r = client.get("/api/v1/export", headers={"X-Request-ID": "ticket-4711"})
+    assert r.status_code == 500
+    assert r.json()["request_id"] == "ticket-4711" == r.headers["X-Request-ID"]

@@ -22,6 +22,23 @@ def test_no_token_is_401(services):
         assert c.get("/api/v1/networks", headers={"Authorization": "Bearer voe_nope"}).status_code == 401
 
 
+def test_a_source_sending_wrong_tokens_is_refused_for_a_while_and_others_are_not(services, admin_token):
+    from voe.api.auth_failures import ALLOWED
+
+    app = create_app(services)
+    right = {"Authorization": f"Bearer {admin_token}"}
+    with TestClient(app, client=("192.0.2.7", 50000)) as guesser, TestClient(app, client=("192.0.2.8", 50000)) as other:
+        for _ in range(5):  # a missing token guesses nothing, and is not counted
+            assert guesser.get("/api/v1/whoami").status_code == 401
+        for i in range(ALLOWED):
+            assert guesser.get("/api/v1/whoami", headers={"Authorization": f"Bearer voe_guess{i}"}).status_code == 401
+        refused = guesser.get("/api/v1/whoami", headers={"Authorization": "Bearer voe_guess-again"})
+        assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
+        assert "192.0.2.7" in refused.json()["detail"]
+        assert guesser.get("/api/v1/whoami", headers=right).status_code == 429  # a right guess is not told apart
+        assert other.get("/api/v1/whoami", headers=right).status_code == 200  # another address is not held back
+
+
 def test_viewer_cannot_write_operator_cannot_change_inventory(api, services):
     viewer = api.post("/api/v1/tokens", json={"name": "ro", "role": "viewer"}).json()["token"]
     operator = api.post("/api/v1/tokens", json={"name": "op", "role": "operator"}).json()["token"]
@@ -91,3 +108,9 @@ def test_a_file_without_the_password_keeps_the_stored_one(api, services):
     r = api.post("/api/v1/apply", json={"document": doc})
     assert r.json()["changes"] == [{"op": "update", "kind": "hosts", "name": "h1", "fields": ["bmc.password"]}]
     assert services.inventory.load().by_name("hosts")["h1"].bmc.password == "new-one"
+
+
+def test_a_token_cannot_revoke_itself(api):
+    r = api.delete("/api/v1/tokens/admin")
+    assert r.status_code == 409 and "another admin token" in r.json()["detail"]
+    assert api.get("/api/v1/whoami").status_code == 200

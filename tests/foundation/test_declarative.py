@@ -146,12 +146,16 @@ def test_list_show_json_and_tables(voe):
 
 
 def test_token_create_prints_a_working_token(voe, live_controller):
+    import os
+    import ssl
+
     import httpx
 
     r = voe("token", "create", "--role", "operator", "--name", "ci")
     token = r.output.strip()
     assert token.startswith("voe_")
-    who = httpx.get(live_controller[0] + "/api/v1/whoami", headers={"Authorization": f"Bearer {token}"}).json()
+    who = httpx.get(live_controller[0] + "/api/v1/whoami", headers={"Authorization": f"Bearer {token}"},
+                    verify=ssl.create_default_context(cafile=os.environ["VOE_CA"])).json()
     assert who == {"name": "ci", "role": "operator", "persona": None}
 
 

@@ -105,3 +105,9 @@ def test_blank_identity_is_filled_and_kept(api):
     assert made["san"]["initiator_iqn"] == "iqn.2026-11.io.voe:persona:a"
     again = api.put("/api/v1/personas/a", json={**persona("a"), "cpus": 2}).json()
     assert again["vnics"][0] == vnic and again["cpus"] == 2
+
+
+def test_an_unknown_field_spelt_with_a_capital_is_named_with_the_fix(api):
+    r = api.post("/api/v1/apply", json={"document": {"Networks": []}})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"].startswith("unknown field 'Networks'; did you mean 'networks'?")

@@ -1,7 +1,8 @@
 """The agent's parameters: from the kernel command line (as an iPXE script
 put them there), a file, or flags. ``voe.controller``, ``voe.persona``,
-``voe.generation`` and ``voe.token`` are required; ``voe.ca`` names a CA
-bundle for TLS."""
+``voe.generation`` and ``voe.token`` (a one-use bootstrap token) are
+required; ``voe.ca`` names a CA bundle for TLS, ``voe.ca_sha256`` pins the
+CA the controller serves."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class BootArgs:
     generation: int
     token: str
     ca: str | None = None
+    ca_sha256: str | None = None
 
 
 def parse(cmdline: str) -> BootArgs:
@@ -35,4 +37,4 @@ def parse(cmdline: str) -> BootArgs:
     except ValueError:
         raise BootArgsError(f"voe.generation={words['voe.generation']!r} is not a number") from None
     return BootArgs(words["voe.controller"].rstrip("/"), words["voe.persona"], generation, words["voe.token"],
-                    words.get("voe.ca"))
+                    words.get("voe.ca"), words.get("voe.ca_sha256"))

@@ -1,5 +1,7 @@
 """The agent's HTTP(S) calls to the controller, with the standard library
-only (http.client + ssl), TLS verified against a CA bundle when one is given.
+only (http.client + ssl). TLS is verified against a CA bundle when one is
+given; else against the CA the controller serves, taken only if its SHA-256
+is the pin the boot script carried; else against the system's CAs.
 
 One connection is kept open from beat to beat: a connection per beat would
 cost the controller an accept, a protocol object and a close for every
@@ -7,6 +9,7 @@ beat, and beats are most of what a controller serves."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import select
@@ -23,6 +26,10 @@ class Unreachable(Exception):
     pass
 
 
+class Untrusted(Exception):
+    """The CA the controller serves is not the one the boot script pinned."""
+
+
 _DROPPED = (http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError, ConnectionResetError,
             ConnectionAbortedError)
 """What a kept connection the controller closed meanwhile (its idle
@@ -30,7 +37,8 @@ timeout, a restart) raises at its next use, before any answer."""
 
 
 class Controller:
-    def __init__(self, base: str, token: str, ca: str | None = None, timeout: float = 2.0):
+    def __init__(self, base: str, token: str, ca: str | None = None, timeout: float = 2.0,
+                 ca_pin: str | None = None):
         self.base = base
         self.token = token
         self.timeout = timeout
@@ -38,13 +46,17 @@ class Controller:
         self._tls = u.scheme == "https"
         self._host, self._port = u.hostname or "127.0.0.1", u.port
         self._prefix = u.path.rstrip("/")
-        self.context = ssl.create_default_context(cafile=ca) if self._tls else None
+        self._pin = ca_pin.lower() if ca_pin else None
+        pinned_later = self._tls and ca is None and self._pin is not None
+        self.context = ssl.create_default_context(cafile=ca) if self._tls and not pinned_later else None
         self._conn: http.client.HTTPConnection | None = None
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         try:
+            if self._tls and self.context is None:
+                self.context = self._pinned_context()
             status, payload = self._exchange(method, self._prefix + path, data, headers)
         except (OSError, http.client.HTTPException) as e:
             self.close()
@@ -54,6 +66,37 @@ class Controller:
         if status >= 400:
             raise Unreachable(f"controller answered {status}")
         return json.loads(payload or b"{}")
+
+    def redeem(self, persona: str, generation: int) -> None:
+        """Trade the bootstrap token this client holds for the agent's
+        credential, and hold that from now on. A 401 (used, expired) is
+        ``Stale``: this boot's token is spent, and only a new boot gets
+        another."""
+        self.token = self.call("POST", "/api/v1/agent/credential",
+                               {"persona": persona, "generation": generation})["token"]
+
+    def _pinned_context(self) -> ssl.SSLContext:
+        """The controller's CA, fetched without checking (nothing is sent
+        but the request for it) and trusted only if it is the pinned one."""
+        unchecked = ssl.create_default_context()
+        unchecked.check_hostname = False
+        unchecked.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=unchecked)
+        try:
+            conn.request("GET", self._prefix + "/boot/ca.pem")
+            r = conn.getresponse()
+            pem = r.read().decode("ascii", "replace")
+        finally:
+            conn.close()
+        if r.status != 200:
+            raise OSError(f"the controller answered {r.status} for its CA")
+        try:
+            found = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+        except ValueError:
+            raise Untrusted(f"{self.base} served no PEM certificate as its CA") from None
+        if found != self._pin:
+            raise Untrusted(f"{self.base} serves a CA with SHA-256 {found}, not the pinned {self._pin}")
+        return ssl.create_default_context(cadata=pem)
 
     def _exchange(self, method: str, path: str, data: bytes | None, headers: dict) -> tuple[int, bytes]:
         """One request on the kept connection; sent once more on a new one

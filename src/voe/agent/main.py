@@ -1,15 +1,19 @@
-"""``voe-agent``: runs inside every persona. Fetches its configuration,
+"""``voe-agent``: runs inside every persona. Trades its boot script's
+bootstrap token for its credential, fetches its configuration,
 builds its network identity, writes its SAN identity, then heartbeats with
 its generation. It stops when told ``stop``, exits at once when told it is
 stale, and fences itself when a configured lease cannot be renewed.
 
 Exit codes: 0 stopped on request or by ACPI; 2 bad parameters; 3 stale
-(another incarnation took over); 4 self-fenced (lease expired).
+(another incarnation took over, or its bootstrap token was refused); 4
+self-fenced (lease expired); 5 the controller's CA is not the pinned one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,13 +21,26 @@ import time
 from pathlib import Path
 
 from voe.agent import bootargs, render
-from voe.agent.client import Controller, Stale, Unreachable
+from voe.agent.client import Controller, Stale, Unreachable, Untrusted
 
-EXIT_STALE, EXIT_SELF_FENCED = 3, 4
+EXIT_STALE, EXIT_SELF_FENCED, EXIT_UNTRUSTED = 3, 4, 5
+CREDENTIAL = Path("run") / "voe-agent" / "credential"
+"""Under the agent's root: the credential its bootstrap token bought, kept
+for an agent restarted within the same boot (the token is spent)."""
 
 
-def log(msg: str) -> None:
-    sys.stderr.write(f"voe-agent {time.strftime('%H:%M:%S')} {msg}\n")
+LOG_JSON = {"on": os.environ.get("VOE_LOG_FORMAT") == "json"}
+"""One JSON object per line (``--log-format json`` or VOE_LOG_FORMAT), as
+the controller's processes log; else text."""
+
+
+def log(msg: str, level: str = "info") -> None:
+    if LOG_JSON["on"]:
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": level.upper(), "process": "agent",
+                           "logger": "voe.agent", "message": msg})
+    else:
+        line = f"voe-agent {time.strftime('%H:%M:%S')} {msg}"
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
@@ -37,15 +54,34 @@ def read_args(ns: argparse.Namespace) -> bootargs.BootArgs:
     return bootargs.parse(words)
 
 
-def fetch_config(ctl: Controller) -> dict:
+def until_reached(call):
     delay = 0.1
     while True:
         try:
-            return ctl.call("GET", "/api/v1/agent/config")
+            return call()
         except Unreachable as e:
-            log(f"controller unreachable ({e}); retrying")
+            log(f"controller unreachable ({e}); retrying", "warning")
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def obtain_credential(ctl: Controller, args: bootargs.BootArgs, root: Path) -> None:
+    """The credential kept from earlier in this boot, or the bootstrap
+    token's exchange for it (kept then, readable by root alone)."""
+    kept = root / CREDENTIAL
+    try:
+        held = json.loads(kept.read_text())
+        if (held["persona"], held["generation"]) == (args.persona, args.generation):
+            ctl.token = held["token"]
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    until_reached(lambda: ctl.redeem(args.persona, args.generation))
+    kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    kept.unlink(missing_ok=True)
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"persona": args.persona, "generation": args.generation, "token": ctl.token}, f)
 
 
 def configure(root: Path, config: dict, backend: str) -> dict[str, str]:
@@ -71,16 +107,20 @@ def app_ready(check: str | None) -> tuple[bool, str]:
 
 def run(ns: argparse.Namespace) -> int:
     args = read_args(ns)
-    ctl = Controller(args.controller, args.token, args.ca)
+    ctl = Controller(args.controller, args.token, args.ca, ca_pin=args.ca_sha256)
     root = Path(ns.root)
     started = time.monotonic()
     stopping = {"asked": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(asked=True))
     try:
-        config = fetch_config(ctl)
+        obtain_credential(ctl, args, root)
+        config = until_reached(lambda: ctl.call("GET", "/api/v1/agent/config"))
     except Stale as e:
-        log(f"stale before start ({e}); exiting")
+        log(f"stale before start ({e}); exiting", "warning")
         return EXIT_STALE
+    except Untrusted as e:
+        log(f"refusing the controller: {e}", "error")
+        return EXIT_UNTRUSTED
     if config["generation"] != args.generation:
         log(f"generation {args.generation} is not the current {config['generation']}; exiting")
         return EXIT_STALE
@@ -98,12 +138,12 @@ def run(ns: argparse.Namespace) -> int:
             answer = ctl.call("POST", "/api/v1/agent/heartbeat", body)
             last_ok = time.monotonic()
         except Stale as e:
-            log(f"stale ({e}); stopping at once")
+            log(f"stale ({e}); stopping at once", "warning")
             return EXIT_STALE
         except Unreachable as e:
             answer = {}
             if lease_ttl and time.monotonic() - last_ok > lease_ttl:
-                log(f"lease of {lease_ttl:g} s expired without renewal ({e}); self-fencing")
+                log(f"lease of {lease_ttl:g} s expired without renewal ({e}); self-fencing", "critical")
                 return _halt(ns, EXIT_SELF_FENCED)
         if answer.get("action") == "stale":
             log("the controller says this generation is stale; stopping at once")
@@ -136,13 +176,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--network-backend", choices=["rendered", "live"], default=None)
     p.add_argument("--app-check", help="command whose success means the application is ready")
     p.add_argument("--on-stop", choices=["exit", "poweroff"], default="exit")
+    p.add_argument("--log-format", choices=["text", "json"], default=None)
     ns = p.parse_args(argv)
+    if ns.log_format:
+        LOG_JSON["on"] = ns.log_format == "json"
     if ns.network_backend is None:
         ns.network_backend = "live" if ns.root == "/" else "rendered"
     try:
         sys.exit(run(ns))
     except bootargs.BootArgsError as e:
-        log(f"error: {e}")
+        log(f"error: {e}", "error")
         sys.exit(2)
 
 

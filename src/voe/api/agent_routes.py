@@ -1,15 +1,19 @@
-"""What agents and booting machines call: their configuration, heartbeats,
-and the per-MAC iPXE script."""
+"""What agents and booting machines call: the exchange of a boot script's
+bootstrap token for the agent's credential, their configuration,
+heartbeats, and (on the boot port too) the per-MAC iPXE script and the CA
+agents pin."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
-from voe.api.auth import principal
+from voe.api.auth import bearer, principal, refuse_if_blocked
+from voe.api.responses import AUTHENTICATED
 from voe.domain import wiring
 from voe.domain.lifecycle import State
 from voe.store.tokens import Principal
@@ -36,6 +40,28 @@ class Heartbeat(BaseModel):
     addresses: dict[str, str] = Field(default_factory=dict)
     detail: str | None = None
     wwpn: str | None = None
+
+
+class Exchange(BaseModel):
+    persona: str = Field(min_length=1, max_length=63)
+    generation: int = Field(ge=1)
+
+
+@router.post("/credential", summary="A boot script's one-use bootstrap token, exchanged for the agent's credential",
+             responses={401: {"description": "the bootstrap token is unknown, used, expired or another incarnation's"},
+                        429: AUTHENTICATED[429]})
+def credential(request: Request, body: Exchange,
+               creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> dict:
+    token = creds.credentials if creds else None
+    source = refuse_if_blocked(request, request.app.state.auth_failures)
+    issued = request.app.state.services.tokens.redeem(token, body.persona, body.generation) if token else None
+    if issued is None:
+        if token:
+            request.app.state.auth_failures.failed(source)
+        raise HTTPException(401, f"no credential for {body.persona} generation {body.generation}: this bootstrap "
+                                 "token is unknown, used already, expired or another incarnation's",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return {"token": issued}
 
 
 @router.get("/config", summary="The calling persona's configuration on its current machine")
@@ -81,6 +107,15 @@ def heartbeat(request: Request, body: Heartbeat, who: Agent) -> dict:
                                   body.model_dump(include={"addresses", "uptime", "detail", "wwpn"}), told=interval)
     action = "stop" if standing.state == State.STOPPING else "continue"
     return {"action": action, "interval": interval, "lease_expires_in": lease}
+
+
+@boot_router.get("/boot/ca.pem", summary="The CA that signs the controller's certificate (agents check its pin)",
+                 response_class=Response, responses={404: {"description": "the controller runs without TLS"}})
+def ca_certificate(request: Request) -> Response:
+    pem = request.app.state.ca_pem
+    if pem is None:
+        raise HTTPException(404, "this controller serves no CA of its own")
+    return Response(pem, media_type="application/x-pem-file")
 
 
 @boot_router.get("/boot/ipxe/{mac}", response_class=PlainTextResponse, summary="The iPXE script for a booting MAC")

@@ -32,18 +32,22 @@ import logging
 import multiprocessing
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
 from voe.api import agent_routes
 from voe.api.app import API, install_error_handlers
+from voe.api.auth_failures import AuthFailures
 from voe.store.runtime import RuntimeStore
+from voe.tls import TlsFiles
 
 log = logging.getLogger("voe.agent_service")
 
@@ -61,9 +65,13 @@ class AgentService:
     process with the socket, records the beats it forwards, tells it the
     pace, and starts it again if it dies."""
 
-    def __init__(self, runtime: RuntimeStore, pace, data_dir, database_url: str | None, host: str, port: int):
+    def __init__(self, runtime: RuntimeStore, pace, data_dir, database_url: str | None, host: str, port: int,
+                 tls: TlsFiles | None = None):
         self.runtime, self.pace = runtime, pace
         self._args = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
+        if tls is not None:
+            self._args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+            self._args += ["--tls-ca", str(tls.ca)] if tls.ca is not None else []
         self.sock = _bind(host, port)
         self._closed = threading.Event()
         self._proc: subprocess.Popen | None = None
@@ -81,12 +89,16 @@ class AgentService:
 
     def wait_until_serving(self, patience: float = 30.0) -> bool:
         """Whether the service answers within ``patience`` seconds: the
-        reconciler starts judging silences only once beats can arrive."""
+        reconciler starts judging silences only once beats can arrive.
+        Only that it answers is asked: its certificate is the controller's
+        own, so it is not checked here."""
         host, port = self.sock.getsockname()[:2]
+        tls = "--tls-cert" in self._args
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection((host, port), timeout=1) as c:
+                with socket.create_connection((host, port), timeout=1) as raw:
+                    c = _unchecked_tls().wrap_socket(raw) if tls else raw
                     c.sendall(b"GET /healthz HTTP/1.1\r\nHost: voe\r\nConnection: close\r\n\r\n")
                     if c.recv(12).startswith(b"HTTP/1.1 200"):
                         return True
@@ -165,6 +177,13 @@ class AgentService:
         self.sock.close()
 
 
+def _unchecked_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _bind(host: str, port: int, patience: float = 5.0) -> socket.socket:
     """The agent port, waiting a little for a service of a controller
     killed just before to let go of it (it exits when its pipe closes)."""
@@ -195,9 +214,12 @@ class PaceHeard:
         return self._lease
 
 
-def agent_app(services, pace, record_beat: Callable[..., None], record_boot_stage: Callable[..., None]) -> FastAPI:
+def agent_app(services, pace, record_beat: Callable[..., None], record_boot_stage: Callable[..., None],
+              ca_pem: bytes | None = None) -> FastAPI:
     """The agent routes alone, over the store."""
     app = FastAPI(title="voe agent service", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.ca_pem = ca_pem
+    app.state.auth_failures = AuthFailures()
     app.state.services = services
     app.state.runtime = services.runtime
     app.state.pace = pace
@@ -219,6 +241,7 @@ def agent_app(services, pace, record_beat: Callable[..., None], record_boot_stag
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
+    from voe import logs
     from voe.controller.services import Services
     from voe.controller.timing import Timing
     from voe.process import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
@@ -228,7 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("socket", type=int)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--database-url")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--tls-ca")
     ns = ap.parse_args(argv)
+    logs.configure("agent-service")  # the controller's format, from the environment
     open_files_to_the_limit()
     collect_cycles_less_often()
     conn = Connection(ns.pipe)
@@ -254,8 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=follow_pace, name="voe-pace", daemon=True).start()
     services = Services.open(ns.data_dir, ns.database_url)
     sock = socket.socket(fileno=ns.socket)
-    server = uvicorn.Server(uvicorn.Config(agent_app(services, pace, record_beat, record_boot_stage), log_level="warning",
-                                           timeout_keep_alive=KEEP_ALIVE))
+    ca_pem = Path(ns.tls_ca).read_bytes() if ns.tls_ca else None
+    app = agent_app(services, pace, record_beat, record_boot_stage, ca_pem)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, timeout_keep_alive=KEEP_ALIVE,
+                                           ssl_certfile=ns.tls_cert, ssl_keyfile=ns.tls_key))
     server.run(sockets=[sock])
 
 

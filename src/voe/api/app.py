@@ -2,13 +2,20 @@
 /api/v1/openapi.json. Errors from every layer become JSON here, in one place:
 422 names the field and the rule, 409 the conflict, 404 the missing object,
 and anything unexpected a 500 with a request id that the log names, never
-a traceback."""
+a traceback.
+
+Every request gets an id (the caller's ``X-Request-ID`` when it sends a
+usable one), answered in the same header, recorded in every event the
+request causes with the name of its token, and named by the log; writes
+are logged with their outcome (logger ``voe.api.access``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
+import re
+import secrets
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -31,7 +38,10 @@ from voe.api import (
     template_routes,
     token_routes,
 )
+from voe.api.auth_failures import AuthFailures
 from voe.api.controller_face import ControllerFace
+from voe.api.responses import document_errors
+from voe.cause import CAUSE, Cause
 from voe.controller.pacing import BeatPace
 from voe.controller.services import Services
 from voe.controller.timing import Timing
@@ -44,6 +54,47 @@ CONSOLE_DIST = Path(__file__).resolve().parent.parent / "console" / "dist"
 _NOT_AN_OBJECT = {"model_attributes_type", "dict_type"}  # pydantic's types for "this should be an object"
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("voe.api.access")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_READS = {"GET", "HEAD", "OPTIONS"}
+
+
+class RequestIds:
+    """ASGI middleware: the request's ``Cause`` for its whole length (the
+    endpoint, its dependencies and the worker thread it runs on), its id
+    in the answer's ``X-Request-ID``, and each write in the access log."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        asked = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        cause = Cause(asked if _REQUEST_ID.fullmatch(asked) else secrets.token_hex(8))
+        token = CAUSE.set(cause)
+        status, started = 500, False
+        began = time.monotonic()
+
+        async def send_with_id(message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                message.setdefault("headers", []).append((b"x-request-id", cause.request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # here, not outside: the answer carries this request's id
+            if started:
+                raise  # the answer began already: nothing to mend
+            await _failed(cause.request_id, scope["method"], scope["path"], exc)(scope, receive, send_with_id)
+        finally:
+            if scope["method"] not in _READS:
+                access.info("%s %s %s in %.0f ms", scope["method"], scope["path"], status,
+                            (time.monotonic() - began) * 1000,
+                            extra={"method": scope["method"], "path": scope["path"], "status": status})
+            CAUSE.reset(token)
 
 
 def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -74,8 +125,11 @@ def _plain(error: dict) -> dict:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    request_id = uuid.uuid4().hex[:16]
-    log.error("request %s (%s %s) failed", request_id, request.method, request.url.path, exc_info=exc)
+    return _failed(secrets.token_hex(8), request.method, request.url.path, exc)
+
+
+def _failed(request_id: str, method: str, path: str, exc: Exception) -> JSONResponse:
+    log.error("request %s (%s %s) failed", request_id, method, path, exc_info=exc)
     return JSONResponse({"detail": "the controller failed on this request; its log says why under this request id",
                          "request_id": request_id}, status_code=500)
 
@@ -85,8 +139,10 @@ def _body_model(request: Request):
     return KINDS.get(parts[0]) if parts and parts[0] else None
 
 
-def create_app(services: Services, timing: Timing | None = None, controller: ControllerFace | None = None) -> FastAPI:
-    """The API over ``services``; with a ``controller``, it runs for the app's lifetime."""
+def create_app(services: Services, timing: Timing | None = None, controller: ControllerFace | None = None,
+               ca_pem: bytes | None = None) -> FastAPI:
+    """The API over ``services``; with a ``controller``, it runs for the app's
+    lifetime; ``ca_pem``: the CA that signs its certificate, served to agents."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -105,21 +161,19 @@ def create_app(services: Services, timing: Timing | None = None, controller: Con
     app.state.timing = timing or Timing()
     app.state.pace = controller.pace if controller is not None else BeatPace(app.state.timing)
     app.state.controller = controller
+    app.state.ca_pem = ca_pem
+    app.state.auth_failures = AuthFailures()
 
     # routes are matched in order, one by one: the agents' beats, config and
     # boot-script fetches are most requests, so they are tried first
     api = APIRouter(prefix=API)
-    api.include_router(agent_routes.router)
-    for r in inventory_routes.all_routers():
+    for r in (agent_routes.router, *inventory_routes.all_routers(), document_routes.router, token_routes.router,
+              event_routes.router, lifecycle_routes.router, fabric_routes.router, driver_routes.router,
+              template_routes.router, backup_routes.router):
+        document_errors(r)
         api.include_router(r)
-    api.include_router(document_routes.router)
-    api.include_router(token_routes.router)
-    api.include_router(event_routes.router)
-    api.include_router(lifecycle_routes.router)
-    api.include_router(fabric_routes.router)
-    api.include_router(driver_routes.router)
-    api.include_router(template_routes.router)
-    api.include_router(backup_routes.router)
+    for r in (agent_routes.boot_router, metrics_routes.router):
+        document_errors(r)
     app.include_router(agent_routes.boot_router)
     app.include_router(api)
     app.include_router(metrics_routes.router)
@@ -132,6 +186,7 @@ def create_app(services: Services, timing: Timing | None = None, controller: Con
         app.mount("/", StaticFiles(directory=CONSOLE_DIST, html=True), name="console")
 
     install_error_handlers(app)
+    app.add_middleware(RequestIds)
     return app
 
 

@@ -1,19 +1,23 @@
-"""Bearer-token authentication and role checks, as FastAPI dependencies."""
+"""Bearer-token authentication and role checks, as FastAPI dependencies.
+Wrong tokens are counted per source address (``auth_failures``)."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from voe.api.auth_failures import AuthFailures
+from voe.cause import CAUSE
 from voe.store.tokens import Principal, Role
 
-_bearer = HTTPBearer(auto_error=False, description="a voe token: `voe token create`, or <data dir>/admin-token")
+bearer = HTTPBearer(auto_error=False, description="a voe token: `voe token create`, or <data dir>/admin-token")
 
 
 async def principal(request: Request,
-                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     """async: a token just used is known without a store read (see
     ``tokens.KNOWN_FOR``), and a worker thread per request cost more than
     the rare read it would spare the event loop."""
@@ -23,11 +27,26 @@ async def principal(request: Request,
     if not token:
         raise HTTPException(401, "no token: send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})
+    failures: AuthFailures = request.app.state.auth_failures
+    source = refuse_if_blocked(request, failures)
     who = request.app.state.services.tokens.authenticate(token)
     if who is None:
+        failures.failed(source)
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-    request.state.principal_name = who.name  # for the audit trail
+    cause = CAUSE.get()
+    if cause is not None:
+        cause.by = who.name
     return who
+
+
+def refuse_if_blocked(request: Request, failures: AuthFailures) -> str:
+    """The request's source address, or 429 while it sent too many wrong tokens."""
+    source = request.client.host if request.client else "unknown"
+    wait = failures.blocked_for(source)
+    if wait:
+        raise HTTPException(429, f"too many wrong tokens from {source}: try again in {math.ceil(wait)} s",
+                            headers={"Retry-After": str(math.ceil(wait))})
+    return source
 
 
 def require(role: Role):

@@ -80,14 +80,13 @@ def _put(request: Request, kind: str, obj: BaseModel, *, must_be_new: bool) -> d
 
 
 def _audit(request: Request, changes) -> None:
-    log = request.app.state.services.events
-    who = getattr(request.state, "principal_name", None)
+    log = request.app.state.services.events  # the token's name and the request id come with the request
     for ch in changes:
         log.append("info", "inventory", f"{ch.op} {ch.kind[:-1] if ch.kind != 'switches' else 'switch'} {ch.name}",
                    persona=ch.name if ch.kind == "personas" else None,
                    host=ch.name if ch.kind == "hosts" else None,
                    group=ch.name if ch.kind == "groups" else None,
-                   data={"fields": list(ch.fields), "by": who})
+                   data={"fields": list(ch.fields)})
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from voe.api.auth import Admin, Anyone
 from voe.domain.models import NAME_PATTERN
+from voe.errors import Conflict
 
 router = APIRouter(tags=["tokens"])
 
@@ -33,6 +34,8 @@ def list_tokens(request: Request, _: Admin) -> list[dict]:
 
 @router.delete("/tokens/{name}", status_code=204, summary="Revoke a token")
 def revoke_token(request: Request, name: str, who: Admin) -> Response:
+    if name == who.name:  # the last admin token could lock every admin out
+        raise Conflict(f"token {name!r} cannot revoke itself; revoke it with another admin token", ("name",))
     services = request.app.state.services
     services.tokens.revoke(name)
     services.events.append("warning", "audit", f"token {name!r} revoked by {who.name}")

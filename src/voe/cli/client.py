@@ -1,12 +1,14 @@
 """The CLI's way to the controller: always the REST API, never the database.
 
-Where to find it: ``--url``/``--token``, else ``VOE_URL``/``VOE_TOKEN``, else
-the data directory of a controller on this machine (its ``controller.url``
-and ``admin-token`` files)."""
+Where to find it: ``--url``/``--token``/``--ca``, else
+``VOE_URL``/``VOE_TOKEN``/``VOE_CA``, else the data directory of a
+controller on this machine (its ``controller.url``, ``admin-token`` and
+``ca.pem`` files). Without a CA, the system's CAs are trusted."""
 
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -14,7 +16,8 @@ from typing import Any, BinaryIO
 import httpx
 from platformdirs import user_data_dir
 
-DEFAULT_URL = "http://127.0.0.1:8470"
+DEFAULT_URL = "https://127.0.0.1:8470"
+DEFAULT_BOOT_URL = "http://127.0.0.1:8480"
 
 
 class ApiError(Exception):
@@ -49,30 +52,52 @@ def _raise_for(r: httpx.Response) -> None:
 class Target:
     url: str
     token: str | None
+    ca: str | None = None
 
 
-def resolve(url: str | None = None, token: str | None = None, data_dir: str | None = None) -> Target:
+def resolve(url: str | None = None, token: str | None = None, data_dir: str | None = None,
+            ca: str | None = None) -> Target:
     url = url or os.environ.get("VOE_URL")
     token = token or os.environ.get("VOE_TOKEN")
+    ca = ca or os.environ.get("VOE_CA")
     directory = Path(data_dir or os.environ.get("VOE_DATA_DIR") or user_data_dir("voe"))
     if url is None and (directory / "controller.url").exists():
         url = (directory / "controller.url").read_text().strip()
     if token is None and (directory / "admin-token").exists():
         token = (directory / "admin-token").read_text().strip()
-    return Target(url or DEFAULT_URL, token)
+    if ca is None and (directory / "ca.pem").exists():
+        ca = str(directory / "ca.pem")
+    return Target(url or DEFAULT_URL, token, ca)
+
+
+def resolve_boot_url(data_dir: str | None = None) -> str:
+    """Where machines fetch boot scripts: ``VOE_BOOT_URL``, else the data
+    dir's ``boot.url`` that ``voe serve`` writes."""
+    directory = Path(data_dir or os.environ.get("VOE_DATA_DIR") or user_data_dir("voe"))
+    if os.environ.get("VOE_BOOT_URL"):
+        return os.environ["VOE_BOOT_URL"]
+    if (directory / "boot.url").exists():
+        return (directory / "boot.url").read_text().strip()
+    return DEFAULT_BOOT_URL
 
 
 class Client:
     def __init__(self, target: Target, timeout: float = 30.0):
         headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
         self.target = target
-        self._http = httpx.Client(base_url=target.url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout)
+        try:
+            verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=target.ca) if target.ca else True
+        except (OSError, ssl.SSLError) as e:
+            raise ApiError(0, f"CA {target.ca} cannot be read as a PEM certificate bundle ({e}); "
+                              "give the controller's CA (its data dir's ca.pem) with --ca or VOE_CA") from None
+        self._http = httpx.Client(base_url=target.url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout,
+                                  verify=verify)
 
     def request(self, method: str, path: str, **kw) -> Any:
         try:
             r = self._http.request(method, path, **kw)
-        except httpx.ConnectError:
-            raise self._unreachable() from None
+        except httpx.ConnectError as e:
+            raise self._unreachable(e) from None
         _raise_for(r)
         if r.status_code == 204 or not r.content:
             return None
@@ -89,13 +114,23 @@ class Client:
                 for chunk in r.iter_bytes():
                     out.write(chunk)
                     written += len(chunk)
-        except httpx.ConnectError:
-            raise self._unreachable() from None
+        except httpx.ConnectError as e:
+            raise self._unreachable(e) from None
         return written
 
-    def _unreachable(self) -> ApiError:
+    def _unreachable(self, e: httpx.ConnectError) -> ApiError:
+        if "CERTIFICATE_VERIFY_FAILED" in str(e):
+            trusted = f"CA {self.target.ca}" if self.target.ca else "this system's CAs (no --ca given)"
+            return ApiError(0, f"the controller at {self.target.url} presents a certificate that {trusted} did "
+                               "not sign; give its CA (the controller's data dir's ca.pem) with --ca or VOE_CA")
+        if "WRONG_VERSION_NUMBER" in str(e) or "record layer failure" in str(e):
+            return ApiError(0, f"{self.target.url} does not speak TLS; is it the controller's boot port? "
+                               "The API is on the port `voe serve --port` names (https)")
         return ApiError(0, f"cannot reach the controller at {self.target.url}; start it with `voe serve` "
                            "or point VOE_URL at it")
+
+    def close(self) -> None:
+        self._http.close()
 
     def get(self, path: str, **kw) -> Any:
         return self.request("GET", path, **kw)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,13 +26,16 @@ out = Console(soft_wrap=True)
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "review-lab.yaml"
 
 
-def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen) -> None:
+def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen, ca: Path | None = None) -> None:
+    """Until ``url`` answers; over TLS, checked against ``ca`` once the
+    controller has made it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"{what} exited with code {proc.returncode}; see its output above")
         try:
-            if httpx.get(url, timeout=1).status_code < 500:
+            verify = ssl.create_default_context(cafile=ca) if ca is not None and ca.exists() else True
+            if (ca is None or ca.exists()) and httpx.get(url, timeout=1, verify=verify).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
@@ -42,13 +46,14 @@ def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen) -> N
 def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
          port: Annotated[int, typer.Option(help="controller and console port")] = 8470,
          lab_port: Annotated[int, typer.Option(help="lab control port")] = 8471,
-         agent_port: Annotated[int, typer.Option(
-             help="port of the controller's agent service (booting machines and agents)")] = 8472,
+         agent_port: Annotated[int, typer.Option(help="port of the controller's agent service (agents)")] = 8472,
+         boot_port: Annotated[int, typer.Option(help="the controller's boot port (plain HTTP boot scripts)")] = 8480,
          data_dir: Annotated[Path | None, typer.Option(help="controller data dir (default: a fresh temporary one)")] = None,
          start_group: Annotated[str | None, typer.Option(help="start this group once everything is up")] = None):
     """Run the controller, the lab and the console, with a demo datacenter."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="voe-demo-"))
-    url, agents_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{agent_port}"
+    url, agents_url = f"https://127.0.0.1:{port}", f"https://127.0.0.1:{agent_port}"
+    ca = data_dir / "ca.pem"
     env = {**os.environ, "VOE_DATA_DIR": str(data_dir)}
     voe = [sys.executable, "-m", "voe.cli.main"]
     procs: list[subprocess.Popen] = []
@@ -65,19 +70,21 @@ def demo(file: Annotated[Path, typer.Option("-f", "--file", help="datacenter fil
 
     signal.signal(signal.SIGTERM, lambda *_: (shutdown(), sys.exit(0)))
     try:
-        procs.append(subprocess.Popen(voe + ["serve", "--port", str(port), "--agent-port", str(agent_port)], env=env))
-        _wait_http(f"{url}/healthz", 30, "the controller", procs[-1])
-        _wait_http(f"{agents_url}/healthz", 30, "the controller's agent service", procs[-1])
+        procs.append(subprocess.Popen(voe + ["serve", "--port", str(port), "--agent-port", str(agent_port),
+                                             "--boot-port", str(boot_port)], env=env))
+        _wait_http(f"{url}/healthz", 30, "the controller", procs[-1], ca)
+        _wait_http(f"{agents_url}/healthz", 30, "the controller's agent service", procs[-1], ca)
         token = (data_dir / "admin-token").read_text().strip()
-        client = Client(Target(url, token))
+        client = Client(Target(url, token, str(ca)))
         result = client.post("/apply", {"document": DatacenterFile(file).data()})
         out.print(f"inventory: {len(result['changes'])} object(s) created from {file}")
         out.print(f"templates: {', '.join(_add_sample_templates(client)) or 'none (run scripts/setup.sh)'}")
-        procs.append(subprocess.Popen(voe + ["lab", "up", "-f", str(file), "--controller", agents_url,
+        procs.append(subprocess.Popen(voe + ["lab", "up", "-f", str(file), "--controller", f"http://127.0.0.1:{boot_port}",
                                              "--control-port", str(lab_port)], env=env))
         _wait_http(f"http://127.0.0.1:{lab_port}/status", 60, "the lab", procs[-1])
         out.print("\n[bold]voe is up.[/bold]")
-        out.print(f"  console: {url}/#token={token}   (the link signs you in)", markup=False)
+        out.print(f"  console: {url}/#token={token}   (the link signs you in; the browser asks to trust "
+                  f"{ca}, the controller's own CA)", markup=False)
         out.print(f"  token:   {token}   (also in {data_dir}/admin-token)")
         cli = Path(sys.executable).parent / "voe"
         out.print(f"  try:     export VOE_DATA_DIR={data_dir}", markup=False)

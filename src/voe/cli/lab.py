@@ -15,7 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from voe.cli.client import resolve
+from voe.cli.client import resolve_boot_url
 from voe.cli.demo import EXAMPLE
 from voe.cli.render import JsonOpt
 
@@ -66,8 +66,8 @@ def yield_cpu(niceness: int) -> None:
 def up(ctx: typer.Context,
        file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
        controller: Annotated[str | None, typer.Option(help=(
-           "controller URL machines boot from (default: the one every command finds: --url, VOE_URL, "
-           "or the data dir's controller.url)"))] = None,
+           "the controller's boot URL machines boot from (default: VOE_BOOT_URL, or the data dir's "
+           "boot.url that voe serve writes)"))] = None,
        control_port: PortOpt = 8471,
        state_dir: Annotated[Path | None, typer.Option(help="where machines keep their files")] = None,
        nice: Annotated[int, typer.Option(min=0, max=19, help=(
@@ -82,7 +82,7 @@ def up(ctx: typer.Context,
     from voe.process import collect_cycles_less_often
 
     collect_cycles_less_often()
-    controller = controller or resolve(ctx.obj.url, ctx.obj.token, ctx.obj.data_dir).url
+    controller = controller or resolve_boot_url(ctx.obj.data_dir)
     inv = parse(DatacenterFile(file).data())
     lab = Lab(inv, controller, state_dir or Path(f"/tmp/voe-lab-{control_port}"))
     lab.up()

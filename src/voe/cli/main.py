@@ -37,58 +37,98 @@ out = Console(soft_wrap=True)
 def main(ctx: typer.Context,
          url: Annotated[str | None, typer.Option(envvar="VOE_URL", help="controller URL")] = None,
          token: Annotated[str | None, typer.Option(envvar="VOE_TOKEN", help="API token")] = None,
-         data_dir: Annotated[str | None, typer.Option(envvar="VOE_DATA_DIR", help="controller data directory")] = None):
-    ctx.obj = State(url=url, token=token, data_dir=data_dir)
+         data_dir: Annotated[str | None, typer.Option(envvar="VOE_DATA_DIR", help="controller data directory")] = None,
+         ca: Annotated[str | None, typer.Option(envvar="VOE_CA", help=(
+             "CA bundle that signs the controller's certificate (default: the data dir's ca.pem)"))] = None):
+    ctx.obj = State(url=url, token=token, data_dir=data_dir, ca=ca)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @app.command()
 def serve(ctx: typer.Context,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="TCP port")] = 8470,
-          public_url: Annotated[str | None, typer.Option(help="URL machines and agents use to reach the controller")] = None,
+          public_url: Annotated[str | None, typer.Option(help="URL agents use to reach the controller")] = None,
+          boot_port: Annotated[int, typer.Option(help=(
+              "plain-HTTP port serving boot scripts and the CA's certificate, and nothing else"))] = 8480,
+          public_boot_url: Annotated[str | None, typer.Option(help="URL machines fetch boot files from")] = None,
+          tls_cert: Annotated[Path | None, typer.Option(help=(
+              "server certificate (PEM) to serve instead of the one signed by the data dir's own CA"))] = None,
+          tls_key: Annotated[Path | None, typer.Option(help="the key of --tls-cert (PEM, unencrypted)")] = None,
+          tls_ca: Annotated[Path | None, typer.Option(help=(
+              "the CA that signed --tls-cert, pinned by agents (default: agents trust their system's CAs)"))] = None,
+          log_format: Annotated[str, typer.Option(envvar="VOE_LOG_FORMAT", help=(
+              "text, or json: one object per line, for this process and those it starts"))] = "text",
           reconcile: Annotated[bool, typer.Option(help="run the reconciler (off: API only, e.g. a read replica)")] = True,
           agent_port: Annotated[int | None, typer.Option(help=(
               "serve booting machines and agents on this port, in a process of their own "
               "(see docs/agent-protocol.md)"))] = None,
           database_url: Annotated[str | None, typer.Option(
               envvar="VOE_DATABASE_URL", help="PostgreSQL URL; SQLite in the data dir when absent")] = None):
-    """Run the controller: API, console and reconciler."""
+    """Run the controller: API, console and reconciler over HTTPS, and the boot port."""
+    import logging
+    from urllib.parse import urlsplit
+
     import uvicorn
 
+    from voe import logs
+    from voe.api.boot_service import BootServer, boot_app
     from voe.controller.services import Services
-    from voe.process import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
+    from voe.drivers.boot.ipxe import ControllerLinks
+    from voe.process import GRACE, KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
     from voe.server import build
+    from voe.tls import TlsError, default_names, ensure, own
 
+    try:
+        logs.configure("controller", log_format)
+    except ValueError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    log = logging.getLogger("voe.serve")
     open_files_to_the_limit()
     collect_cycles_less_often()
     services = Services.open(ctx.obj.data_dir, database_url)
     token_file = services.ensure_admin_token()
     if token_file:
-        err.print(f"admin token written to {token_file} (mode 0600)")
-    url = f"http://{host}:{port}"
-    agents_url = f"http://{host}:{agent_port}" if agent_port else url
-    (services.data_dir / "controller.url").write_text(url + "\n")
-    err.print(f"voe controller on {url}  (data: {services.data_dir}, store: {services.engine.dialect.name})")
+        log.info("admin token written to %s (mode 0600)", token_file)
+    url = f"https://{host}:{port}"
+    agents_url = public_url or (f"https://{host}:{agent_port}" if agent_port else url)
+    boot_url = public_boot_url or f"http://{host}:{boot_port}"
     try:
-        app = build(services, public_url or agents_url, reconcile=reconcile)
-    except ValueError as e:  # a VOE_* setting that does not parse: it is named, with the fix
+        if (tls_cert is None) != (tls_key is None):
+            raise TlsError("--tls-cert and --tls-key go together: give both, or neither for the data dir's own CA")
+        tls = own(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else \
+            ensure(services.data_dir, default_names(host, urlsplit(agents_url).hostname or ""))
+        ca_pem = tls.ca.read_bytes() if tls.ca else None
+        app = build(services, ControllerLinks(agents_url, boot_url, tls.pin()), reconcile=reconcile, ca_pem=ca_pem)
+        boot = BootServer(boot_app(services, services.runtime.record_boot_stage, ca_pem), host, boot_port)
+    except (ValueError, OSError) as e:  # a VOE_* setting, a certificate or a port: named, with the fix
         err.print(f"error: {e}", markup=False, highlight=False)
         services.close()
         raise typer.Exit(2) from None
+    (services.data_dir / "controller.url").write_text(url + "\n")
+    (services.data_dir / "boot.url").write_text(boot_url + "\n")
+    log.info("voe controller on %s (data: %s, store: %s)", url, services.data_dir, services.engine.dialect.name)
+    log.info("TLS: %s%s", tls.cert, f", signed by {tls.ca}" if tls.ca else "")
+    boot.start()
+    log.info("boot files on %s (plain HTTP: boot scripts and the CA's certificate only)", boot_url)
     agents = None
     if agent_port:
         from voe.api.agent_service import AgentService
 
-        agents = AgentService(services.runtime, app.state.pace, services.data_dir, database_url, host, agent_port)
+        agents = AgentService(services.runtime, app.state.pace, services.data_dir, database_url, host, agent_port, tls)
         agents.start()
         controller = app.state.controller
         if controller is not None:  # silences count from when beats can arrive, not from the reconciler's start
             threading.Thread(target=lambda: agents.wait_until_serving() and controller.beats_heard_from_now(),
                              name="voe-agent-service-up", daemon=True).start()
-        err.print(f"booting machines and agents on {agents_url} (the agent service)")
+        log.info("agents on %s (the agent service)", agents_url)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE)
+        uvicorn.run(app, host=host, port=port, log_config=None, timeout_keep_alive=KEEP_ALIVE,
+                    timeout_graceful_shutdown=GRACE,
+                    ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key))
     finally:
+        boot.close()
         if agents is not None:
             agents.close()
         services.close()  # the beats due are written

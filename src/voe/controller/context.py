@@ -19,6 +19,7 @@ from voe.controller.timed import TimedSet
 from voe.controller.timing import Timing
 from voe.controller.workers import Workers
 from voe.domain.inventory import Inventory
+from voe.drivers.boot.ipxe import ControllerLinks
 from voe.store.runtime import RuntimeStore
 
 FAILED_HOST_MEMORY = 300.0  # seconds a retarget keeps away from a host where it was fenced
@@ -30,7 +31,7 @@ class Ctx:
     runtime: RuntimeStore
     devices: Devices
     timing: Timing
-    public_url: str
+    links: ControllerLinks
     retention: Retention = field(default_factory=Retention)
     workers: Workers = field(init=False)
     metrics: Metrics = field(init=False)

@@ -19,11 +19,14 @@ from voe.drivers.boot import ipxe
 from voe.errors import DriverError
 from voe.store.runtime import DoubleStartRefused, Placed, StaleState
 from voe.store.time import aware, now
-from voe.store.tokens import agent_token_name
 
 BMC_TRIES = 3
 """BMC sequences a start sends before its server counts as failed (see
 ``_network_boot``)."""
+BOOTSTRAP_BOOT_TIMEOUTS = 2
+"""How long a boot script's bootstrap token is good for, in boot timeouts:
+the boot timeout counts from power-on, and a start may queue for its power
+command before that."""
 
 
 def machines_now(ctx: Ctx, last_resort: bool = False, also: tuple[Placed, ...] = ()):
@@ -216,7 +219,7 @@ def _network_boot(ctx: Ctx, host, where: dict) -> None:
 
 
 def _register_boot(ctx: Ctx, p: Persona, inc, where: dict, c) -> None:
-    """Its credential, its script and their record, in one transaction (a
+    """Its bootstrap token, its script and their record, in one transaction (a
     level's hundreds of starts each queue for the store's writes once).
 
     A start run again (its controller died after this commit) keeps what it
@@ -228,8 +231,9 @@ def _register_boot(ctx: Ctx, p: Persona, inc, where: dict, c) -> None:
         ctx.log("info", "boot", f"iPXE script for {inc.boot_mac} (generation {inc.generation}) registered already: kept",
                 conn=c, **where)
         return
-    token = ctx.services.tokens.replace(agent_token_name(p.name, inc.generation), "agent", persona=p.name, conn=c)
-    script = ipxe.render(p, inc.generation, ctx.public_url, token, inc.boot_mac)
+    token = ctx.services.tokens.create_bootstrap(p.name, inc.generation,
+                                                 BOOTSTRAP_BOOT_TIMEOUTS * ctx.timing.boot_timeout, conn=c)
+    script = ipxe.render(p, inc.generation, ctx.links, token, inc.boot_mac)
     ctx.runtime.register_boot(inc.boot_mac, p.name, inc.generation, script, conn=c)
     ctx.log("info", "boot", f"iPXE script registered for {inc.boot_mac} (generation {inc.generation})",
             conn=c, **where)

@@ -9,10 +9,9 @@ from voe.controller.context import Ctx
 from voe.domain.lifecycle import Event, State
 from voe.domain.models import Persona
 from voe.drivers.base import PowerState, VmState
-from voe.errors import DriverError, NotFound
+from voe.errors import DriverError
 from voe.store.runtime import Incarnation
 from voe.store.time import now
-from voe.store.tokens import agent_token_name
 
 
 def _agent_acknowledged(ctx: Ctx, inc: Incarnation) -> bool:
@@ -76,10 +75,7 @@ def release(ctx: Ctx, inc: Incarnation) -> None:
     """After an incarnation ended: its boot script, credential, storage
     access and VLANs go."""
     ctx.runtime.unregister_boot(inc.persona, inc.generation)
-    try:
-        ctx.services.tokens.revoke(agent_token_name(inc.persona, inc.generation))
-    except NotFound:  # a retried release
-        pass
+    ctx.services.tokens.revoke_incarnation(inc.persona, inc.generation)
     inv = ctx.inventory()
     persona = inv.by_name("personas").get(inc.persona)
     if persona is not None:

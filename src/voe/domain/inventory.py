@@ -86,19 +86,22 @@ def problems_from(errors: Iterable[Mapping[str, Any]], root: type[BaseModel], pr
     messages say what to write instead."""
     out = []
     for err in errors:
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        # union members appear as loc parts (e.g. 'IPv4Address'); drop them
-        loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+        raw = tuple(err["loc"])
+        # validator and union-member names (e.g. 'IPv4Address') appear as loc
+        # parts before the field; the last part is always the field itself
+        loc = tuple(p for i, p in enumerate(raw)
+                    if not (isinstance(p, str) and (p.startswith("function-") or (p[:1].isupper() and i < len(raw) - 1))))
+        field = raw[-1] if raw else ""
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             owner = _model_at(root, loc[:-1])
             known = sorted(owner.model_fields) if owner else []
-            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            msg = f"unknown field {loc[-1]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            hint = difflib.get_close_matches(str(field), known, n=1)
+            msg = f"unknown field {field!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
             if known:
                 msg += f" (known: {', '.join(known)})"
         elif err["type"] == "missing":
-            msg = f"field {loc[-1]!r} is required"
+            msg = f"field {field!r} is required"
         out.append(FieldProblem(prefix + loc, msg, err["type"]))
     return out
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
+from voe import logs
 from voe.domain.models import Host, Switch
 from voe.drivers import factory, registry
 from voe.drivers.base import Driver, PowerDriver
@@ -139,6 +140,7 @@ def _import_drivers(concerns: tuple[str, ...]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    logs.configure("drivers")  # the controller's format, from the environment
     collect_cycles_less_often()
     host = DriverHost(Connection(int(argv[0])))
     threading.Thread(target=_import_drivers, args=(tuple(argv[1:]),), name="voe-warm", daemon=True).start()

@@ -110,13 +110,15 @@ class Lab:
         return Machine(name, [boot_mac], ControllerLink(self.controller_url, self._relay_url),
                        ProcessOS(self.agent, root), self.boots, kind="vm", on_change=self._changed)
 
-    def _relay_url(self, machine: str) -> str:
+    def _relay_url(self, machine: str, agents_url: str) -> str:
+        """The URL of ``machine``'s relay to ``agents_url``: the same
+        scheme, so TLS passes through it end to end."""
         if machine not in self.relays:
-            relay = Relay(self.controller_url)
+            relay = Relay()
             asyncio.run_coroutine_threadsafe(relay.start(), self.loop.loop).result(10)
             relay.set_cut(machine in self.cut)
             self.relays[machine] = relay
-        return self.relays[machine].url
+        return self.relays[machine].url_to(agents_url)
 
     def _link_up(self, host: Host, mac: str) -> bool:
         nic = next((n for n in host.nics if n.mac == mac), None)

@@ -237,7 +237,8 @@ class Machine:
                 self.last_boot = Boot("no bootable device")
             else:
                 mac, script, args = found
-                self.os.start(args, self.controller.url_for(self.name), nfs_root_here(script))
+                agents_url = args_dict(args).get("voe.controller", "")
+                self.os.start(args, self.controller.url_for(self.name, agents_url), nfs_root_here(script))
                 a = args_dict(args)
                 self.last_boot = Boot("os", a.get("voe.persona"),
                                       int(a["voe.generation"]) if "voe.generation" in a else None, mac=mac)
@@ -287,9 +288,10 @@ FETCH_PAUSE = 1.0  # seconds between a boot script fetch that failed and the nex
 
 
 class ControllerLink:
-    """How machines reach the controller: for boot scripts directly (the
-    boot network), for agents through a per-machine relay that a partition
-    fault can cut."""
+    """How machines reach the controller: for boot scripts directly (its
+    boot port, on the boot network), for agents through a per-machine relay
+    that a partition fault can cut, to the agent endpoint their script
+    names."""
 
     def __init__(self, url: str, relay_url_for=None):
         self.url = url.rstrip("/")
@@ -304,8 +306,8 @@ class ControllerLink:
         except urllib.error.HTTPError:
             return None
 
-    def url_for(self, machine: str) -> str:
-        return self._relay_url_for(machine) if self._relay_url_for else self.url
+    def url_for(self, machine: str, agents_url: str) -> str:
+        return self._relay_url_for(machine, agents_url) if self._relay_url_for else agents_url
 
 
 def default_agent_cmd() -> list[str]:

@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 
 
 class Relay:
-    def __init__(self, target_url: str):
-        u = urlsplit(target_url)
-        self.target = (u.hostname or "127.0.0.1", u.port or 80)
+    """A relay whose far end is the last one asked of ``url_to``: a machine
+    boots one script at a time, and each names where its agent calls."""
+
+    def __init__(self) -> None:
+        self.target = ("127.0.0.1", 80)
         self.cut = False
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
@@ -21,9 +23,11 @@ class Relay:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def url_to(self, target_url: str) -> str:
+        """Relay to ``target_url`` from now on; the URL to call instead."""
+        u = urlsplit(target_url)
+        self.target = (u.hostname or "127.0.0.1", u.port or (443 if u.scheme == "https" else 80))
+        return f"{u.scheme}://127.0.0.1:{self.port}{u.path.rstrip('/')}"
 
     def set_cut(self, cut: bool) -> None:
         self.cut = cut

@@ -3,6 +3,8 @@ persisted before (or as) it happens, queryable, and streamed live.
 
 Readers follow the log by id, so a stream resumes exactly where it stopped
 (``Last-Event-ID``) and several controllers on one PostgreSQL see one log.
+An event appended while the API serves a request records that request's id
+and the name of its token in its data (``voe.cause``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, insert, select
 
+from voe.cause import CAUSE
 from voe.store import schema
 from voe.store.db import reader
 from voe.store.group_commit import GroupCommit
@@ -51,6 +54,9 @@ class EventLog:
     def append(self, severity: Severity, kind: str, message: str, *, persona: str | None = None,
                host: str | None = None, group: str | None = None, data: dict[str, Any] | None = None,
                conn=None) -> int:
+        cause = CAUSE.get()
+        if cause is not None:
+            data = {**(data or {}), **cause.as_data()}
         values = dict(at=datetime.now(UTC), severity=severity, kind=kind, message=message, persona=persona,
                       host=host, group=group, data=data)
         if conn is not None:

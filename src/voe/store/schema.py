@@ -81,6 +81,7 @@ tokens = Table(
     Column("persona", String(63), nullable=True, comment="set for an agent's credential: it reads only this persona"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked", Boolean, nullable=False, server_default=false()),
+    Column("expires_at", DateTime(timezone=True), nullable=True, comment="set for a bootstrap token: refused after this"),
 )
 
 events = Table(

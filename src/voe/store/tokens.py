@@ -3,7 +3,9 @@
 Roles are ordered: a viewer reads; an operator also starts, stops, moves and
 injects faults; an admin also changes the inventory and manages tokens. An
 agent's credential is a token bound to one persona: it reads that persona's
-configuration and nothing else.
+configuration and nothing else. A bootstrap token is what a boot script
+carries instead (the script travels in clear): worth one exchange for the
+agent's credential, before its deadline, and nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -50,8 +53,16 @@ def agent_token_name(persona: str, generation: int) -> str:
     return f"agent-{persona}-g{generation}"
 
 
+def bootstrap_token_name(persona: str, generation: int) -> str:
+    return f"bootstrap-{persona}-g{generation}"
+
+
+BOOTSTRAP = "bootstrap"
+"""The role of a bootstrap token: no route accepts it but the exchange."""
+
 _BY_DIGEST = select(schema.tokens).where((schema.tokens.c.digest == bindparam("digest"))
-                                         & (schema.tokens.c.revoked == False))  # noqa: E712
+                                         & (schema.tokens.c.revoked == False)  # noqa: E712
+                                         & (schema.tokens.c.role != BOOTSTRAP))
 """Built once: an agent's beat reads its token (see ``KNOWN_FOR``)."""
 
 KNOWN_FOR = 30.0
@@ -109,6 +120,31 @@ class TokenStore:
             c.execute(insert(schema.tokens).values(name=name, role=role, digest=digest(token), persona=persona))
         return token
 
+    def create_bootstrap(self, persona: str, generation: int, valid_for: float, conn: Connection) -> str:
+        """A one-use token for ``persona``'s ``generation``, good for
+        ``valid_for`` seconds, in ``conn``'s transaction."""
+        token = PREFIX + secrets.token_urlsafe(32)
+        name = bootstrap_token_name(persona, generation)
+        conn.execute(schema.tokens.delete().where(schema.tokens.c.name == name))
+        conn.execute(insert(schema.tokens).values(name=name, role=BOOTSTRAP, digest=digest(token), persona=persona,
+                                                  expires_at=datetime.now(UTC) + timedelta(seconds=valid_for)))
+        return token
+
+    def redeem(self, bootstrap: str, persona: str, generation: int) -> str | None:
+        """The agent credential of ``persona``'s ``generation`` for its
+        bootstrap token, or None when that token is unknown, used, expired
+        or another incarnation's. Using it up and issuing the credential is
+        one transaction, and the use is a conditional update: of two
+        exchanges racing with one token, exactly one gets a credential."""
+        with self.engine.begin() as c:
+            used = c.execute(update(schema.tokens).where(
+                (schema.tokens.c.digest == digest(bootstrap)) & (schema.tokens.c.revoked == False)  # noqa: E712
+                & (schema.tokens.c.role == BOOTSTRAP) & (schema.tokens.c.name == bootstrap_token_name(persona, generation))
+                & (schema.tokens.c.expires_at > datetime.now(UTC))).values(revoked=True)).rowcount
+            if used != 1:
+                return None
+            return self.replace(agent_token_name(persona, generation), "agent", persona=persona, conn=c)
+
     def authenticate(self, token: str) -> Principal | None:
         d = digest(token)
         with self._known_lock:
@@ -136,6 +172,15 @@ class TokenStore:
             n = c.execute(update(schema.tokens).where(schema.tokens.c.name == name).values(revoked=True)).rowcount
         if not n:
             raise NotFound("token", name)
+
+    def revoke_incarnation(self, persona: str, generation: int) -> None:
+        """An ended incarnation's credential and, if never used, its
+        bootstrap token; a retried release finds nothing left to do."""
+        names = (agent_token_name(persona, generation), bootstrap_token_name(persona, generation))
+        for name in names:
+            self._forget(name)
+        with self.engine.begin() as c:
+            c.execute(update(schema.tokens).where(schema.tokens.c.name.in_(names)).values(revoked=True))
 
     def has_admin(self) -> bool:
         with self.reader.connect() as c:

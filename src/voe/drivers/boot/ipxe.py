@@ -1,10 +1,17 @@
 """The per-MAC iPXE script: how a machine boots one incarnation of a persona.
 
 Every script sets ``voe_args`` — the agent's parameters (controller URL,
-persona, generation, credential) — on one line of exactly the form
-``set voe_args voe.controller=URL voe.persona=NAME voe.generation=N
-voe.token=TOKEN``; the lab's machines read that line, and a ``linux-nfs``
-kernel line passes ``${voe_args}`` on to ``/proc/cmdline``.
+persona, generation, one-use bootstrap token, the pin of the controller's
+CA) — on one line of exactly the form ``set voe_args voe.controller=URL
+voe.persona=NAME voe.generation=N voe.token=TOKEN [voe.ca_sha256=HEX]``;
+the lab's machines read that line, and a ``linux-nfs`` kernel line passes
+``${voe_args}`` on to ``/proc/cmdline``. The script is fetched over plain
+HTTP (firmware has no CA to check), so it carries nothing that outlives
+the boot: the bootstrap token is worth one exchange for the agent's real
+credential, over TLS checked against the pinned CA.
+
+Kernels and initrds come from the controller's boot port, the one plain
+HTTP listener; agents call its TLS agent endpoint.
 
 * ``linux-nfs``: kernel + initrd from the controller, root on NFSv4.
 * ``iscsi``: ``sanboot`` of the persona's LUN, presenting its initiator IQN
@@ -21,6 +28,7 @@ Every value is checked before it is written: a space, quote, ``$``, ``#``,
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from voe.domain.models import Persona
 
@@ -40,26 +48,40 @@ def _safe(field: str, value: object) -> str:
     return text
 
 
-def agent_args(persona: Persona, generation: int, controller_url: str, token: str) -> str:
+@dataclass(frozen=True)
+class ControllerLinks:
+    """Where a booted machine finds the controller."""
+
+    agents: str
+    """The agent endpoint (HTTPS in production)."""
+    boot: str
+    """The plain-HTTP boot port: scripts, kernels, initrds."""
+    ca_pin: str | None = None
+    """SHA-256 of the CA that signs the agent endpoint's certificate."""
+
+
+def agent_args(persona: Persona, generation: int, links: ControllerLinks, token: str) -> str:
     """The ``voe_args`` words, in the one order the agent and the lab read."""
-    return " ".join([
-        f"voe.controller={_safe('controller URL', controller_url)}",
+    words = [
+        f"voe.controller={_safe('controller URL', links.agents.rstrip('/'))}",
         f"voe.persona={_safe('persona', persona.name)}",
         f"voe.generation={int(generation)}",
         f"voe.token={_safe('token', token)}",
-    ])
+    ]
+    if links.ca_pin:
+        words.append(f"voe.ca_sha256={_safe('CA pin', links.ca_pin)}")
+    return " ".join(words)
 
 
-def render(persona: Persona, generation: int, controller_url: str, token: str, boot_mac: str) -> str:
+def render(persona: Persona, generation: int, links: ControllerLinks, token: str, boot_mac: str) -> str:
     """The whole script for ``boot_mac`` booting ``persona`` as ``generation``."""
-    base = controller_url.rstrip("/")
     lines = [
         "#!ipxe",
         f"# voe: {persona.name} generation {int(generation)}, booting on {_safe('MAC', boot_mac)}",
-        f"set voe_args {agent_args(persona, generation, base, token)}",
+        f"set voe_args {agent_args(persona, generation, links, token)}",
     ]
     body = {"linux-nfs": _linux_nfs, "iscsi": _iscsi, "fc": _fc}[persona.boot]
-    return "\n".join(lines + body(persona, base)) + "\n"
+    return "\n".join(lines + body(persona, _safe("boot URL", links.boot.rstrip("/")))) + "\n"
 
 
 def _linux_nfs(persona: Persona, base: str) -> list[str]:
