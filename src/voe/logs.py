@@ -34,9 +34,11 @@ class _WithCause(logging.Filter):
 
 
 def configure(process: str, fmt: str | None = None, level: int = logging.INFO) -> str:
-    """Send every record of this process to stderr in ``fmt`` (default: the
-    environment's, else text); the format is exported to child processes.
-    Returns the format used."""
+    """Send this process's records to stderr in ``fmt`` (default: the
+    environment's, else text): voe's from ``level`` up, the libraries'
+    warnings and errors (an HTTP client's line per request would cost the
+    controller more than the request). The format is exported to child
+    processes. Returns the format used."""
     fmt = fmt or os.environ.get(ENV) or "text"
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r} is not one of {', '.join(FORMATS)} (--log-format or {ENV})")
@@ -51,7 +53,6 @@ def configure(process: str, fmt: str | None = None, level: int = logging.INFO) -
     handler.addFilter(_WithCause(process))
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(level)
-    for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("voe").setLevel(level)
     return fmt

@@ -122,3 +122,26 @@ def test_the_agent_service_refuses_plain_http(service):
         conn.request("GET", "/api/v1/agent/config")
         conn.getresponse()
     conn.close()
+
+
+def test_an_exchange_answered_slower_than_a_beat_still_buys_the_credential(services, live_controller, monkeypatch):
+    """A controller starting a thousand personas may answer an exchange in
+    seconds; the token is spent when it answers, so the agent must not give
+    up and ask again (a second try is refused)."""
+    import os
+    import time
+
+    url, _ = live_controller
+    services.runtime.begin_incarnation("web-1", "vm", "dl360-1", "web-1", MAC, "test")
+    token = bootstrap(services)
+    redeem = services.tokens.redeem
+
+    def slowly(*args):
+        time.sleep(3.0)  # longer than a beat's 2-s wait
+        return redeem(*args)
+
+    monkeypatch.setattr(services.tokens, "redeem", slowly)
+    agent = Controller(url, token, ca=os.environ["VOE_CA"])
+    agent.redeem("web-1", 1)
+    assert services.tokens.authenticate(agent.token).persona == "web-1"
+    assert agent.timeout == 2.0  # beats keep their own patience

@@ -22,12 +22,13 @@ def test_no_token_is_401(services):
         assert c.get("/api/v1/networks", headers={"Authorization": "Bearer voe_nope"}).status_code == 401
 
 
-def test_a_source_sending_wrong_tokens_is_refused_for_a_while_and_others_are_not(services, admin_token):
+def test_a_source_guessing_tokens_is_refused_for_a_while_and_right_tokens_are_not(services, admin_token):
     from voe.api.auth_failures import ALLOWED
 
     app = create_app(services)
     right = {"Authorization": f"Bearer {admin_token}"}
     with TestClient(app, client=("192.0.2.7", 50000)) as guesser, TestClient(app, client=("192.0.2.8", 50000)) as other:
+        assert guesser.get("/api/v1/whoami", headers=right).status_code == 200  # a client at work
         for _ in range(5):  # a missing token guesses nothing, and is not counted
             assert guesser.get("/api/v1/whoami").status_code == 401
         for i in range(ALLOWED):
@@ -35,8 +36,20 @@ def test_a_source_sending_wrong_tokens_is_refused_for_a_while_and_others_are_not
         refused = guesser.get("/api/v1/whoami", headers={"Authorization": "Bearer voe_guess-again"})
         assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
         assert "192.0.2.7" in refused.json()["detail"]
-        assert guesser.get("/api/v1/whoami", headers=right).status_code == 429  # a right guess is not told apart
-        assert other.get("/api/v1/whoami", headers=right).status_code == 200  # another address is not held back
+        assert guesser.get("/api/v1/whoami", headers=right).status_code == 200  # its tokens at work keep working
+        assert other.get("/api/v1/whoami", headers={"Authorization": "Bearer voe_guess0"}).status_code == 401
+
+
+def test_a_revoked_credential_is_not_a_guess(api, services, admin_token):
+    """Agents of ended incarnations beat with revoked credentials, often
+    many behind one address: they must not get that address refused."""
+    from voe.api.auth_failures import ALLOWED
+
+    revoked = api.post("/api/v1/tokens", json={"name": "old", "role": "viewer"}).json()["token"]
+    assert api.delete("/api/v1/tokens/old").status_code == 204
+    with TestClient(create_app(services), client=("192.0.2.9", 50000)) as c:
+        for _ in range(ALLOWED + 5):
+            assert c.get("/api/v1/whoami", headers={"Authorization": f"Bearer {revoked}"}).status_code == 401
 
 
 def test_viewer_cannot_write_operator_cannot_change_inventory(api, services):

@@ -26,6 +26,13 @@ class Unreachable(Exception):
     pass
 
 
+EXCHANGE_TIMEOUT = 30.0
+"""Seconds the bootstrap exchange waits for its answer. Unlike a beat, it
+cannot be sent again: a controller that spent the token but answered after
+the wait would refuse the second try. A controller starting a thousand
+personas at once may take seconds to answer."""
+
+
 class Untrusted(Exception):
     """The CA the controller serves is not the one the boot script pinned."""
 
@@ -72,8 +79,14 @@ class Controller:
         credential, and hold that from now on. A 401 (used, expired) is
         ``Stale``: this boot's token is spent, and only a new boot gets
         another."""
-        self.token = self.call("POST", "/api/v1/agent/credential",
-                               {"persona": persona, "generation": generation})["token"]
+        beat_timeout, self.timeout = self.timeout, EXCHANGE_TIMEOUT
+        self.close()  # a connection of its own, with the exchange's patience
+        try:
+            self.token = self.call("POST", "/api/v1/agent/credential",
+                                   {"persona": persona, "generation": generation})["token"]
+        finally:
+            self.timeout = beat_timeout
+            self.close()
 
     def _pinned_context(self) -> ssl.SSLContext:
         """The controller's CA, fetched without checking (nothing is sent

@@ -12,8 +12,7 @@ from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
-from voe.api.auth import bearer, principal, refuse_if_blocked
-from voe.api.responses import AUTHENTICATED
+from voe.api.auth import bearer, principal
 from voe.domain import wiring
 from voe.domain.lifecycle import State
 from voe.store.tokens import Principal
@@ -48,16 +47,17 @@ class Exchange(BaseModel):
 
 
 @router.post("/credential", summary="A boot script's one-use bootstrap token, exchanged for the agent's credential",
-             responses={401: {"description": "the bootstrap token is unknown, used, expired or another incarnation's"},
-                        429: AUTHENTICATED[429]})
+             responses={401: {"description": "the bootstrap token is unknown, used, expired or another incarnation's"}})
 def credential(request: Request, body: Exchange,
                creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> dict:
+    """Never refused for its source's guesses (``auth_failures``): a booting
+    machine behind the same address as a guesser must still boot."""
     token = creds.credentials if creds else None
-    source = refuse_if_blocked(request, request.app.state.auth_failures)
-    issued = request.app.state.services.tokens.redeem(token, body.persona, body.generation) if token else None
+    tokens = request.app.state.services.tokens
+    issued = tokens.redeem(token, body.persona, body.generation) if token else None
     if issued is None:
-        if token:
-            request.app.state.auth_failures.failed(source)
+        if token and not tokens.ever_issued(token):
+            request.app.state.auth_failures.failed(request.client.host if request.client else "unknown")
         raise HTTPException(401, f"no credential for {body.persona} generation {body.generation}: this bootstrap "
                                  "token is unknown, used already, expired or another incarnation's",
                             headers={"WWW-Authenticate": "Bearer"})

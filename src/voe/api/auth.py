@@ -27,11 +27,17 @@ async def principal(request: Request,
     if not token:
         raise HTTPException(401, "no token: send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})
-    failures: AuthFailures = request.app.state.auth_failures
-    source = refuse_if_blocked(request, failures)
-    who = request.app.state.services.tokens.authenticate(token)
+    tokens, failures = request.app.state.services.tokens, request.app.state.auth_failures
+    source = request.client.host if request.client else "unknown"
+    if failures.blocked_for(source):
+        who = tokens.recall(token)
+        if who is None:
+            refuse_if_blocked(request, failures)
+    else:
+        who = tokens.authenticate(token)
     if who is None:
-        failures.failed(source)
+        if not tokens.ever_issued(token):
+            failures.failed(source)
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     cause = CAUSE.get()
     if cause is not None:

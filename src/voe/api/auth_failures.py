@@ -1,12 +1,15 @@
-"""Wrong tokens counted per source address: a source that sends more than
-``allowed`` of them within ``window`` seconds is answered 429 on every
-authenticated request until the oldest falls out of the window, its right
-tokens included (a guesser must not learn which guess was right). A
-missing token is not counted: it guesses nothing.
+"""Guessed tokens counted per source address: a source that sends more
+than ``allowed`` tokens that were never issued within ``window`` seconds
+is answered 429 for every token not known valid already, without a store
+read, until the oldest guess falls out of the window. A missing token
+guesses nothing, and a revoked one is an old credential (an agent of an
+ended incarnation), not a guess: neither is counted.
 
 Tokens hold 256 random bits, so this is not what keeps them secret; it
 keeps a guesser or a misconfigured client from costing the store a read
-per request, and says in the log who it is."""
+per request, and says in the log who it is. Valid tokens from the same
+address keep working: many agents, or a whole lab, may share one address
+behind NAT, and a beat refused would look like a dead persona."""
 
 from __future__ import annotations
 

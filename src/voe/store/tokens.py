@@ -159,6 +159,19 @@ class TokenStore:
         self._keep(d, who, forgotten)
         return who
 
+    def recall(self, token: str) -> Principal | None:
+        """``token``'s holder if it was found valid lately, without a store read."""
+        with self._known_lock:
+            known = self._known.get(digest(token))
+        return known[0] if known is not None and time.monotonic() - known[1] < KNOWN_FOR else None
+
+    def ever_issued(self, token: str) -> bool:
+        """Whether ``token`` was issued at all (revoked, spent or not): a
+        wrong token that was never issued is a guess."""
+        with self.reader.connect() as c:
+            return c.execute(select(schema.tokens.c.name).where(schema.tokens.c.digest == digest(token))).first() \
+                is not None
+
     def list(self) -> list[dict]:
         with self.reader.connect() as c:
             rows = c.execute(select(schema.tokens.c.name, schema.tokens.c.role, schema.tokens.c.persona,
