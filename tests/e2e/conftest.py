@@ -91,7 +91,7 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     lab's machines boot from, when not the controller's boot port."""
     import uvicorn
 
-    from voe.api.boot_service import BootServer, boot_app
+    from voe.api.boot_service import BootServer
     from voe.controller.services import Services
     from voe.drivers.boot.ipxe import ControllerLinks
     from voe.process import GRACE
@@ -110,7 +110,7 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     url = f"https://127.0.0.1:{port}"
     tls = ensure(services.data_dir, default_names("127.0.0.1"))
     ca_pem = tls.ca.read_bytes()
-    boot = BootServer(boot_app(services, services.runtime.record_boot_stage, ca_pem), "127.0.0.1", 0)
+    boot = BootServer(services, ca_pem, "127.0.0.1", 0)
     boot.start()
     boot_url = f"http://127.0.0.1:{boot.port}"
     app = build(services, ControllerLinks(url, boot_url, tls.pin()), timing, ca_pem=ca_pem)

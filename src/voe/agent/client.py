@@ -80,13 +80,16 @@ class Controller:
         ``Stale``: this boot's token is spent, and only a new boot gets
         another."""
         beat_timeout, self.timeout = self.timeout, EXCHANGE_TIMEOUT
-        self.close()  # a connection of its own, with the exchange's patience
+        self.close()  # a connection with the exchange's patience, kept for the calls after it
         try:
             self.token = self.call("POST", "/api/v1/agent/credential",
                                    {"persona": persona, "generation": generation})["token"]
         finally:
             self.timeout = beat_timeout
-            self.close()
+            if self._conn is not None:
+                self._conn.timeout = beat_timeout
+                if self._conn.sock is not None:
+                    self._conn.sock.settimeout(beat_timeout)
 
     def _pinned_context(self) -> ssl.SSLContext:
         """The controller's CA, fetched without checking (nothing is sent

@@ -7,6 +7,8 @@ script once per start, a load that needs no process of its own."""
 
 from __future__ import annotations
 
+import logging
+import queue
 import socket
 import threading
 from collections.abc import Callable
@@ -16,6 +18,8 @@ from fastapi import FastAPI
 
 from voe.api import agent_routes
 from voe.api.app import install_error_handlers
+
+log = logging.getLogger(__name__)
 
 
 def boot_app(services, record_boot_stage: Callable[..., None], ca_pem: bytes | None) -> FastAPI:
@@ -36,22 +40,41 @@ def boot_app(services, record_boot_stage: Callable[..., None], ca_pem: bytes | N
 
 class BootServer:
     """Binds the boot port at once (a port taken is an error at start, not
-    later) and serves ``app`` on it from a thread until ``close``."""
+    later) and serves the boot app on it from a thread until ``close``.
 
-    def __init__(self, app: FastAPI, host: str, port: int):
+    A machine's boot stage is recorded by a thread of its own, after the
+    script has gone out: the record waits for the store's next group
+    commit, which a controller starting a level of hundreds may hold for
+    seconds, and firmware that waits that long for its script gives up."""
+
+    def __init__(self, services, ca_pem: bytes | None, host: str, port: int):
         self.sock = socket.create_server((host, port), backlog=1024)
+        self._runtime = services.runtime
+        self._stages: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        app = boot_app(services, lambda *stage: self._stages.put(stage), ca_pem)
         self._server = uvicorn.Server(uvicorn.Config(app, log_config=None))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.sock]},
                                         name="voe-boot-port", daemon=True)
+        self._recorder = threading.Thread(target=self._record, name="voe-boot-stages", daemon=True)
 
     @property
     def port(self) -> int:
         return self.sock.getsockname()[1]
 
     def start(self) -> None:
+        self._recorder.start()
         self._thread.start()
+
+    def _record(self) -> None:
+        while (stage := self._stages.get()) is not None:
+            try:
+                self._runtime.record_boot_stage(*stage)
+            except Exception:  # one stage lost is a hint lost; the thread must go on
+                log.exception("could not record boot stage %r", stage)
 
     def close(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+        self._stages.put(None)
+        self._recorder.join(10)
         self.sock.close()

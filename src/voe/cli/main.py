@@ -72,7 +72,7 @@ def serve(ctx: typer.Context,
     import uvicorn
 
     from voe import logs
-    from voe.api.boot_service import BootServer, boot_app
+    from voe.api.boot_service import BootServer
     from voe.controller.services import Services
     from voe.drivers.boot.ipxe import ControllerLinks
     from voe.process import GRACE, KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
@@ -101,7 +101,7 @@ def serve(ctx: typer.Context,
             ensure(services.data_dir, default_names(host, urlsplit(agents_url).hostname or ""))
         ca_pem = tls.ca.read_bytes() if tls.ca else None
         app = build(services, ControllerLinks(agents_url, boot_url, tls.pin()), reconcile=reconcile, ca_pem=ca_pem)
-        boot = BootServer(boot_app(services, services.runtime.record_boot_stage, ca_pem), host, boot_port)
+        boot = BootServer(services, ca_pem, host, boot_port)
     except (ValueError, OSError) as e:  # a VOE_* setting, a certificate or a port: named, with the fix
         err.print(f"error: {e}", markup=False, highlight=False)
         services.close()
