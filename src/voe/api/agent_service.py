@@ -27,6 +27,7 @@ the same socket at once: machines and agents keep the one URL.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import logging
 import multiprocessing
@@ -66,13 +67,17 @@ class AgentService:
     pace, and starts it again if it dies."""
 
     def __init__(self, runtime: RuntimeStore, pace, data_dir, database_url: str | None, host: str, port: int,
-                 tls: TlsFiles | None = None):
+                 tls: TlsFiles | None = None, boot_port: int | None = None):
         self.runtime, self.pace = runtime, pace
         self._args = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
         if tls is not None:
             self._args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
             self._args += ["--tls-ca", str(tls.ca)] if tls.ca is not None else []
         self.sock = _bind(host, port)
+        self.boot_sock = _bind(host, boot_port) if boot_port is not None else None
+        """The boot port, served by this process too (plain HTTP): at scale
+        a machine's script fetched from a controller busy starting its
+        level waits for the controller's interpreter."""
         self._closed = threading.Event()
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
@@ -111,8 +116,9 @@ class AgentService:
         """A new interpreter, not a fork of the threaded controller."""
         ours, theirs = multiprocessing.Pipe()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(theirs.fileno()), str(self.sock.fileno()), *self._args],
-            pass_fds=(theirs.fileno(), self.sock.fileno()),
+            [sys.executable, "-m", __name__, str(theirs.fileno()), str(self.sock.fileno()), *self._args,
+             *(["--boot-socket", str(self.boot_sock.fileno())] if self.boot_sock is not None else [])],
+            pass_fds=(theirs.fileno(), self.sock.fileno(), *([self.boot_sock.fileno()] if self.boot_sock else [])),
             start_new_session=True)  # a Ctrl-C at the terminal is the controller's to handle; its pipe ends this
         theirs.close()
         self._conn = ours
@@ -175,6 +181,8 @@ class AgentService:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self.sock.close()
+        if self.boot_sock is not None:
+            self.boot_sock.close()
 
 
 def _unchecked_tls() -> ssl.SSLContext:
@@ -240,8 +248,10 @@ def agent_app(services, pace, record_beat: Callable[..., None], record_boot_stag
 
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
+    import uvloop
 
     from voe import logs
+    from voe.api.boot_service import boot_app
     from voe.controller.services import Services
     from voe.controller.timing import Timing
     from voe.process import KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
@@ -254,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--tls-ca")
+    ap.add_argument("--boot-socket", type=int)
     ns = ap.parse_args(argv)
     logs.configure("agent-service")  # the controller's format, from the environment
     open_files_to_the_limit()
@@ -285,7 +296,15 @@ def main(argv: list[str] | None = None) -> None:
     app = agent_app(services, pace, record_beat, record_boot_stage, ca_pem)
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, timeout_keep_alive=KEEP_ALIVE,
                                            ssl_certfile=ns.tls_cert, ssl_keyfile=ns.tls_key))
-    server.run(sockets=[sock])
+    if ns.boot_socket is None:
+        server.run(sockets=[sock])
+        return
+    boot = uvicorn.Server(uvicorn.Config(boot_app(services, record_boot_stage, ca_pem), log_config=None))
+
+    async def serve_both() -> None:
+        await asyncio.gather(server.serve(sockets=[sock]), boot.serve(sockets=[socket.socket(fileno=ns.boot_socket)]))
+
+    uvloop.run(serve_both())
 
 
 if __name__ == "__main__":

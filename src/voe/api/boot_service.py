@@ -2,8 +2,10 @@
 that has no CA to check. It serves iPXE scripts by MAC and the CA agents
 pin, and nothing else: no token, no configuration, no API.
 
-It runs in a thread of the controller's process: a machine fetches its
-script once per start, a load that needs no process of its own."""
+It is served by the agent service's process when there is one (a level of
+hundreds of machines fetching scripts from a controller busy starting them
+would wait for its interpreter), else by a thread of the controller's
+(``BootServer``)."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ def serve(ctx: typer.Context,
             ensure(services.data_dir, default_names(host, urlsplit(agents_url).hostname or ""))
         ca_pem = tls.ca.read_bytes() if tls.ca else None
         app = build(services, ControllerLinks(agents_url, boot_url, tls.pin()), reconcile=reconcile, ca_pem=ca_pem)
-        boot = BootServer(services, ca_pem, host, boot_port)
+        boot = BootServer(services, ca_pem, host, boot_port) if not agent_port else None
     except (ValueError, OSError) as e:  # a VOE_* setting, a certificate or a port: named, with the fix
         err.print(f"error: {e}", markup=False, highlight=False)
         services.close()
@@ -110,25 +110,29 @@ def serve(ctx: typer.Context,
     (services.data_dir / "boot.url").write_text(boot_url + "\n")
     log.info("voe controller on %s (data: %s, store: %s)", url, services.data_dir, services.engine.dialect.name)
     log.info("TLS: %s%s", tls.cert, f", signed by {tls.ca}" if tls.ca else "")
-    boot.start()
-    log.info("boot files on %s (plain HTTP: boot scripts and the CA's certificate only)", boot_url)
+    if boot is not None:
+        boot.start()
+        log.info("boot files on %s (plain HTTP: boot scripts and the CA's certificate only)", boot_url)
     agents = None
     if agent_port:
         from voe.api.agent_service import AgentService
 
-        agents = AgentService(services.runtime, app.state.pace, services.data_dir, database_url, host, agent_port, tls)
+        agents = AgentService(services.runtime, app.state.pace, services.data_dir, database_url, host, agent_port, tls,
+                              boot_port)
         agents.start()
         controller = app.state.controller
         if controller is not None:  # silences count from when beats can arrive, not from the reconciler's start
             threading.Thread(target=lambda: agents.wait_until_serving() and controller.beats_heard_from_now(),
                              name="voe-agent-service-up", daemon=True).start()
-        log.info("agents on %s (the agent service)", agents_url)
+        log.info("agents on %s and boot files on %s (plain HTTP: boot scripts and the CA's certificate only), "
+                 "from the agent service", agents_url, boot_url)
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, timeout_keep_alive=KEEP_ALIVE,
                     timeout_graceful_shutdown=GRACE,
                     ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key))
     finally:
-        boot.close()
+        if boot is not None:
+            boot.close()
         if agents is not None:
             agents.close()
         services.close()  # the beats due are written
