@@ -111,3 +111,12 @@ def test_an_unknown_field_spelt_with_a_capital_is_named_with_the_fix(api):
     r = api.post("/api/v1/apply", json={"document": {"Networks": []}})
     assert r.status_code == 422
     assert r.json()["detail"][0]["msg"].startswith("unknown field 'Networks'; did you mean 'networks'?")
+
+
+def test_a_nul_character_the_store_cannot_hold_is_a_422_with_the_fix(api, services):
+    """PostgreSQL cannot store \\u0000 in text (SQLite can): a 422, never a 500."""
+    r = api.post("/api/v1/switches", json={"name": "sw9", "address": "10.0.0.9", "settings": {"note": "a\u0000b"}})
+    if services.engine.dialect.name == "postgresql":
+        assert r.status_code == 422 and "\\u0000" in r.json()["detail"][0]["msg"]
+    else:
+        assert r.status_code == 201

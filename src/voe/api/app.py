@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 
 from voe import __version__
 from voe.api import (
@@ -199,4 +200,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, lambda r, e: JSONResponse({"detail": str(e)}, status_code=404))
     app.add_exception_handler(DriverError, lambda r, e: JSONResponse(
         {"detail": str(e), "device": e.device, "operation": e.operation}, status_code=502))
+    app.add_exception_handler(DataError, lambda r, e: JSONResponse(
+        {"detail": [{"loc": ["body"], "type": "store_refused", "msg": (
+            "the store cannot hold a value of this request (PostgreSQL refuses the NUL character, \\u0000, "
+            "in text): remove it")}]}, status_code=422))
     app.add_exception_handler(Exception, _unexpected)
