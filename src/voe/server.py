@@ -35,5 +35,6 @@ def build(services: Services, links: ControllerLinks, timing: Timing | None = No
     face = ControllerFace(pace=ctx.pace, fabric=ctx.ports, power=ctx.devices.power,
                           hypervisors_down=lambda: frozenset(ctx.hypervisors.down()),
                           start=reconciler.start, stop=reconciler.stop,
-                          beats_heard_from_now=reconciler.hear_beats_from_now, metrics=ctx.metrics.registry)
+                          beats_heard_from_now=reconciler.hear_beats_from_now,
+                          no_beats_heard_yet=reconciler.hear_no_beats_yet, metrics=ctx.metrics.registry)
     return create_app(services, timing, face, ca_pem)

@@ -37,4 +37,5 @@ class ControllerFace:
     start: Callable[[], None]  # for the app's lifetime
     stop: Callable[[], None]
     beats_heard_from_now: Callable[[], None]  # agents' beats reach the controller from now on
+    no_beats_heard_yet: Callable[[], None]  # until the call above (an agent service starting)
     metrics: CollectorRegistry  # what ``GET /metrics`` serves

@@ -122,8 +122,14 @@ def serve(ctx: typer.Context,
         agents.start()
         controller = app.state.controller
         if controller is not None:  # silences count from when beats can arrive, not from the reconciler's start
-            threading.Thread(target=lambda: agents.wait_until_serving() and controller.beats_heard_from_now(),
-                             name="voe-agent-service-up", daemon=True).start()
+            controller.no_beats_heard_yet()
+
+            def hear_beats_once_served() -> None:
+                if not agents.wait_until_serving():
+                    log.error("the agent service does not answer: heartbeat silences count from now regardless")
+                controller.beats_heard_from_now()
+
+            threading.Thread(target=hear_beats_once_served, name="voe-agent-service-up", daemon=True).start()
         log.info("agents on %s and boot files on %s (plain HTTP: boot scripts and the CA's certificate only), "
                  "from the agent service", agents_url, boot_url)
     try:

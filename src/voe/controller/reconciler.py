@@ -58,6 +58,8 @@ class Reconciler:
         # Heartbeats missed while this controller was not running (or was
         # paused) say nothing about the personas: give them a fresh grace.
         self._grace_from = now()
+        self._beats_arrive = threading.Event()
+        self._beats_arrive.set()
         self._last_tick = time.monotonic()
         self._prepared: dict[str, float] = {}  # host -> when its BMC session was last used by _prepare
         self._starts_since: float | None = None  # since when personas have been starting without a lull
@@ -73,10 +75,16 @@ class Reconciler:
     def hear_beats_from_now(self) -> None:
         """Heartbeat silences count from now: beats could not reach this
         controller before (it was starting, or its agent service was)."""
+        self._beats_arrive.set()
         self._grace_from = now()
 
+    def hear_no_beats_yet(self) -> None:
+        """Beats cannot arrive until ``hear_beats_from_now`` (an agent
+        service still starting): until then no silence is counted."""
+        self._beats_arrive.clear()
+
     def start(self) -> None:
-        self.hear_beats_from_now()
+        self._grace_from = now()
         self.ctx.log("info", "controller", "reconciler started; resuming from the recorded states")
         self._warm_up()
         for watch in (self.ctx.switches, self.ctx.hypervisors):  # first: placements wait for their verdicts
@@ -98,7 +106,9 @@ class Reconciler:
     def _run(self) -> None:
         while not self._stop.is_set():
             began = time.monotonic()
-            if began - self._last_tick > max(self.ctx.pace.interval, self._full_every) * 2:
+            if not self._beats_arrive.is_set():
+                self._grace_from = now()
+            elif began - self._last_tick > max(self.ctx.pace.interval, self._full_every) * 2:
                 self._grace_from = now()
                 self.ctx.log("warning", "controller", f"reconciler paused {began - self._last_tick:.1f} s; "
                              "heartbeat clocks restart")
