@@ -77,3 +77,27 @@ def test_live_backend_vlan_interfaces_or_a_clear_reason(netns):
     link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "-d", "link", "show", "back"], capture_output=True,
                                      text=True, check=True).stdout)[0]
     assert link["address"] == "02:56:4f:00:00:22" and link["linkinfo"]["info_data"]["id"] == 200
+
+
+@needs_netns
+def test_live_backend_bonds_two_nics_or_a_clear_reason(netns):
+    subprocess.run(["ip", "-n", netns, "link", "add", "eth1", "address", "00:0b:cd:09:00:02", "type", "veth",
+                    "peer", "name", "peer1"], check=True)
+    config = {"trunk": None, "interfaces": [
+        {"name": "san", "network": "storage", "vlan": 300, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
+         "mac": "02:56:4f:00:00:23", "address": "10.0.3.23/24", "gateway": None, "dedicated": True,
+         "bond": "active-backup", "members": ["00:0b:cd:09:00:01", "00:0b:cd:09:00:02"]}]}
+    r = apply_in(netns, config)
+    if r.returncode != 0:
+        assert "is the bonding module loaded?" in r.stderr, r.stderr
+        pytest.skip("this kernel has no bonding module: bonds cannot be created here")
+    assert apply_in(netns, config).returncode == 0  # idempotent
+    bond = json.loads(subprocess.run(["ip", "-n", netns, "-j", "-d", "addr", "show", "san"], capture_output=True,
+                                     text=True, check=True).stdout)[0]
+    assert bond["address"] == "02:56:4f:00:00:23"
+    assert bond["linkinfo"]["info_data"]["mode"] == "active-backup"
+    assert [(a["local"], a["prefixlen"]) for a in bond["addr_info"] if a["family"] == "inet"] == [("10.0.3.23", 24)]
+    for nic in ("eth0", "eth1"):
+        link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "link", "show", nic], capture_output=True,
+                                         text=True, check=True).stdout)[0]
+        assert link.get("master") == "san", link

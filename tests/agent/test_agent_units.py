@@ -69,6 +69,15 @@ def test_the_lab_reads_back_what_the_agent_rendered(tmp_path):
     from voe.lab import netfiles
 
     render.write(tmp_path, PHYSICAL)
-    got = {(i.name, i.vlan, i.nic_mac, tuple(str(a) for a in i.addresses)) for i in netfiles.interfaces(tmp_path)}
-    assert got == {("back", 200, "00:0b:cd:02:00:01", ("10.0.2.12/24",)),
-                   ("00:0b:cd:02:00:01", None, "00:0b:cd:02:00:01", ("10.0.3.12/24",))}
+    got = {(i.name, i.vlan, i.nic_macs, tuple(str(a) for a in i.addresses)) for i in netfiles.interfaces(tmp_path)}
+    assert got == {("back", 200, ("00:0b:cd:02:00:01",), ("10.0.2.12/24",)),
+                   ("00:0b:cd:02:00:01", None, ("00:0b:cd:02:00:01",), ("10.0.3.12/24",))}
+
+
+def test_the_lab_reads_back_a_bonded_trunk_on_every_member(tmp_path):
+    from voe.lab import netfiles
+
+    members = ["00:0b:cd:02:00:01", "00:0b:cd:02:00:02"]
+    render.write(tmp_path, {**PHYSICAL, "trunk": {**PHYSICAL["trunk"], "bond": "active-backup", "members": members}})
+    got = {(i.name, i.vlan, i.nic_macs) for i in netfiles.interfaces(tmp_path)}
+    assert got == {("back", 200, tuple(members)), ("trunk", None, tuple(members))}

@@ -13,6 +13,6 @@ def test_the_first_placement_of_a_fresh_controller_keeps_off_a_switch_that_died_
     review_switches["sw1"].set_down(True)
     with watching(services) as ctx:
         _, machines = machines_now(ctx)  # at once, as a restarted controller's first retarget does
-        assert machines and all("sw1" not in m.nic_switches for m in machines)
-        assert any("sw2" in m.nic_switches for m in machines)  # the live switch was heard, not guessed
+        assert machines and all(n.switch != "sw1" for m in machines for n in m.nics)
+        assert any(n.switch == "sw2" for m in machines for n in m.nics)  # the live switch was heard, not guessed
         assert "sw1" in ctx.switches.avoid()

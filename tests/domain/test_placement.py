@@ -63,16 +63,25 @@ def test_fc_boot_goes_to_the_host_with_a_qlogic_hba(inv):
     assert d.ok and d.machine.host == "pe2800"
 
 
-def test_dedicated_vnics_need_nics_on_distinct_switches(inv):
+def test_dedicated_vnics_need_a_nic_each_and_may_share_a_switch(inv):
     p = persona("fw", policy={"prefer": ["physical"]},
                 vnics=[{"network": "front", "dedicated": True}, {"network": "back", "dedicated": True},
                        {"network": "storage", "dedicated": True}])
     d = Placer(capacity.machines(inv)).place(p)
     assert not d.ok
-    assert "4 hosts lack 3 NICs cabled to distinct switches for 3 dedicated vNICs" in d.why
+    assert "4 hosts lack the NICs fw asks for" in d.why
+    assert "has two NICs cabled to managed switches; fw needs three" in d.why
     two = persona("fw2", policy={"prefer": ["physical"]},
                   vnics=[{"network": "front", "dedicated": True}, {"network": "back", "dedicated": True}])
     assert Placer(capacity.machines(inv)).place(two).ok
+    # both NICs on the one switch that is up: still two ports of their own
+    assert Placer(capacity.machines(inv, switches_down={"sw2"})).place(two).ok is False
+    doc = DatacenterFile(EXAMPLE).data()
+    v20z = next(h for h in doc["hosts"] if h["name"] == "v20z")
+    v20z["nics"][1].update(switch="sw1", port="14")
+    one_switch = assign_identity(parse(doc))
+    d = Placer(capacity.machines(one_switch)).place(two, Constraint(host="v20z"))
+    assert d.ok, d.why
 
 
 def test_prefer_order_and_explicit_kind_and_host(inv):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +86,12 @@ def stack(tmp_path):
 
 
 @contextmanager
-def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str | None = None) -> Iterator[Stack]:
+def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str | None = None,
+                  edit: Callable[[dict], None] | None = None) -> Iterator[Stack]:
     """The stack; ``timing``: the controller's; ``boot_from``: the URL the
-    lab's machines boot from, when not the controller's boot port."""
+    lab's machines boot from, when not the controller's boot port;
+    ``edit``: changes to the datacenter, seen by the controller and the lab
+    alike."""
     import uvicorn
 
     from voe.api.boot_service import BootServer
@@ -101,6 +104,8 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     if not (ROOT / "src" / "voe" / "cli" / "lab.py").exists():
         pytest.skip("the lab (voe lab) is not built yet")
     doc = relocate(DatacenterFile(EXAMPLE).data())
+    if edit is not None:
+        edit(doc)
     dc = tmp_path / "dc.yaml"
     dc.write_text(dump(doc))
     services = Services.open(tmp_path / "data")

@@ -76,19 +76,13 @@ def config(request: Request, who: Agent, persona: str | None = None) -> dict:
     inv = request.app.state.services.inventory.load()
     p = inv.by_name("personas")[who.persona]
     host = inv.by_name("hosts")[inc.host]
-    ifaces = wiring.interfaces(inv, p, inc.kind, host, inc.boot_mac)
-    boot = wiring.boot_vnic(p)
-    trunk = None
-    if inc.kind == "physical":
-        trunk = {"nic_mac": wiring.trunk_nic(inv, host, mac=inc.boot_mac).mac, "native_network": boot.network if boot else None}
     pace = request.app.state.pace
     return {
         "persona": p.name,
         "generation": inc.generation,
         "hostname": p.name,
         "machine": {"kind": inc.kind, "host": inc.host, "vm": inc.vm},
-        "trunk": trunk,
-        "interfaces": [i.as_dict() for i in ifaces],
+        **wiring.agent_network(inv, p, inc.kind, host, inc.boot_mac),
         "san": {"initiator_iqn": p.san.initiator_iqn, "wwpn": p.san.wwpn},
         "heartbeat": {"interval": pace.interval, "lease_ttl": pace.lease() if p.policy.watchdog else None},
         "app_check": p.app_check,

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from voe.domain.inventory import Inventory
+from voe.domain.nic_choice import host_nics
 from voe.domain.placement import Machine
 
 
@@ -28,15 +29,15 @@ def machines(inv: Inventory, allocations: Iterable[Allocation] = (), unavailable
     switches = set(inv.by_name("switches")) - set(switches_down)
     out: dict[str, Machine] = {}
     for h in inv.hosts:
-        cabled = tuple(n.switch for n in h.nics if n.switch in switches)
+        nics = host_nics(inv, h, switches)
         available = h.schedulable and h.name not in down
         if h.hypervisor is not None:
             out[f"vm:{h.name}"] = Machine("vm", h.name, h.hypervisor.cpus, h.hypervisor.memory, labels=h.labels,
-                                          nic_switches=cabled, available=available)
+                                          nics=nics, available=available)
         else:
             fc = frozenset(b.vendor.lower() for b in h.hbas if b.kind == "fc")
             out[f"physical:{h.name}"] = Machine("physical", h.name, h.cpus, h.memory, fc_vendors=fc, labels=h.labels,
-                                                nic_switches=cabled, available=available)
+                                                nics=nics, available=available)
     personas = inv.by_name("personas")
     for a in allocations:
         m = out.get(f"{a.kind}:{a.host}")

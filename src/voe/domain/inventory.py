@@ -143,6 +143,7 @@ def check(inv: Inventory) -> list[FieldProblem]:
         problems += _duplicates(kind, getattr(inv, kind))
     problems += _check_networks(inv)
     problems += _check_cabling(inv)
+    problems += _check_mlag(inv)
     problems += _check_personas(inv)
     problems += _check_groups(inv)
     return problems
@@ -186,6 +187,26 @@ def _check_cabling(inv: Inventory) -> list[FieldProblem]:
     return out
 
 
+def _check_mlag(inv: Inventory) -> list[FieldProblem]:
+    """An MLAG pair is two switches, each naming the other (or one naming
+    the other and that one naming none)."""
+    out = []
+    switches = inv.by_name("switches")
+    for i, sw in enumerate(inv.switches):
+        if sw.mlag_peer is None:
+            continue
+        loc = ("switches", i, "mlag_peer")
+        peer = switches.get(sw.mlag_peer)
+        if peer is None:
+            out.append(FieldProblem(loc, _unknown("switch", sw.mlag_peer, switches)))
+        elif peer.name == sw.name:
+            out.append(FieldProblem(loc, f"switch {sw.name!r} cannot be its own MLAG peer; name the other switch"))
+        elif peer.mlag_peer not in (None, sw.name):
+            out.append(FieldProblem(loc, f"{peer.name!r} is already paired with {peer.mlag_peer!r}; an MLAG pair is "
+                                         "two switches", CONFLICT))
+    return out
+
+
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
     hint = difflib.get_close_matches(name, list(known), n=1)
     msg = f"unknown {kind} {name!r}"
@@ -209,8 +230,14 @@ def _check_personas(inv: Inventory) -> list[FieldProblem]:
     macs = {nic.mac: f"host {h.name} NIC {nic.name}" for h in inv.hosts for nic in h.nics}
     ips: dict[tuple[str, Any], str] = {}
     for i, p in enumerate(inv.personas):
+        named: dict[str, int] = {}
         for j, v in enumerate(p.vnics):
             loc = ("personas", i, "vnics", j)
+            if isinstance(v.nic, str):
+                if v.nic in named:
+                    out.append(FieldProblem(loc + ("nic",), f"NIC {v.nic!r} is already vNIC {named[v.nic]}'s; a host "
+                                                            "NIC carries one dedicated vNIC", CONFLICT))
+                named.setdefault(v.nic, j)
             net = networks.get(v.network)
             if net is None:
                 out.append(FieldProblem(loc + ("network",), _unknown("network", v.network, networks)))
@@ -261,7 +288,8 @@ def references(inv: Inventory, kind: str, name: str) -> list[str]:
     if kind == "networks":
         return [f"persona {p.name}" for p in inv.personas if any(v.network == name for v in p.vnics)]
     if kind == "switches":
-        return [f"host {h.name} NIC {n.name}" for h in inv.hosts for n in h.nics if n.switch == name]
+        return ([f"host {h.name} NIC {n.name}" for h in inv.hosts for n in h.nics if n.switch == name]
+                + [f"switch {s.name} (its MLAG peer)" for s in inv.switches if s.mlag_peer == name])
     if kind == "personas":
         return [f"group {g.name}" for g in inv.groups if name in g.members]
     return []

@@ -99,6 +99,8 @@ class Network(Model):
     subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
     subnet6: ipaddress.IPv6Network | None = None
     gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    dns: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = Field(
+        default_factory=list, description="name servers of the network, given to every vNIC on it")
     description: str = ""
 
     @field_validator("vlan", mode="before")
@@ -143,6 +145,8 @@ class Switch(Model):
     driver: str = "snmp"
     settings: dict[str, Any] = Field(default_factory=dict, description="driver settings (see `voe driver schema`)")
     ports: list[SwitchPort] = Field(default_factory=list)
+    mlag_peer: Name | None = Field(default=None, description="the switch this one forms an MLAG pair with: an LACP "
+                                                              "bond may span the two")
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -190,6 +194,8 @@ class Nic(Model):
     mac: MacAddress
     switch: Name | None = None
     port: str | None = None
+    labels: list[str] = Field(default_factory=list, description="what the NIC is (e.g. 10g, storage): a vNIC may ask "
+                                                                "for a NIC by label")
 
     @property
     def port_key(self) -> tuple[str, str]:
@@ -279,6 +285,36 @@ class Image(Model):
     lun: int = Field(default=0, ge=0)
 
 
+BondMode = Literal["active-backup", "lacp"]
+
+
+class Bond(Model):
+    """Host NICs bonded into one link: ``active-backup`` over any switches
+    (one member carries the traffic, another takes over when its link or
+    switch fails), ``lacp`` (802.3ad) over NICs on one switch or an MLAG
+    pair. ``bond: active-backup`` is short for ``bond: {mode: active-backup}``."""
+
+    mode: BondMode
+    nics: int = Field(default=2, ge=2, le=8, description="how many host NICs the bond takes")
+    label: str | None = Field(default=None, description="only host NICs with this label")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"mode": v} if isinstance(v, str) else v
+
+
+class NicLabel(Model):
+    label: str = Field(min_length=1, description="a label the host NIC carries")
+
+
+class Trunk(Model):
+    """The 802.1q trunk of a persona on a physical server: it carries every
+    vNIC without a NIC of its own."""
+
+    bond: Bond | None = Field(default=None, description="bond the trunk over several host NICs")
+
+
 class Vnic(Model):
     """A persona's identity on one network; follows the persona to every machine."""
 
@@ -287,8 +323,23 @@ class Vnic(Model):
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = Field(
         default=None, description="auto-assigned from the network's subnet when absent; the prefix comes from the network"
     )
-    dedicated: bool = False
+    dedicated: bool = Field(default=False, description="a host NIC of its own (an access port) rather than a VLAN "
+                                                        "on the trunk")
+    nic: str | NicLabel | None = Field(default=None, description="the host NIC it gets, by name (storage0) or by "
+                                                                 "label ({label: 10g}); implies dedicated")
+    bond: Bond | None = Field(default=None, description="host NICs of its own, bonded; implies dedicated")
     boot: bool = False
+
+    @property
+    def own_nics(self) -> bool:
+        """Whether the vNIC has host NICs of its own on a physical server."""
+        return self.dedicated or self.nic is not None or self.bond is not None
+
+    @model_validator(mode="after")
+    def _nic_or_bond(self) -> Vnic:
+        if self.nic is not None and self.bond is not None:
+            raise ValueError("a vNIC takes nic or bond, not both: choose a bond's NICs with bond.label")
+        return self
 
     @field_validator("ip", mode="before")
     @classmethod
@@ -342,6 +393,7 @@ class Persona(Model):
     cpus: int = Field(default=1, ge=1)
     memory: MiB = 1024
     vnics: list[Vnic] = Field(default_factory=list)
+    trunk: Trunk = Field(default_factory=Trunk)
     san: San = Field(default_factory=San)
     policy: Policy = Field(default_factory=Policy)
     labels: Labels = Field(default_factory=dict)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from voe.domain.models import Persona
+from voe.domain.nic_choice import HostNic, asks_for_nics, needs, shortage, signature
 
 Kind = Literal["vm", "physical"]
 FC_VENDORS = frozenset({"qlogic", "emulex"})  # HBAs whose option ROM boots an FC LUN
@@ -34,7 +35,7 @@ class Machine:
     memory: int  # MiB
     labels: dict[str, str] = field(default_factory=dict)
     fc_vendors: frozenset[str] = frozenset()
-    nic_switches: tuple[str, ...] = ()  # switch of each NIC cabled to a managed switch
+    nics: tuple[HostNic, ...] = ()  # NICs cabled to managed switches that are up
     available: bool = True  # schedulable, not fenced, hypervisor answering
     used_cpus: int = 0
     used_memory: int = 0
@@ -112,10 +113,6 @@ def _gib(mib: int) -> str:
     return f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib} MiB"
 
 
-def _dedicated_ok(m: Machine, needed: int) -> bool:
-    return len(set(m.nic_switches)) >= needed
-
-
 def rule_out(p: Persona, m: Machine, c: Constraint) -> tuple[str, str] | None:
     """The first filter that rules ``m`` out for ``p``: (filter, message
     template with {n}), or None when it fits. Cheapest checks first."""
@@ -141,12 +138,12 @@ def rule_out(p: Persona, m: Machine, c: Constraint) -> tuple[str, str] | None:
             return "hba", "{n} {are} VM slots, and FC boot needs a physical QLogic or Emulex HBA"
         if not (m.fc_vendors & FC_VENDORS):
             return "hba", "{n} {lack} a QLogic or Emulex FC HBA"
-    dedicated = sum(1 for v in p.vnics if v.dedicated)
-    if dedicated and m.kind == "physical" and not _dedicated_ok(m, dedicated):
-        return "dedicated", (f"{{n}} {{lack}} {dedicated} NICs cabled to distinct switches for "
-                             f"{dedicated} dedicated vNICs (each needs its own NIC on its own switch)")
-    if p.vnics and not m.nic_switches:
+    if p.vnics and not m.nics:
         return "network", "{n} {have} no NIC cabled to a managed switch that is up, so cannot carry the persona's VLANs"
+    if m.kind == "physical" and asks_for_nics(p):
+        short = shortage(p, m.nics, m.host)
+        if short is not None:
+            return "nics", f"{{n}} {{lack}} the NICs {p.name} asks for ({short})"
     aa = p.policy.anti_affinity
     if aa and m.anti_sets.get(aa):
         return "anti-affinity", f"{{n}} already {{run}} a member of anti-affinity set {aa!r}"
@@ -168,16 +165,15 @@ def _static_ok(p: Persona, m: Machine) -> bool:
         return False
     if p.boot == "fc" and (m.kind == "vm" or not (m.fc_vendors & FC_VENDORS)):
         return False
-    dedicated = sum(1 for v in p.vnics if v.dedicated)
-    if dedicated and m.kind == "physical" and not _dedicated_ok(m, dedicated):
+    if p.vnics and not m.nics:
         return False
-    return not (p.vnics and not m.nic_switches)
+    return not (m.kind == "physical" and asks_for_nics(p) and shortage(p, m.nics, m.host) is not None)
 
 
 def _shape(m: Machine) -> tuple:
     """Labels are left out: they vary per rack and would split the shelves
     into slivers; each label has shelves of its own instead."""
-    return (m.kind, m.available, m.fc_vendors, len(set(m.nic_switches)), bool(m.nic_switches), m.cpus, m.memory)
+    return (m.kind, m.available, m.fc_vendors, signature(m.nics), m.cpus, m.memory)
 
 
 class _Shelf:
@@ -285,7 +281,7 @@ class Placer:
     def _eligible_shelves(self, p: Persona, kind: str, label: tuple[str, str] | None) -> list[_Shelf]:
         """Shelves whose shape passes the static filters, memoised per
         persona shape (most personas share a few shapes)."""
-        pkey = (kind, p.boot, sum(v.dedicated for v in p.vnics), bool(p.vnics), label)
+        pkey = (kind, p.boot, needs(p) if asks_for_nics(p) else (), bool(p.vnics), label)
         hit = self._eligible.get(pkey)
         if hit is None:
             hit = [self.shelves[(shape, label)] for shape, rep in self._shape_rep.items()

@@ -3,10 +3,12 @@ configures, and what every switch port must carry. Pure; the same function
 answers the agent, configures the switches and explains the physical view.
 
 Physical machine: the persona's vNICs ride an 802.1q trunk on the host's boot
-NIC (its first NIC cabled to a managed switch that is up, chosen when the
-incarnation is placed and kept for its life): the boot vNIC untagged on the
-native VLAN, every other one tagged. A dedicated vNIC gets a NIC of its own on
-a switch of its own, as an access port.
+NIC (its first free NIC cabled to a managed switch that is up, chosen when
+the incarnation is placed and kept for its life): the boot vNIC untagged on the
+native VLAN, every other one tagged. A vNIC with NICs of its own (dedicated,
+a NIC named or labelled, or a bond) gets access ports on its VLAN; a bonded
+trunk puts the same VLANs on every member's port. Which NICs: see
+``nic_choice``.
 
 VM: the hypervisor gives the VM one NIC per vNIC, with the persona's MACs, and
 tags each NIC's frames; the hypervisor host's trunk port (its first cabled
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from voe.domain import nic_choice
 from voe.domain.inventory import Inventory
 from voe.domain.models import Host, Nic, Persona, Vnic
 from voe.domain.ports import PortConfig
@@ -39,9 +42,12 @@ class Interface:
     address: str
     gateway: str | None
     dedicated: bool
+    bond: str | None = None  # the bond mode of a bonded vNIC
+    members: tuple[str, ...] = ()  # the MACs of its NICs, when it has NICs of its own
+    dns: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return self.__dict__.copy()
+        return {**self.__dict__, "members": list(self.members), "dns": list(self.dns)}
 
 
 def boot_vnic(p: Persona) -> Vnic | None:
@@ -75,24 +81,14 @@ def trunk_nic(inv: Inventory, host: Host, down: frozenset[str] = frozenset(), ma
     return up[0]
 
 
-def dedicated_nics(inv: Inventory, host: Host, p: Persona, trunk: Nic | None = None,
-                   down: frozenset[str] = frozenset()) -> dict[int, Nic]:
-    """vNIC index -> the host NIC it gets, each on a distinct switch that is
-    up, never the trunk NIC's switch port."""
-    wanted = [i for i, v in enumerate(p.vnics) if v.dedicated]
-    if not wanted:
-        return {}
-    trunk = trunk or trunk_nic(inv, host, down)
-    used_switches: set[str] = set()
-    free = [n for n in cabled_nics(inv, host) if n is not trunk and n.switch not in down] + [trunk]
-    out: dict[int, Nic] = {}
-    for i in wanted:
-        nic = next((n for n in free if n.switch not in used_switches and n not in out.values()), None)
-        if nic is None:
-            raise WiringError(f"host {host.name} lacks a NIC on a distinct switch for dedicated vNIC {i} of {p.name}")
-        out[i] = nic
-        used_switches.add(nic.port_key[0])
-    return out
+def nic_roles(inv: Inventory, host: Host, p: Persona, boot_mac: str | None = None,
+              down: frozenset[str] = frozenset()) -> nic_choice.NicRoles:
+    """The host NICs of each of the persona's carriers on a physical server
+    (``voe.domain.nic_choice``); ``boot_mac``: the incarnation's."""
+    try:
+        return nic_choice.choose(p, nic_choice.host_nics(inv, host), host.name, boot_mac, down)
+    except nic_choice.NicShortage as e:
+        raise WiringError(str(e)) from None
 
 
 def interfaces(inv: Inventory, p: Persona, kind: str, host: Host, boot_mac: str | None = None) -> list[Interface]:
@@ -101,21 +97,43 @@ def interfaces(inv: Inventory, p: Persona, kind: str, host: Host, boot_mac: str 
     nets = inv.by_name("networks")
     boot = boot_vnic(p)
     out = []
-    trunk = trunk_nic(inv, host, mac=boot_mac) if kind == "physical" else None
-    dedicated = dedicated_nics(inv, host, p, trunk) if kind == "physical" else {}
+    roles = nic_roles(inv, host, p, boot_mac) if kind == "physical" else None
     for i, v in enumerate(p.vnics):
         net = nets[v.network]
         address = f"{v.ip}/{net.subnet.prefixlen}"
         gw = str(net.gateway) if net.gateway else None
         mac = assigned_mac(v)
-        if kind == "vm":
-            out.append(Interface(v.network, v.network, net.vlan, False, mac, mac, address, gw, v.dedicated))
-        elif i in dedicated:
-            out.append(Interface(v.network, v.network, net.vlan, False, dedicated[i].mac, mac, address, gw, True))
+        dns = tuple(str(a) for a in net.dns)
+        if roles is None:
+            out.append(Interface(v.network, v.network, net.vlan, False, mac, mac, address, gw, v.own_nics, dns=dns))
+        elif i in roles.carriers:
+            members = roles.carriers[i]
+            out.append(Interface(v.network, v.network, net.vlan, False, members[0].mac, mac, address, gw, True,
+                                 v.bond.mode if v.bond else None, tuple(n.mac for n in members), dns))
         else:
-            assert trunk is not None  # a physical machine's
-            out.append(Interface(v.network, v.network, net.vlan, v is not boot, trunk.mac, mac, address, gw, False))
+            out.append(Interface(v.network, v.network, net.vlan, v is not boot, roles.trunk[0].mac, mac, address, gw,
+                                 False, dns=dns))
     return out
+
+
+def agent_network(inv: Inventory, p: Persona, kind: str, host: Host, boot_mac: str | None) -> dict:
+    """The ``trunk`` and ``interfaces`` of an agent's configuration
+    (docs/agent-protocol.md, section 2)."""
+    return {"trunk": trunk_config(inv, p, host, boot_mac) if kind == "physical" else None,
+            "interfaces": [i.as_dict() for i in interfaces(inv, p, kind, host, boot_mac)]}
+
+
+def trunk_config(inv: Inventory, p: Persona, host: Host, boot_mac: str | None) -> dict | None:
+    """The trunk as the agent builds it on a physical server: the NIC it
+    rides (or the bond's members), and the network its untagged frames are
+    on; None when every vNIC has NICs of its own."""
+    roles = nic_roles(inv, host, p, boot_mac)
+    if not roles.trunk:
+        return None
+    boot = boot_vnic(p)
+    bond = p.trunk.bond
+    return {"nic_mac": roles.trunk[0].mac, "native_network": boot.network if boot and not boot.own_nics else None,
+            "bond": bond.mode if bond else None, "members": [n.mac for n in roles.trunk]}
 
 
 def assigned_mac(v: Vnic) -> str:
@@ -133,7 +151,7 @@ def boot_mac(inv: Inventory, p: Persona, kind: str, host: Host, down: frozenset[
         if b is None:
             raise WiringError(f"persona {p.name} has no vNIC to network-boot a VM from")
         return assigned_mac(b)
-    return trunk_nic(inv, host, down).mac
+    return nic_roles(inv, host, p, down=down).boot.mac
 
 
 def vm_vlans(inv: Inventory, p: Persona) -> tuple[int, ...]:
@@ -170,14 +188,16 @@ def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: I
         if pl.kind == "vm":
             vm_vlans_by_host.setdefault(host.name, set()).update(vm_vlans(inv, p))
             continue
-        trunk = trunk_nic(inv, host, down, pl.boot_mac)
-        dedicated = dedicated_nics(inv, host, p, trunk)
+        roles = nic_roles(inv, host, p, pl.boot_mac, down)
         boot = boot_vnic(p)
-        tagged = {nets[v.network].vlan for i, v in enumerate(p.vnics) if i not in dedicated and v is not boot}
-        native = nets[boot.network].vlan if boot is not None and p.vnics.index(boot) not in dedicated else None
-        plan[trunk.port_key] = PortConfig.trunk(tagged, native)
-        for i, nic in dedicated.items():
-            plan[nic.port_key] = PortConfig.access(nets[p.vnics[i].network].vlan)
+        tagged = {nets[v.network].vlan for i, v in enumerate(p.vnics) if i not in roles.carriers and v is not boot}
+        native = nets[boot.network].vlan if boot is not None and not boot.own_nics else None
+        for nic in roles.trunk:  # a bond's members alike
+            plan[nic.port_key] = PortConfig.trunk(tagged, native)
+        for i, members in roles.carriers.items():
+            if i != nic_choice.TRUNK:
+                for nic in members:
+                    plan[nic.port_key] = PortConfig.access(nets[p.vnics[i].network].vlan)
     for host_name, vlans in vm_vlans_by_host.items():
         host = hosts[host_name]
         # with every switch of the host down the uplink stays where it is:

@@ -133,15 +133,17 @@ class Lab:
         return next((n for n in host.nics if n.switch in self.switches and not self.switches[n.switch].state.down), None)
 
     def _path_down(self, m: Machine) -> bool:
-        """Whether a machine's way to the controller runs through a switch
-        that is down: a server's through the NIC it booted from, a VM's
-        through every uplink of its host."""
+        """Whether a machine's way to the controller runs through switches
+        that are down: a server's through the NIC it booted from (or every
+        member of the bond its OS made of that NIC), a VM's through every
+        uplink of its host."""
         host = self._host_of(m)
         if m.kind == "vm":
             return self._uplink(host) is None
         mac = m.last_boot.mac if m.last_boot is not None else None
-        nic = next((n for n in host.nics if n.mac == mac), None)
-        return nic is not None and nic.switch in self.switches and self.switches[nic.switch].state.down
+        bonded = next((i.nic_macs for i in netfiles.interfaces(m.os.root) if mac in i.nic_macs), (mac,))
+        nics = [n for n in host.nics if n.mac in bonded and n.switch in self.switches]
+        return bool(nics) and all(self.switches[n.switch].state.down for n in nics)
 
     def _recut(self) -> None:
         """Cut or restore every machine's path to the controller."""
@@ -304,14 +306,14 @@ class Lab:
             vm = None if m.kind == "physical" else self.hypervisors[host.name].vms[m.name]
             for iface in netfiles.interfaces(m.os.root):
                 if vm is not None:  # each VM NIC is tagged by the hypervisor onto the host's trunk
-                    if iface.nic_mac in vm.macs and trunk is not None:
-                        i = vm.macs.index(iface.nic_mac)
+                    mac = iface.nic_macs[0] if iface.nic_macs else None
+                    if mac in vm.macs and trunk is not None:
+                        i = vm.macs.index(mac)
                         vlan = vm.vlans[i] if i < len(vm.vlans) else None
                         sw = self.switches[trunk.switch].state
                         out.append(dataplane.Attachment(trunk.switch, sw.number_of(trunk.port), vlan, iface.addresses))
                     continue
-                nic = nics.get(iface.nic_mac or "")
-                if nic is not None:
+                for nic in (nics[mac] for mac in iface.nic_macs if mac in nics):  # a bond: each member
                     sw = self.switches[nic.switch].state
                     out.append(dataplane.Attachment(nic.switch, sw.number_of(nic.port), iface.vlan, iface.addresses))
         return out

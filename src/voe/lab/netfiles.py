@@ -14,7 +14,7 @@ from pathlib import Path
 class OsInterface:
     name: str
     vlan: int | None  # None: untagged frames on the NIC
-    nic_mac: str | None  # the NIC it rides on (matched by MAC), when known
+    nic_macs: tuple[str, ...]  # the NICs it rides on (a bond's members), matched by MAC; () when unknown
     addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
 
 
@@ -52,25 +52,35 @@ def interfaces(root: Path) -> list[OsInterface]:
     if not netdir.is_dir():
         return []
     vlans: dict[str, int] = {}
+    members: dict[str, list[str]] = {}  # bond name -> its members' MACs
     for f in sorted(netdir.glob("*.netdev")):
         cp = _read(f)
-        if cp.get("NetDev", "Kind", fallback="") == "vlan":
+        kind = cp.get("NetDev", "Kind", fallback="")
+        if kind == "vlan":
             vlans[cp.get("NetDev", "Name")] = int(cp.get("VLAN", "Id"))
-    parents: dict[str, str] = {}  # VLAN name -> parent NIC MAC
+        elif kind == "bond":
+            members[cp.get("NetDev", "Name")] = []
+    units = [_read(f) for f in sorted(netdir.glob("*.network"))]
+    for cp in units:
+        bond, mac = cp.get("Network", "Bond"), cp.get("Match", "PermanentMACAddress")
+        if bond in members and mac:
+            members[bond].append(mac.lower())
+    parents: dict[str, tuple[str, ...]] = {}  # VLAN name -> the NICs under it
     out = []
-    for f in sorted(netdir.glob("*.network")):
-        cp = _read(f)
+    for cp in units:
+        if cp.get("Network", "Bond"):
+            continue  # a bond's member carries no address of its own
         name = cp.get("Match", "Name", fallback=None)
         mac = cp.get("Match", "MACAddress", fallback=None)
+        nics = tuple(members[name]) if name in members else (mac.lower(),) if mac else ()
         addrs = tuple(ipaddress.ip_interface(a) for a in _multi(cp, "Network", "Address"))
         for v in _multi(cp, "Network", "VLAN"):
-            if mac:
-                parents[v] = mac.lower()
+            parents[v] = nics
         if name in vlans:
-            out.append(OsInterface(name, vlans[name], None, addrs))
-        elif mac:
-            out.append(OsInterface(name or mac, None, mac.lower(), addrs))
-    return [OsInterface(i.name, i.vlan, parents.get(i.name, i.nic_mac), i.addresses) if i.vlan else i for i in out]
+            out.append(OsInterface(name, vlans[name], (), addrs))
+        elif nics:
+            out.append(OsInterface(name or nics[0], None, nics, addrs))
+    return [OsInterface(i.name, i.vlan, parents.get(i.name, ()), i.addresses) if i.vlan else i for i in out]
 
 
 def _multi(unit: Unit, section: str, key: str) -> list[str]:
