@@ -6,7 +6,8 @@ stale, and fences itself when a configured lease cannot be renewed.
 
 Exit codes: 0 stopped on request or by ACPI; 2 bad parameters; 3 stale
 (another incarnation took over, or its bootstrap token was refused); 4
-self-fenced (lease expired); 5 the controller's CA is not the pinned one.
+self-fenced (lease expired); 5 the controller's CA is not the pinned one;
+6 a Windows command failed (named in the log).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from voe.agent import bootargs, render
+from voe.agent import bootargs, render, windows
 from voe.agent.client import Controller, Stale, Unreachable, Untrusted
 
 EXIT_STALE, EXIT_SELF_FENCED, EXIT_UNTRUSTED = 3, 4, 5
@@ -28,6 +30,9 @@ CREDENTIAL = Path("run") / "voe-agent" / "credential"
 """Under the agent's root: the credential its bootstrap token bought, kept
 for an agent restarted within the same boot (the token is spent)."""
 
+
+WINDOWS = windows.Windows()
+"""Every call into Windows (the ``powershell`` backend's OS)."""
 
 LOG_JSON = {"on": os.environ.get("VOE_LOG_FORMAT") == "json"}
 """One JSON object per line (``--log-format json`` or VOE_LOG_FORMAT), as
@@ -45,6 +50,8 @@ def log(msg: str, level: str = "info") -> None:
 
 
 def read_args(ns: argparse.Namespace) -> bootargs.BootArgs:
+    if ns.boot_url:
+        return bootargs.from_boot_service(ns.boot_url, local_macs(ns))
     if ns.persona:
         words = f"voe.controller={ns.controller} voe.persona={ns.persona} voe.generation={ns.generation} voe.token={ns.token}"
     elif ns.cmdline:
@@ -52,6 +59,15 @@ def read_args(ns: argparse.Namespace) -> bootargs.BootArgs:
     else:
         words = Path(ns.cmdline_file).read_text()
     return bootargs.parse(words)
+
+
+def local_macs(ns: argparse.Namespace) -> list[str]:
+    """This machine's NICs' MACs: from Windows, or from sysfs."""
+    if ns.network_backend == "powershell":
+        return windows.nic_macs(WINDOWS)
+    sysfs = Path("/sys/class/net")
+    macs = [(d / "address").read_text().strip() for d in sorted(sysfs.iterdir()) if (d / "device").exists()]
+    return [m for m in macs if m and m != "00:00:00:00:00:00"]
 
 
 def until_reached(call):
@@ -65,7 +81,7 @@ def until_reached(call):
             delay = min(delay * 2, 2.0)
 
 
-def obtain_credential(ctl: Controller, args: bootargs.BootArgs, root: Path) -> None:
+def obtain_credential(ctl: Controller, args: bootargs.BootArgs, root: Path, backend: str = "rendered") -> None:
     """The credential kept from earlier in this boot, or the bootstrap
     token's exchange for it (kept then, readable by root alone)."""
     kept = root / CREDENTIAL
@@ -82,9 +98,14 @@ def obtain_credential(ctl: Controller, args: bootargs.BootArgs, root: Path) -> N
     fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"persona": args.persona, "generation": args.generation, "token": ctl.token}, f)
+    if backend == "powershell":
+        windows.protect(WINDOWS, kept)  # Windows ignores the mode: its ACL says who reads it
 
 
 def configure(root: Path, config: dict, backend: str) -> dict[str, str]:
+    if backend == "powershell":  # the script sets the iSCSI initiator's IQN too
+        windows.apply_network(WINDOWS, root, config)
+        return {i["name"]: i["address"] for i in config["interfaces"]}
     if backend == "live":
         from voe.agent import net_live  # pyroute2, only where the live backend is used
 
@@ -105,15 +126,15 @@ def app_ready(check: str | None) -> tuple[bool, str]:
     return r.returncode == 0, f"app check exited {r.returncode}"
 
 
-def run(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace, stop: threading.Event) -> int:
+    """The agent's life; ``stop`` is set by SIGTERM, or by the Service
+    Control Manager on Windows."""
     args = read_args(ns)
     ctl = Controller(args.controller, args.token, args.ca, ca_pin=args.ca_sha256)
     root = Path(ns.root)
     started = time.monotonic()
-    stopping = {"asked": False}
-    signal.signal(signal.SIGTERM, lambda *_: stopping.update(asked=True))
     try:
-        obtain_credential(ctl, args, root)
+        obtain_credential(ctl, args, root, ns.network_backend)
         config = until_reached(lambda: ctl.call("GET", "/api/v1/agent/config"))
     except Stale as e:
         log(f"stale before start ({e}); exiting", "warning")
@@ -131,7 +152,7 @@ def run(ns: argparse.Namespace) -> int:
     last_ok = time.monotonic()
     while True:
         ready, detail = app_ready(ns.app_check or config.get("app_check"))
-        body = {"generation": args.generation, "ready": ready, "stopping": stopping["asked"],
+        body = {"generation": args.generation, "ready": ready, "stopping": stop.is_set(),
                 "uptime": round(time.monotonic() - started, 1), "addresses": addresses, "detail": detail,
                 "wwpn": config["san"].get("wwpn")}
         try:
@@ -148,19 +169,22 @@ def run(ns: argparse.Namespace) -> int:
         if answer.get("action") == "stale":
             log("the controller says this generation is stale; stopping at once")
             return EXIT_STALE
-        if stopping["asked"] and body["stopping"]:
+        if body["stopping"]:
             log("stopped")
             return _halt(ns, 0)
         if answer.get("action") == "stop":
-            stopping["asked"] = True
+            stop.set()
             continue  # report stopping at once, then halt
         interval = answer.get("interval", interval)
-        time.sleep(interval)
+        stop.wait(interval)
 
 
 def _halt(ns: argparse.Namespace, code: int) -> int:
     if ns.on_stop == "poweroff":
-        subprocess.run(["systemctl", "poweroff", "--force"], check=False)
+        if ns.network_backend == "powershell":
+            windows.power_off(WINDOWS)
+        else:
+            subprocess.run(["systemctl", "poweroff", "--force"], check=False)
     return code
 
 
@@ -172,21 +196,56 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--persona")
     p.add_argument("--generation")
     p.add_argument("--token")
-    p.add_argument("--root", default="/", help="where to write configuration files")
-    p.add_argument("--network-backend", choices=["rendered", "live"], default=None)
+    p.add_argument("--boot-url", help="read the parameters from this boot service's script for one of this "
+                                      "machine's MACs (an OS booted from a SAN LUN has no kernel command line)")
+    p.add_argument("--root", default=None, help="where to write configuration files (default: / on Linux, "
+                                                r"C:\ProgramData\voe on Windows)")
+    p.add_argument("--network-backend", choices=["rendered", "live", "powershell"], default=None,
+                   help="default: powershell on Windows, live with --root /, else rendered")
     p.add_argument("--app-check", help="command whose success means the application is ready")
     p.add_argument("--on-stop", choices=["exit", "poweroff"], default="exit")
     p.add_argument("--log-format", choices=["text", "json"], default=None)
+    service = p.add_mutually_exclusive_group()
+    service.add_argument("--service", action="store_true", help="run as the Windows service (sc.exe starts it so)")
+    service.add_argument("--install-service", action="store_true",
+                         help="install and start the Windows service, with the other flags given here")
+    service.add_argument("--uninstall-service", action="store_true", help="stop and remove the Windows service")
     ns = p.parse_args(argv)
     if ns.log_format:
         LOG_JSON["on"] = ns.log_format == "json"
     if ns.network_backend is None:
-        ns.network_backend = "live" if ns.root == "/" else "rendered"
+        ns.network_backend = "powershell" if os.name == "nt" else "live" if ns.root in (None, "/") else "rendered"
+    if ns.root is None:
+        ns.root = r"C:\ProgramData\voe" if ns.network_backend == "powershell" else "/"
+    sys.exit(dispatch(ns, argv if argv is not None else sys.argv[1:]))
+
+
+def dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
+    """Install or remove the Windows service, or run: as that service, or
+    in the foreground."""
+    if ns.install_service:
+        return _exit_code(lambda: windows.install_service(WINDOWS, sys.executable, os.path.abspath(sys.argv[0]),
+                                                          [a for a in argv if a != "--install-service"]))
+    if ns.uninstall_service:
+        return _exit_code(lambda: windows.uninstall_service(WINDOWS))
+    if ns.service:
+        return windows.run_as_service(WINDOWS, lambda stop: _exit_code(lambda: run(ns, stop)))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return _exit_code(lambda: run(ns, stop))
+
+
+def _exit_code(call) -> int:
+    """``call``'s exit code (0 when it returns none); bad parameters and
+    failed Windows commands logged and counted as such."""
     try:
-        sys.exit(run(ns))
+        return call() or 0
     except bootargs.BootArgsError as e:
         log(f"error: {e}", "error")
-        sys.exit(2)
+        return 2
+    except windows.WindowsCommandFailed as e:
+        log(f"error: {e}", "error")
+        return 6
 
 
 if __name__ == "__main__":
