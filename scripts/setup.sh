@@ -15,6 +15,7 @@ APT_PACKAGES=(
   chromium                                 # the console's browser tests (Playwright drives it)
   busybox-static e2fsprogs qemu-utils      # the sample persona images, built here; qcow2 clones
   rsync openssh-client                     # capture of a live server's root (voe template create --from-host)
+  golang-go golang-github-vmware-govmomi-dev  # VMware's vCenter simulator, built below for the vSphere tests
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -55,5 +56,12 @@ if [ ! -f build/templates/.built ] || [ src/voe/images/samples.py -nt build/temp
   echo "setup: building the sample persona templates (build/templates)"
   .venv/bin/python -m voe.images.samples build/templates >/dev/null
   touch build/templates/.built
+fi
+if [ ! -x build/vcsim ] || [ scripts/vcsim/main.go -nt build/vcsim ]; then
+  echo "setup: building VMware's vCenter simulator (build/vcsim) from Debian's govmomi, offline"
+  mkdir -p build/go/src/vcsim build/go/cache
+  cp scripts/vcsim/main.go build/go/src/vcsim/
+  (cd build/go/src/vcsim && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$PWD/../../cache" \
+    go build -o ../../../vcsim .)
 fi
 echo "setup: ready (.venv)"

@@ -15,16 +15,21 @@ from voe.domain.ports import PortConfig
 from voe.errors import InvalidInventory
 
 
-def datacenter(edit=None):
-    """The review datacenter; dl360-3 gets two 10g NICs on sw1 and dl360-2
-    one, both labelled."""
-    doc = DatacenterFile(EXAMPLE).data()
+def add_10g_nics(doc: dict) -> None:
+    """dl360-3 gets two 10g NICs on sw1 (ports 13 and 14), dl360-2 one
+    (port 12)."""
     hosts = {h["name"]: h for h in doc["hosts"]}
     hosts["dl360-3"]["nics"] += [
         {"name": "eth2", "mac": "00:0b:cd:03:00:03", "switch": "sw1", "port": "13", "labels": ["10g"]},
         {"name": "eth3", "mac": "00:0b:cd:03:00:04", "switch": "sw1", "port": "14", "labels": ["10g"]}]
     hosts["dl360-2"]["nics"].append(
         {"name": "eth2", "mac": "00:0b:cd:02:00:03", "switch": "sw1", "port": "12", "labels": ["10g"]})
+
+
+def datacenter(edit=None):
+    """The review datacenter with the 10g NICs, and ``edit`` applied."""
+    doc = DatacenterFile(EXAMPLE).data()
+    add_10g_nics(doc)
     if edit:
         edit(doc)
     return assign_identity(parse(doc))

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.domain.test_nic_choice import add_10g_nics
 from tests.e2e import snmp
 from tests.e2e.conftest import running_stack
 from tests.e2e.test_failover import no_double_runs, start
@@ -18,12 +19,7 @@ from tests.e2e.test_failover import no_double_runs, start
 def datacenter(doc: dict) -> None:
     """dl360-3 gets two 10g NICs on sw1, dl360-2 one; ``bonded`` bonds its
     trunk across sw1 and sw2 on v20z; ``store`` asks for two 10g NICs."""
-    hosts = {h["name"]: h for h in doc["hosts"]}
-    hosts["dl360-3"]["nics"] += [
-        {"name": "eth2", "mac": "00:0b:cd:03:00:03", "switch": "sw1", "port": "13", "labels": ["10g"]},
-        {"name": "eth3", "mac": "00:0b:cd:03:00:04", "switch": "sw1", "port": "14", "labels": ["10g"]}]
-    hosts["dl360-2"]["nics"].append(
-        {"name": "eth2", "mac": "00:0b:cd:02:00:03", "switch": "sw1", "port": "12", "labels": ["10g"]})
+    add_10g_nics(doc)
     image = next(p for p in doc["personas"] if p["name"] == "bea-2")["image"]
     common = {"image": image, "memory": "2GiB", "policy": {"prefer": ["physical"]}}
     doc["personas"] += [

@@ -74,7 +74,7 @@ def test_unknown_field_names_the_field_and_the_likely_fix(api):
     r = api.post("/api/v1/networks", json={**NET, "vlna": 3})
     assert r.status_code == 422
     assert problems(r) == [("body.vlna", "unknown field 'vlna'; did you mean 'vlan'? "
-                                         "(known: description, gateway, name, subnet, subnet6, vlan)")]
+                                         "(known: description, dns, gateway, name, subnet, subnet6, vlan)")]
 
 
 def test_deleting_a_network_in_use_is_refused(api):

@@ -227,6 +227,8 @@ class HypervisorSpec(Model):
     password: str | None = Field(default=None, description="secret: encrypted at rest, never returned")
     cpus: int = Field(ge=0, description="vCPUs offered to VMs")
     memory: MiB = Field(description="memory offered to VMs")
+    settings: dict[str, Any] = Field(default_factory=dict, description="driver settings (see `voe driver schema`), "
+                                                                      "e.g. vsphere's esx_host and datastore")
 
 
 class StorageSpec(Model):
@@ -438,7 +440,8 @@ KINDS: dict[str, type[Model]] = {
 delete in reverse)."""
 
 SECRET_FIELDS: dict[str, list[tuple[str, ...]]] = {
-    "hosts": [("bmc", "password"), ("hypervisor", "password"), ("storage", "settings", "password")],
+    "hosts": [("bmc", "password"), ("hypervisor", "password"), ("hypervisor", "settings", "password"),
+              ("storage", "settings", "password")],
     "switches": [("settings", "community"), ("settings", "password"), ("settings", "v3", "auth_key"),
                  ("settings", "v3", "priv_key")],
 }

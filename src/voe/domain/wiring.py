@@ -192,12 +192,12 @@ def port_plan(inv: Inventory, placements: Iterable[Placement], hosts_in_scope: I
         boot = boot_vnic(p)
         tagged = {nets[v.network].vlan for i, v in enumerate(p.vnics) if i not in roles.carriers and v is not boot}
         native = nets[boot.network].vlan if boot is not None and not boot.own_nics else None
-        for nic in roles.trunk:  # a bond's members alike
-            plan[nic.port_key] = PortConfig.trunk(tagged, native)
+        for member in roles.trunk:  # a bond's members alike
+            plan[member.port_key] = PortConfig.trunk(tagged, native)
         for i, members in roles.carriers.items():
             if i != nic_choice.TRUNK:
-                for nic in members:
-                    plan[nic.port_key] = PortConfig.access(nets[p.vnics[i].network].vlan)
+                for member in members:
+                    plan[member.port_key] = PortConfig.access(nets[p.vnics[i].network].vlan)
     for host_name, vlans in vm_vlans_by_host.items():
         host = hosts[host_name]
         # with every switch of the host down the uplink stays where it is:

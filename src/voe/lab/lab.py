@@ -23,6 +23,7 @@ from voe.lab.relay import Relay
 from voe.lab.storage import LabStorage
 from voe.lab.switch_emulator import SnmpLoop, SwitchEmulator
 from voe.lab.truth import IncarnationTruth, InvariantChecker
+from voe.lab.vsphere_host import VsphereHost
 from voe.lab.zygote import AgentZygote
 
 HOST_FAULTS = ("power-loss", "hang", "resume", "os-crash", "partition", "heal", "bmc-down", "bmc-up", "repair")
@@ -47,7 +48,7 @@ class Lab:
         self.bmc_loop: BmcLoop | None = None
         self.switches: dict[str, SwitchEmulator] = {}
         self.hosts: dict[str, Machine] = {}
-        self.hypervisors: dict[str, Hypervisor] = {}
+        self.hypervisors: dict[str, Hypervisor | VsphereHost] = {}
         self.storages: dict[str, tuple[LabStorage, JsonApi]] = {}
         self.bmcs: dict[str, LabBmc | RedfishEmulator | None] = {}
         self.relays: dict[str, Relay] = {}
@@ -89,6 +90,9 @@ class Lab:
             self.hypervisors[h.name] = Hypervisor(
                 m, h.hypervisor.url, h.hypervisor.username, h.hypervisor.password or "",
                 self.state_dir / "hosts" / h.name, self._vm_machine, h.hypervisor.cpus, h.hypervisor.memory)
+        elif h.hypervisor is not None and h.hypervisor.driver == "vsphere":
+            self.hypervisors[h.name] = VsphereHost(m, h.hypervisor, self.state_dir / "hosts" / h.name,
+                                                   self._vm_machine, self.checker.poke)
         if h.storage is not None and h.storage.driver == "lab":
             st = h.storage.settings
             model = LabStorage(h.name)

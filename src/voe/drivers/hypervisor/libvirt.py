@@ -11,11 +11,8 @@ the next call, so a hypervisor that came back is reached again.
 
 from __future__ import annotations
 
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Literal, TypeVar
 
 import libvirt
@@ -23,7 +20,8 @@ from pydantic import Field
 
 from voe.domain.models import Host
 from voe.drivers.base import DriverSettings, HypervisorDriver, VmSpec, VmState
-from voe.errors import DriverError, DriverTimeout
+from voe.drivers.hypervisor.session import BlockingSession
+from voe.errors import DriverError
 
 T = TypeVar("T")
 # libvirt prints every error to stderr by default; here each becomes a DriverError
@@ -65,9 +63,7 @@ class LibvirtHypervisor(HypervisorDriver):
 
     def __init__(self, device: str, settings: LibvirtSettings):
         super().__init__(device, settings)
-        self._conn: libvirt.virConnect | None = None
-        self._calls: ThreadPoolExecutor | None = None  # libvirt calls block: each runs here, under a deadline
-        self._lock = threading.Lock()
+        self._session = BlockingSession(device, self._connect, _close_quietly, settings.timeout, "libvirt")
 
     @classmethod
     def from_host(cls, host: Host) -> LibvirtHypervisor:
@@ -76,12 +72,9 @@ class LibvirtHypervisor(HypervisorDriver):
 
     # --- connection ----------------------------------------------------------
 
-    def _connection(self) -> libvirt.virConnect:
-        with self._lock:
-            if self._conn is None:
-                creds = [libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE]
-                self._conn = libvirt.openAuth(self.settings.uri, [creds, self._answer_credentials, None], 0)
-            return self._conn
+    def _connect(self) -> libvirt.virConnect:
+        creds = [libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE]
+        return libvirt.openAuth(self.settings.uri, [creds, self._answer_credentials, None], 0)
 
     def _answer_credentials(self, credentials: list[list], _data: object) -> int:
         """libvirt's auth callback: fill in what the URI's driver asks for."""
@@ -95,37 +88,16 @@ class LibvirtHypervisor(HypervisorDriver):
         return 0
 
     def close(self) -> None:
-        self._disconnect()
-        with self._lock:
-            calls, self._calls = self._calls, None
-        if calls is not None:
-            calls.shutdown(wait=False, cancel_futures=True)
-
-    def _disconnect(self) -> None:
-        """The next call connects afresh."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except libvirt.libvirtError:
-                pass
+        self._session.close()
 
     def _libvirt(self, operation: str, fn: Callable[[libvirt.virConnect], T]) -> T:
         """Run ``fn(connection)`` under the deadline; failures are typed."""
-        with self._lock:
-            if self._calls is None:
-                self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"libvirt-{self.device}")
-            future = self._calls.submit(lambda: fn(self._connection()))
         try:
-            return future.result(timeout=self.settings.timeout)
-        except FutureTimeout:
-            self._disconnect()
-            raise DriverTimeout(self.device, operation, self.settings.timeout) from None
+            return self._session.run(operation, fn)
         except libvirt.libvirtError as e:
             transient = e.get_error_domain() in _TRANSIENT_DOMAINS
             if transient:
-                self._disconnect()
+                self._session.drop()
             raise DriverError(self.device, operation, e.get_error_message() or str(e), transient) from None
 
     def check(self) -> str:
@@ -181,6 +153,13 @@ class LibvirtHypervisor(HypervisorDriver):
     def spec(self, name: str) -> VmSpec | None:
         """The VM's persistent definition, as voe wrote it; None when absent."""
         return self._read(f"read VM {name}", lambda: self._get_spec(name))
+
+
+def _close_quietly(conn: libvirt.virConnect) -> None:
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass
 
 
 def domain_xml(spec: VmSpec, settings: LibvirtSettings, uuid: str | None = None) -> str:
