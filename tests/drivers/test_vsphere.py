@@ -98,3 +98,14 @@ def test_check_names_the_host_and_bad_settings_are_named(esx, simulator):
     with pytest.raises(DriverError) as e:
         gone.check()
     assert e.value.transient and "unreachable" in str(e.value)
+
+
+def test_vms_defined_at_once_share_their_new_port_groups(esx):
+    """A group start defines its VMs in parallel: the first to need a
+    VLAN's port group makes it, the others use it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = [VmSpec(f"web-{i}", 1, 1024, (f"02:56:4f:00:01:0{i}",), vlans=(300 + i % 2,)) for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(esx.define, specs))
+    assert {s.name: esx.spec(s.name).vlans for s in specs} == {s.name: s.vlans for s in specs}

@@ -123,7 +123,10 @@ class VsphereHypervisor(HypervisorDriver):
         if not any(pg.spec.name == name for pg in host.configManager.networkSystem.networkInfo.portgroup):
             spec = vim.host.PortGroup.Specification(name=name, vlanId=vlan, vswitchName=self.settings.vswitch,
                                                     policy=vim.host.NetworkPolicy())
-            host.configManager.networkSystem.AddPortGroup(portgrp=spec)
+            try:
+                host.configManager.networkSystem.AddPortGroup(portgrp=spec)
+            except (vim.fault.AlreadyExists, vim.fault.DuplicateName):
+                pass  # a define running beside this one made it first
         # the host lists its networks; the datacenter's network folder has
         # one just made even where the host's list lags
         candidates = list(host.network) + list(self._datacenter(host).networkFolder.childEntity)
