@@ -132,11 +132,12 @@ def choose(p: Persona, nics: Sequence[HostNic], host: str, boot_mac: str | None 
     return _choose(p.name, wanted, _boot_key(p, wanted), nics, host, boot_mac, down)
 
 
-def shortage(p: Persona, nics: Sequence[HostNic], host: str) -> str | None:
-    """Why ``host`` cannot carry ``p``, or None when it can. Servers cabled
-    alike get the same answer: it is worked out once per cabling."""
+def shortage_of(p: Persona, cabling: tuple, host: str) -> str | None:
+    """Why ``host``, cabled as ``signature`` says, cannot carry ``p``, or
+    None when it can. Servers cabled alike get the same answer: it is
+    worked out once per cabling."""
     wanted = needs(p)
-    why = _shortage_of(p.name, wanted, _boot_key(p, wanted), signature(nics))
+    why = _shortage_of(p.name, wanted, _boot_key(p, wanted), cabling)
     return None if why is None else why.replace(_HOST, host)
 
 

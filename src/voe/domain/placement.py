@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from voe.domain.models import Persona
-from voe.domain.nic_choice import HostNic, asks_for_nics, needs, shortage, signature
+from voe.domain.nic_choice import HostNic, asks_for_nics, shortage_of, signature
 
 Kind = Literal["vm", "physical"]
 FC_VENDORS = frozenset({"qlogic", "emulex"})  # HBAs whose option ROM boots an FC LUN
@@ -42,6 +42,13 @@ class Machine:
     personas: set[str] = field(default_factory=set)
     # not a Counter: one is built per machine per placement batch, and a dict is cheaper to make
     anti_sets: dict[str, int] = field(default_factory=dict)
+    cabling: tuple | None = None  # nic_choice.signature of the NICs, worked out on first need
+
+    def nic_shortage(self, p: Persona) -> str | None:
+        """Why this machine lacks the NICs ``p`` asks for, or None."""
+        if self.cabling is None:
+            self.cabling = signature(self.nics)
+        return shortage_of(p, self.cabling, self.host)
 
     @property
     def key(self) -> str:
@@ -141,7 +148,7 @@ def rule_out(p: Persona, m: Machine, c: Constraint) -> tuple[str, str] | None:
     if p.vnics and not m.nics:
         return "network", "{n} {have} no NIC cabled to a managed switch that is up, so cannot carry the persona's VLANs"
     if m.kind == "physical" and asks_for_nics(p):
-        short = shortage(p, m.nics, m.host)
+        short = m.nic_shortage(p)
         if short is not None:
             return "nics", f"{{n}} {{lack}} the NICs {p.name} asks for ({short})"
     aa = p.policy.anti_affinity
@@ -165,15 +172,15 @@ def _static_ok(p: Persona, m: Machine) -> bool:
         return False
     if p.boot == "fc" and (m.kind == "vm" or not (m.fc_vendors & FC_VENDORS)):
         return False
-    if p.vnics and not m.nics:
-        return False
-    return not (m.kind == "physical" and asks_for_nics(p) and shortage(p, m.nics, m.host) is not None)
+    return not (p.vnics and not m.nics)
 
 
 def _shape(m: Machine) -> tuple:
     """Labels are left out: they vary per rack and would split the shelves
-    into slivers; each label has shelves of its own instead."""
-    return (m.kind, m.available, m.fc_vendors, signature(m.nics), m.cpus, m.memory)
+    into slivers; each label has shelves of its own instead. So is the
+    cabling beyond having a NIC: few personas ask for NICs of their own,
+    and they check each machine they consider."""
+    return (m.kind, m.available, m.fc_vendors, bool(m.nics), m.cpus, m.memory)
 
 
 class _Shelf:
@@ -181,7 +188,8 @@ class _Shelf:
     memory): the fullest machine that fits is a binary search away, and the
     roomiest is the last."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
         self.keys: list[tuple[int, int, str]] = []
         self.machines: dict[str, Machine] = {}
 
@@ -201,6 +209,7 @@ class _Shelf:
 
     def best(self, p: Persona, c: Constraint) -> Machine | None:
         aa = p.policy.anti_affinity
+        nics = asks_for_nics(p) and self.kind == "physical"  # NICs of its own: per machine, as they vary
         if p.policy.strategy == "pack":
             order = range(bisect.bisect_left(self.keys, (p.cpus, p.memory, "")), len(self.keys))
         else:
@@ -211,7 +220,7 @@ class _Shelf:
                 return None  # spread walks down: nothing further fits
             if mem >= p.memory and host != c.avoid_host and host not in c.shun:
                 m = self.machines[host]
-                if not (aa and m.anti_sets.get(aa)):
+                if not (aa and m.anti_sets.get(aa)) and not (nics and m.nic_shortage(p) is not None):
                     return m
         return None
 
@@ -241,7 +250,7 @@ class Placer:
             shape = _shape(m)
             self._shape_rep.setdefault(shape, m)
             keys = [(shape, None)] + [(shape, (k, v)) for k, v in m.labels.items()]
-            shelves = [self.shelves.setdefault(k, _Shelf()) for k in keys]
+            shelves = [self.shelves.setdefault(k, _Shelf(m.kind)) for k in keys]
             for shelf in shelves:
                 shelf.put(m)
             self._shelves_of[(m.kind, m.host)] = shelves
@@ -281,7 +290,7 @@ class Placer:
     def _eligible_shelves(self, p: Persona, kind: str, label: tuple[str, str] | None) -> list[_Shelf]:
         """Shelves whose shape passes the static filters, memoised per
         persona shape (most personas share a few shapes)."""
-        pkey = (kind, p.boot, needs(p) if asks_for_nics(p) else (), bool(p.vnics), label)
+        pkey = (kind, p.boot, bool(p.vnics), label)
         hit = self._eligible.get(pkey)
         if hit is None:
             hit = [self.shelves[(shape, label)] for shape, rep in self._shape_rep.items()
