@@ -114,7 +114,7 @@ def install_service(host: Windows, python: str, launcher: str, agent_args: list[
 
 def uninstall_service(host: Windows) -> None:
     stop, delete = uninstall_commands()
-    host.run(stop)  # a service already stopped answers 1062, which is fine
+    host.run(stop)  # a stopped service answers 1062: nothing to stop
     checked(host, delete)
 
 

@@ -88,7 +88,7 @@ class RequestIds:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:  # here, not outside: the answer carries this request's id
             if started:
-                raise  # the answer began already: nothing to mend
+                raise  # an answer under way cannot be replaced
             await _failed(cause.request_id, scope["method"], scope["path"], exc)(scope, receive, send_with_id)
         finally:
             if scope["method"] not in _READS:

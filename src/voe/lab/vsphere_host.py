@@ -62,7 +62,7 @@ class VsphereHost:
             self._stop.set()
             for vm in self.vms.values():
                 vm.machine.power_off()
-            self.vms.clear()  # vcsim keeps nothing: a host that comes back has none defined
+            self.vms.clear()  # vcsim keeps no state: a host that boots again has no VMs
             if self._sim is not None:
                 self._sim.stop()
                 self._sim = None

@@ -126,7 +126,7 @@ class VsphereHypervisor(HypervisorDriver):
             try:
                 host.configManager.networkSystem.AddPortGroup(portgrp=spec)
             except (vim.fault.AlreadyExists, vim.fault.DuplicateName):
-                pass  # a define running beside this one made it first
+                pass  # a define running beside this one makes it: the group shares it
         # the host lists its networks; the datacenter's network folder has
         # one just made even where the host's list lags
         candidates = list(host.network) + list(self._datacenter(host).networkFolder.childEntity)
@@ -225,7 +225,7 @@ class VsphereHypervisor(HypervisorDriver):
 def _disconnect_quietly(si: vim.ServiceInstance) -> None:
     try:
         Disconnect(si)
-    except Exception:  # a session already gone is what was wanted
+    except Exception:  # a session gone already is closed enough
         pass
 
 
