@@ -45,17 +45,20 @@ def _changed_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
 def diff(old: Inventory, new: Inventory, prune: bool = True) -> list[Change]:
     """Changes that turn ``old`` into ``new``, in dependency order: creates and
     updates kind by kind (networks first), deletes last in reverse order.
-    Objects only in ``old`` are deletes when ``prune``, else kept."""
+    Objects only in ``old`` are deletes when ``prune``, else kept; an object
+    that is the same instance in both is unchanged (models are not changed
+    in place), which spares a large inventory's write a comparison of all."""
     upserts: list[Change] = []
     deletes: list[Change] = []
     for kind in KINDS:
-        before = {o.name: spec_of(o) for o in getattr(old, kind)}
-        after = {o.name: spec_of(o) for o in getattr(new, kind)}
-        for name, spec in after.items():
-            if name not in before:
+        before = {o.name: o for o in getattr(old, kind)}
+        after = {o.name: o for o in getattr(new, kind)}
+        for name, obj in after.items():
+            was = before.get(name)
+            if was is None:
                 upserts.append(Change("create", kind, name))
-            elif spec != before[name]:
-                upserts.append(Change("update", kind, name, tuple(_changed_paths(before[name], spec))))
+            elif was is not obj and (spec := spec_of(obj)) != (old_spec := spec_of(was)):
+                upserts.append(Change("update", kind, name, tuple(_changed_paths(old_spec, spec))))
         if prune:
             deletes += [Change("delete", kind, n) for n in before if n not in after]
     order = {k: i for i, k in enumerate(KINDS)}

@@ -305,7 +305,10 @@ def assign_identity(inv: Inventory, previous: Inventory | None = None) -> Invent
     and vNIC network), so applying the same file twice changes nothing and
     a persona keeps its identity for life.
     """
-    inv = inv.model_copy(deep=True)
+    if not any(_lacks_identity(p) for p in inv.personas):
+        return inv  # nothing to fill: the same inventory, unchecked again by a writer
+    inv = inv.model_copy(update={"personas": [p.model_copy(deep=True) if _lacks_identity(p) else p
+                                              for p in inv.personas]})
     prev = {p.name: p for p in previous.personas} if previous else {}
     networks = inv.by_name("networks")
     macs = {nic.mac for h in inv.hosts for nic in h.nics} | {v.mac for p in inv.personas for v in p.vnics if v.mac}
@@ -313,6 +316,8 @@ def assign_identity(inv: Inventory, previous: Inventory | None = None) -> Invent
     wwpns = {p.san.wwpn for p in inv.personas if p.san.wwpn}
 
     for p in inv.personas:
+        if not _lacks_identity(p):
+            continue
         old = prev.get(p.name)
         for j, v in enumerate(p.vnics):
             old_v = _matching_vnic(old, j, v.network) if old else None
@@ -333,6 +338,13 @@ def assign_identity(inv: Inventory, previous: Inventory | None = None) -> Invent
             p.san.wwpn = (old.san.wwpn if old and old.san.wwpn else None) or identity.wwpn_for(p.name, wwpns)
             wwpns.add(p.san.wwpn)
     return inv
+
+
+def _lacks_identity(p: Persona) -> bool:
+    """Whether a blank of ``p`` is to be filled (only such personas are
+    copied: the rest of a large inventory is shared with the caller's)."""
+    return (any(v.mac is None or v.ip is None for v in p.vnics) or p.san.initiator_iqn is None
+            or (p.boot == "fc" and p.san.wwpn is None))
 
 
 def _matching_vnic(old: Persona, index: int, network: str):

@@ -77,18 +77,23 @@ class InventoryStore:
         Outside a write, the last load is reused while the inventory's
         version (one row, bumped by every write, this controller's or
         another's) is unchanged: the reconciler, every start and every
-        agent's configuration read it, and it changes rarely. Callers must
-        treat the result as read-only."""
+        agent's configuration read it, and it changes rarely; a write
+        (``conn``, under the write lock) reuses it the same way. Callers
+        must treat the result as read-only."""
         if conn is not None:
-            return self._load(conn)
+            return self._load_at(conn)
         with self.reader.connect() as c:
-            version = c.execute(_VERSION).scalar_one()
-            cached = self._cache
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            inv = self._load(c)
-            self._cache = (version, inv)
-            return inv
+            return self._load_at(c)
+
+    def _load_at(self, c: Connection) -> Inventory:
+        """The inventory as ``c`` sees it, from the cache while its version holds."""
+        version = c.execute(_VERSION).scalar_one()
+        cached = self._cache
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        inv = self._load(c)
+        self._cache = (version, inv)
+        return inv
 
     def _load(self, conn: Connection) -> Inventory:
         rows = conn.execute(select(schema.objects.c.kind, schema.objects.c.spec)).all()
@@ -117,15 +122,19 @@ class InventoryStore:
             new = keep_secrets(build(current), current)
             problems = inv_rules.check(new)
             if not problems:
-                new = inv_rules.assign_identity(new, previous=current)
-                problems = inv_rules.check(new)
+                filled = inv_rules.assign_identity(new, previous=current)
+                problems = inv_rules.check(filled) if filled is not new else []
+                new = filled
             if problems:
                 _raise([_by_name(p, new) for p in problems], loc_map)
             changes = diff(current, new, prune=prune)
+            written = None
             if not dry_run and changes:
                 self._persist(conn, new, changes)
                 conn.execute(update(schema.inventory_version).values(version=schema.inventory_version.c.version + 1))
-        if not dry_run and changes:
+                written = (conn.execute(_VERSION).scalar_one(), _in_name_order(new))
+        if written is not None:
+            self._cache = written  # what the next load would read back: a write's follower need not
             self.on_write()
         return WriteResult(changes, new)
 
@@ -158,6 +167,11 @@ class InventoryStore:
             # Only reachable when another controller won a race the rules
             # above could not see; the database is the last word.
             raise Conflict(f"another write claimed the same identity first ({e.orig}); retry") from None
+
+
+def _in_name_order(inv: Inventory) -> Inventory:
+    """As ``_load`` gives it: every kind's objects by name."""
+    return inv.model_copy(update={k: sorted(getattr(inv, k), key=lambda o: o.name) for k in KINDS})
 
 
 def _now() -> datetime:
