@@ -250,12 +250,102 @@ class Stack:
             self.http.close()  # a kept TLS connection would hold the controller's stop (see voe.process.GRACE)
         for p in (self.lab_proc, self.controller):
             if p is not None and p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+                stop_process(p)
         reap_agents(self.workdir / "lab")
+
+
+
+class Cluster(Stack):
+    """Several controllers on one PostgreSQL (``database_url``), sharing
+    one data dir (its CA, its key for sealed secrets, its admin token), and
+    the lab's machines booting from whichever of their boot ports answers.
+    Controller ``i`` is ``procs[i]``; ``http`` talks to the first that
+    answers."""
+
+    def __init__(self, doc: dict, workdir: Path, database_url: str, controllers: int = 3,
+                 env: dict[str, str] | None = None, lab_nice: int | None = None):
+        super().__init__(doc, workdir, {**(env or {}), "VOE_DATABASE_URL": database_url}, lab_nice=lab_nice)
+        self.ports = [self.port] + [free_port() for _ in range(controllers - 1)]
+        self.boot_ports = [self.boot_port] + [free_port() for _ in range(controllers - 1)]
+        self.agent_ports = [self.agent_port] + [free_port() for _ in range(controllers - 1)]
+        self.urls = [f"https://127.0.0.1:{p}" for p in self.ports]
+        self.boot_url = ",".join(f"http://127.0.0.1:{p}" for p in self.boot_ports)
+        self.procs: list[subprocess.Popen | None] = [None] * controllers
+
+    def start_controller(self, *serve_args: str, i: int | None = None) -> None:
+        """Controller ``i`` (every one, when None), each answering before
+        this returns."""
+        for n in range(len(self.procs)) if i is None else [i]:
+            self.procs[n] = self._voe("serve", "--name", f"c{n}", "--port", str(self.ports[n]), "--boot-port",
+                                      str(self.boot_ports[n]), "--agent-port", str(self.agent_ports[n]), *serve_args,
+                                      log=f"controller-{n}.log")
+            self._until_answers(n)
+        self.controller = next(p for p in self.procs if p is not None and p.poll() is None)
+        if self.http is None:
+            token = (self.workdir / "data" / "admin-token").read_text().strip()
+            self.http = httpx.Client(base_url=self.urls[0], headers={"Authorization": f"Bearer {token}"}, timeout=10,
+                                     verify=ssl.create_default_context(cafile=self.ca))
+
+    def _until_answers(self, n: int) -> None:
+        deadline = time.monotonic() + 60
+        urls = [self.urls[n], f"https://127.0.0.1:{self.agent_ports[n]}"]
+        while True:
+            try:
+                if self.ca.exists() and all(httpx.get(f"{u}/healthz", timeout=1, verify=ssl.create_default_context(
+                        cafile=self.ca)).status_code == 200 for u in urls):
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.procs[n].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"controller {n} did not start: "
+                                   + (self.workdir / f"controller-{n}.log").read_text()[-2000:])
+            time.sleep(0.1)
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        """``GET path`` of the first controller that answers."""
+        for n, url in enumerate(self.urls):
+            p = self.procs[n]
+            if p is None or p.poll() is not None:
+                continue
+            try:
+                return self.http.get(url + path, timeout=2, **kw)
+            except httpx.HTTPError:
+                continue
+        raise RuntimeError("no controller answers")
+
+    def controllers(self) -> list[dict]:
+        return self.get("/api/v1/controllers").json()
+
+    def leader(self, timeout: float = 10.0) -> int:
+        """The index of the controller that leads, once one does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leaders = [c for c in self.controllers() if c["leader"]]
+            if leaders:
+                return int(leaders[0]["name"][1:])
+            if time.monotonic() > deadline:
+                raise TimeoutError("no controller leads")
+            time.sleep(0.05)
+
+    def kill(self, n: int) -> None:
+        self.procs[n].send_signal(signal.SIGKILL)
+        self.procs[n].wait()
+
+    def pause(self, n: int, paused: bool) -> None:
+        self.procs[n].send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
+    def status(self, persona: str) -> dict:
+        return self.get(f"/api/v1/personas/{persona}/status").json()
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+        self.controller = None
+        super().stop()
+        for p in self.procs:
+            if p is not None and p.poll() is None:
+                stop_process(p)
 
 
 def reap_agents(lab_dir: Path) -> None:

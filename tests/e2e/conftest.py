@@ -98,7 +98,8 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     from voe.controller.services import Services
     from voe.drivers.boot.ipxe import ControllerLinks
     from voe.process import GRACE
-    from voe.server import build
+    from voe.server import Leadership, build
+    from voe.store.leadership import Leases
     from voe.tls import default_names, ensure
 
     if not (ROOT / "src" / "voe" / "cli" / "lab.py").exists():
@@ -118,7 +119,10 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     boot = BootServer(services, ca_pem, "127.0.0.1", 0)
     boot.start()
     boot_url = f"http://127.0.0.1:{boot.port}"
-    app = build(services, ControllerLinks(url, boot_url, tls.pin()), timing, ca_pem=ca_pem)
+    leases = Leases(services.engine, "solo")  # as `voe serve` on SQLite: it leads at once, for good
+    leases.register(url, url, boot_url)
+    app = build(services, ControllerLinks(url, boot_url, tls.pin()), timing, ca_pem=ca_pem,
+                leadership=Leadership(leases, 2.0, on_deposed=lambda term: None))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
                                            timeout_graceful_shutdown=GRACE))

@@ -20,7 +20,7 @@ from voe.cli.yamlfile import DatacenterFile
 from voe.controller.services import Services
 from voe.errors import VoeError
 from voe.store import schema
-from voe.store.backup import BackupRefused, backup_chunks, read_file, restore
+from voe.store.backup import TABLES, BackupRefused, backup_chunks, read_file, restore
 from voe.store.events import EventQuery
 from voe.store.secrets import Sealer, load_key
 from voe.store.time import now
@@ -53,7 +53,7 @@ def write_backup(services, path: Path) -> Path:
 
 def counts(engine) -> dict[str, int]:
     with engine.connect() as c:
-        return {t.name: c.execute(select(func.count()).select_from(t)).scalar() for t in schema.metadata.sorted_tables}
+        return {t.name: c.execute(select(func.count()).select_from(t)).scalar() for t in TABLES}
 
 
 @pytest.mark.parametrize("target_kind", ["sqlite", "postgresql"])

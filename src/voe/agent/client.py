@@ -3,6 +3,10 @@ only (http.client + ssl). TLS is verified against a CA bundle when one is
 given; else against the CA the controller serves, taken only if its SHA-256
 is the pin the boot script carried; else against the system's CAs.
 
+Several controllers may serve (``base`` is then a comma-separated list,
+the order the boot script chose): a call that cannot reach one goes to the
+next at once, and stays with it while it answers.
+
 One connection is kept open from beat to beat: a connection per beat would
 cost the controller an accept, a protocol object and a close for every
 beat, and beats are most of what a controller serves."""
@@ -46,19 +50,36 @@ timeout, a restart) raises at its next use, before any answer."""
 class Controller:
     def __init__(self, base: str, token: str, ca: str | None = None, timeout: float = 2.0,
                  ca_pin: str | None = None):
-        self.base = base
+        self.bases = [b.strip().rstrip("/") for b in base.split(",") if b.strip()]
         self.token = token
         self.timeout = timeout
-        u = urlsplit(base)
-        self._tls = u.scheme == "https"
-        self._host, self._port = u.hostname or "127.0.0.1", u.port
-        self._prefix = u.path.rstrip("/")
+        self._conn: http.client.HTTPConnection | None = None
+        self._use(0)
         self._pin = ca_pin.lower() if ca_pin else None
         pinned_later = self._tls and ca is None and self._pin is not None
         self.context = ssl.create_default_context(cafile=ca) if self._tls and not pinned_later else None
-        self._conn: http.client.HTTPConnection | None = None
+
+    def _use(self, index: int) -> None:
+        self.close()
+        self._at = index % len(self.bases)
+        self.base = self.bases[self._at]
+        u = urlsplit(self.base)
+        self._tls = u.scheme == "https"
+        self._host, self._port = u.hostname or "127.0.0.1", u.port
+        self._prefix = u.path.rstrip("/")
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        """The controller's answer; a controller that does not answer (or
+        answers with a server error) is left for the next at once, each
+        tried once per call."""
+        for _ in self.bases[1:]:
+            try:
+                return self._call_one(method, path, body)
+            except Unreachable:
+                self._use(self._at + 1)
+        return self._call_one(method, path, body)
+
+    def _call_one(self, method: str, path: str, body: dict | None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         try:
@@ -67,11 +88,11 @@ class Controller:
             status, payload = self._exchange(method, self._prefix + path, data, headers)
         except (OSError, http.client.HTTPException) as e:
             self.close()
-            raise Unreachable(str(e) or type(e).__name__) from None
+            raise Unreachable(f"{self.base}: {e or type(e).__name__}") from None
         if status in (401, 403, 409):
             raise Stale(f"controller answered {status}")
         if status >= 400:
-            raise Unreachable(f"controller answered {status}")
+            raise Unreachable(f"{self.base} answered {status}")
         return json.loads(payload or b"{}")
 
     def redeem(self, persona: str, generation: int) -> None:

@@ -15,7 +15,10 @@ Only three things cross the pipe: each beat, to the controller, whose
 reconciler judges silence from the beats in its memory; each boot stage a
 machine reaches (its script fetched, its agent's configuration), recorded
 by the controller; and the beat interval agents are told (see
-``controller.pacing``), from the controller.
+``controller.pacing``), from the controller, every ``PACE_EVERY`` seconds.
+A service that has not heard from its controller for ``CONTROLLER_QUIET``
+seconds (the controller paused, or hung) answers beats 503, so that agents
+beat to another controller rather than into a pipe nobody reads.
 A beat answered but lost on the way (the controller stopping) only makes
 the persona look silent, which asks for evidence, never for a second start.
 
@@ -42,7 +45,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException
 
 from voe.api import agent_routes
 from voe.api.app import API, install_error_handlers
@@ -53,8 +56,11 @@ from voe.tls import TlsFiles
 log = logging.getLogger("voe.agent_service")
 
 PACE_EVERY = 0.25
-"""Seconds between looks at the interval agents are told, sent on when it
-changed."""
+"""Seconds between the messages that tell the service the interval agents
+are told (and that its controller is alive)."""
+CONTROLLER_QUIET = 1.0
+"""Seconds without a word from the controller after which beats are
+refused (see the module's docstring)."""
 RESTART_AFTER = 0.2
 """Seconds before a service that died is started again: agents resend a
 beat that went unanswered, and a service that cannot start (its store
@@ -124,14 +130,13 @@ class AgentService:
         self._conn = ours
 
     def _serve(self) -> None:
-        told = None
+        told_at = 0.0
         while not self._closed.is_set():
             conn = self._conn
             try:
-                pace = (self.pace.interval, self.pace.lease())
-                if pace != told:
-                    conn.send(pace)
-                    told = pace
+                if time.monotonic() - told_at >= PACE_EVERY:
+                    conn.send((self.pace.interval, self.pace.lease()))
+                    told_at = time.monotonic()
                 if conn.poll(PACE_EVERY):
                     self._record(conn.recv())
                     while conn.poll(0):
@@ -145,7 +150,7 @@ class AgentService:
                 if self._closed.wait(RESTART_AFTER):
                     return
                 self._spawn()
-                told = None
+                told_at = 0.0
 
     def _record(self, message: tuple) -> None:
         """One beat into the controller's memory, or one boot stage into
@@ -273,8 +278,11 @@ def main(argv: list[str] | None = None) -> None:
     send_lock = threading.Lock()
     timing = Timing.from_env()
     pace = PaceHeard(timing.heartbeat_interval, timing.suspect_after)
+    heard_at = [time.monotonic()]  # when the controller last spoke
 
     def record_beat(persona, generation, ready, stopping, report, told=None) -> None:
+        if time.monotonic() - heard_at[0] > CONTROLLER_QUIET:
+            raise HTTPException(503, "this controller does not answer: beat to another")
         with send_lock:
             conn.send(("beat", persona, generation, ready, stopping, report, told))
 
@@ -286,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         while True:
             try:
                 pace.interval, pace._lease = conn.recv()
+                heard_at[0] = time.monotonic()
             except (EOFError, OSError):
                 os._exit(0)  # the controller closed its end, or died: so does its agent service
 

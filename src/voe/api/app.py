@@ -23,12 +23,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 
 from voe import __version__
 from voe.api import (
     agent_routes,
     backup_routes,
+    controller_routes,
     document_routes,
     driver_routes,
     event_routes,
@@ -170,7 +171,7 @@ def create_app(services: Services, timing: Timing | None = None, controller: Con
     api = APIRouter(prefix=API)
     for r in (agent_routes.router, *inventory_routes.all_routers(), document_routes.router, token_routes.router,
               event_routes.router, lifecycle_routes.router, fabric_routes.router, driver_routes.router,
-              template_routes.router, backup_routes.router):
+              template_routes.router, backup_routes.router, controller_routes.router):
         document_errors(r)
         api.include_router(r)
     for r in (agent_routes.boot_router, metrics_routes.router):
@@ -204,4 +205,6 @@ def install_error_handlers(app: FastAPI) -> None:
         {"detail": [{"loc": ["body"], "type": "store_refused", "msg": (
             "the store cannot hold a value of this request (PostgreSQL refuses the NUL character, \\u0000, "
             "in text): remove it")}]}, status_code=422))
+    app.add_exception_handler(OperationalError, lambda r, e: JSONResponse(
+        {"detail": "the store does not answer (restarting, or out of reach): try again shortly"}, status_code=503))
     app.add_exception_handler(Exception, _unexpected)

@@ -66,8 +66,8 @@ def yield_cpu(niceness: int) -> None:
 def up(ctx: typer.Context,
        file: Annotated[Path, typer.Option("-f", "--file", help="datacenter file")] = EXAMPLE,
        controller: Annotated[str | None, typer.Option(help=(
-           "the controller's boot URL machines boot from (default: VOE_BOOT_URL, or the data dir's "
-           "boot.url that voe serve writes)"))] = None,
+           "the controller's boot URL machines boot from, or several controllers' comma-separated, tried "
+           "in turn (default: VOE_BOOT_URL, or the data dir's boot.url that voe serve writes)"))] = None,
        control_port: PortOpt = 8471,
        state_dir: Annotated[Path | None, typer.Option(help="where machines keep their files")] = None,
        nice: Annotated[int, typer.Option(min=0, max=19, help=(

@@ -14,6 +14,7 @@ from rich.console import Console
 from voe.cli import (
     agent_cmds,
     backup_cmds,
+    controller_cmds,
     demo,
     driver_cmds,
     event_cmds,
@@ -64,9 +65,18 @@ def serve(ctx: typer.Context,
               "serve booting machines and agents on this port, in a process of their own "
               "(see docs/agent-protocol.md)"))] = None,
           database_url: Annotated[str | None, typer.Option(
-              envvar="VOE_DATABASE_URL", help="PostgreSQL URL; SQLite in the data dir when absent")] = None):
-    """Run the controller: API, console and reconciler over HTTPS, and the boot port."""
+              envvar="VOE_DATABASE_URL", help="PostgreSQL URL; SQLite in the data dir when absent")] = None,
+          name: Annotated[str | None, typer.Option(envvar="VOE_CONTROLLER_NAME", help=(
+              "this controller's name among those sharing the database (default: HOST:PORT)"))] = None,
+          lease: Annotated[float, typer.Option(envvar="VOE_LEASE", min=0.5, help=(
+              "seconds a leader's lease lasts unrenewed: a dead leader is replaced within it"))] = 2.0):
+    """Run the controller: API, console and reconciler over HTTPS, and the boot port.
+
+    Any number may run against one PostgreSQL: one leads (it runs the
+    reconciler), every one serves the API, the console and agents."""
     import logging
+    import os
+    import socket
     from urllib.parse import urlsplit
 
     import uvicorn
@@ -76,7 +86,8 @@ def serve(ctx: typer.Context,
     from voe.controller.services import Services
     from voe.drivers.boot.ipxe import ControllerLinks
     from voe.process import GRACE, KEEP_ALIVE, collect_cycles_less_often, open_files_to_the_limit
-    from voe.server import build
+    from voe.server import Leadership, build
+    from voe.store.leadership import Leases
     from voe.tls import TlsError, default_names, ensure, own
 
     try:
@@ -87,7 +98,7 @@ def serve(ctx: typer.Context,
     log = logging.getLogger("voe.serve")
     open_files_to_the_limit()
     collect_cycles_less_often()
-    services = Services.open(ctx.obj.data_dir, database_url)
+    services = Services.open(ctx.obj.data_dir, database_url, patient=True)
     token_file = services.ensure_admin_token()
     if token_file:
         log.info("admin token written to %s (mode 0600)", token_file)
@@ -100,20 +111,38 @@ def serve(ctx: typer.Context,
         tls = own(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else \
             ensure(services.data_dir, default_names(host, urlsplit(agents_url).hostname or ""))
         ca_pem = tls.ca.read_bytes() if tls.ca else None
-        app = build(services, ControllerLinks(agents_url, boot_url, tls.pin()), reconcile=reconcile, ca_pem=ca_pem)
+        me = name or f"{socket.gethostname()}:{port}"
+        leases = Leases(services.engine, me)
+        leases.register(url, agents_url, boot_url)
+        if services.engine.dialect.name == "postgresql":
+            services.runtime.beats.relay(me)
+
+        def deposed(term: int) -> None:
+            """Start again, as a follower, with nothing of the lost term
+            kept: what it was doing, the new leader resumes."""
+            log.warning("restarting as a follower (term %d is over)", term)
+            if agents is not None:
+                agents.close()  # its port is bound again by the restarted controller
+            if boot is not None:
+                boot.close()
+            os.execv(sys.executable, [sys.executable, "-m", "voe.cli.main", *sys.argv[1:]])
+
+        app = build(services, ControllerLinks(agents_url, boot_url, tls.pin()), reconcile=reconcile, ca_pem=ca_pem,
+                    leadership=Leadership(leases, lease, deposed))
         boot = BootServer(services, ca_pem, host, boot_port) if not agent_port else None
+        agents = None
     except (ValueError, OSError) as e:  # a VOE_* setting, a certificate or a port: named, with the fix
         err.print(f"error: {e}", markup=False, highlight=False)
         services.close()
         raise typer.Exit(2) from None
     (services.data_dir / "controller.url").write_text(url + "\n")
     (services.data_dir / "boot.url").write_text(boot_url + "\n")
-    log.info("voe controller on %s (data: %s, store: %s)", url, services.data_dir, services.engine.dialect.name)
+    log.info("voe controller %s on %s (data: %s, store: %s)", me, url, services.data_dir,
+             services.engine.dialect.name)
     log.info("TLS: %s%s", tls.cert, f", signed by {tls.ca}" if tls.ca else "")
     if boot is not None:
         boot.start()
         log.info("boot files on %s (plain HTTP: boot scripts and the CA's certificate only)", boot_url)
-    agents = None
     if agent_port:
         from voe.api.agent_service import AgentService
 
@@ -229,6 +258,7 @@ operate_cmds.add_host_commands(_kind_apps["hosts"])
 for _kind, _sub in _kind_apps.items():
     app.add_typer(_sub, name="switch" if _kind == "switches" else _kind[:-1])
 app.add_typer(token_cmds.app, name="token")
+app.add_typer(controller_cmds.app, name="controller")
 
 
 app.add_typer(lab.app, name="lab")

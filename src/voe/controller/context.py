@@ -46,9 +46,13 @@ class Ctx:
     # hosts where an incarnation was just fenced (a retarget avoids them)
     silence: TimedSet = field(default_factory=lambda: TimedSet(SILENCE_MEMORY))
     failed_hosts: TimedSet = field(default_factory=lambda: TimedSet(FAILED_HOST_MEMORY))
+    term: int | None = None
+    """The term this controller leads (``store.leadership``): every write
+    of its reconciler's threads carries it. None: it does not lead, or its
+    store has one controller only."""
 
     def __post_init__(self) -> None:
-        self.workers = Workers(self.timing)
+        self.workers = Workers(self.timing, lambda: self.term)
         self.metrics = Metrics(self.runtime, self.inventory)
         self.runtime.on_move = self.metrics.moved
         self.devices.observer = self.metrics.driver_call

@@ -210,11 +210,13 @@ class DeviceWatch:
         if missed >= MISSES_TO_DOWN:
             self.mark_down(name, reason)
 
-    def start(self, inventory: Callable[[], Inventory], stop: threading.Event) -> None:
+    def start(self, inventory: Callable[[], Inventory], stop: threading.Event,
+              acting: Callable[[Callable], Callable] = lambda f: f) -> None:
         """Probe on a thread of its own until ``stop``; a caller waiting for
-        verdicts from now on waits for this watch's first probes."""
+        verdicts from now on waits for this watch's first probes.
+        ``acting``: wraps the thread's work (``Workers.acting``)."""
         self._watching = True
-        threading.Thread(target=self.run, args=(inventory, stop), name=f"voe-{self.kind}-watch", daemon=True).start()
+        threading.Thread(target=acting(self.run), args=(inventory, stop), name=f"voe-{self.kind}-watch", daemon=True).start()
 
     def run(self, inventory: Callable[[], Inventory], stop: threading.Event) -> None:
         self._watching = True

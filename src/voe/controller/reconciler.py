@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from voe.controller import fence, start, stop
 from voe.controller.context import Ctx
@@ -24,6 +27,7 @@ from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import BEATING, BOOT_STAGES, RESERVING, STARTING, Event, State
 from voe.domain.models import Persona, Switch
 from voe.errors import DriverError
+from voe.store.leadership import Deposed, act_for_term
 from voe.store.runtime import Move, PersonaState, StaleState
 from voe.store.time import aware, now
 
@@ -69,6 +73,8 @@ class Reconciler:
         self._next_full = 0.0  # monotonic time when the next full pass is due
         self._full_every = ctx.timing.tick  # seconds between full passes, lately
         self.cpu_clock = time.thread_time  # the CPU a tick costs, which spaces full passes
+        self._store_lost: float | None = None  # monotonic: since when the store has not answered
+        self.leads: Callable[[], bool] = lambda: True  # whether this controller may act now (``Campaign.leads``)
 
     # --- loop -------------------------------------------------------------
 
@@ -83,14 +89,26 @@ class Reconciler:
         service still starting): until then no silence is counted."""
         self._beats_arrive.clear()
 
+    def lead(self, term: int) -> None:
+        """Start acting as the leader of ``term``: every write of this
+        reconciler's threads carries it (see ``store.leadership``)."""
+        self.ctx.term = term
+        act_for_term(term)  # the caller's thread starts the first steps (``_warm_up``)
+        try:
+            self.start()
+        finally:
+            act_for_term(None)
+
     def start(self) -> None:
         self._grace_from = now()
-        self.ctx.log("info", "controller", "reconciler started; resuming from the recorded states")
+        term = f" as the leader of term {self.ctx.term}" if self.ctx.term is not None else ""
+        self.ctx.log("info", "controller", f"reconciler started{term}; resuming from the recorded states")
         self._warm_up()
+        acting = self.ctx.workers.acting
         for watch in (self.ctx.switches, self.ctx.hypervisors):  # first: placements wait for their verdicts
-            watch.start(self.ctx.inventory, self._stop)
+            watch.start(self.ctx.inventory, self._stop, acting)
         EventPruner(self.ctx.services.events, self.ctx.retention, self.ctx.log).start(self._stop)
-        self._thread = threading.Thread(target=self._run, name="voe-reconciler", daemon=True)
+        self._thread = threading.Thread(target=acting(self._run), name="voe-reconciler", daemon=True)
         self._thread.start()
         self.ctx.metrics.leader = True
 
@@ -106,21 +124,43 @@ class Reconciler:
     def _run(self) -> None:
         while not self._stop.is_set():
             began = time.monotonic()
-            if not self._beats_arrive.is_set():
-                self._grace_from = now()
-            elif began - self._last_tick > max(self.ctx.pace.interval, self._full_every) * 2:
-                self._grace_from = now()
-                self.ctx.log("warning", "controller", f"reconciler paused {began - self._last_tick:.1f} s; "
-                             "heartbeat clocks restart")
-            self._last_tick = began
-            self.ctx.runtime.changed.clear()  # before the tick reads: a change during it wakes the next
             try:
+                if not self._beats_arrive.is_set():
+                    self._grace_from = now()
+                elif began - self._last_tick > max(self.ctx.pace.interval, self._full_every) * 2:
+                    self._grace_from = now()
+                    self.ctx.log("warning", "controller", f"reconciler paused {began - self._last_tick:.1f} s; "
+                                 "heartbeat clocks restart")
+                self._last_tick = began
+                self.ctx.runtime.changed.clear()  # before the tick reads: a change during it wakes the next
                 with self.ctx.metrics.ticks.time():
                     self.tick()
+                if self._store_lost is not None:
+                    self.ctx.log("warning", "controller", f"the store answers again after "
+                                 f"{time.monotonic() - self._store_lost:.1f} s; heartbeat clocks restart")
+                    self._store_lost = None
+            except Deposed as e:  # its campaign stops this loop at once
+                log.warning("%s", e)
+            except (OperationalError, InterfaceError) as e:
+                self._lost_the_store(e)
+                continue
             except Exception:  # the loop must survive anything one tick meets
                 log.exception("reconciler tick failed")
                 self._next_full = 0.0  # what it had taken to decide is decided by a full pass
             self._pause(began)
+
+    def _lost_the_store(self, e: Exception) -> None:
+        """The store does not answer (restarting, the connection dropped):
+        nothing can be decided or recorded, and agents cannot beat (their
+        answers come from it), so silences count again from when it
+        answers; its ticks are tried every ``STORE_RETRY`` until then."""
+        if self._store_lost is None:
+            self._store_lost = time.monotonic()
+            log.warning("the store does not answer (%s); trying again every %g s",
+                        str(e).splitlines()[0], STORE_RETRY)
+        self._grace_from = now()
+        self._next_full = 0.0
+        self._stop.wait(STORE_RETRY)
 
     def _pause(self, began: float) -> None:
         """Until the next full pass is due, or sooner when the runtime
@@ -319,10 +359,10 @@ class Reconciler:
     def _step(self, name: str, p: Persona) -> None:
         try:
             # the tick decided on a snapshot; act only if it still holds
-            if self.ctx.runtime.state_of(p.name).state != STEP_STATE[name]:
+            if not self.leads() or self.ctx.runtime.state_of(p.name).state != STEP_STATE[name]:
                 return
             STEPS[name](self.ctx, p)
-        except StaleState:
+        except (StaleState, Deposed):
             pass
         except Exception as e:
             log.exception("step %s of %s failed", name, p.name)
@@ -345,6 +385,8 @@ def _suspect(ctx: Ctx, p: Persona) -> None:
     ctx.runtime.transition(p.name, State.SUSPECT, Event.CONFIRM_SUSPECT, seen, host=inc.host if inc else None)
 
 
+STORE_RETRY = 0.25
+"""Seconds between the ticks tried while the store does not answer."""
 PREPARE_EVERY = 20.0  # seconds; below the IPMI driver's idle re-login, so the session stays warm
 PREPARE_DEFERS = 0.5
 """Seconds preparation waits at most for a lull in starts: longer than a

@@ -115,14 +115,15 @@ class Lab:
                        ProcessOS(self.agent, root), self.boots, kind="vm", on_change=self._changed)
 
     def _relay_url(self, machine: str, agents_url: str) -> str:
-        """The URL of ``machine``'s relay to ``agents_url``: the same
-        scheme, so TLS passes through it end to end."""
+        """The URLs of ``machine``'s relays to ``agents_url`` (one or more,
+        comma-separated): the same scheme, so TLS passes through end to end."""
         if machine not in self.relays:
             relay = Relay()
-            asyncio.run_coroutine_threadsafe(relay.start(), self.loop.loop).result(10)
             relay.set_cut(machine in self.cut)
             self.relays[machine] = relay
-        return self.relays[machine].url_to(agents_url)
+        relay = self.relays[machine]
+        return ",".join(asyncio.run_coroutine_threadsafe(relay.url_to(url), self.loop.loop).result(10)
+                        for url in agents_url.split(","))
 
     def _link_up(self, host: Host, mac: str) -> bool:
         nic = next((n for n in host.nics if n.mac == mac), None)

@@ -294,14 +294,25 @@ class ControllerLink:
     names."""
 
     def __init__(self, url: str, relay_url_for=None):
-        self.url = url.rstrip("/")
+        """``url``: the boot port, or several controllers' (comma-separated)."""
+        self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
         self._relay_url_for = relay_url_for
 
     def boot_script(self, mac: str) -> str | None:
-        """None when the controller has no script for the MAC; OSError
-        when it does not answer."""
+        """None when the controllers have no script for the MAC (one that
+        answers speaks for all: they share one store); OSError when none
+        answers."""
+        for url in self.urls[:-1]:
+            try:
+                return self._boot_script(url, mac)
+            except OSError:
+                continue  # that controller is down: the next
+        return self._boot_script(self.urls[-1], mac)
+
+    @staticmethod
+    def _boot_script(url: str, mac: str) -> str | None:
         try:
-            with urllib.request.urlopen(f"{self.url}/boot/ipxe/{mac}", timeout=5) as r:
+            with urllib.request.urlopen(f"{url}/boot/ipxe/{mac}", timeout=5) as r:
                 return r.read().decode()
         except urllib.error.HTTPError:
             return None

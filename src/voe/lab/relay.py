@@ -9,25 +9,23 @@ from urllib.parse import urlsplit
 
 
 class Relay:
-    """A relay whose far end is the last one asked of ``url_to``: a machine
-    boots one script at a time, and each names where its agent calls."""
+    """One machine's relays: a listener per controller its agent may call
+    (a boot script names them all), all cut and healed together."""
 
     def __init__(self) -> None:
-        self.target = ("127.0.0.1", 80)
         self.cut = False
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
+        self._servers: dict[tuple[str, int], tuple[asyncio.base_events.Server, int]] = {}
         self._conns: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def url_to(self, target_url: str) -> str:
-        """Relay to ``target_url`` from now on; the URL to call instead."""
+    async def url_to(self, target_url: str) -> str:
+        """The URL to call instead of ``target_url``: a listener relaying
+        to it, made at the first call for that target."""
         u = urlsplit(target_url)
-        self.target = (u.hostname or "127.0.0.1", u.port or (443 if u.scheme == "https" else 80))
-        return f"{u.scheme}://127.0.0.1:{self.port}{u.path.rstrip('/')}"
+        target = (u.hostname or "127.0.0.1", u.port or (443 if u.scheme == "https" else 80))
+        if target not in self._servers:
+            server = await asyncio.start_server(lambda r, w: self._serve(r, w, target), "127.0.0.1", 0)
+            self._servers[target] = (server, server.sockets[0].getsockname()[1])
+        return f"{u.scheme}://127.0.0.1:{self._servers[target][1]}{u.path.rstrip('/')}"
 
     def set_cut(self, cut: bool) -> None:
         self.cut = cut
@@ -35,14 +33,15 @@ class Relay:
             for w in list(self._conns):
                 w.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     target: tuple[str, int]) -> None:
         if self.cut:
             # a partitioned network does not refuse, it drops: hold, then close
             await asyncio.sleep(5)
             writer.close()
             return
         try:
-            up_r, up_w = await asyncio.open_connection(*self.target)
+            up_r, up_w = await asyncio.open_connection(*target)
         except OSError:
             writer.close()
             return
@@ -62,7 +61,7 @@ class Relay:
         self._conns.difference_update({writer, up_w})
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        for server, _ in self._servers.values():
+            server.close()
         for w in list(self._conns):
             w.close()

@@ -37,7 +37,12 @@ from voe.store.secrets import SEALED, Sealer
 
 FORMAT = "voe-backup"
 VERSION = 1
-TABLES: list[Table] = list(schema.metadata.sorted_tables)  # parents before the rows that name them
+COORDINATION = {schema.leadership.name, schema.controllers.name, schema.beat_relay.name}
+"""Which controllers serve, which leads, the beats they relay: facts of the
+running controllers, not of the datacenter; a restored store starts with
+none (its lease free), whatever the backup's controllers were doing."""
+TABLES: list[Table] = [t for t in schema.metadata.sorted_tables  # parents before the rows that name them
+                       if t.name not in COORDINATION]
 _BATCH = 1000
 
 

@@ -135,7 +135,12 @@ def open_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         _sqlite_transactions(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # a server gone without a word (its host down, a partition) is given
+        # up on within seconds, not after the kernel's TCP retries: a
+        # leader must notice before its lease runs out
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                               connect_args={"connect_timeout": 2, "tcp_user_timeout": 2000, "keepalives": 1,
+                                             "keepalives_idle": 2, "keepalives_interval": 1, "keepalives_count": 2})
     return engine
 
 

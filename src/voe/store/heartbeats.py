@@ -2,6 +2,13 @@
 each persona in memory, written to the store in the background when what
 an agent says changes, and otherwise every few seconds, so that a restarted
 controller and the status views see a recent beat without a store write per
+beat.
+
+Controllers that share a database relay the beats they hear to each other
+(``relay``): one row per controller every ``RELAY_EVERY`` seconds, holding
+the newest beat of each persona it heard since its last row, so that the
+leader knows of a beat that reached any controller within a fraction of a
+heartbeat interval, at a cost of one write per controller, not one per
 beat."""
 
 from __future__ import annotations
@@ -9,9 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
 
 from voe.store import schema
 from voe.store.time import aware, now
@@ -22,6 +29,11 @@ HEARTBEAT_PERSIST_EVERY = 5.0
 """Seconds between writes of an unchanged heartbeat (see ``Heartbeats.record``)."""
 HEARTBEAT_FLUSH_EVERY = 0.5
 """Seconds between the writes of the beats due (see ``Heartbeats.flush``)."""
+RELAY_EVERY = 0.1
+"""Seconds between a controller's relay rows, and between its reads of the
+others' (see ``Heartbeats.relay``)."""
+RELAY_KEEP = 10.0
+"""Seconds a relay row is kept: longer than any reader is late."""
 _UPDATE_BEAT = update(schema.heartbeats).where(schema.heartbeats.c.persona == bindparam("who"))
 """Built once: a beat is the most frequent write there is."""
 
@@ -39,6 +51,8 @@ class Heartbeats:
         self._flusher: threading.Thread | None = None
         self._closed = threading.Event()
         self._beats_seeded = False  # the stored beats are read once, at the first look
+        self._heard: dict[str, dict] = {}  # beats heard since the last relay row (see ``relay``)
+        self._relay: _Relay | None = None
 
     def record(self, persona: str, generation: int, ready: bool, stopping: bool, report: dict,
                          told: float | None = None) -> None:
@@ -56,6 +70,8 @@ class Heartbeats:
             self.received += 1
             last = self._beats.get(persona)
             self._beats[persona] = beat
+            if self._relay is not None:
+                self._heard[persona] = beat
             written = self._beats_written.get(persona)
             news = last is None or any(last[k] != beat[k] for k in ("generation", "ready", "stopping"))
             due = (news or written is None or (beat["at"] - written).total_seconds() >= HEARTBEAT_PERSIST_EVERY
@@ -98,11 +114,57 @@ class Heartbeats:
     def _flush_until_closed(self) -> None:
         """Beats are written every ``HEARTBEAT_FLUSH_EVERY``, all at once, by
         this thread, not one transaction per beat by the API's threads."""
+        failing = False
         while not self._closed.wait(HEARTBEAT_FLUSH_EVERY):
             try:
                 self.flush()
-            except Exception:  # the next round tries again; a beat lost costs nothing but its row's age
-                log.exception("could not write heartbeats")
+                failing = False
+            except Exception as e:  # the next round tries again; a beat lost costs nothing but its row's age
+                if not failing:
+                    log.warning("could not write heartbeats (%s); trying again", str(e).splitlines()[0])
+                failing = True
+
+    def relay(self, me: str) -> None:
+        """From now on, relay the beats this controller hears to the other
+        controllers of the database, as ``me``, and take in theirs."""
+        self._relay = _Relay(self._engine, me)
+        threading.Thread(target=self._relay_until_closed, name="voe-beat-relay", daemon=True).start()
+
+    def _relay_until_closed(self) -> None:
+        failing = False
+        while not self._closed.wait(RELAY_EVERY):
+            try:
+                self.relay_once()
+                failing = False
+            except Exception as e:  # the next round tries again: the beats heard meanwhile wait for it
+                if not failing:
+                    log.warning("could not relay heartbeats (%s); trying again", str(e).splitlines()[0])
+                failing = True
+
+    def relay_once(self) -> None:
+        """Write the beats heard since the last row, read the others' rows."""
+        relay = self._relay
+        assert relay is not None
+        with self._beats_lock:
+            heard, self._heard = self._heard, {}
+        try:
+            relay.publish(heard)
+        except Exception:
+            with self._beats_lock:  # heard still: the next row carries them, unless newer ones came
+                self._heard = heard | self._heard
+            raise
+        news = []
+        for persona, beat in relay.take_in():
+            with self._beats_lock:
+                last = self._beats.get(persona)
+                if last is not None and last["at"] >= beat["at"]:
+                    continue
+                kept = last["report"] if last is not None and last["generation"] == beat["generation"] else {}
+                self._beats[persona] = beat | {"report": kept}
+            if last is None or any(last[k] != beat[k] for k in ("generation", "ready", "stopping")):
+                news.append(persona)
+        for persona in news:
+            self._on_news(persona)
 
     def close(self) -> None:
         """Stop writing beats, after writing those due."""
@@ -125,6 +187,50 @@ class Heartbeats:
 
     def of(self, persona: str) -> dict | None:
         return self.newest().get(persona)
+
+
+class _Relay:
+    """One controller's rows of ``beat_relay`` and its place in the others'."""
+
+    def __init__(self, engine: Engine, me: str):
+        self.engine, self.me = engine, me
+        t = schema.beat_relay
+        with engine.connect() as c:
+            self.seq = c.execute(select(func.max(t.c.seq)).where(t.c.controller == me)).scalar() or 0
+        self.read_to: dict[str, int] = {}  # each other controller's last row taken in
+        self._pruned = 0.0
+
+    def publish(self, heard: dict[str, dict]) -> None:
+        t, at = schema.beat_relay, now()
+        if not heard and at.timestamp() - self._pruned < RELAY_KEEP / 2:
+            return
+        with self.engine.begin() as c:
+            if heard:
+                self.seq += 1
+                c.execute(insert(t).values(controller=self.me, seq=self.seq, at=at, beats={
+                    p: [b["generation"], b["at"].timestamp(), b["ready"], b["stopping"], b["told"]]
+                    for p, b in heard.items()}))
+            if at.timestamp() - self._pruned >= RELAY_KEEP / 2:
+                c.execute(delete(t).where((t.c.controller == self.me) & (t.c.at < at - timedelta(seconds=RELAY_KEEP))))
+                self._pruned = at.timestamp()
+
+    def take_in(self) -> list[tuple[str, dict]]:
+        """The beats of the other controllers' rows not taken in yet, oldest first."""
+        t = schema.beat_relay
+        known = [and_(t.c.controller == name, t.c.seq > seq) for name, seq in self.read_to.items()]
+        unknown = and_(t.c.controller.notin_([self.me, *self.read_to]),
+                       t.c.at > now() - timedelta(seconds=RELAY_KEEP))
+        with self.engine.connect() as c:
+            rows = c.execute(select(t.c.controller, t.c.seq, t.c.beats).where(or_(unknown, *known))
+                             .order_by(t.c.seq)).all()
+        beats = []
+        for r in rows:
+            self.read_to[r.controller] = max(self.read_to.get(r.controller, 0), r.seq)
+            for persona, (generation, at, ready, stopping, told) in r.beats.items():
+                beats.append((persona, dict(persona=persona, generation=generation,
+                                            at=datetime.fromtimestamp(at, UTC), ready=ready, stopping=stopping,
+                                            told=told)))
+        return beats
 
 
 def _lasting(report: dict) -> dict:

@@ -184,3 +184,34 @@ intents = Table(
            comment="an operator's start of a persona whose starts kept failing"),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+leadership = Table(
+    "leadership",
+    metadata,
+    Column("id", Integer, primary_key=True, comment="always 1: there is one lease"),
+    Column("term", BigInteger, nullable=False, comment="grows by one with every new leader"),
+    Column("holder", String(80), nullable=True, comment="the controller that leads in this term"),
+    Column("expires_at", DateTime(timezone=True), nullable=False, comment="by the database's clock"),
+)
+
+controllers = Table(
+    "controllers",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("url", Text, nullable=False, comment="its API and console"),
+    Column("agents_url", Text, nullable=False, comment="where its agents beat"),
+    Column("boot_url", Text, nullable=False, comment="where machines fetch boot scripts"),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False,
+           comment="its last sign of life, or its last renewal as leader"),
+    Column("term", BigInteger, nullable=True, comment="the term it leads or led last"),
+)
+
+beat_relay = Table(
+    "beat_relay",
+    metadata,
+    Column("controller", String(80), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, comment="grows by one with each batch of this controller"),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("beats", JsonDoc, nullable=False, comment="persona -> its newest beat heard since the last batch"),
+)

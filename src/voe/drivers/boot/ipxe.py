@@ -28,6 +28,7 @@ Every value is checked before it is written: a space, quote, ``$``, ``#``,
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 
 from voe.domain.models import Persona
@@ -53,7 +54,8 @@ class ControllerLinks:
     """Where a booted machine finds the controller."""
 
     agents: str
-    """The agent endpoint (HTTPS in production)."""
+    """The agent endpoint (HTTPS in production); with several controllers,
+    each one's, comma-separated."""
     boot: str
     """The plain-HTTP boot port: scripts, kernels, initrds."""
     ca_pin: str | None = None
@@ -63,7 +65,7 @@ class ControllerLinks:
 def agent_args(persona: Persona, generation: int, links: ControllerLinks, token: str) -> str:
     """The ``voe_args`` words, in the one order the agent and the lab read."""
     words = [
-        f"voe.controller={_safe('controller URL', links.agents.rstrip('/'))}",
+        f"voe.controller={_safe('controller URL', ','.join(_spread(links.agents, persona.name)))}",
         f"voe.persona={_safe('persona', persona.name)}",
         f"voe.generation={int(generation)}",
         f"voe.token={_safe('token', token)}",
@@ -71,6 +73,14 @@ def agent_args(persona: Persona, generation: int, links: ControllerLinks, token:
     if links.ca_pin:
         words.append(f"voe.ca_sha256={_safe('CA pin', links.ca_pin)}")
     return " ".join(words)
+
+
+def _spread(agents: str, persona: str) -> list[str]:
+    """The controllers' URLs, starting at one chosen by the persona's name:
+    agents spread over the controllers, and each keeps to one."""
+    urls = [u.strip().rstrip("/") for u in agents.split(",") if u.strip()]
+    first = zlib.crc32(persona.encode()) % len(urls)
+    return urls[first:] + urls[:first]
 
 
 def render(persona: Persona, generation: int, links: ControllerLinks, token: str, boot_mac: str) -> str:
