@@ -176,6 +176,7 @@ function Console({ api, onSignOut }) {
             <span key={s} className="badge" style={{ background: STATE_COLOURS[s] }} data-count={s}>{s} {n}</span>
           ))}
         </span>
+        <Controllers list={data.controllers || []} />
         <span className={`live ${connected ? "on" : ""}`} title="live event stream">{connected ? "● live" : "○ reconnecting"}</span>
         <button onClick={onSignOut}>Sign out</button>
       </header>
@@ -209,5 +210,17 @@ function Console({ api, onSignOut }) {
       </main>
       <footer><EventLog events={events} /></footer>
     </div>
+  );
+}
+
+/** Which controller leads, in which term; every controller in the tooltip. */
+function Controllers({ list }) {
+  const leader = list.find((c) => c.leader);
+  const all = list.map((c) => `${c.name} ${c.url}${c.leader ? ` leads, term ${c.term}` : ""}, renewed ${c.renewed_at}`);
+  return (
+    <span className="controllers" title={all.join("\n")} data-leader={leader ? leader.name : ""}>
+      {leader ? `leader ${leader.name} · term ${leader.term}` : "no leader"}
+      {list.length > 1 ? ` · ${list.length} controllers` : ""}
+    </span>
   );
 }

@@ -19,13 +19,14 @@ export function useLive(api) {
 
   const refresh = useCallback(async (inventory = true) => {
     try {
-      const [status, fabric, templates, ...lists] = await Promise.all([
-        api.get("/status"), api.get("/fabric"), inventory ? api.get("/templates") : null,
+      const [status, fabric, controllers, templates, ...lists] = await Promise.all([
+        api.get("/status"), api.get("/fabric"), api.get("/controllers"), inventory ? api.get("/templates") : null,
         ...(inventory ? KINDS.map((k) => api.all(k)) : [])]);
       setData((old) => ({
         ...(old || {}),
         status,
         fabric,
+        controllers,
         ...(inventory ? { templates, ...Object.fromEntries(KINDS.map((k, i) => [k, lists[i]])) } : {}),
       }));
       setError(null);

@@ -67,6 +67,7 @@ def test_sign_in_refuses_a_wrong_token_and_accepts_the_right_one(stack):
 
 
 def test_create_cable_start_and_watch_it_run(stack, page):
+    page.wait_for_selector('header .controllers[data-leader="solo"]')  # which controller leads, and its term
     page.click('[data-palette="server"]')  # a new Linux persona, named by the console
     page.wait_for_selector('[data-persona="server-1"]')
     assert stack.http.get("/api/v1/personas/server-1").json()["vnics"] == []
