@@ -6,23 +6,31 @@ pair (and sometimes SIGKILLs the controller mid-failover), waits for every
 affected persona to run again — or to be blocked with a reason — and then
 repairs the hardware and returns it to service (`voe host clear`).
 
+With ``--controllers N`` (N > 1) the controllers share a PostgreSQL server
+of the campaign's own, and the controller faults are SIGKILLing the one
+that leads (restarted at once, as a follower) and restarting PostgreSQL,
+both mid-failover.
+
 The datacenter is the review's with two spare servers (see ``with_spares``).
 Faults: power-loss, hang, os-crash (on the hypervisor host: the review's
 case), partition, bmc-down with hang or power loss, a switch going down,
-controller SIGKILL, and pairs. Prints: trials, double-runs (must be 0),
+controller SIGKILL (or the leader's, or a PostgreSQL restart), and pairs.
+Prints: trials, double-runs (must be 0),
 personas lost (must be 0: any persona desired running that is not running
 with a ready agent when the campaign ends, with its last events), replacements
 slower than ``SETTLE``, and fault-to-replacement-running time
 p50/p95/p99, with detection (fault to suspect) and fencing (fencing to
-fenced) apart, and the same for the trials without a controller kill.
+fenced) apart, and the same for the trials without a controller fault and
+for each controller fault.
 
-    .venv/bin/python bench/faults.py --trials 20 [--seed 1]
+    .venv/bin/python bench/faults.py --trials 20 [--seed 1] [--controllers 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import random
 import statistics
 import tempfile
@@ -30,12 +38,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import Stack, load, relocate
+from harness import Cluster, PrivatePostgres, Stack, load, relocate
 
 PERSONAS = ("web-1", "oracle", "bea-1")
 HOST_FAULTS = ["power-loss", "hang", "os-crash", "partition", "bmc-down+hang", "bmc-down+power-loss"]
 SETTLE = 150.0  # seconds before a persona counts as lost: past the 90 s boot timeout and one more retarget
 SPARES = 2  # servers added to the review's datacenter, as a site that plans for failures keeps spares
+KILL_LEADER, RESTART_PG = "SIGKILL the leader", "restart PostgreSQL"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -51,8 +60,25 @@ def stamp(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
+def call(s: Stack, method: str, path: str, **kw):
+    """The API's answer, waiting out a store outage (503) of up to a
+    minute, as an operator's script would."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            r = s.request(method, path, **kw)
+        except RuntimeError:  # no controller answers: one is restarting
+            r = None
+        if r is not None and r.status_code != 503:
+            r.raise_for_status()
+            return r.json()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{method} {path}: no answer but 503 for a minute")
+        time.sleep(0.1)
+
+
 def trunk_switch(s: Stack, host: str) -> str:
-    fabric = s.http.get("/api/v1/fabric").json()
+    fabric = call(s, "GET", "/api/v1/fabric")
     return next(c["switch"] for c in fabric["cables"] if c["host"] == host and c["trunk"])
 
 
@@ -85,7 +111,7 @@ def explain(s: Stack, persona: str, t0: float, marks: dict[str, float]) -> None:
     """Where a slow replacement's seconds went: the persona's events and the
     campaign's own marks (controller killed, answering again), from the fault."""
     since = datetime.fromtimestamp(t0 - 0.01, UTC).isoformat()
-    events = s.http.get("/api/v1/events/log", params={"since": since, "limit": 1000}).json()
+    events = call(s, "GET", "/api/v1/events/log", params={"since": since, "limit": 1000})
     lines = [(stamp(e["at"]), e["message"]) for e in events
              if e["persona"] == persona or (e["persona"] is None and e["kind"] in CONTROLLER_KINDS)]
     lines += [(t, f"[campaign] {what}") for what, t in marks.items()]
@@ -116,24 +142,21 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | 
     if pair:  # a second host fails too
         other = next(before[p]["machine"]["host"] for p in PERSONAS if before[p]["machine"]["host"] != host)
         faults.append((other, rng.choice(["power-loss", "hang", "partition"])))
-    sigkill = rng.random() < 0.2
+    controller_fault = pick_controller_fault(s, rng)
     hit_hosts = {t for t, _ in faults if t not in switches(s)}
     affected = [p for p in PERSONAS if before[p]["machine"]["host"] in hit_hosts]
     if kind == "switch-down":  # servers trunked through it; VMs move their uplink and stay
         affected += [p for p in PERSONAS if before[p]["machine"]["kind"] == "physical" and p not in affected
                      and trunk_switch(s, before[p]["machine"]["host"]) == switch]
-    label = kind + (" +pair" if pair else "") + (" +SIGKILL" if sigkill else "")
+    label = kind + (" +pair" if pair else "") + (f" +{controller_fault}" if controller_fault else "")
     t0 = time.time()
     out["began"].append((t0, f"trial {out['trials'] + 1}: {label} on {', '.join(t for t, _ in faults)}"))
     for target, f in faults:
         s.fault(target, f)
     marks = {}
-    if sigkill:
-        time.sleep(rng.uniform(0.3, 2.0))
-        marks["controller SIGKILLed"] = time.time()
-        s.kill_controller()
-        s.start_controller()
-        marks["controller answers again"] = time.time()
+    if controller_fault:
+        time.sleep(rng.uniform(0.3, 2.0))  # mid-failover
+        upset_controllers(s, controller_fault, rng, marks)
     took = []
     for p in affected:
         try:
@@ -146,8 +169,8 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | 
         if st["state"] == "blocked":
             out["blocked"].append(f"{label}: {p}: {st['reason'][:400]}")
             continue
-        events = s.http.get("/api/v1/events/log", params={"persona": p, "kind": "transition", "limit": 200,
-                                                          "newest_first": True}).json()
+        events = call(s, "GET", "/api/v1/events/log", params={"persona": p, "kind": "transition", "limit": 200,
+                                                              "newest_first": True})
         times = {}
         for e in reversed(events):
             if stamp(e["at"]) >= t0 - 0.01:
@@ -160,8 +183,7 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | 
         for key, value in (("replace", times.get("running")), ("detect", times.get("suspect"))):
             if value is not None:
                 out[key].append(value - t0)
-                if not sigkill:
-                    out[key + "_nokill"].append(value - t0)
+                out.setdefault(f"{key} {controller_fault or 'none'}", []).append(value - t0)
         if "fencing" in times and "fenced" in times:
             out["fence"].append(times["fenced"] - times["fencing"])
     repair(s, faults)
@@ -173,13 +195,45 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | 
     return True
 
 
+def pick_controller_fault(s: Stack, rng: random.Random) -> str | None:
+    """One trial in five kills a controller mid-failover; with several
+    controllers, one in ten more restarts their PostgreSQL."""
+    draw = rng.random()
+    if draw < 0.2:
+        return KILL_LEADER if isinstance(s, Cluster) else "SIGKILL"
+    if draw < 0.3 and isinstance(s, Cluster):
+        return RESTART_PG
+    return None
+
+
+def upset_controllers(s: Stack, fault: str, rng: random.Random, marks: dict[str, float]) -> None:
+    """The controller fault, and the controller (or PostgreSQL) back."""
+    if fault == RESTART_PG:
+        marks["PostgreSQL stopped (fast)"] = time.time()
+        s.postgres.stop("fast")
+        time.sleep(rng.uniform(0.2, 1.0))
+        s.postgres.start()
+        marks["PostgreSQL started"] = time.time()
+    elif fault == KILL_LEADER:
+        n = s.leader(timeout=30)
+        marks[f"c{n}, the leader, SIGKILLed"] = time.time()
+        s.kill(n)
+        s.start_controller(i=n)
+        marks[f"c{n} answers again"] = time.time()
+    else:
+        marks["controller SIGKILLed"] = time.time()
+        s.kill_controller()
+        s.start_controller()
+        marks["controller answers again"] = time.time()
+
+
 def repair(s: Stack, faults: list[tuple[str, str]]) -> None:
     """Mend what the trial broke and return fenced hosts to service."""
     for target, _ in faults:
         s.fault(target, "up" if target in switches(s) else "repair")
-    status = s.http.get("/api/v1/status").json()
+    status = call(s, "GET", "/api/v1/status")
     for host in status["hosts"]:
-        s.http.post(f"/api/v1/hosts/{host['name']}/clear", json={"reason": "repaired by the fault campaign"})
+        call(s, "POST", f"/api/v1/hosts/{host['name']}/clear", json={"reason": "repaired by the fault campaign"})
     for host in s.doc["hosts"]:
         # clearing a host cut off at the fabric powers it off first (its ports
         # come back to an empty machine); an operator then starts a
@@ -189,11 +243,11 @@ def repair(s: Stack, faults: list[tuple[str, str]]) -> None:
             s.fault(host["name"], "repair")
     for p in status["personas"]:  # an operator's word, now that the hardware is mended
         if p["state"] == "blocked":
-            s.http.post(f"/api/v1/personas/{p['name']}/confirm-dead", json={"reason": "repaired by the fault campaign"})
+            call(s, "POST", f"/api/v1/personas/{p['name']}/confirm-dead", json={"reason": "repaired by the fault campaign"})
         elif p["state"] == "failed":  # its starts kept failing: started again once the hardware is mended
             out_of_service = p["reason"] or ""
             print(f"    {p['name']} was failed ({out_of_service[:200]}): started again", flush=True)
-            s.http.post(f"/api/v1/personas/{p['name']}/start", json={})
+            call(s, "POST", f"/api/v1/personas/{p['name']}/start", json={})
 
 
 def lost(s: Stack, settle: float) -> list[str]:
@@ -202,7 +256,7 @@ def lost(s: Stack, settle: float) -> list[str]:
     seconds more, whatever the reason; each with its last events."""
     deadline = time.monotonic() + settle
     while True:
-        statuses = s.http.get("/api/v1/status").json()["personas"]
+        statuses = call(s, "GET", "/api/v1/status")["personas"]
         missing = [p for p in statuses if p["desired"] == "running"
                    and not (p["state"] == "running" and (p.get("agent") or {}).get("ready"))]
         if not missing or time.monotonic() > deadline:
@@ -210,10 +264,25 @@ def lost(s: Stack, settle: float) -> list[str]:
         time.sleep(0.5)
     out = []
     for p in missing:
-        events = s.http.get("/api/v1/events/log", params={"persona": p["name"], "limit": 8, "newest_first": True}).json()
+        events = call(s, "GET", "/api/v1/events/log", params={"persona": p["name"], "limit": 8, "newest_first": True})
         last = "\n".join(f"      {e['at'][11:23]} {e['message'][:160]}" for e in reversed(events))
         out.append(f"{p['name']} is {p['state']} (generation {p['generation']}): {(p['reason'] or '')[:160]}\n{last}")
     return out
+
+
+def campaign(s: Stack, rng: random.Random, out: dict, args: argparse.Namespace) -> dict:
+    """The trials on ``s``, started and stopped here; the truth checker's verdict."""
+    s.start()
+    try:
+        for p in PERSONAS:
+            call(s, "POST", f"/api/v1/personas/{p}/start", json={})
+        for _ in range(args.trials):
+            if not trial(s, rng, out, args.verbose, args.explain):
+                break
+        out["lost"] = lost(s, SETTLE)
+        return s.truth()
+    finally:
+        s.stop()
 
 
 def main() -> None:
@@ -224,36 +293,35 @@ def main() -> None:
     ap.add_argument("--explain", type=float, metavar="SECONDS",
                     help="print the events of every replacement slower than this")
     ap.add_argument("--keep", type=Path, help="run in this directory and keep the controller's and lab's logs")
+    ap.add_argument("--controllers", type=int, default=1,
+                    help="controllers sharing a PostgreSQL of the campaign's own (1: one controller on SQLite)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     out = {"trials": 0, "lost": [], "late": [], "blocked": [], "replace": [], "detect": [], "fence": [],
-           "replace_nokill": [], "detect_nokill": [], "kinds": {}, "setup_failed": [], "began": []}
+           "kinds": {}, "setup_failed": [], "began": []}
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="voe-faults-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        s = Stack(relocate(with_spares(load())), workdir).start()
-        try:
-            for p in PERSONAS:
-                s.http.post(f"/api/v1/personas/{p}/start", json={}).raise_for_status()
-            for _ in range(args.trials):
-                if not trial(s, rng, out, args.verbose, args.explain):
-                    break
-            out["lost"] = lost(s, SETTLE)
-            truth = s.truth()
-        finally:
-            s.stop()
+        doc = relocate(with_spares(load()))
+        if args.controllers > 1:
+            with PrivatePostgres(Path(f"/tmp/voe-faults-pg-{os.getpid()}")) as pg:
+                truth = campaign(Cluster(doc, workdir, pg.url, controllers=args.controllers, postgres=pg), rng, out, args)
+        else:
+            truth = campaign(Stack(doc, workdir), rng, out, args)
     print(f"fault campaign: {out['trials']} trials in {time.monotonic() - began:.0f} s, one datacenter throughout "
-          f"({len(out['kinds'])} fault kinds)")
+          f"({len(out['kinds'])} fault kinds, {args.controllers} controller(s))")
     print("  " + ", ".join(f"{k} x{n}" for k, n in sorted(out["kinds"].items())))
     print(f"  double-runs: {len(truth['violations'])} (truth checker, {truth['samples']} samples)   "
           f"personas lost: {len(out['lost'])}   not replaced within {SETTLE:g} s: {len(out['late'])}   "
           f"blocked with a reason: {len(out['blocked'])}")
-    for name, key in (("fault to replacement running", "replace"),
-                      ("  the same, trials without a controller kill", "replace_nokill"),
-                      ("detection (fault to suspect)", "detect"),
-                      ("  the same, trials without a controller kill", "detect_nokill"),
-                      ("fencing (fencing to fenced)", "fence")):
+    rows = []
+    for name, key in (("fault to replacement running", "replace"), ("detection (fault to suspect)", "detect")):
+        rows.append((name, key))
+        rows += [(f"  the same, trials with {what.removeprefix(key + ' ')}" if what != f"{key} none"
+                  else "  the same, trials without a controller fault", what)
+                 for what in sorted(k for k in out if k.startswith(key + " "))]
+    for name, key in rows + [("fencing (fencing to fenced)", "fence")]:
         v = out[key]
         print(f"  {name}: p50 {pct(v, .5):.2f} s  p95 {pct(v, .95):.2f} s  p99 {pct(v, .99):.2f} s  "
               f"(n={len(v)}, mean {statistics.fmean(v) if v else float('nan'):.2f} s)")

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import ssl
@@ -218,6 +219,10 @@ class Stack:
             time.sleep(0.1)
         return self
 
+    def request(self, method: str, path: str, **kw) -> httpx.Response:
+        """``method path`` of the controller's API."""
+        return self.http.request(method, path, **kw)
+
     def lab(self, method: str, path: str, **kw) -> dict:
         r = httpx.request(method, f"http://127.0.0.1:{self.lab_port}{path}", timeout=30, **kw)
         r.raise_for_status()
@@ -260,17 +265,21 @@ class Cluster(Stack):
     one data dir (its CA, its key for sealed secrets, its admin token), and
     the lab's machines booting from whichever of their boot ports answers.
     Controller ``i`` is ``procs[i]``; ``http`` talks to the first that
-    answers."""
+    answers. ``postgres``: the private server behind ``database_url``, for
+    the faults that restart it."""
 
     def __init__(self, doc: dict, workdir: Path, database_url: str, controllers: int = 3,
-                 env: dict[str, str] | None = None, lab_nice: int | None = None):
+                 env: dict[str, str] | None = None, lab_nice: int | None = None,
+                 postgres: PrivatePostgres | None = None):
         super().__init__(doc, workdir, {**(env or {}), "VOE_DATABASE_URL": database_url}, lab_nice=lab_nice)
+        self.postgres = postgres
         self.ports = [self.port] + [free_port() for _ in range(controllers - 1)]
         self.boot_ports = [self.boot_port] + [free_port() for _ in range(controllers - 1)]
         self.agent_ports = [self.agent_port] + [free_port() for _ in range(controllers - 1)]
         self.urls = [f"https://127.0.0.1:{p}" for p in self.ports]
         self.boot_url = ",".join(f"http://127.0.0.1:{p}" for p in self.boot_ports)
         self.procs: list[subprocess.Popen | None] = [None] * controllers
+        self._answered = 0
 
     def start_controller(self, *serve_args: str, i: int | None = None) -> None:
         """Controller ``i`` (every one, when None), each answering before
@@ -301,17 +310,31 @@ class Cluster(Stack):
                                    + (self.workdir / f"controller-{n}.log").read_text()[-2000:])
             time.sleep(0.1)
 
-    def get(self, path: str, **kw) -> httpx.Response:
-        """``GET path`` of the first controller that answers."""
-        for n, url in enumerate(self.urls):
+    def request(self, method: str, path: str, **kw) -> httpx.Response:
+        """``method path`` of the first controller that answers, the one
+        that answered last tried first; a 503 (its store out of reach)
+        counts as no answer while another controller may still give one."""
+        kw.setdefault("timeout", 2)
+        order = sorted(range(len(self.urls)), key=lambda n: n != self._answered)
+        last: httpx.Response | None = None
+        for n in order:
             p = self.procs[n]
             if p is None or p.poll() is not None:
                 continue
             try:
-                return self.http.get(url + path, timeout=2, **kw)
+                r = self.http.request(method, self.urls[n] + path, **kw)
             except httpx.HTTPError:
                 continue
+            if r.status_code != 503:
+                self._answered = n
+                return r
+            last = r
+        if last is not None:
+            return last
         raise RuntimeError("no controller answers")
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return self.request("GET", path, **kw)
 
     def controllers(self) -> list[dict]:
         return self.get("/api/v1/controllers").json()
@@ -335,7 +358,9 @@ class Cluster(Stack):
         self.procs[n].send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
 
     def status(self, persona: str) -> dict:
-        return self.get(f"/api/v1/personas/{persona}/status").json()
+        r = self.get(f"/api/v1/personas/{persona}/status")
+        r.raise_for_status()
+        return r.json()
 
     def stop(self) -> None:
         for p in self.procs:
@@ -346,6 +371,46 @@ class Cluster(Stack):
         for p in self.procs:
             if p is not None and p.poll() is None:
                 stop_process(p)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of its own in ``where`` (Debian's server
+    binaries, run as the ``postgres`` user when root), so that restarting
+    it touches no other database on the machine."""
+
+    def __init__(self, where: Path):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bins:
+            raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql "
+                                    "(Debian's postgresql package) to run a private server")
+        self.bin, self.dir, self.port = bins[-1], where, free_port()
+        self.url = f"postgresql+psycopg://voe@127.0.0.1:{self.port}/voe"
+
+    def _as_postgres(self, *argv: str) -> None:
+        run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*run_as, *argv], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-w", "-l", str(self.dir / "log"),
+                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-w", "-m", mode, "stop")
+
+    def __enter__(self) -> PrivatePostgres:
+        self.dir.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir), "-U", "voe", "--auth=trust", "-E", "UTF8")
+        self.start()
+        self._as_postgres(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "voe", "voe")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def reap_agents(lab_dir: Path) -> None:

@@ -6,7 +6,6 @@ because of it, and the faults that follow are handled by the new leader."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from harness import Cluster, free_port, load, relocate
+from harness import Cluster, PrivatePostgres, free_port, load, relocate
 from tests.conftest import new_store
 
 RUNNING = ("oracle", "bea-1", "web-1")
@@ -146,62 +145,33 @@ def test_an_agent_keeps_its_persona_while_each_controller_in_turn_is_killed(clus
 # --- PostgreSQL restarted -----------------------------------------------------
 
 
-class PrivatePostgres:
-    """A PostgreSQL server of the test's own, so that restarting it touches
-    no other test's database."""
-
-    def __init__(self, where: Path):
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-        if not bins:
-            pytest.skip("no PostgreSQL server binaries (Debian's postgresql package) to run a private server")
-        self.bin, self.dir, self.port = bins[-1], where, free_port()
-        self.url = f"postgresql+psycopg://voe@127.0.0.1:{self.port}/voe"
-
-    def _as_postgres(self, *argv: str) -> None:
-        run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*run_as, *argv], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> None:
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-w", "-l", str(self.dir / "log"),
-                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-w", "-m", mode, "stop")
-
-    def __enter__(self) -> PrivatePostgres:
-        self.dir.mkdir(mode=0o700)
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir), "-U", "voe", "--auth=trust", "-E", "UTF8")
-        self.start()
-        self._as_postgres(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "voe", "voe")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop("immediate")
-
-
-def test_postgresql_restarted_mid_failover_completes_it_once(tmp_path):
-    pg_dir = Path(f"/tmp/voe-pg-{os.getpid()}-{free_port()}")
+@pytest.fixture
+def private_postgres():
     try:
-        with PrivatePostgres(pg_dir) as pg, cluster_on(tmp_path, pg.url) as cluster:
-            before = start(cluster, *RUNNING)
-            host = before["oracle"]["machine"]["host"]
-            cluster.fault(host, "hang")
-            cluster.wait("oracle", lambda s: s["state"] in ("suspect", "fencing", "fenced", "placing",
-                                                            "powering-on", "booting"), 30)
-            pg.stop("fast")  # every connection dropped, mid-failover
-            time.sleep(1.0)
-            pg.start()
-            after = cluster.wait("oracle", lambda s: s["generation"] > before["oracle"]["generation"]
-                                 and s["state"] == "running", 90)
-            assert after["machine"]["host"] != host
-            assert after["generation"] == before["oracle"]["generation"] + 1, "the failover ran twice"
-            for name in ("bea-1", "web-1"):
-                assert cluster.wait(name, lambda s: s["state"] == "running", 60)["generation"] == \
-                    before[name]["generation"]
-            assert sum(c["leader"] for c in cluster.controllers()) == 1
-            assert all(p.poll() is None for p in cluster.procs), "a controller exited"
-            no_double_runs(cluster)
-    finally:
-        shutil.rmtree(pg_dir, ignore_errors=True)
+        with PrivatePostgres(Path(f"/tmp/voe-pg-{os.getpid()}-{free_port()}")) as pg:
+            yield pg
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+
+
+def test_postgresql_restarted_mid_failover_completes_it_once(tmp_path, private_postgres):
+    pg = private_postgres
+    with cluster_on(tmp_path, pg.url) as cluster:
+        before = start(cluster, *RUNNING)
+        host = before["oracle"]["machine"]["host"]
+        cluster.fault(host, "hang")
+        cluster.wait("oracle", lambda s: s["state"] in ("suspect", "fencing", "fenced", "placing",
+                                                        "powering-on", "booting"), 30)
+        pg.stop("fast")  # every connection dropped, mid-failover
+        time.sleep(1.0)
+        pg.start()
+        after = cluster.wait("oracle", lambda s: s["generation"] > before["oracle"]["generation"]
+                             and s["state"] == "running", 90)
+        assert after["machine"]["host"] != host
+        assert after["generation"] == before["oracle"]["generation"] + 1, "the failover ran twice"
+        for name in ("bea-1", "web-1"):
+            assert cluster.wait(name, lambda s: s["state"] == "running", 60)["generation"] == \
+                before[name]["generation"]
+        assert sum(c["leader"] for c in cluster.controllers()) == 1
+        assert all(p.poll() is None for p in cluster.procs), "a controller exited"
+        no_double_runs(cluster)

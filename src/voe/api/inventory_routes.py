@@ -24,8 +24,8 @@ class Page(BaseModel):
     offset: int
 
 
-def _labels_match(spec: dict, wanted: list[str]) -> bool:
-    labels = spec.get("labels") or {}
+def _labels_match(obj: Any, wanted: list[str]) -> bool:
+    labels = getattr(obj, "labels", None) or {}
     for item in wanted:
         key, _, value = item.partition("=")
         if labels.get(key) != value:
@@ -33,20 +33,23 @@ def _labels_match(spec: dict, wanted: list[str]) -> bool:
     return True
 
 
-def _filter(kind: str, inv: Inventory, specs: list[dict], params: dict) -> list[dict]:
-    out = specs
+def _filter(kind: str, inv: Inventory, objects: list, params: dict) -> list:
+    """The objects a listing's filters keep, in the inventory's order; only
+    the page of them is then turned into specs, so a page of a large
+    inventory costs its own size."""
+    out = objects
     if params.get("q"):
-        out = [s for s in out if params["q"] in s["name"]]
+        out = [o for o in out if params["q"] in o.name]
     if params.get("label"):
-        out = [s for s in out if _labels_match(s, params["label"])]
+        out = [o for o in out if _labels_match(o, params["label"])]
     if kind == "personas":
         if params.get("network"):
-            out = [s for s in out if any(v["network"] == params["network"] for v in s["vnics"])]
+            out = [o for o in out if any(v.network == params["network"] for v in o.vnics)]
         if params.get("group"):
             members = {m for g in inv.groups if g.name == params["group"] for m in g.members}
-            out = [s for s in out if s["name"] in members]
+            out = [o for o in out if o.name in members]
     if kind == "hosts" and params.get("hypervisor") is not None:
-        out = [s for s in out if (s.get("hypervisor") is not None) == params["hypervisor"]]
+        out = [o for o in out if (o.hypervisor is not None) == params["hypervisor"]]
     return out
 
 
@@ -117,9 +120,10 @@ def router_for(kind: str) -> APIRouter:
               group: Annotated[str | None, Query(description="personas in this group")] = None,
               hypervisor: Annotated[bool | None, Query(description="hosts that are (not) hypervisors")] = None):
         inv = request.app.state.services.inventory.load()
-        specs = [strip(kind, spec_of(o)) for o in getattr(inv, kind)]
-        specs = _filter(kind, inv, specs, dict(q=q, label=label, network=network, group=group, hypervisor=hypervisor))
-        return Page(items=specs[offset : offset + limit], total=len(specs), limit=limit, offset=offset)
+        kept = _filter(kind, inv, getattr(inv, kind),
+                       dict(q=q, label=label, network=network, group=group, hypervisor=hypervisor))
+        return Page(items=[strip(kind, spec_of(o)) for o in kept[offset : offset + limit]], total=len(kept),
+                    limit=limit, offset=offset)
 
     @r.get("/{name}", summary=f"Show one {singular}")
     def show(request: Request, name: str, _: Viewer) -> dict:

@@ -25,29 +25,30 @@ def mac_from_index(i: int) -> str:
     return ":".join(f"{b:02x}" for b in MAC_POOL_PREFIX + tail)
 
 
-def next_mac(taken: Container[str], start: int = 1) -> str:
-    i = start
-    while True:
+def free_macs(taken: Container[str]) -> Iterator[str]:
+    """The pool's MACs not in ``taken``, lowest first. ``taken`` is read
+    as each is reached, so a caller that adds what it was handed gets the
+    next free one from where it left off, not from the pool's start."""
+    for i in range(1, 1 << 24):
         mac = mac_from_index(i)
         if mac not in taken:
-            return mac
-        i += 1
+            yield mac
+    raise ValueError("MAC pool exhausted")
 
 
-def next_ip(
+def free_ips(
     subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
     taken: Container[ipaddress.IPv4Address | ipaddress.IPv6Address],
     reserved: Container[ipaddress.IPv4Address | ipaddress.IPv6Address] = (),
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """First free host address, skipping the first ten (left for gateways and
-    infrastructure, as most operators do) when the subnet is large enough."""
+) -> Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The subnet's free host addresses, lowest first, skipping the first
+    ten (left for gateways and infrastructure, as most operators do) when
+    the subnet is large enough; ``taken`` is read as each is reached (see
+    ``free_macs``)."""
     skip = 10 if subnet.num_addresses > 64 else 0
-    hosts: Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address] = subnet.hosts()
-    for n, addr in enumerate(hosts):
-        if n < skip:
-            continue
-        if addr not in taken and addr not in reserved:
-            return addr
+    for n, addr in enumerate(subnet.hosts()):
+        if n >= skip and addr not in taken and addr not in reserved:
+            yield addr
     raise ValueError(f"subnet {subnet} has no free address left")
 
 

@@ -46,6 +46,13 @@ class Inventory(Model):
             self._names[kind] = index
         return index[1]
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when the declared contents are: the name index is a cache,
+        and a loaded inventory whose index is built equals a fresh one."""
+        if not isinstance(other, Inventory):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in type(self).model_fields)
+
 
 # --- turning pydantic's errors into ours ------------------------------------
 
@@ -312,7 +319,14 @@ def assign_identity(inv: Inventory, previous: Inventory | None = None) -> Invent
     prev = {p.name: p for p in previous.personas} if previous else {}
     networks = inv.by_name("networks")
     macs = {nic.mac for h in inv.hosts for nic in h.nics} | {v.mac for p in inv.personas for v in p.vnics if v.mac}
-    ips = {(v.network, v.ip) for p in inv.personas for v in p.vnics if v.ip}
+    ips: dict[str, set] = {}  # network -> addresses taken in it
+    for p in inv.personas:
+        for v in p.vnics:
+            if v.ip:
+                ips.setdefault(v.network, set()).add(v.ip)
+    free_macs = identity.free_macs(macs)
+    free_ips = {name: identity.free_ips(net.subnet, ips.setdefault(name, set()), _reserved(net))
+                for name, net in networks.items()}
     wwpns = {p.san.wwpn for p in inv.personas if p.san.wwpn}
 
     for p in inv.personas:
@@ -322,16 +336,12 @@ def assign_identity(inv: Inventory, previous: Inventory | None = None) -> Invent
         for j, v in enumerate(p.vnics):
             old_v = _matching_vnic(old, j, v.network) if old else None
             if v.mac is None:
-                v.mac = old_v.mac if old_v and old_v.mac and old_v.mac not in macs else identity.next_mac(macs)
+                v.mac = old_v.mac if old_v and old_v.mac and old_v.mac not in macs else next(free_macs)
                 macs.add(v.mac)
-            net = networks.get(v.network)
-            if v.ip is None and net is not None:
-                if old_v and old_v.ip and (v.network, old_v.ip) not in ips:
-                    v.ip = old_v.ip
-                else:
-                    taken = {ip for (n, ip) in ips if n == v.network}
-                    v.ip = identity.next_ip(net.subnet, taken, _reserved(net))
-                ips.add((v.network, v.ip))
+            if v.ip is None and v.network in networks:
+                taken = ips[v.network]
+                v.ip = old_v.ip if old_v and old_v.ip and old_v.ip not in taken else next(free_ips[v.network])
+                taken.add(v.ip)
         if p.san.initiator_iqn is None:
             p.san.initiator_iqn = (old.san.initiator_iqn if old else None) or identity.initiator_iqn(p.name)
         if p.boot == "fc" and p.san.wwpn is None:
