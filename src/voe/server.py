@@ -64,9 +64,9 @@ def build(services: Services, links: ControllerLinks, timing: Timing | None = No
         def know_controllers() -> None:
             ctx.links = replace(links, agents=leadership.agent_urls(links.agents))
 
-        def lead(term: int) -> None:
+        def lead(term: int, previous: str | None) -> None:
             know_controllers()
-            reconciler.lead(term)
+            reconciler.lead(term, previous)
 
         def deposed(term: int) -> None:
             reconciler.stop(wait=False)

@@ -13,7 +13,7 @@ from tests.conftest import new_store
 from voe.controller.campaign import Campaign
 from voe.domain.lifecycle import Event, State
 from voe.store.events import EventQuery
-from voe.store.leadership import Deposed, Leases, act_for_term
+from voe.store.leadership import Deposed, Leases, Taken, act_for_term
 
 
 @pytest.fixture
@@ -30,8 +30,9 @@ def test_one_lease_and_a_term_per_leader(pg):
     a, b = Leases(pg.engine, "a"), Leases(pg.engine, "b")
     for leases in (a, b):
         leases.register(f"https://{leases.me}", f"https://{leases.me}/agents", "http://boot")
-    term = a.take(lease=1.0, patience=1.0)
-    assert term == 1
+    taken = a.take(lease=1.0, patience=1.0)
+    assert (taken.term, taken.previous) == (1, None)
+    term = taken.term
     assert b.take(lease=1.0, patience=1.0) is None, "a second controller took a lease that holds"
     assert a.renew(term, lease=1.0, patience=1.0)
     assert [c.name for c in a.controllers() if c.leader] == []  # a has not said which term it leads yet
@@ -39,10 +40,25 @@ def test_one_lease_and_a_term_per_leader(pg):
     assert [(c.name, c.term) for c in b.controllers() if c.leader] == [("a", 1)]
     time.sleep(1.1)
     assert not a.renew(term, lease=1.0, patience=1.0), "a lease that ran out was renewed"
-    assert b.take(lease=1.0, patience=1.0) == 2
+    assert b.take(lease=1.0, patience=1.0) == Taken(2, "a")
     assert not a.renew(term, lease=1.0, patience=1.0)
     b.resign(2)
-    assert a.take(lease=1.0, patience=1.0) == 3, "a resigned lease is free at once"
+    assert a.take(lease=1.0, patience=1.0) == Taken(3, "b"), "a resigned lease is free at once"
+
+
+def test_a_lease_is_free_once_its_holders_session_has_ended(pg):
+    """A holder killed (or cut off) ends its lease connection: another takes
+    the lease at once, not when it runs out; the old holder cannot renew."""
+    a, b = Leases(pg.engine, "a"), Leases(pg.engine, "b")
+    held = a.take(lease=30.0, patience=1.0)
+    assert b.take(lease=30.0, patience=1.0) is None, "taken from a holder whose session lives"
+    a.close()  # as the kernel does for a process killed
+    began = time.monotonic()
+    while (taken := b.take(lease=30.0, patience=1.0)) is None:
+        assert time.monotonic() - began < 2.0, "the lease stayed the ended session's"
+        time.sleep(0.01)
+    assert taken == Taken(held.term + 1, "a")
+    assert not a.renew(held.term, lease=30.0, patience=1.0)
 
 
 def test_the_database_refuses_a_deposed_leaders_writes(pg):
@@ -50,7 +66,7 @@ def test_the_database_refuses_a_deposed_leaders_writes(pg):
     write it then tries is refused by the database, while the new
     leader's and the followers' own (no term) go through."""
     a, b = Leases(pg.engine, "a"), Leases(pg.engine, "b")
-    old = a.take(lease=0.5, patience=1.0)
+    old = a.take(lease=0.5, patience=1.0).term
     rt = pg.runtime
     act_for_term(old)
     try:
@@ -58,7 +74,7 @@ def test_the_database_refuses_a_deposed_leaders_writes(pg):
         time.sleep(0.6)  # "paused": the lease runs out
         with pytest.raises(Deposed):
             rt.transition("web", State.WAITING, Event.DEPENDENCIES_READY, "a, after its lease ran out")
-        new = b.take(lease=5.0, patience=1.0)
+        new = b.take(lease=5.0, patience=1.0).term
         with pytest.raises(Deposed):
             rt.transition("web", State.WAITING, Event.DEPENDENCIES_READY, "a, deposed")
         act_for_term(new)
@@ -76,19 +92,19 @@ def test_a_takeover_waits_for_the_old_terms_write_in_flight(pg):
     holds a share lock on: it cannot complete while such a write is open,
     and no write of the old term begins after it."""
     a, b = Leases(pg.engine, "a"), Leases(pg.engine, "b")
-    old = a.take(lease=0.3, patience=1.0)
+    old = a.take(lease=0.3, patience=1.0).term
     act_for_term(old)
     try:
         with pg.engine.begin() as c:  # the old term's write, begun in time
             time.sleep(0.4)  # the lease runs out while it is open
-            took: list[int | None] = []
+            took: list[Taken | None] = []
             t = threading.Thread(target=lambda: took.append(b.take(lease=5.0, patience=5.0)))
             t.start()
             t.join(0.3)
             assert t.is_alive(), "the takeover did not wait for the old term's open write"
             c.exec_driver_sql("SELECT 1")
         t.join(5)
-        assert took == [2]
+        assert took == [Taken(2, "a")]
     finally:
         act_for_term(None)
 
@@ -98,7 +114,7 @@ def test_a_leader_that_cannot_renew_steps_down_within_its_lease(pg):
     when its lease runs out by its own clock, before another may lead."""
     leases = Leases(pg.engine, "a")
     led, deposed = [], threading.Event()
-    campaign = Campaign(leases, 0.6, led.append, lambda term: deposed.set())
+    campaign = Campaign(leases, 0.6, lambda term, previous: led.append(term), lambda term: deposed.set())
     campaign.start()
     try:
         deadline = time.monotonic() + 5
@@ -138,6 +154,9 @@ def test_a_beat_heard_by_one_controller_reaches_the_others_in_one_row(pg):
     beats = leader.newest()
     assert sorted(beats) == [f"p{n:02d}" for n in range(50)]
     assert beats["p00"]["stopping"] is True and beats["p07"]["generation"] == 1
+    assert beats["p07"]["via"] == "follower"  # what a new leader's grace asks of each beat
+    assert leader.heard_whole_since() is not None  # every row read since its first read
+    assert Heartbeats(pg.engine, pg.engine, on_news=news.append).heard_whole_since() is None  # relays nothing
     assert sorted(news) == sorted(beats)
     news.clear()
     leader.relay_once()  # a row taken in once is not taken in again

@@ -2,6 +2,11 @@
 renews it while it leads, and acts (runs its reconciler) only while its
 lease holds by its own clock (see ``store.leadership``).
 
+A follower tries to take the lease every ``FOLLOW_EVERY`` seconds: it is
+free when it has run out, and as soon as the leader's lease connection
+has ended (the leader killed, or cut off), so a dead leader is replaced
+in a fraction of a second and a hung one within its lease.
+
 A leader that cannot renew in time (its database gone, its process paused)
 stops acting when its lease runs out by its own monotonic clock, which
 started before the renewal that set the lease, so it stops no later than
@@ -18,22 +23,25 @@ import threading
 import time
 from collections.abc import Callable
 
-from voe.store.leadership import Leases
+from voe.store.leadership import Leases, SessionLost
 
 log = logging.getLogger("voe.campaign")
 
 RENEWALS_PER_LEASE = 5
 """A leader renews this many times per lease: a renewal lost now and then
 costs nothing."""
+FOLLOW_EVERY = 0.1
+"""Seconds between a follower's tries to take the lease."""
 WATCH_EVERY = 0.05
 """Seconds between a leader's looks at its own lease (a pause resumed, a
 renewal stuck on a dead connection)."""
 
 
 class Campaign:
-    def __init__(self, leases: Leases, lease: float, lead: Callable[[int], None], on_deposed: Callable[[int], None],
-                 renewed: Callable[[], None] = lambda: None):
-        """``lead(term)``: begin acting as leader of ``term``;
+    def __init__(self, leases: Leases, lease: float, lead: Callable[[int, str | None], None],
+                 on_deposed: Callable[[int], None], renewed: Callable[[], None] = lambda: None):
+        """``lead(term, previous)``: begin acting as leader of ``term``,
+        after the controller named ``previous`` (None: no controller led);
         ``on_deposed(term)``: stop acting at once (called once, from a
         thread of this campaign's); ``renewed``: after each renewal (what
         a leader keeps fresh, such as the list of controllers)."""
@@ -67,25 +75,29 @@ class Campaign:
                 self.leases.resign(self.term)
             except Exception:  # the lease runs out by itself
                 log.exception("could not resign the lease of term %s", self.term)
+        self.leases.close()
 
     def _run(self) -> None:
         # alone on its store, a controller only says it is alive
         renew_every = self.lease if self.leases.lasting else self.lease / RENEWALS_PER_LEASE
         patience = renew_every
+        next_alive = 0.0  # monotonic: when a follower next says it is alive
         while not self._closed.is_set() and not self._deposed.is_set():
             asked = time.monotonic()
             try:
                 if self.term is None:
-                    term = self.leases.take(self.lease, patience)
-                    if term is not None:
+                    taken = self.leases.take(self.lease, patience)
+                    if taken is not None:
                         self._valid_until = asked + self.lease
-                        self.term = term
-                        self.leases.alive(term)
-                        log.info("this controller leads, in term %d", term)
-                        self._lead(term)
+                        self.term = taken.term
+                        self.leases.alive(taken.term)
+                        log.info("this controller leads, in term %d", taken.term)
+                        self._lead(taken.term, taken.previous)
                         continue
-                    self.leases.alive()
-                    wait = min(max(self.leases.expires_in(), 0.0), renew_every)
+                    if asked >= next_alive:
+                        self.leases.alive()
+                        next_alive = asked + renew_every
+                    wait = renew_every if self.leases.lasting else FOLLOW_EVERY
                 elif self.leases.renew(self.term, self.lease, patience):
                     self._valid_until = asked + self.lease
                     self.leases.alive(self.term)
@@ -94,6 +106,9 @@ class Campaign:
                 else:
                     self._depose("another controller leads, or the lease ran out before it was renewed")
                     return
+            except SessionLost as e:  # a leader's: another may take the lease from now on
+                self._depose(str(e))
+                return
             except Exception as e:  # the database unreachable: try again; the watch deposes in time
                 log.warning("leadership: the database did not answer (%s)", e)
                 wait = min(renew_every, 0.5)

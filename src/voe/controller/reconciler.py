@@ -62,6 +62,7 @@ class Reconciler:
         # Heartbeats missed while this controller was not running (or was
         # paused) say nothing about the personas: give them a fresh grace.
         self._grace_from = now()
+        self._grace_via: dict[str, datetime] = {}  # a relaying controller -> a later grace for its agents
         self._beats_arrive = threading.Event()
         self._beats_arrive.set()
         self._last_tick = time.monotonic()
@@ -89,10 +90,17 @@ class Reconciler:
         service still starting): until then no silence is counted."""
         self._beats_arrive.clear()
 
-    def lead(self, term: int) -> None:
-        """Start acting as the leader of ``term``: every write of this
-        reconciler's threads carries it (see ``store.leadership``)."""
+    def lead(self, term: int, previous: str | None = None) -> None:
+        """Start acting as the leader of ``term``, after ``previous``:
+        every write of this reconciler's threads carries the term (see
+        ``store.leadership``). Silences count from the beats every
+        controller relayed since this one has heard them whole, but the
+        agents whose last beat came through the previous leader have a
+        grace from now: its last beats never reached the relay, and its
+        agents beat to another controller only from its end."""
         self.ctx.term = term
+        if previous is not None:
+            self._grace_via = {previous: now()}
         act_for_term(term)  # the caller's thread starts the first steps (``_warm_up``)
         try:
             self.start()
@@ -100,7 +108,8 @@ class Reconciler:
             act_for_term(None)
 
     def start(self) -> None:
-        self._grace_from = now()
+        self._grace_from = self.ctx.runtime.beats.heard_whole_since() or now()
+        self._last_tick = time.monotonic()
         term = f" as the leader of term {self.ctx.term}" if self.ctx.term is not None else ""
         self.ctx.log("info", "controller", f"reconciler started{term}; resuming from the recorded states")
         self._warm_up()
@@ -148,6 +157,12 @@ class Reconciler:
                 log.exception("reconciler tick failed")
                 self._next_full = 0.0  # what it had taken to decide is decided by a full pass
             self._pause(began)
+
+    def _grace_for(self, beat: dict | None) -> datetime:
+        """From when a silence may count for a persona whose newest beat is
+        ``beat`` (see ``lead``)."""
+        later = self._grace_via.get(beat.get("via")) if beat is not None else None
+        return max(self._grace_from, later) if later is not None else self._grace_from
 
     def _lost_the_store(self, e: Exception) -> None:
         """The store does not answer (restarting, the connection dropped):
@@ -217,7 +232,7 @@ class Reconciler:
             st = states.get(p.name) or PersonaState.never_started(p.name, t)
             hb = heartbeats.get(p.name)
             current_hb = hb if hb is not None and hb["generation"] == st.generation else None
-            hb_at = silence_from(st.state, current_hb["at"] if current_hb else None, self._grace_from)
+            hb_at = silence_from(st.state, current_hb["at"] if current_hb else None, self._grace_for(current_hb))
             beat = ctx.pace.interval_for(current_hb.get("told") if current_hb else None)
             intent = intents.get(p.name) or {}
             stage, host = progress.get(p.name, (UNREAD, None))

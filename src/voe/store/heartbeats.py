@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +35,10 @@ RELAY_EVERY = 0.1
 others' (see ``Heartbeats.relay``)."""
 RELAY_KEEP = 10.0
 """Seconds a relay row is kept: longer than any reader is late."""
+IN_MEMORY_ONLY = ("told", "via")
+"""What a beat carries in memory and not in its row: the interval its
+answer told (see ``controller.pacing``), and the controller that relayed
+it (None: heard by this one)."""
 _UPDATE_BEAT = update(schema.heartbeats).where(schema.heartbeats.c.persona == bindparam("who"))
 """Built once: a beat is the most frequent write there is."""
 
@@ -53,6 +58,8 @@ class Heartbeats:
         self._beats_seeded = False  # the stored beats are read once, at the first look
         self._heard: dict[str, dict] = {}  # beats heard since the last relay row (see ``relay``)
         self._relay: _Relay | None = None
+        self._whole_since: datetime | None = None  # see ``heard_whole_since``
+        self._read_at = 0.0  # monotonic: the last read of the other controllers' relay rows
 
     def record(self, persona: str, generation: int, ready: bool, stopping: bool, report: dict,
                          told: float | None = None) -> None:
@@ -65,7 +72,7 @@ class Heartbeats:
         the caller. ``told``: the interval the answer to this beat tells
         the agent (kept in memory only; see ``controller.pacing``)."""
         beat = dict(persona=persona, generation=generation, at=now(), ready=ready, stopping=stopping, report=report,
-                    told=told)
+                    told=told, via=None)
         with self._beats_lock:
             self.received += 1
             last = self._beats.get(persona)
@@ -94,7 +101,7 @@ class Heartbeats:
         if not due:
             return
         t = schema.heartbeats
-        rows = [{k: v for k, v in beat.items() if k != "told"} for _, beat in sorted(due.items())]
+        rows = [{k: v for k, v in beat.items() if k not in IN_MEMORY_ONLY} for _, beat in sorted(due.items())]
         try:
             with self._engine.begin() as c:
                 # three statements, not one or two per beat
@@ -137,6 +144,7 @@ class Heartbeats:
                 self.relay_once()
                 failing = False
             except Exception as e:  # the next round tries again: the beats heard meanwhile wait for it
+                self._whole_since = None  # what the others relay meanwhile may be missed
                 if not failing:
                     log.warning("could not relay heartbeats (%s); trying again", str(e).splitlines()[0])
                 failing = True
@@ -154,7 +162,12 @@ class Heartbeats:
                 self._heard = heard | self._heard
             raise
         news = []
-        for persona, beat in relay.take_in():
+        taken_in = relay.take_in()
+        read_at = time.monotonic()
+        if self._whole_since is None or read_at - self._read_at > RELAY_KEEP / 2:
+            self._whole_since = now()  # rows may have been pruned unread before this read
+        self._read_at = read_at
+        for persona, beat in taken_in:
             with self._beats_lock:
                 last = self._beats.get(persona)
                 if last is not None and last["at"] >= beat["at"]:
@@ -165,6 +178,16 @@ class Heartbeats:
                 news.append(persona)
         for persona in news:
             self._on_news(persona)
+
+    def heard_whole_since(self) -> datetime | None:
+        """Since when this controller has known every beat that any
+        controller of its database heard (but the last ``RELAY_EVERY``'s):
+        since its first read of the others' relay rows after it began, or
+        after a read failed or came later than rows are kept. None when it
+        does not relay, or its reads lag now (what it knows may be stale)."""
+        if self._whole_since is None or time.monotonic() - self._read_at > 3 * RELAY_EVERY:
+            return None
+        return self._whole_since
 
     def close(self) -> None:
         """Stop writing beats, after writing those due."""
@@ -229,7 +252,7 @@ class _Relay:
             for persona, (generation, at, ready, stopping, told) in r.beats.items():
                 beats.append((persona, dict(persona=persona, generation=generation,
                                             at=datetime.fromtimestamp(at, UTC), ready=ready, stopping=stopping,
-                                            told=told)))
+                                            told=told, via=r.controller)))
         return beats
 
 

@@ -17,21 +17,36 @@ SIGSTOP (or hung) keeps its session and so its lock for ever; a lease
 that runs out by the database's clock does not depend on the holder
 being able to let go. Neither library gives a fencing token either.
 
+What a session does say is when it has ended: the lease row names the
+server process of the holder's lease connection (``holder_session``), and
+once that process is gone from ``pg_stat_activity`` (the holder killed,
+its connection dropped, the server restarted) the lease may be taken
+before it runs out. The holder, for its part, stops at once when its
+lease connection fails (``SessionLost``), since another may lead already;
+any write it still tries is refused by the term.
+
 SQLite serves one controller: it leads at once, in a term of its own, with
 no lease to renew (``Leases.lasting``)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, event, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from voe.errors import VoeError
 from voe.store import schema
 from voe.store.db import READ_ONLY
 from voe.store.time import aware, now
+
+
+class SessionLost(VoeError):
+    """The lease connection failed: the lease may be taken from now on."""
 
 
 class Deposed(VoeError):
@@ -95,21 +110,60 @@ class Controller:
                 "renewed_at": self.renewed_at.isoformat()}
 
 
-_TAKE = text("UPDATE leadership SET term = term + 1, holder = :me, "
-             "expires_at = clock_timestamp() + make_interval(secs => :lease) "
-             "WHERE id = 1 AND expires_at <= clock_timestamp() RETURNING term")
+_TAKE = text("WITH before AS (SELECT holder FROM leadership WHERE id = 1) "
+             "UPDATE leadership SET term = term + 1, holder = :me, holder_session = pg_backend_pid(), "
+             "expires_at = clock_timestamp() + make_interval(secs => :lease) FROM before "
+             "WHERE leadership.id = 1 AND (leadership.expires_at <= clock_timestamp() OR NOT EXISTS "
+             "(SELECT 1 FROM pg_stat_activity WHERE pid = leadership.holder_session)) "
+             "RETURNING leadership.term, before.holder")
 _RENEW = text("UPDATE leadership SET expires_at = clock_timestamp() + make_interval(secs => :lease) "
-              "WHERE id = 1 AND term = :term AND holder = :me AND expires_at > clock_timestamp() RETURNING term")
-_EXPIRES_IN = text("SELECT extract(epoch FROM expires_at - clock_timestamp()) FROM leadership WHERE id = 1")
+              "WHERE id = 1 AND term = :term AND holder = :me AND holder_session = pg_backend_pid() "
+              "AND expires_at > clock_timestamp() RETURNING term")
 _PATIENCE = "SET LOCAL statement_timeout = {ms}"
 
 
+@dataclass(frozen=True)
+class Taken:
+    term: int
+    previous: str | None  # the controller that led the term before, if any
+
+
 class Leases:
-    """The lease and the table of controllers, for one controller (``me``)."""
+    """The lease and the table of controllers, for one controller (``me``).
+    ``take`` and ``renew`` run on a connection of their own (the lease
+    connection, whose server process the lease row names), from one
+    thread."""
 
     def __init__(self, engine: Engine, me: str):
         self.engine, self.me = engine.execution_options(**{_LEASE: True}), me
         self.lasting = engine.dialect.name != "postgresql"  # one controller: its lease never runs out
+        self._session: Connection | None = None
+
+    @contextmanager
+    def _on_session(self, patience: float) -> Iterator[Connection]:
+        """A transaction on the lease connection, opened if need be; a
+        failure that loses the connection raises ``SessionLost``."""
+        if self._session is None:
+            self._session = self.engine.connect()
+        try:
+            with self._session.begin():
+                self._session.exec_driver_sql(_PATIENCE.format(ms=int(patience * 1000)))
+                yield self._session
+        except DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+            self.close()
+            raise SessionLost(f"the lease connection failed: {str(e.orig).splitlines()[0]}") from e
+
+    def close(self) -> None:
+        """Close the lease connection (its server process ends with it)."""
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                session.invalidate()  # not back to the pool: the session must end
+                session.close()
+            except DBAPIError:
+                pass  # already gone
 
     def register(self, url: str, agents_url: str, boot_url: str) -> None:
         """This controller serves from now on, at these URLs."""
@@ -128,26 +182,29 @@ class Leases:
         with self.engine.begin() as c:
             c.execute(update(t).where(t.c.name == self.me).values(**values))
 
-    def take(self, lease: float, patience: float) -> int | None:
-        """The new term, if the lease was free (never held, run out, or
-        resigned) and is now this controller's; else None."""
+    def take(self, lease: float, patience: float) -> Taken | None:
+        """The new term, if the lease was free (never held, run out,
+        resigned, or its holder's session gone) and is now this
+        controller's; else None."""
         if self.lasting:
             with self.engine.begin() as c:
-                term = c.execute(select(schema.leadership.c.term).where(schema.leadership.c.id == 1)).scalar_one() + 1
+                was = c.execute(select(schema.leadership).where(schema.leadership.c.id == 1)).one()
                 c.execute(update(schema.leadership).where(schema.leadership.c.id == 1)
-                          .values(term=term, holder=self.me, expires_at=now() + timedelta(days=36500)))
-            return term
-        with self.engine.begin() as c:
-            c.exec_driver_sql(_PATIENCE.format(ms=int(patience * 1000)))
-            return c.execute(_TAKE, {"me": self.me, "lease": lease}).scalar()
+                          .values(term=was.term + 1, holder=self.me, expires_at=now() + timedelta(days=36500)))
+            return Taken(was.term + 1, was.holder)
+        try:
+            with self._on_session(patience) as c:
+                row = c.execute(_TAKE, {"me": self.me, "lease": lease}).first()
+        except SessionLost:
+            return None  # a follower's connection: the next try opens another
+        return Taken(row.term, row.holder) if row is not None else None
 
     def renew(self, term: int, lease: float, patience: float) -> bool:
         """Whether the lease of ``term`` is this controller's for ``lease``
         more seconds; False: it had run out, or another leads."""
         if self.lasting:
             return True
-        with self.engine.begin() as c:
-            c.exec_driver_sql(_PATIENCE.format(ms=int(patience * 1000)))
+        with self._on_session(patience) as c:
             return c.execute(_RENEW, {"me": self.me, "lease": lease, "term": term}).scalar() is not None
 
     def resign(self, term: int) -> None:
@@ -156,14 +213,7 @@ class Leases:
         t = schema.leadership
         with self.engine.begin() as c:
             c.execute(update(t).where((t.c.id == 1) & (t.c.term == term) & (t.c.holder == self.me))
-                      .values(expires_at=datetime(1970, 1, 1, tzinfo=now().tzinfo)))
-
-    def expires_in(self) -> float:
-        """Seconds until the lease runs out (negative: it has)."""
-        if self.lasting:
-            return 0.0
-        with self.engine.connect() as c:
-            return float(c.execute(_EXPIRES_IN).scalar_one())
+                      .values(expires_at=datetime(1970, 1, 1, tzinfo=now().tzinfo), holder_session=None))
 
     def controllers(self) -> list[Controller]:
         """Every controller that has served, the leader marked: the one

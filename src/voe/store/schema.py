@@ -192,6 +192,8 @@ leadership = Table(
     Column("term", BigInteger, nullable=False, comment="grows by one with every new leader"),
     Column("holder", String(80), nullable=True, comment="the controller that leads in this term"),
     Column("expires_at", DateTime(timezone=True), nullable=False, comment="by the database's clock"),
+    Column("holder_session", Integer, nullable=True,
+           comment="the server process of the holder's lease connection: gone, so is the holder"),
 )
 
 controllers = Table(

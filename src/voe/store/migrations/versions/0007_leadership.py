@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("term", sa.BigInteger, nullable=False, comment="grows by one with every new leader"),
         sa.Column("holder", sa.String(80), nullable=True, comment="the controller that leads in this term"),
         sa.Column("expires_at", Stamp, nullable=False, comment="by the database's clock"),
+        sa.Column("holder_session", sa.Integer, nullable=True,
+                  comment="the server process of the holder's lease connection: gone, so is the holder"),
         sa.PrimaryKeyConstraint("id", name="pk_leadership"),
     )
     op.bulk_insert(lease, [{"id": 1, "term": 0, "holder": None, "expires_at": datetime(1970, 1, 1, tzinfo=UTC)}])
