@@ -149,13 +149,14 @@ def test_a_beat_heard_by_one_controller_reaches_the_others_in_one_row(pg):
     follower.relay_once()
     leader.relay_once()
     with pg.engine.connect() as c:
-        rows = c.execute(schema.beat_relay.select()).all()
+        rows = c.execute(schema.beat_relay.select().where(schema.beat_relay.c.controller == "follower")).all()
     assert len(rows) == 1 and len(rows[0].beats) == 50
     beats = leader.newest()
     assert sorted(beats) == [f"p{n:02d}" for n in range(50)]
     assert beats["p00"]["stopping"] is True and beats["p07"]["generation"] == 1
     assert beats["p07"]["via"] == "follower"  # what a new leader's grace asks of each beat
     assert leader.heard_whole_since() is not None  # every row read since its first read
+    assert leader.relayed_at("follower") is not None and leader.relayed_at("nobody") is None
     assert Heartbeats(pg.engine, pg.engine, on_news=news.append).heard_whole_since() is None  # relays nothing
     assert sorted(news) == sorted(beats)
     news.clear()

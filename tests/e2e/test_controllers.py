@@ -142,6 +142,22 @@ def test_an_agent_keeps_its_persona_while_each_controller_in_turn_is_killed(clus
     no_double_runs(cluster)
 
 
+def test_paused_followers_fence_none_of_their_agents_personas(cluster):
+    """Agents beating to a paused follower (SIGSTOP) are answered for a
+    second more and their beats never relayed; then they beat to another
+    controller. The leader, seeing that follower's relay go quiet, waits
+    for them: nobody is fenced."""
+    before = start(cluster, *RUNNING)
+    followers = [n for n in range(3) if n != cluster.leader()]
+    for n in followers:
+        cluster.pause(n, True)
+    time.sleep(3.0)
+    for n in followers:
+        cluster.pause(n, False)
+    unchanged(cluster, before, settle=2.0)
+    no_double_runs(cluster)
+
+
 # --- PostgreSQL restarted -----------------------------------------------------
 
 

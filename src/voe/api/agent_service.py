@@ -50,6 +50,7 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from voe.api import agent_routes
 from voe.api.app import API, install_error_handlers
 from voe.api.auth_failures import AuthFailures
+from voe.controller.timing import CONTROLLER_QUIET
 from voe.store.runtime import RuntimeStore
 from voe.tls import TlsFiles
 
@@ -58,9 +59,6 @@ log = logging.getLogger("voe.agent_service")
 PACE_EVERY = 0.25
 """Seconds between the messages that tell the service the interval agents
 are told (and that its controller is alive)."""
-CONTROLLER_QUIET = 1.0
-"""Seconds without a word from the controller after which beats are
-refused (see the module's docstring)."""
 RESTART_AFTER = 0.2
 """Seconds before a service that died is started again: agents resend a
 beat that went unanswered, and a service that cannot start (its store
@@ -79,8 +77,8 @@ class AgentService:
         if tls is not None:
             self._args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
             self._args += ["--tls-ca", str(tls.ca)] if tls.ca is not None else []
-        self.sock = _bind(host, port)
-        self.boot_sock = _bind(host, boot_port) if boot_port is not None else None
+        self.sock = _bind(host, port, listening=False)
+        self.boot_sock = _bind(host, boot_port, listening=True) if boot_port is not None else None
         """The boot port, served by this process too (plain HTTP): at scale
         a machine's script fetched from a controller busy starting its
         level waits for the controller's interpreter."""
@@ -197,14 +195,23 @@ def _unchecked_tls() -> ssl.SSLContext:
     return context
 
 
-def _bind(host: str, port: int, patience: float = 5.0) -> socket.socket:
-    """The agent port, waiting a little for a service of a controller
-    killed just before to let go of it (it exits when its pipe closes)."""
+def _bind(host: str, port: int, listening: bool, patience: float = 5.0) -> socket.socket:
+    """A port of the service, waiting a little for a service of a controller
+    killed just before to let go of it (it exits when its pipe closes).
+    Not ``listening``: the service listens once it serves, and until then
+    a connection is refused, not queued, so that an agent beats to another
+    controller at once rather than wait for this one to start."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     deadline = time.monotonic() + patience
     while True:
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock = socket.create_server((host, port), backlog=4096)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            if listening:
+                sock.listen(4096)
         except OSError as e:
+            sock.close()
             if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -23,10 +23,12 @@ from voe.controller.context import Ctx
 from voe.controller.decide import UNREAD, Next, Observed, decide, move_requested, silence_from
 from voe.controller.dependencies import Dependencies
 from voe.controller.retention import EventPruner
+from voe.controller.timing import CONTROLLER_QUIET
 from voe.domain.inventory import Inventory
 from voe.domain.lifecycle import BEATING, BOOT_STAGES, RESERVING, STARTING, Event, State
 from voe.domain.models import Persona, Switch
 from voe.errors import DriverError
+from voe.store.heartbeats import RELAY_EVERY
 from voe.store.leadership import Deposed, act_for_term
 from voe.store.runtime import Move, PersonaState, StaleState
 from voe.store.time import aware, now
@@ -45,6 +47,9 @@ not its time: a pass that queued for the store behind a large apply cost
 nothing, and counted by the clock it would put off the next pass, in which
 the reconciler sees the new datacenter. Between them, ticks decide only for
 the personas whose rows changed (see ``RuntimeStore.take_touched``)."""
+QUIET_RELAY = 3 * RELAY_EVERY
+"""Seconds without a relay row from a controller after which its agents'
+beats are taken for held up (see ``Reconciler._grace_for``)."""
 FULL_PASSES_PER_BEAT = 5
 """Nor more often than this many times per heartbeat interval agents are
 told (``pacing``): what only a full pass decides, from time alone (a
@@ -158,11 +163,24 @@ class Reconciler:
                 self._next_full = 0.0  # what it had taken to decide is decided by a full pass
             self._pause(began)
 
-    def _grace_for(self, beat: dict | None) -> datetime:
+    def _grace_for(self, beat: dict | None, t: datetime) -> datetime:
         """From when a silence may count for a persona whose newest beat is
-        ``beat`` (see ``lead``)."""
-        later = self._grace_via.get(beat.get("via")) if beat is not None else None
-        return max(self._grace_from, later) if later is not None else self._grace_from
+        ``beat``, at ``t``: this controller's grace (see ``lead``), or later when the
+        beat came through the previous leader, or through a follower whose
+        relay has gone quiet (paused, cut off): its agent service answers
+        their beats for ``CONTROLLER_QUIET`` more, into a pipe nobody reads,
+        before they beat to another controller."""
+        via = beat.get("via") if beat is not None else None
+        if via is None:
+            return self._grace_from
+        moving = timedelta(seconds=CONTROLLER_QUIET + self.ctx.pace.interval)  # an agent's move to another
+        took_over = self._grace_via.get(via)
+        if took_over is not None and t - took_over < moving:
+            return max(self._grace_from, took_over)
+        relayed = self.ctx.runtime.beats.relayed_at(via)
+        if relayed is not None and (t - relayed).total_seconds() > QUIET_RELAY:
+            return max(self._grace_from, relayed + moving)
+        return self._grace_from
 
     def _lost_the_store(self, e: Exception) -> None:
         """The store does not answer (restarting, the connection dropped):
@@ -232,7 +250,7 @@ class Reconciler:
             st = states.get(p.name) or PersonaState.never_started(p.name, t)
             hb = heartbeats.get(p.name)
             current_hb = hb if hb is not None and hb["generation"] == st.generation else None
-            hb_at = silence_from(st.state, current_hb["at"] if current_hb else None, self._grace_for(current_hb))
+            hb_at = silence_from(st.state, current_hb["at"] if current_hb else None, self._grace_for(current_hb, t))
             beat = ctx.pace.interval_for(current_hb.get("told") if current_hb else None)
             intent = intents.get(p.name) or {}
             stage, host = progress.get(p.name, (UNREAD, None))

@@ -13,6 +13,11 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+CONTROLLER_QUIET = 1.0
+"""Seconds without a word from its controller (paused, hung) after which an
+agent service refuses beats, so that its agents beat to another controller
+(see ``api.agent_service``)."""
+
 
 @dataclass(frozen=True)
 class Timing:

@@ -179,6 +179,13 @@ class Heartbeats:
         for persona in news:
             self._on_news(persona)
 
+    def relayed_at(self, controller: str) -> datetime | None:
+        """When a row of ``controller`` was last taken in (one comes every
+        ``RELAY_EVERY`` from each controller that relays, beats or none):
+        older than a few of those, its agents' beats no longer reach this
+        controller (it is paused, or cut off from the database)."""
+        return self._relay.row_read_at.get(controller) if self._relay is not None else None
+
     def heard_whole_since(self) -> datetime | None:
         """Since when this controller has known every beat that any
         controller of its database heard (but the last ``RELAY_EVERY``'s):
@@ -221,18 +228,19 @@ class _Relay:
         with engine.connect() as c:
             self.seq = c.execute(select(func.max(t.c.seq)).where(t.c.controller == me)).scalar() or 0
         self.read_to: dict[str, int] = {}  # each other controller's last row taken in
+        self.row_read_at: dict[str, datetime] = {}  # ... and when it was read
         self._pruned = 0.0
 
     def publish(self, heard: dict[str, dict]) -> None:
+        """A row of the beats heard, empty if none: a controller's rows
+        coming are the sign that its agents' beats still reach the others
+        (see ``Heartbeats.relayed_at``)."""
         t, at = schema.beat_relay, now()
-        if not heard and at.timestamp() - self._pruned < RELAY_KEEP / 2:
-            return
         with self.engine.begin() as c:
-            if heard:
-                self.seq += 1
-                c.execute(insert(t).values(controller=self.me, seq=self.seq, at=at, beats={
-                    p: [b["generation"], b["at"].timestamp(), b["ready"], b["stopping"], b["told"]]
-                    for p, b in heard.items()}))
+            self.seq += 1
+            c.execute(insert(t).values(controller=self.me, seq=self.seq, at=at, beats={
+                p: [b["generation"], b["at"].timestamp(), b["ready"], b["stopping"], b["told"]]
+                for p, b in heard.items()}))
             if at.timestamp() - self._pruned >= RELAY_KEEP / 2:
                 c.execute(delete(t).where((t.c.controller == self.me) & (t.c.at < at - timedelta(seconds=RELAY_KEEP))))
                 self._pruned = at.timestamp()
@@ -246,9 +254,11 @@ class _Relay:
         with self.engine.connect() as c:
             rows = c.execute(select(t.c.controller, t.c.seq, t.c.beats).where(or_(unknown, *known))
                              .order_by(t.c.seq)).all()
+        read_at = now()
         beats = []
         for r in rows:
             self.read_to[r.controller] = max(self.read_to.get(r.controller, 0), r.seq)
+            self.row_read_at[r.controller] = read_at
             for persona, (generation, at, ready, stopping, told) in r.beats.items():
                 beats.append((persona, dict(persona=persona, generation=generation,
                                             at=datetime.fromtimestamp(at, UTC), ready=ready, stopping=stopping,
