@@ -46,7 +46,8 @@ def free_ips(
     the subnet is large enough; ``taken`` is read as each is reached (see
     ``free_macs``)."""
     skip = 10 if subnet.num_addresses > 64 else 0
-    for n, addr in enumerate(subnet.hosts()):
+    hosts: Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address] = subnet.hosts()
+    for n, addr in enumerate(hosts):
         if n >= skip and addr not in taken and addr not in reserved:
             yield addr
     raise ValueError(f"subnet {subnet} has no free address left")
