@@ -133,6 +133,26 @@ def test_a_leader_that_cannot_renew_steps_down_within_its_lease(pg):
         campaign.stop()
 
 
+def test_a_leader_that_cannot_begin_hands_the_lease_over_at_once(pg):
+    """Its database failing it while it begins (the reconciler's first
+    writes), a controller does not sit on a lease it does not act on: it
+    steps down, and another leads without waiting for the lease to run out."""
+    a, b = Leases(pg.engine, "a"), Leases(pg.engine, "b")
+    deposed = threading.Event()
+
+    def cannot_begin(term, previous):
+        raise OSError("the database went away")
+    campaign = Campaign(a, 30, cannot_begin, lambda term: (a.close(), deposed.set()))
+    campaign.start()
+    try:
+        assert deposed.wait(5)
+        assert not campaign.leads()
+        assert b.take(30, 1) == Taken(2, "a")
+    finally:
+        campaign.stop()
+        b.close()
+
+
 def test_a_beat_heard_by_one_controller_reaches_the_others_in_one_row(pg):
     """Followers relay their beats; the leader takes them in, told of each
     persona whose agent says something new, with no write per beat."""

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from voe.store.leadership import Leases, SessionLost
+from voe.store.leadership import Leases, SessionLost, Taken
 
 log = logging.getLogger("voe.campaign")
 
@@ -90,9 +90,9 @@ class Campaign:
                     if taken is not None:
                         self._valid_until = asked + self.lease
                         self.term = taken.term
-                        self.leases.alive(taken.term)
                         log.info("this controller leads, in term %d", taken.term)
-                        self._lead(taken.term, taken.previous)
+                        if not self._begin(taken):
+                            return
                         continue
                     if asked >= next_alive:
                         self.leases.alive()
@@ -113,6 +113,19 @@ class Campaign:
                 log.warning("leadership: the database did not answer (%s)", e)
                 wait = min(renew_every, 0.5)
             self._closed.wait(max(wait, 0.0))
+
+    def _begin(self, taken: Taken) -> bool:
+        """Act as the leader of the term just taken; a leader that could
+        not begin (its database failing it halfway) hands the term over
+        rather than hold a lease it does not act on."""
+        try:
+            self._lead(taken.term, taken.previous)
+        except Exception as e:
+            log.exception("could not begin to lead term %d", taken.term)
+            self._depose(f"it could not begin to lead ({e})")
+            return False
+        self.leases.alive(taken.term)
+        return True
 
     def _watch(self) -> None:
         if self.leases.lasting:
