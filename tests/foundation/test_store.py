@@ -38,6 +38,50 @@ def test_an_inventory_write_by_another_controller_is_read_at_once(services, stor
     assert first.load() is after
 
 
+def test_a_controller_reads_only_what_anothers_writes_changed(services, store_url, tmp_path, monkeypatch):
+    """After another controller's writes (created, changed, deleted, and
+    deleted then created again), a controller's next read gives what a
+    whole read would, reading only the objects those writes touched; one
+    whose inventory is older than the deletions kept reads it whole."""
+    from voe.controller.services import Services
+    from voe.store import inventory_store
+
+    def net(name, vlan):
+        return {"name": name, "vlan": vlan, "subnet": f"10.{vlan % 200}.0.0/16"}
+
+    def networks(*nets):
+        return lambda inv: inv.model_validate({**inv.model_dump(), "networks": list(nets)})
+
+    first = services.inventory
+    first.write(networks(net("a", 100), net("b", 101), net("c", 102)))
+    first.load()
+    other = Services.open(services.data_dir if store_url is None else tmp_path / "other", store_url)
+    try:
+        other.inventory.write(networks(net("a", 100), net("b", 111), net("d", 103)))  # b changed, c gone, d new
+        other.inventory.write(networks(net("a", 100), net("d", 103)))  # b gone
+        other.inventory.write(networks(net("a", 100), net("b", 121), net("d", 103)))  # b back
+
+        def whole(conn):
+            raise AssertionError("a few writes behind, a controller reads only what they changed")
+        monkeypatch.setattr(first, "_load", whole)
+        seen = first.load()
+        monkeypatch.undo()
+        with other.inventory.reader.connect() as c:
+            assert seen == other.inventory._load(c)
+        assert [(n.name, n.vlan) for n in seen.networks] == [("a", 100), ("b", 121), ("d", 103)]
+        assert seen.by_name("networks")["b"].vlan == 121
+
+        monkeypatch.setattr(inventory_store, "KEPT_VERSIONS", 1)
+        other.inventory.write(networks(net("a", 100)))
+        other.inventory.write(networks(net("a", 100), net("e", 104)))
+        loads = []
+        monkeypatch.setattr(first, "_load", lambda conn: loads.append(1) or type(first)._load(first, conn))
+        assert [n.name for n in first.load().networks] == ["a", "e"]
+        assert loads == [1]  # two writes behind, one kept: read whole
+    finally:
+        other.close()
+
+
 def test_lists_paginate_and_filter(api):
     api.post("/api/v1/networks", json={"name": "front", "vlan": 100, "subnet": "10.0.0.0/16"})
     api.post("/api/v1/networks", json={"name": "back", "vlan": 200, "subnet": "10.1.0.0/16"})

@@ -75,13 +75,13 @@ def keep_secrets(incoming: Inventory, current: Inventory) -> Inventory:
         kept = []
         for obj in getattr(incoming, kind):
             old = existing.get(obj.name)
-            if old is not None:
+            if old is not None and old is not obj:  # the same object: nothing left out
                 new_spec, old_spec = obj.model_dump(mode="json"), old.model_dump(mode="json")
                 if [path for path in paths if _fill(new_spec, old_spec, path)]:  # every path, no short cut
                     obj = type(obj).model_validate(new_spec)
             kept.append(obj)
         updates[kind] = kept
-    return incoming.model_copy(update=updates)
+    return incoming.with_lists(updates)
 
 
 def _fill(new: dict | None, old: dict | None, path: tuple[str, ...]) -> bool:

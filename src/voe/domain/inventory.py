@@ -46,6 +46,13 @@ class Inventory(Model):
             self._names[kind] = index
         return index[1]
 
+    def with_lists(self, lists: Mapping[str, list]) -> Inventory:
+        """A copy whose kinds named in ``lists`` hold those objects, with a
+        name index of its own (a plain ``model_copy`` shares this one's)."""
+        copy = self.model_copy(update=dict(lists))
+        copy._names = {}
+        return copy
+
     def __eq__(self, other: object) -> bool:
         """Equal when the declared contents are: the name index is a cache,
         and a loaded inventory whose index is built equals a fresh one."""
@@ -235,7 +242,9 @@ def _check_personas(inv: Inventory) -> list[FieldProblem]:
     out = []
     networks = inv.by_name("networks")
     macs = {nic.mac: f"host {h.name} NIC {nic.name}" for h in inv.hosts for nic in h.nics}
-    ips: dict[tuple[str, Any], str] = {}
+    subnets = {n.name: [n.subnet] + ([n.subnet6] if n.subnet6 else []) for n in inv.networks}
+    reserved = {n.name: {(a.version, int(a)) for a in _reserved(n)} for n in inv.networks}
+    ips: dict[tuple[str, int, int], str] = {}  # (network, IP version, address): its holder
     for i, p in enumerate(inv.personas):
         named: dict[str, int] = {}
         for j, v in enumerate(p.vnics):
@@ -254,14 +263,13 @@ def _check_personas(inv: Inventory) -> list[FieldProblem]:
                 macs.setdefault(v.mac, f"persona {p.name} vNIC {j}")
             if v.ip is None or net is None:
                 continue
-            nets = [net.subnet] + ([net.subnet6] if net.subnet6 else [])
-            if not any(v.ip.version == s.version and v.ip in s for s in nets):
+            if not any(v.ip.version == s.version and v.ip in s for s in subnets[net.name]):
                 out.append(FieldProblem(loc + ("ip",), f"{v.ip} is outside subnet {net.subnet} of network {net.name!r}"))
                 continue
-            if v.ip in _reserved(net):
+            key = (net.name, v.ip.version, int(v.ip))  # an address's own hash is slow, and this runs per vNIC per write
+            if key[1:] in reserved[net.name]:
                 out.append(FieldProblem(loc + ("ip",), f"{v.ip} is the network, broadcast or gateway address of {net.name!r}"))
                 continue
-            key = (net.name, v.ip)
             if key in ips:
                 out.append(FieldProblem(loc + ("ip",), f"IP {v.ip} on {net.name!r} is already used by {ips[key]}", CONFLICT))
             ips.setdefault(key, f"persona {p.name}")

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +31,9 @@ LocMap = Callable[[tuple], tuple | None]
 path (a request body field, say); None keeps it as it is."""
 
 _VERSION = select(schema.inventory_version.c.version).where(schema.inventory_version.c.id == 1)
+KEPT_VERSIONS = 1000
+"""Deletions are remembered for this many inventory versions: a controller
+whose inventory is older reads the whole inventory again."""
 
 
 @dataclass
@@ -78,8 +82,10 @@ class InventoryStore:
         version (one row, bumped by every write, this controller's or
         another's) is unchanged: the reconciler, every start and every
         agent's configuration read it, and it changes rarely; a write
-        (``conn``, under the write lock) reuses it the same way. Callers
-        must treat the result as read-only."""
+        (``conn``, under the write lock) reuses it the same way. Once
+        another controller has written, only the objects its writes
+        changed or deleted are read (``_refreshed``). Callers must treat
+        the result as read-only."""
         if conn is not None:
             return self._load_at(conn)
         with self.reader.connect() as c:
@@ -91,7 +97,10 @@ class InventoryStore:
         cached = self._cache
         if cached is not None and cached[0] == version:
             return cached[1]
-        inv = self._load(c)
+        if cached is not None and 0 < version - cached[0] <= KEPT_VERSIONS:
+            inv = self._refreshed(c, *cached)
+        else:
+            inv = self._load(c)
         self._cache = (version, inv)
         return inv
 
@@ -103,6 +112,23 @@ class InventoryStore:
         for kind in doc:
             doc[kind].sort(key=lambda s: s["name"])
         return Inventory.model_validate(doc)
+
+    def _refreshed(self, conn: Connection, since: int, inv: Inventory) -> Inventory:
+        """``inv``, the inventory at version ``since``, with the objects
+        deleted and written after it. Read at a later version than the one
+        it will be cached under (a write committing between these reads), it
+        is brought up to date again by the next refresh: applying a version's
+        changes twice gives what applying them once does."""
+        d, o = schema.deletions, schema.objects
+        gone = conn.execute(select(d.c.kind, d.c.name).where(d.c.deleted_in > since)).all()
+        written = conn.execute(select(o.c.kind, o.c.spec).where(o.c.changed_in > since)).all()
+        by_kind: dict[str, dict[str, Any]] = {}
+        for kind, name in gone:
+            by_kind.setdefault(kind, dict(inv.by_name(kind))).pop(name, None)
+        for kind, spec in written:
+            obj = KINDS[kind].model_validate(self.sealer.unseal(kind, spec))
+            by_kind.setdefault(kind, dict(inv.by_name(kind)))[obj.name] = obj
+        return inv.with_lists({kind: [objs[n] for n in sorted(objs)] for kind, objs in by_kind.items()})
 
     def revisions(self, kind: str) -> dict[str, int]:
         with self.reader.connect() as c:
@@ -130,30 +156,34 @@ class InventoryStore:
             changes = diff(current, new, prune=prune)
             written = None
             if not dry_run and changes:
-                self._persist(conn, new, changes)
                 conn.execute(update(schema.inventory_version).values(version=schema.inventory_version.c.version + 1))
-                written = (conn.execute(_VERSION).scalar_one(), _in_name_order(new))
+                version = conn.execute(_VERSION).scalar_one()
+                self._persist(conn, new, changes, version)
+                written = (version, _in_name_order(new))
         if written is not None:
             self._cache = written  # what the next load would read back: a write's follower need not
             self.on_write()
         return WriteResult(changes, new)
 
-    def _persist(self, conn: Connection, new: Inventory, changes: list[Change]) -> None:
+    def _persist(self, conn: Connection, new: Inventory, changes: list[Change], version: int) -> None:
+        """Write ``changes`` as inventory ``version``: each object written
+        says so, and each one deleted is remembered (see ``_refreshed``)."""
         objs = {k: new.by_name(k) for k in KINDS}
         try:
             for ch in changes:
                 key = (schema.objects.c.kind == ch.kind) & (schema.objects.c.name == ch.name)
                 if ch.op == "delete":
                     conn.execute(delete(schema.objects).where(key))
+                    conn.execute(insert(schema.deletions).values(kind=ch.kind, name=ch.name, deleted_in=version))
                     continue
                 obj = objs[ch.kind][ch.name]
                 spec = self.sealer.seal(ch.kind, spec_of(obj))
                 if ch.op == "create":
-                    conn.execute(insert(schema.objects).values(kind=ch.kind, name=ch.name, spec=spec,
+                    conn.execute(insert(schema.objects).values(kind=ch.kind, name=ch.name, spec=spec, changed_in=version,
                                                                created_at=_now(), updated_at=_now()))
                 else:
                     conn.execute(update(schema.objects).where(key).values(
-                        spec=spec, revision=schema.objects.c.revision + 1, updated_at=_now()))
+                        spec=spec, revision=schema.objects.c.revision + 1, changed_in=version, updated_at=_now()))
                     conn.execute(delete(schema.claims).where(
                         (schema.claims.c.kind == ch.kind) & (schema.claims.c.name == ch.name)))
             for ch in changes:
@@ -163,6 +193,7 @@ class InventoryStore:
                         for ns, v in claims_of(ch.kind, objs[ch.kind][ch.name])]
                 if rows:
                     conn.execute(insert(schema.claims), rows)
+            conn.execute(delete(schema.deletions).where(schema.deletions.c.deleted_in <= version - KEPT_VERSIONS))
         except IntegrityError as e:
             # Only reachable when another controller won a race the rules
             # above could not see; the database is the last word.
@@ -171,7 +202,7 @@ class InventoryStore:
 
 def _in_name_order(inv: Inventory) -> Inventory:
     """As ``_load`` gives it: every kind's objects by name."""
-    return inv.model_copy(update={k: sorted(getattr(inv, k), key=lambda o: o.name) for k in KINDS})
+    return inv.with_lists({k: sorted(getattr(inv, k), key=lambda o: o.name) for k in KINDS})
 
 
 def _now() -> datetime:

@@ -48,7 +48,21 @@ objects = Table(
     Column("revision", Integer, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("changed_in", BigInteger, nullable=False, server_default="0",
+           comment="the inventory version whose write last created or changed it"),
 )
+Index("ix_inventory_objects_changed_in", objects.c.changed_in)
+
+deletions = Table(
+    "inventory_deletions",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("deleted_in", BigInteger, primary_key=True, comment="the inventory version whose write deleted it"),
+)
+Index("ix_inventory_deletions_deleted_in", deletions.c.deleted_in)
+"""The objects the recent inventory writes deleted (see
+``InventoryStore.load``), kept for ``KEPT_VERSIONS`` versions."""
 
 inventory_version = Table(
     "inventory_version",

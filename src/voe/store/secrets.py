@@ -42,13 +42,8 @@ class Sealer:
         self._fernet = Fernet(key)
 
     def _walk(self, kind: str, spec: dict, fn) -> dict:
-        spec = deepcopy(spec)
         for path in SECRET_FIELDS.get(kind, []):
-            parent: Any = spec
-            for part in path[:-1]:
-                parent = parent.get(part) if isinstance(parent, dict) else None
-            if isinstance(parent, dict) and parent.get(path[-1]) is not None:
-                parent[path[-1]] = fn(parent[path[-1]])
+            spec = _replaced(spec, path, fn)
         return spec
 
     def seal(self, kind: str, spec: dict) -> dict:
@@ -64,6 +59,18 @@ class Sealer:
             return v
 
         return self._walk(kind, spec, open_)
+
+
+def _replaced(spec: Any, path: tuple[str, ...], fn) -> Any:
+    """``spec`` with the value at ``path`` (if set) replaced by ``fn`` of
+    it: the dicts along the path copied, the caller's left as they were,
+    the rest shared (a deep copy of every object costs a whole inventory
+    read most of its time)."""
+    if not isinstance(spec, dict) or spec.get(path[0]) is None:
+        return spec
+    value = spec[path[0]]
+    new = fn(value) if len(path) == 1 else _replaced(value, path[1:], fn)
+    return spec if new is value else {**spec, path[0]: new}
 
 
 def strip(kind: str, spec: dict) -> dict:
