@@ -313,8 +313,14 @@ class Cluster(Stack):
     def request(self, method: str, path: str, **kw) -> httpx.Response:
         """``method path`` of the first controller that answers, the one
         that answered last tried first; a 503 (its store out of reach)
-        counts as no answer while another controller may still give one."""
-        kw.setdefault("timeout", 2)
+        counts as no answer while another controller may still give one.
+        A read that takes over 2 s goes to the next controller (this one may
+        be paused); a write goes on to another only when this one refused
+        the connection: one taking its time may be doing it (clearing a
+        host powers it off first), and doing it twice is not asking twice."""
+        reading = method == "GET"
+        kw.setdefault("timeout", 2 if reading else 30)
+        unanswered = httpx.HTTPError if reading else httpx.ConnectError
         order = sorted(range(len(self.urls)), key=lambda n: n != self._answered)
         last: httpx.Response | None = None
         for n in order:
@@ -323,7 +329,7 @@ class Cluster(Stack):
                 continue
             try:
                 r = self.http.request(method, self.urls[n] + path, **kw)
-            except httpx.HTTPError:
+            except unanswered:
                 continue
             if r.status_code != 503:
                 self._answered = n
