@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import Cluster, PrivatePostgres, Stack, load, relocate
+from voe.controller.timing import CONTROLLER_QUIET, Timing
 
 PERSONAS = ("web-1", "oracle", "bea-1")
 HOST_FAULTS = ["power-loss", "hang", "os-crash", "partition", "bmc-down+hang", "bmc-down+power-loss"]
@@ -187,6 +188,8 @@ def trial(s: Stack, rng: random.Random, out: dict, verbose: bool, slow: float | 
         if "fencing" in times and "fenced" in times:
             out["fence"].append(times["fenced"] - times["fencing"])
     repair(s, faults)
+    if controller_fault and isinstance(s, Cluster):
+        settle_leadership(s)
     out["trials"] += 1
     if verbose:
         print(f"  trial {out['trials']}: {label} on {', '.join(t for t, _ in faults)}: "
@@ -225,6 +228,16 @@ def upset_controllers(s: Stack, fault: str, rng: random.Random, marks: dict[str,
         s.kill_controller()
         s.start_controller()
         marks["controller answers again"] = time.time()
+
+
+def settle_leadership(s: Cluster) -> None:
+    """After a controller fault, the next trial begins once a controller
+    leads (a PostgreSQL restarted after the replacement deposes the leader
+    as the trial ends) and the agents that beat to the one before have
+    beaten to it: a fault in the seconds of a takeover is a controller
+    fault's trial, not the next one's."""
+    s.leader(timeout=SETTLE)
+    time.sleep(CONTROLLER_QUIET + 2 * Timing().heartbeat_interval)
 
 
 def repair(s: Stack, faults: list[tuple[str, str]]) -> None:

@@ -4,6 +4,8 @@ this module (and the CLI that calls it) knows every layer."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -21,6 +23,8 @@ from voe.controller.timing import Timing
 from voe.drivers.boot.ipxe import ControllerLinks
 from voe.drivers.driver_process import DriverProcess
 from voe.store.leadership import Leases
+
+log = logging.getLogger("voe.server")
 
 SERVING = 3
 """Leases: a controller that has given no sign of life for this many is
@@ -44,6 +48,28 @@ class Leadership:
         return ",".join([own, *sorted(c.agents_url for c in fresh if c.agents_url != own)])
 
 
+class KnownControllers:
+    """The agent URLs to name to agents (in their configuration and each
+    beat's answer, so that an agent learns of a controller started after it
+    booted): every serving controller's, read from the store at most once a
+    ``REREAD`` seconds, the last list read while the store is out of reach."""
+
+    REREAD = 1.0
+
+    def __init__(self, leadership: Leadership | None, own: str):
+        self._leadership, self._urls = leadership, own.split(",")
+        self._own, self._read_at = own, -self.REREAD
+
+    def agent_urls(self) -> list[str]:
+        if self._leadership is not None and time.monotonic() - self._read_at >= self.REREAD:
+            self._read_at = time.monotonic()
+            try:
+                self._urls = self._leadership.agent_urls(self._own).split(",")
+            except Exception as e:  # the store out of reach: the list as it was
+                log.warning("could not read which controllers serve (%s)", e)
+        return self._urls
+
+
 def build(services: Services, links: ControllerLinks, timing: Timing | None = None, reconcile: bool = True,
           ca_pem: bytes | None = None, leadership: Leadership | None = None) -> FastAPI:
     """The controller's app; ``reconcile`` False serves the API alone;
@@ -60,9 +86,10 @@ def build(services: Services, links: ControllerLinks, timing: Timing | None = No
     ctx = Ctx(services, services.runtime, Devices(timing.driver_timeout, power, probes), timing, links, retention)
     reconciler = Reconciler(ctx)
     start, stop = reconciler.start, reconciler.stop
+    known = KnownControllers(leadership, links.agents)
     if leadership is not None:
         def know_controllers() -> None:
-            ctx.links = replace(links, agents=leadership.agent_urls(links.agents))
+            ctx.links = replace(links, agents=",".join(known.agent_urls()))
 
         def lead(term: int, previous: str | None) -> None:
             know_controllers()
@@ -84,5 +111,6 @@ def build(services: Services, links: ControllerLinks, timing: Timing | None = No
                           hypervisors_down=lambda: frozenset(ctx.hypervisors.down()),
                           start=start, stop=stop,
                           beats_heard_from_now=reconciler.hear_beats_from_now,
-                          no_beats_heard_yet=reconciler.hear_no_beats_yet, metrics=ctx.metrics.registry)
+                          no_beats_heard_yet=reconciler.hear_no_beats_yet, metrics=ctx.metrics.registry,
+                          agent_urls=known.agent_urls)
     return create_app(services, timing, face, ca_pem)

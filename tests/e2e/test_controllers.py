@@ -142,6 +142,23 @@ def test_an_agent_keeps_its_persona_while_each_controller_in_turn_is_killed(clus
     no_double_runs(cluster)
 
 
+def test_an_agent_learns_of_a_controller_started_after_it_booted(cluster):
+    """A persona booted while one controller was down is named only the two
+    serving; once the third is back, the answers to its beats name it too,
+    so when the first two are killed the agent beats to the third, and the
+    persona keeps its incarnation."""
+    cluster.kill(2)
+    time.sleep(3 * LEASE + 1.0)  # no longer named to agents (see voe.server.SERVING)
+    before = start(cluster, "bea-1")
+    cluster.start_controller(i=2)
+    time.sleep(2.0)  # a beat's answer or two
+    for n in (0, 1):
+        cluster.kill(n)
+    assert takeover(cluster, 0)[0] == 2
+    unchanged(cluster, before, settle=3.0)
+    no_double_runs(cluster)
+
+
 def test_paused_followers_fence_none_of_their_agents_personas(cluster):
     """Agents beating to a paused follower (SIGSTOP) are answered for a
     second more and their beats never relayed; then they beat to another

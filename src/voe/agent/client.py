@@ -5,7 +5,9 @@ is the pin the boot script carried; else against the system's CAs.
 
 Several controllers may serve (``base`` is then a comma-separated list,
 the order the boot script chose): a call that cannot reach one goes to the
-next at once, and stays with it while it answers.
+next at once, and stays with it while it answers. The controllers' answers
+name the ones serving now (``know``): one started after this agent booted
+is tried too, one gone for good no longer is.
 
 One connection is kept open from beat to beat: a connection per beat would
 cost the controller an accept, a protocol object and a close for every
@@ -67,6 +69,15 @@ class Controller:
         self._tls = u.scheme == "https"
         self._host, self._port = u.hostname or "127.0.0.1", u.port
         self._prefix = u.path.rstrip("/")
+
+    def know(self, bases: list[str]) -> None:
+        """The controllers to try from now on: the one this agent talks to
+        first (it answers), then ``bases`` in their order. An empty list
+        (a controller that names none) changes nothing."""
+        named = [b.strip().rstrip("/") for b in bases if b.strip()]
+        if named:
+            self.bases = [self.base, *(b for b in named if b != self.base)]
+            self._at = 0
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
         """The controller's answer; a controller that does not answer (or

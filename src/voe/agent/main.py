@@ -145,6 +145,7 @@ def run(ns: argparse.Namespace, stop: threading.Event) -> int:
     if config["generation"] != args.generation:
         log(f"generation {args.generation} is not the current {config['generation']}; exiting")
         return EXIT_STALE
+    ctl.know(config.get("controllers", []))
     addresses = configure(root, config, ns.network_backend)
     log(f"{args.persona} generation {args.generation} configured: {addresses}")
     interval = config["heartbeat"]["interval"]
@@ -176,6 +177,7 @@ def run(ns: argparse.Namespace, stop: threading.Event) -> int:
             stop.set()
             continue  # report stopping at once, then halt
         interval = answer.get("interval", interval)
+        ctl.know(answer.get("controllers", []))
         stop.wait(interval)
 
 

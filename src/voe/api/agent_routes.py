@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from voe.api.auth import bearer, principal
 from voe.domain import wiring
 from voe.domain.lifecycle import State
+from voe.drivers.boot.ipxe import spread
 from voe.store.tokens import Principal
 
 router = APIRouter(prefix="/agent", tags=["agent"])
@@ -86,6 +87,7 @@ def config(request: Request, who: Agent, persona: str | None = None) -> dict:
         "san": {"initiator_iqn": p.san.initiator_iqn, "wwpn": p.san.wwpn},
         "heartbeat": {"interval": pace.interval, "lease_ttl": pace.lease() if p.policy.watchdog else None},
         "app_check": p.app_check,
+        "controllers": spread(request.app.state.agent_urls(), p.name),
     }
 
 
@@ -100,7 +102,8 @@ def heartbeat(request: Request, body: Heartbeat, who: Agent) -> dict:
     request.app.state.record_beat(who.persona, body.generation, body.ready, body.stopping,
                                   body.model_dump(include={"addresses", "uptime", "detail", "wwpn"}), told=interval)
     action = "stop" if standing.state == State.STOPPING else "continue"
-    return {"action": action, "interval": interval, "lease_expires_in": lease}
+    return {"action": action, "interval": interval, "lease_expires_in": lease,
+            "controllers": spread(request.app.state.agent_urls(), who.persona)}
 
 
 @boot_router.get("/boot/ca.pem", summary="The CA that signs the controller's certificate (agents check its pin)",

@@ -68,11 +68,13 @@ unreachable) is not started in a tight loop."""
 class AgentService:
     """The controller's end: binds the agent port, starts the service
     process with the socket, records the beats it forwards, tells it the
-    pace, and starts it again if it dies."""
+    pace and the controllers to name to agents, and starts it again if it
+    dies."""
 
     def __init__(self, runtime: RuntimeStore, pace, data_dir, database_url: str | None, host: str, port: int,
-                 tls: TlsFiles | None = None, boot_port: int | None = None):
-        self.runtime, self.pace = runtime, pace
+                 tls: TlsFiles | None = None, boot_port: int | None = None,
+                 agent_urls: Callable[[], list[str]] = lambda: []):
+        self.runtime, self.pace, self.agent_urls = runtime, pace, agent_urls
         self._args = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
         if tls is not None:
             self._args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
@@ -133,7 +135,7 @@ class AgentService:
             conn = self._conn
             try:
                 if time.monotonic() - told_at >= PACE_EVERY:
-                    conn.send((self.pace.interval, self.pace.lease()))
+                    conn.send((self.pace.interval, self.pace.lease(), self.agent_urls()))
                     told_at = time.monotonic()
                 if conn.poll(PACE_EVERY):
                     self._record(conn.recv())
@@ -225,10 +227,11 @@ def _bind(host: str, port: int, listening: bool, patience: float = 5.0) -> socke
 
 class PaceHeard:
     """The pace as the controller last told it (``controller.pacing.BeatPace``'s
-    two readings)."""
+    two readings), and the controllers it names to agents."""
 
     def __init__(self, interval: float, lease: float) -> None:
         self.interval, self._lease = interval, lease
+        self.controllers: list[str] = []
 
     def lease(self) -> float:
         return self._lease
@@ -243,6 +246,7 @@ def agent_app(services, pace, record_beat: Callable[..., None], record_boot_stag
     app.state.services = services
     app.state.runtime = services.runtime
     app.state.pace = pace
+    app.state.agent_urls = lambda: pace.controllers
     app.state.record_beat = record_beat
     app.state.record_boot_stage = record_boot_stage
     api = APIRouter(prefix=API)
@@ -300,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     def follow_pace() -> None:
         while True:
             try:
-                pace.interval, pace._lease = conn.recv()
+                pace.interval, pace._lease, pace.controllers = conn.recv()
                 heard_at[0] = time.monotonic()
             except (EOFError, OSError):
                 os._exit(0)  # the controller closed its end, or died: so does its agent service

@@ -163,6 +163,7 @@ def create_app(services: Services, timing: Timing | None = None, controller: Con
     app.state.timing = timing or Timing()
     app.state.pace = controller.pace if controller is not None else BeatPace(app.state.timing)
     app.state.controller = controller
+    app.state.agent_urls = controller.agent_urls if controller is not None else lambda: []
     app.state.ca_pem = ca_pem
     app.state.auth_failures = AuthFailures()
 

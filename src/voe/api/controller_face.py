@@ -39,3 +39,4 @@ class ControllerFace:
     beats_heard_from_now: Callable[[], None]  # agents' beats reach the controller from now on
     no_beats_heard_yet: Callable[[], None]  # until the call above (an agent service starting)
     metrics: CollectorRegistry  # what ``GET /metrics`` serves
+    agent_urls: Callable[[], list[str]]  # every serving controller's agent URL, to name to agents

@@ -147,7 +147,7 @@ def serve(ctx: typer.Context,
         from voe.api.agent_service import AgentService
 
         agents = AgentService(services.runtime, app.state.pace, services.data_dir, database_url, host, agent_port, tls,
-                              boot_port)
+                              boot_port, app.state.agent_urls)
         agents.start()
         controller = app.state.controller
         if controller is not None:  # silences count from when beats can arrive, not from the reconciler's start

@@ -65,7 +65,7 @@ class ControllerLinks:
 def agent_args(persona: Persona, generation: int, links: ControllerLinks, token: str) -> str:
     """The ``voe_args`` words, in the one order the agent and the lab read."""
     words = [
-        f"voe.controller={_safe('controller URL', ','.join(_spread(links.agents, persona.name)))}",
+        f"voe.controller={_safe('controller URL', ','.join(spread(links.agents.split(','), persona.name)))}",
         f"voe.persona={_safe('persona', persona.name)}",
         f"voe.generation={int(generation)}",
         f"voe.token={_safe('token', token)}",
@@ -75,10 +75,12 @@ def agent_args(persona: Persona, generation: int, links: ControllerLinks, token:
     return " ".join(words)
 
 
-def _spread(agents: str, persona: str) -> list[str]:
+def spread(agents: list[str], persona: str) -> list[str]:
     """The controllers' URLs, starting at one chosen by the persona's name:
     agents spread over the controllers, and each keeps to one."""
-    urls = [u.strip().rstrip("/") for u in agents.split(",") if u.strip()]
+    urls = [u.strip().rstrip("/") for u in agents if u.strip()]
+    if not urls:
+        return []
     first = zlib.crc32(persona.encode()) % len(urls)
     return urls[first:] + urls[:first]
 
