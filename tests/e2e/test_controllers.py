@@ -159,6 +159,20 @@ def test_an_agent_learns_of_a_controller_started_after_it_booted(cluster):
     no_double_runs(cluster)
 
 
+def test_a_partitioned_server_reaches_no_controller_it_has_learned_of(cluster):
+    """Cut off by a partition, a server's agent reaches none of the
+    controllers, the ones its answers named included: its persona is
+    fenced and started elsewhere, once."""
+    before = start(cluster, "oracle")
+    host = before["oracle"]["machine"]["host"]
+    time.sleep(1.0)  # beats answered, naming every controller
+    cluster.fault(host, "partition")
+    after = cluster.wait("oracle", lambda s: s["generation"] > before["oracle"]["generation"]
+                         and s["state"] == "running", 60)
+    assert after["machine"]["host"] != host
+    no_double_runs(cluster)
+
+
 def test_paused_followers_fence_none_of_their_agents_personas(cluster):
     """Agents beating to a paused follower (SIGSTOP) are answered for a
     second more and their beats never relayed; then they beat to another

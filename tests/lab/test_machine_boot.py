@@ -31,8 +31,8 @@ class SlowBootNetwork:
         self.release.wait(10)
         return SCRIPT
 
-    def url_for(self, machine: str, agents_url: str) -> str:
-        return agents_url
+    def proxy_for(self, machine: str) -> None:
+        return None
 
 
 def machine(tmp_path, network) -> Machine:
@@ -110,8 +110,8 @@ class BusyController:
             raise TimeoutError("timed out")
         return SCRIPT
 
-    def url_for(self, machine: str, agents_url: str) -> str:
-        return agents_url
+    def proxy_for(self, machine: str) -> None:
+        return None
 
 
 def test_a_boot_script_fetch_that_timed_out_is_tried_again_as_firmware_does(tmp_path, monkeypatch):

@@ -51,8 +51,13 @@ timeout, a restart) raises at its next use, before any answer."""
 
 class Controller:
     def __init__(self, base: str, token: str, ca: str | None = None, timeout: float = 2.0,
-                 ca_pin: str | None = None):
+                 ca_pin: str | None = None, proxy: str | None = None):
+        """``proxy``: an HTTP proxy (``http://HOST:PORT``) that every call
+        is tunnelled through (``CONNECT``), where the network has no direct
+        route to the controllers."""
         self.bases = [b.strip().rstrip("/") for b in base.split(",") if b.strip()]
+        p = urlsplit(proxy) if proxy else None
+        self._proxy = (p.hostname or "127.0.0.1", p.port or 3128) if p else None
         self.token = token
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
@@ -129,7 +134,7 @@ class Controller:
         unchecked = ssl.create_default_context()
         unchecked.check_hostname = False
         unchecked.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=unchecked)
+        conn = self._connection(unchecked)
         try:
             conn.request("GET", self._prefix + "/boot/ca.pem")
             r = conn.getresponse()
@@ -171,11 +176,20 @@ class Controller:
 
     def _open(self) -> None:
         self.close()
+        self._conn = self._connection(self.context)
+
+    def _connection(self, context: ssl.SSLContext | None) -> http.client.HTTPConnection:
+        """A connection to the controller in use, through the proxy if any
+        (TLS, when the URL asks for it, runs inside the tunnel)."""
+        host, port = self._proxy or (self._host, self._port)
         if self._tls:
-            self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
-                                                     context=self.context)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=self.timeout,
+                                                                            context=context)
         else:
-            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        if self._proxy is not None:
+            conn.set_tunnel(self._host, self._port)
+        return conn
 
     def _dropped(self) -> bool:
         """A kept connection with something to read before a request was

@@ -130,7 +130,7 @@ def run(ns: argparse.Namespace, stop: threading.Event) -> int:
     """The agent's life; ``stop`` is set by SIGTERM, or by the Service
     Control Manager on Windows."""
     args = read_args(ns)
-    ctl = Controller(args.controller, args.token, args.ca, ca_pin=args.ca_sha256)
+    ctl = Controller(args.controller, args.token, args.ca, ca_pin=args.ca_sha256, proxy=ns.proxy)
     root = Path(ns.root)
     started = time.monotonic()
     try:
@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
                                                 r"C:\ProgramData\voe on Windows)")
     p.add_argument("--network-backend", choices=["rendered", "live", "powershell"], default=None,
                    help="default: powershell on Windows, live with --root /, else rendered")
+    p.add_argument("--proxy", help="reach the controllers through this HTTP proxy (CONNECT), "
+                                    "where the network has no direct route to them")
     p.add_argument("--app-check", help="command whose success means the application is ready")
     p.add_argument("--on-stop", choices=["exit", "poweroff"], default="exit")
     p.add_argument("--log-format", choices=["text", "json"], default=None)

@@ -81,7 +81,7 @@ class Lab:
         self.checker.start()
 
     def _add_host(self, h: Host) -> None:
-        link = ControllerLink(self.controller_url, self._relay_url)
+        link = ControllerLink(self.controller_url, self._proxy_url)
         m = Machine(h.name, [n.mac for n in h.nics if n.switch], link,
                     ProcessOS(self.agent, self.state_dir / "hosts" / h.name), self.boots,
                     local_disk=h.local_disk, on_change=self._changed, link_up=partial(self._link_up, h))
@@ -111,19 +111,16 @@ class Lab:
         self.hosts[h.name].bmc_up = True
 
     def _vm_machine(self, name: str, boot_mac: str, root: Path) -> Machine:
-        return Machine(name, [boot_mac], ControllerLink(self.controller_url, self._relay_url),
+        return Machine(name, [boot_mac], ControllerLink(self.controller_url, self._proxy_url),
                        ProcessOS(self.agent, root), self.boots, kind="vm", on_change=self._changed)
 
-    def _relay_url(self, machine: str, agents_url: str) -> str:
-        """The URLs of ``machine``'s relays to ``agents_url`` (one or more,
-        comma-separated): the same scheme, so TLS passes through end to end."""
+    def _proxy_url(self, machine: str) -> str:
+        """The URL of ``machine``'s proxy to the controllers (see ``relay``)."""
         if machine not in self.relays:
             relay = Relay()
             relay.set_cut(machine in self.cut)
             self.relays[machine] = relay
-        relay = self.relays[machine]
-        return ",".join(asyncio.run_coroutine_threadsafe(relay.url_to(url), self.loop.loop).result(10)
-                        for url in agents_url.split(","))
+        return asyncio.run_coroutine_threadsafe(self.relays[machine].url(), self.loop.loop).result(10)
 
     def _link_up(self, host: Host, mac: str) -> bool:
         nic = next((n for n in host.nics if n.mac == mac), None)

@@ -89,12 +89,13 @@ class ProcessOS:
         self.proc: subprocess.Popen | ForkedAgent | None = None
         self.frozen = False
 
-    def start(self, args: str, controller_url: str, root: Path | None = None) -> None:
+    def start(self, args: str, proxy: str | None, root: Path | None = None) -> None:
+        """The agent with the boot script's ``args``, reaching the
+        controllers through ``proxy`` (the machine's network, see
+        ``voe.lab.relay``) when given."""
         self.root = root or self.local_root
         self.root.mkdir(parents=True, exist_ok=True)
-        words = [w for w in shlex.split(args) if not w.startswith("voe.controller=")]
-        words.append(f"voe.controller={controller_url}")
-        argv = ["--cmdline", " ".join(words), "--root", str(self.root)]
+        argv = ["--cmdline", args, "--root", str(self.root), *(["--proxy", proxy] if proxy else [])]
         if isinstance(self.agent, AgentZygote):
             self.proc = self.agent.spawn(["--network-backend", "rendered", *argv], self.root / "agent.log")
         else:
@@ -237,8 +238,7 @@ class Machine:
                 self.last_boot = Boot("no bootable device")
             else:
                 mac, script, args = found
-                agents_url = args_dict(args).get("voe.controller", "")
-                self.os.start(args, self.controller.url_for(self.name, agents_url), nfs_root_here(script))
+                self.os.start(args, self.controller.proxy_for(self.name), nfs_root_here(script))
                 a = args_dict(args)
                 self.last_boot = Boot("os", a.get("voe.persona"),
                                       int(a["voe.generation"]) if "voe.generation" in a else None, mac=mac)
@@ -289,14 +289,14 @@ FETCH_PAUSE = 1.0  # seconds between a boot script fetch that failed and the nex
 
 class ControllerLink:
     """How machines reach the controller: for boot scripts directly (its
-    boot port, on the boot network), for agents through a per-machine relay
-    that a partition fault can cut, to the agent endpoint their script
-    names."""
+    boot port, on the boot network), for agents through a per-machine proxy
+    that a partition fault can cut (``voe.lab.relay``)."""
 
-    def __init__(self, url: str, relay_url_for=None):
-        """``url``: the boot port, or several controllers' (comma-separated)."""
+    def __init__(self, url: str, proxy_for=None):
+        """``url``: the boot port, or several controllers' (comma-separated);
+        ``proxy_for(machine)``: that machine's proxy URL."""
         self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
-        self._relay_url_for = relay_url_for
+        self._proxy_for = proxy_for
 
     def boot_script(self, mac: str) -> str | None:
         """None when the controllers have no script for the MAC (one that
@@ -317,8 +317,8 @@ class ControllerLink:
         except urllib.error.HTTPError:
             return None
 
-    def url_for(self, machine: str, agents_url: str) -> str:
-        return self._relay_url_for(machine, agents_url) if self._relay_url_for else agents_url
+    def proxy_for(self, machine: str) -> str | None:
+        return self._proxy_for(machine) if self._proxy_for else None
 
 
 def default_agent_cmd() -> list[str]:
