@@ -1,0 +1,165 @@
+"""Real persona systems: a small Debian (bookworm) root built from this
+machine's own apt sources with mmdebstrap — the kernel and its modules
+(``linux-image-amd64``), an initramfs that brings the network up and
+mounts an NFS root or logs in to an iSCSI LUN (dracut with its ``nfs``
+and ``iscsi`` modules), systemd, iproute2 and python3 — that a KVM
+machine boots for real, as a server would. The voe agent is not part of
+the base: a template built from it gets the checkout's agent
+(``voe.agent.install``).
+
+The base is built once and kept outside the checkout (``cache_dir()``:
+``VOE_IMAGE_CACHE``, else ``/var/cache/voe/images``) under a key of what
+goes into it, so that ``./demo``, ``./test`` and CI build it only when
+that changes. Hardware a virtual machine never has (sound, graphics,
+wireless, media, InfiniBand...) is left out of the modules, which halves
+the tree.
+
+    python -m voe.images.debian [--force]     # prints the base's directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUITE = "bookworm"
+PACKAGES = (
+    "linux-image-amd64", "dracut", "dracut-network", "nfs-common", "open-iscsi", "isc-dhcp-client",
+    "systemd-sysv", "udev", "kmod", "iproute2", "python3", "procps",
+)
+UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest has
+    "sound", "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/staging", "drivers/infiniband",
+    "drivers/bluetooth", "drivers/iio", "drivers/hid", "drivers/usb", "drivers/input/joystick",
+    "drivers/input/touchscreen", "drivers/isdn", "drivers/net/can", "drivers/nfc", "net/wireless",
+    "net/mac80211", "net/bluetooth", "drivers/mmc", "drivers/mtd", "drivers/platform/x86",
+    "drivers/net/ethernet/mellanox", "drivers/net/ethernet/intel/ice", "drivers/net/ethernet/broadcom",
+    "drivers/net/ethernet/chelsio", "drivers/net/ethernet/qlogic", "drivers/scsi/qla2xxx", "drivers/scsi/lpfc",
+    "drivers/thunderbolt", "drivers/fpga", "drivers/edac",
+)
+INITRD_MODULES = "nfs iscsi network"
+APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
+
+
+class BuildError(RuntimeError):
+    """The base system could not be built: what failed, with its output's end."""
+
+
+@dataclass(frozen=True)
+class DebianBase:
+    """A built base: ``root`` (the tree), ``kernel`` and ``initrd`` (its
+    boot files, also under ``root/boot``)."""
+
+    directory: Path
+
+    @property
+    def root(self) -> Path:
+        return self.directory / "root"
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.img"
+
+    @property
+    def record(self) -> dict:
+        return json.loads((self.directory / "built.json").read_text())
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VOE_IMAGE_CACHE") or "/var/cache/voe/images")
+
+
+def apt_sources() -> Path:
+    """The machine's own Debian sources, which the base is built from."""
+    for path in APT_SOURCES:
+        if path.is_file() and path.stat().st_size:
+            return path
+    raise BuildError(f"none of {', '.join(map(str, APT_SOURCES))} lists this machine's Debian sources")
+
+
+def key() -> str:
+    """What the base is made of: the suite, the packages, the modules left
+    out, the initramfs's modules and the sources."""
+    made_of = json.dumps([SUITE, PACKAGES, UNNEEDED_MODULES, INITRD_MODULES, apt_sources().read_text()])
+    return hashlib.sha256(made_of.encode()).hexdigest()[:16]
+
+
+def ensure(force: bool = False, log=print) -> DebianBase:
+    """The base, built first if the cache lacks this key's (or ``force``)."""
+    base = DebianBase(cache_dir() / f"debian-{SUITE}-{key()}")
+    if (base.directory / "built.json").exists() and not force:
+        return base
+    if shutil.which("mmdebstrap") is None:
+        raise BuildError("mmdebstrap is not installed (apt-get install mmdebstrap)")
+    work = base.directory.with_name(base.directory.name + ".building")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log(f"building the Debian {SUITE} base in {base.directory} (once: it is cached)")
+    began = time.monotonic()
+    _run(["mmdebstrap", "--variant=minbase", "--mode=root", f"--include={','.join(PACKAGES)}",
+          '--aptopt=Acquire::Check-Valid-Until "false"', "--aptopt=APT::Install-Recommends \"false\"",
+          "--customize-hook=" + _CUSTOMIZE, SUITE, str(work / "root"), str(apt_sources())], "mmdebstrap")
+    kernels = sorted((work / "root" / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise BuildError("the base has no kernel under /boot: linux-image-amd64 did not install")
+    version = kernels[-1].name.removeprefix("vmlinuz-")
+    shutil.copyfile(kernels[-1], work / "vmlinuz")
+    shutil.copyfile(work / "root" / "boot" / f"initrd.img-{version}", work / "initrd.img")
+    record = {"suite": SUITE, "kernel": version, "packages": list(PACKAGES), "seconds": round(time.monotonic() - began),
+              "bytes": _size(work / "root"), "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (work / "built.json").write_text(json.dumps(record, indent=1) + "\n")
+    shutil.rmtree(base.directory, ignore_errors=True)
+    work.rename(base.directory)
+    log(f"built in {record['seconds']} s: kernel {version}, {record['bytes'] >> 20} MiB")
+    return base
+
+
+_CUSTOMIZE = " && ".join([
+    # the modules a virtual machine never needs, then the module index and an
+    # initramfs that carries what a network boot needs, whatever the host it
+    # is built on (--no-hostonly)
+    "cd \"$1\"/usr/lib/modules/* && rm -rf " + " ".join(f"kernel/{m}" for m in UNNEEDED_MODULES),
+    "kver=$(basename \"$1\"/usr/lib/modules/*)",
+    "chroot \"$1\" depmod -a \"$kver\"",
+    f"chroot \"$1\" dracut --force --no-hostonly --add '{INITRD_MODULES}' /boot/initrd.img-\"$kver\" \"$kver\"",
+    # a persona's identity is its own: none from the build
+    ": > \"$1\"/etc/machine-id",
+    "rm -f \"$1\"/var/lib/dbus/machine-id \"$1\"/etc/ssh/ssh_host_*",
+    "rm -rf \"$1\"/var/cache/apt/archives/*.deb \"$1\"/var/lib/apt/lists/*",
+])
+
+
+def _run(argv: list[str], what: str) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"{what} failed ({proc.returncode}): {(proc.stderr or proc.stdout)[-3000:]}")
+
+
+def _size(root: Path) -> int:
+    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m voe.images.debian", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--force", action="store_true", help="build again even if the cache holds it")
+    ns = ap.parse_args(argv)
+    try:
+        base = ensure(ns.force, log=lambda m: print(m, file=sys.stderr))
+    except BuildError as e:
+        raise SystemExit(f"error: {e}") from None
+    print(base.directory)
+
+
+if __name__ == "__main__":
+    main()
