@@ -96,7 +96,10 @@ def build(services: Services, links: ControllerLinks, timing: Timing | None = No
             reconciler.lead(term, previous)
 
         def deposed(term: int) -> None:
-            reconciler.stop(wait=False)
+            try:
+                reconciler.stop(wait=False)
+            except Exception:  # the restart that follows is what ends the term's work
+                log.exception("stopping the reconciler of term %d failed; restarting regardless", term)
             leadership.on_deposed(term)
 
         campaign = Campaign(leadership.leases, leadership.lease, lead, deposed, know_controllers)

@@ -75,3 +75,39 @@ def test_a_walk_asks_for_the_rows_the_table_had_and_still_reads_rows_added_since
     many = frozenset(range(2000, 2060))  # the table grows by sixty rows: several rounds
     driver.configure_ports({"6": PortConfig("trunk", None, many)})
     assert set(driver.walk(snmp.ROW_STATUS)) == vlans | many
+
+
+def test_closing_a_driver_while_another_thread_waits_on_its_switch_does_not_fail():
+    """A deposed leader closes its drivers while its port writers may still
+    be waiting on a switch: the close waits for that request (within its
+    timeout) instead of failing, and a later call says the driver is closed.
+    A close that raised here once left a controller that never led again."""
+    import threading
+
+    from voe.errors import DriverError
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never answers
+    silent.bind(("127.0.0.1", 0))
+    model = Switch(name="sw8", address="127.0.0.1", ports=8,
+                   settings={"port": silent.getsockname()[1], "timeout": 1, "retries": 0})
+    driver = SnmpSwitch.from_switch(model)
+    failed: list[BaseException] = []
+
+    def read():
+        try:
+            driver.read_ports(["1"])
+        except DriverError as e:
+            failed.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        import time
+        time.sleep(0.3)  # the read is under way on the driver's loop
+        driver.close()  # raised "Cannot close a running event loop"
+        reader.join(5)
+        assert failed, "the read of a silent switch ended in a timeout"
+        with pytest.raises(DriverError, match="closed"):
+            driver.read_ports(["1"])
+    finally:
+        silent.close()

@@ -121,11 +121,13 @@ def serve(ctx: typer.Context,
             """Start again, as a follower, with nothing of the lost term
             kept: what it was doing, the new leader resumes."""
             log.warning("restarting as a follower (term %d is over)", term)
-            if agents is not None:
-                agents.close()  # its port is bound again by the restarted controller
-            if boot is not None:
-                boot.close()
-            os.execv(sys.executable, [sys.executable, "-m", "voe.cli.main", *sys.argv[1:]])
+            try:
+                if agents is not None:
+                    agents.close()  # its port is bound again by the restarted controller
+                if boot is not None:
+                    boot.close()
+            finally:  # whatever failed above: a deposed controller that never restarts never leads again
+                os.execv(sys.executable, [sys.executable, "-m", "voe.cli.main", *sys.argv[1:]])
 
         app = build(services, ControllerLinks(agents_url, boot_url, tls.pin()), reconcile=reconcile, ca_pem=ca_pem,
                     leadership=Leadership(leases, lease, deposed))

@@ -5,12 +5,15 @@ a probe process, the device watches' probes do (see ``drivers.driver_process``).
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from voe.domain.models import Host, Switch
 from voe.drivers import factory
 from voe.drivers.base import Driver, DriverObserver, HypervisorDriver, PowerDriver, StorageDriver, SwitchDriver
 from voe.drivers.driver_process import DriverProcess, RemotePower, RemoteProbe
+
+log = logging.getLogger("voe.devices")
 
 
 class Devices:
@@ -92,9 +95,13 @@ class Devices:
         return self._get("storage", host.name, host.storage, lambda: self._timed(factory.storage_for_host(host)))
 
     def close(self) -> None:
+        """Every driver closed, each whatever another's close raised."""
         with self._lock:
-            for _, d in self._cache.values():
-                d.close()
+            for (kind, name), (_, d) in self._cache.items():
+                try:
+                    d.close()
+                except Exception:
+                    log.exception("could not close the %s driver of %s", kind, name)
             self._cache.clear()
         for process in (self.power_process, self.probe_process):
             if process is not None:

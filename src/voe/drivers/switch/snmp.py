@@ -133,8 +133,11 @@ class SnmpSwitch(SwitchDriver):
         return cls(switch.name, settings, {p.name: switch.port_number(p.name) for p in switch.ports})
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.close()
+        """After the request under way on another thread, if any (within
+        its timeout): a loop is not closed while it runs."""
+        with self._lock:
+            if not self._loop.is_closed():
+                self._loop.close()
 
     # --- transport ----------------------------------------------------------
 
@@ -148,6 +151,8 @@ class SnmpSwitch(SwitchDriver):
 
     def _run(self, operation: str, coro_fn) -> Any:
         with self._lock:
+            if self._loop.is_closed():
+                raise DriverError(self.device, operation, "this driver was closed (its controller is stopping)")
             try:
                 return self._loop.run_until_complete(asyncio.wait_for(coro_fn(), self.settings.timeout + 1))
             except TimeoutError:
