@@ -14,6 +14,7 @@ APT_PACKAGES=(
   iproute2 procps
   chromium                                 # the console's browser tests (Playwright drives it)
   busybox-static e2fsprogs qemu-utils      # the sample persona images, built here; qcow2 clones
+  mmdebstrap                               # the real persona system (Debian, from this machine's apt sources)
   rsync openssh-client                     # capture of a live server's root (voe template create --from-host)
   golang-go golang-github-vmware-govmomi-dev  # VMware's vCenter simulator, built below for the vSphere tests
 )
@@ -56,6 +57,12 @@ if [ ! -f build/templates/.built ] || [ src/voe/images/samples.py -nt build/temp
   echo "setup: building the sample persona templates (build/templates)"
   .venv/bin/python -m voe.images.samples build/templates >/dev/null
   touch build/templates/.built
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  # the real persona system: built once (a few minutes), kept in /var/cache/voe/images
+  .venv/bin/python -m voe.images.debian >/dev/null
+else
+  echo "setup: not root: the Debian persona system (voe.images.debian) is not built; its tests skip"
 fi
 if [ ! -x build/vcsim ] || [ scripts/vcsim/main.go -nt build/vcsim ]; then
   echo "setup: building VMware's vCenter simulator (build/vcsim) from Debian's govmomi, offline"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from voe.controller.workers import Workers
 from voe.domain.inventory import Inventory
 from voe.drivers.boot.ipxe import ControllerLinks
 from voe.store.runtime import RuntimeStore
+
+log = logging.getLogger("voe.controller")
 
 FAILED_HOST_MEMORY = 300.0  # seconds a retarget keeps away from a host where it was fenced
 
@@ -78,4 +81,11 @@ class Ctx:
         return self.services.inventory.load()
 
     def log(self, severity: str, kind: str, message: str, **where: Any) -> None:
-        self.services.events.append(severity, kind, message, **where)
+        """An event in the store's log; one the store refuses (out of
+        reach, or this term deposed) goes to the process's log instead:
+        recording what happened never stops what happens (a device watch
+        whose failure could not be recorded ended its thread)."""
+        try:
+            self.services.events.append(severity, kind, message, **where)
+        except Exception as e:
+            log.warning("could not record a %s event (%s): %s", kind, str(e).splitlines()[0], message)

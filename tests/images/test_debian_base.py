@@ -1,0 +1,53 @@
+"""The real persona system: a Debian root built from this machine's apt
+sources, with what a network-booted server needs to come up (a kernel
+with 802.1q, an initramfs that mounts an NFS root or logs in to an iSCSI
+LUN) and what the agent needs (python3, iproute2), small, and without the
+build's identity. Built once and cached (``voe.images.debian``); the
+setup step builds it, so this test reads the cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from voe.images import debian
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap is not installed (scripts/setup.sh)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap --mode=root needs root (CI is root)"),
+]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return debian.ensure(log=lambda m: None)
+
+
+def test_the_base_boots_a_network_root_and_runs_the_agent(base):
+    root = base.root
+    version = base.record["kernel"]
+    modules = root / "usr" / "lib" / "modules" / version
+    assert base.kernel.stat().st_size > 1 << 20 and base.initrd.stat().st_size > 1 << 20
+    assert list(modules.rglob("8021q.ko*")), "the persona's VLAN interfaces need 8021q"
+    for tool in ("usr/bin/python3", "usr/sbin/ip", "usr/sbin/iscsistart", "usr/sbin/mount.nfs"):
+        assert (root / tool).exists(), tool
+    listing = subprocess.run(["chroot", str(root), "lsinitrd", f"/boot/initrd.img-{version}"],
+                             capture_output=True, text=True, check=True).stdout
+    for needed in ("nfs.ko", "iscsistart", "virtio_net.ko", "dhclient"):
+        assert needed in listing, f"the initramfs lacks {needed}"
+
+
+def test_the_base_is_small_and_carries_no_identity(base):
+    assert base.record["bytes"] < 400 << 20
+    assert (base.root / "etc" / "machine-id").read_text() == ""
+    assert not list(base.root.glob("etc/ssh/ssh_host_*"))
+    assert not list((base.root / "var" / "cache" / "apt" / "archives").glob("*.deb"))
+
+
+def test_a_second_ensure_reads_the_cache(base):
+    built = base.record["built"]
+    again = debian.ensure(log=lambda m: pytest.fail(f"built again: {m}"))
+    assert again.directory == base.directory and again.record["built"] == built
