@@ -79,8 +79,8 @@ class AgentService:
         if tls is not None:
             self._args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
             self._args += ["--tls-ca", str(tls.ca)] if tls.ca is not None else []
-        self.sock = _bind(host, port, listening=False)
-        self.boot_sock = _bind(host, boot_port, listening=True) if boot_port is not None else None
+        self.sock = _bind(host, port)
+        self.boot_sock = _bind(host, boot_port) if boot_port is not None else None
         """The boot port, served by this process too (plain HTTP): at scale
         a machine's script fetched from a controller busy starting its
         level waits for the controller's interpreter."""
@@ -197,12 +197,13 @@ def _unchecked_tls() -> ssl.SSLContext:
     return context
 
 
-def _bind(host: str, port: int, listening: bool, patience: float = 5.0) -> socket.socket:
-    """A port of the service, waiting a little for a service of a controller
-    killed just before to let go of it (it exits when its pipe closes).
-    Not ``listening``: the service listens once it serves, and until then
-    a connection is refused, not queued, so that an agent beats to another
-    controller at once rather than wait for this one to start."""
+def _bind(host: str, port: int, patience: float = 5.0) -> socket.socket:
+    """A port of the service, bound but not listening, waiting a little for
+    a service of a controller killed just before to let go of it (it exits
+    when its pipe closes). The service listens once it serves, and until
+    then a connection is refused, not queued, so that an agent beats to (and
+    a booting machine fetches its script from) another controller at once
+    rather than wait for this one to start."""
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     deadline = time.monotonic() + patience
     while True:
@@ -210,8 +211,6 @@ def _bind(host: str, port: int, listening: bool, patience: float = 5.0) -> socke
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
-            if listening:
-                sock.listen(4096)
         except OSError as e:
             sock.close()
             if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:

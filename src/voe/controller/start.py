@@ -152,8 +152,10 @@ def _place_one(ctx: Ctx, placer: Placer, inv, p: Persona, st, current, intent: d
 def power_on(ctx: Ctx, p: Persona) -> None:
     inc = ctx.runtime.current(p.name)
     if inc is None or inc.ended_at is not None:
-        # a controller died between ending a start that never began and saying so
-        ctx.runtime.transition(p.name, State.POWERING_ON, Event.NOT_STARTED, "its incarnation had already ended")
+        # a controller died between ending a start that never began and saying
+        # so: a start that never began, tried again as soon as one is
+        ctx.runtime.transition(p.name, State.POWERING_ON, Event.NOT_STARTED,
+                               f"{NEVER_STARTED}: its incarnation had already ended")
         return
     inv = ctx.inventory()
     p = inv.by_name("personas")[p.name]
