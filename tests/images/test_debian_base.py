@@ -32,11 +32,12 @@ def test_the_base_boots_a_network_root_and_runs_the_agent(base):
     modules = root / "usr" / "lib" / "modules" / version
     assert base.kernel.stat().st_size > 1 << 20 and base.initrd.stat().st_size > 1 << 20
     assert list(modules.rglob("8021q.ko*")), "the persona's VLAN interfaces need 8021q"
-    for tool in ("usr/bin/python3", "usr/sbin/ip", "usr/sbin/iscsistart", "usr/sbin/mount.nfs"):
+    for tool in ("usr/bin/python3", "usr/sbin/ip", "usr/sbin/iscsid", "usr/sbin/mount.nfs"):
         assert (root / tool).exists(), tool
     listing = subprocess.run(["chroot", str(root), "lsinitrd", f"/boot/initrd.img-{version}"],
                              capture_output=True, text=True, check=True).stdout
-    for needed in ("nfs.ko", "iscsistart", "virtio_net.ko", "dhclient"):
+    for needed in ("fs/nfs/nfsv4.ko", "usr/sbin/mount.nfs", "usr/sbin/iscsid", "iscsi_tcp.ko", "iscsi_ibft.ko",
+                   "virtio_net.ko", "systemd-networkd"):
         assert needed in listing, f"the initramfs lacks {needed}"
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 SUITE = "bookworm"
 PACKAGES = (
     "linux-image-amd64", "dracut", "dracut-network", "nfs-common", "open-iscsi", "isc-dhcp-client",
-    "systemd-sysv", "udev", "kmod", "iproute2", "python3", "procps",
+    "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "python3", "procps",
 )
 UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest has
     "sound", "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/staging", "drivers/infiniband",
@@ -42,8 +42,15 @@ UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest ha
     "net/mac80211", "net/bluetooth", "drivers/mmc", "drivers/mtd", "drivers/platform/x86",
     "drivers/net/ethernet/mellanox", "drivers/net/ethernet/intel/ice", "drivers/net/ethernet/broadcom",
     "drivers/net/ethernet/chelsio", "drivers/net/ethernet/qlogic", "drivers/scsi/qla2xxx", "drivers/scsi/lpfc",
-    "drivers/thunderbolt", "drivers/fpga", "drivers/edac",
+    "drivers/thunderbolt", "drivers/fpga", "drivers/edac", "drivers/comedi", "drivers/scsi/mpt3sas",
+    "drivers/scsi/megaraid", "drivers/scsi/aacraid", "drivers/scsi/bfa", "drivers/scsi/be2iscsi",
+    "drivers/scsi/bnx2fc", "drivers/scsi/csiostor", "drivers/scsi/fnic", "drivers/scsi/qedf", "drivers/scsi/qedi",
+    "drivers/scsi/smartpqi", "drivers/scsi/mpi3mr", "drivers/scsi/pm8001", "drivers/scsi/ufs",
+    "fs/btrfs", "fs/xfs", "fs/ocfs2", "fs/gfs2", "fs/f2fs", "fs/ceph", "fs/nilfs2", "fs/jfs", "fs/reiserfs",
+    "fs/ubifs", "fs/orangefs", "fs/smb", "fs/cifs", "fs/bcachefs", "fs/erofs", "fs/ntfs3", "fs/dlm",
 )
+UNPACKED_NOT = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
+"""Left out of every package as it is unpacked: nobody reads them in a persona."""
 INITRD_MODULES = "nfs iscsi network"
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 
@@ -91,7 +98,7 @@ def apt_sources() -> Path:
 def key() -> str:
     """What the base is made of: the suite, the packages, the modules left
     out, the initramfs's modules and the sources."""
-    made_of = json.dumps([SUITE, PACKAGES, UNNEEDED_MODULES, INITRD_MODULES, apt_sources().read_text()])
+    made_of = json.dumps([SUITE, PACKAGES, UNNEEDED_MODULES, UNPACKED_NOT, INITRD_MODULES, apt_sources().read_text()])
     return hashlib.sha256(made_of.encode()).hexdigest()[:16]
 
 
@@ -109,6 +116,7 @@ def ensure(force: bool = False, log=print) -> DebianBase:
     began = time.monotonic()
     _run(["mmdebstrap", "--variant=minbase", "--mode=root", f"--include={','.join(PACKAGES)}",
           '--aptopt=Acquire::Check-Valid-Until "false"', "--aptopt=APT::Install-Recommends \"false\"",
+          *(f"--dpkgopt=path-exclude={path}" for path in UNPACKED_NOT),
           "--customize-hook=" + _CUSTOMIZE, SUITE, str(work / "root"), str(apt_sources())], "mmdebstrap")
     kernels = sorted((work / "root" / "boot").glob("vmlinuz-*"))
     if not kernels:
