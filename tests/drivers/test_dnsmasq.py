@@ -56,10 +56,40 @@ def test_proxy_mode_leaves_addresses_to_the_other_dhcp_server():
 
 
 def test_full_or_proxy_not_both():
-    with pytest.raises(ValueError, match="either"):
+    with pytest.raises(ValueError, match="give one of"):
         dnsmasq.DhcpBoot("http://c", range_start="10.0.0.1", range_end="10.0.0.9", proxy_subnet="10.0.0.0/24")
 
 
 def test_a_value_with_a_newline_cannot_add_a_directive():
     with pytest.raises(UnsafeBootValue):
         dnsmasq.render(dnsmasq.DhcpBoot("http://c\ndhcp-script=/tmp/x", proxy_subnet="10.0.0.0/24"))
+
+
+STATIC = dnsmasq.DhcpBoot("http://10.77.0.1:8480", interface="labbr0", static_subnet="10.77.0.0/24",
+                          hosts_dir="/var/lib/voe/dhcp-hosts", known_only=True)
+
+
+@needs_dnsmasq
+def test_dnsmasq_accepts_answering_only_the_macs_voe_names(tmp_path):
+    r = dnsmasq_test(tmp_path, dnsmasq.render(STATIC))
+    assert r.returncode == 0, r.stderr
+    lines = dnsmasq.render(STATIC).splitlines()
+    assert "dhcp-range=10.77.0.0,static,255.255.255.0,12h" in lines
+    assert "dhcp-hostsdir=/var/lib/voe/dhcp-hosts" in lines
+    assert "dhcp-ignore=tag:!known" in lines
+
+
+def test_a_mac_is_named_with_its_address_and_then_refused(tmp_path):
+    hosts = dnsmasq.DhcpHosts(tmp_path / "hosts")
+    hosts.allow("52:54:00:12:34:56", "10.77.0.21")
+    assert (tmp_path / "hosts" / "52-54-00-12-34-56").read_text() == "52:54:00:12:34:56,10.77.0.21\n"
+    hosts.deny("52:54:00:12:34:56")  # dnsmasq would not notice the file removed
+    assert (tmp_path / "hosts" / "52-54-00-12-34-56").read_text() == "52:54:00:12:34:56,ignore\n"
+    assert sorted(p.name for p in (tmp_path / "hosts").iterdir()) == ["52-54-00-12-34-56"]
+    with pytest.raises(ValueError):
+        hosts.allow("52:54:00:12:34:57", "10.77.0.21\ndhcp-script=/bin/sh")
+
+
+def test_answering_only_known_macs_needs_where_they_are_named():
+    with pytest.raises(ValueError, match="hosts_dir"):
+        dnsmasq.DhcpBoot("http://c", static_subnet="10.0.0.0/24", known_only=True)

@@ -39,10 +39,12 @@ def test_every_script_parses_and_carries_the_agent_args_line(p):
 
 def test_linux_nfs_boots_kernel_with_nfs_root_and_agent_args():
     lines = ipxe.render(persona(), 7, LINKS, TOKEN, MAC).splitlines()
-    assert lines[3] == (f"kernel {BOOT}/boot/images/vmlinuz root=/dev/nfs nfsroot=10.0.3.5:/export/personas/web-1,vers=4"
-                        " ip=dhcp rw ${voe_args} initrd=initrd.img")
-    assert lines[4] == f"initrd --name initrd.img {BOOT}/boot/images/initrd.img"
+    assert lines[3] == (f"kernel {BOOT}/boot/files/{MAC}/vmlinuz root=/dev/nfs "
+                        "nfsroot=10.0.3.5:/export/personas/web-1,vers=4 ip=dhcp rw "
+                        "console=tty0 console=ttyS0,115200n8 ${voe_args} initrd=initrd.img")
+    assert lines[4] == f"initrd --name initrd.img {BOOT}/boot/files/{MAC}/initrd.img"
     assert lines[5] == "boot"
+    assert ipxe.nfs_root_path("\n".join(lines)) == "/export/personas/web-1"
 
 
 def test_iscsi_sanboots_the_lun_as_the_personas_initiator():

@@ -185,11 +185,11 @@ def test_ganesha_exports_a_root_to_its_incarnation_and_revoking_removes_it(ganes
     driver, port, root = ganesha
     access = Access("bea-1", "nfs", str(root), "127.0.0.1")
     driver.grant(access)
-    assert nfs_cat(port, "/personas/bea-1/etc/hostname").stdout == "bea-1\n"  # a real NFS client reads it
+    assert nfs_cat(port, f"{root}/etc/hostname").stdout == "bea-1\n"  # a real NFS client reads it
     assert [(g.persona, g.path, g.initiator) for g in driver.grants()] == [("bea-1", str(root), "127.0.0.1")]
     driver.revoke(access)
     assert driver.grants() == []  # ganesha itself no longer lists it
-    assert nfs_cat(port, "/personas/bea-1/etc/hostname").returncode != 0
+    assert nfs_cat(port, f"{root}/etc/hostname").returncode != 0
 
 
 @ROOT_ONLY
@@ -198,7 +198,7 @@ def test_ganesha_moves_an_export_to_the_new_incarnation_only(ganesha):
     driver.grant(Access("bea-1", "nfs", str(root), "127.0.0.1"))
     driver.grant(Access("bea-1", "nfs", str(root), "127.0.0.2"))  # the persona moved
     assert [g.initiator for g in driver.grants()] == ["127.0.0.2"]
-    assert nfs_cat(port, "/personas/bea-1/etc/hostname").returncode != 0  # the old address is refused
+    assert nfs_cat(port, f"{root}/etc/hostname").returncode != 0  # the old address is refused
 
 
 def test_export_file_refuses_what_ganesha_could_not_parse():
@@ -219,5 +219,5 @@ def test_a_cloned_persona_root_is_served_by_ganesha_to_that_persona_only(ganesha
     one, two = store.clone("weblogic", "bea-1"), store.clone("weblogic", "bea-2")
     driver.grant(Access("bea-1", "nfs", one.path, "127.0.0.1"))
     driver.grant(Access("bea-2", "nfs", two.path, "127.0.0.2"))
-    assert nfs_cat(port, "/personas/bea-1/etc/hostname").stdout == "bea-1\n"
-    assert nfs_cat(port, "/personas/bea-2/etc/hostname").returncode != 0  # 127.0.0.1 is not bea-2
+    assert nfs_cat(port, f"{one.path}/etc/hostname").stdout == "bea-1\n"
+    assert nfs_cat(port, f"{two.path}/etc/hostname").returncode != 0  # 127.0.0.1 is not bea-2

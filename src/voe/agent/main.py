@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from voe.agent import bootargs, render, windows
+from voe.agent import bootargs, render, system, windows
 from voe.agent.client import Controller, Stale, Unreachable, Untrusted
 
 EXIT_STALE, EXIT_SELF_FENCED, EXIT_UNTRUSTED = 3, 4, 5
@@ -148,6 +148,8 @@ def run(ns: argparse.Namespace, stop: threading.Event) -> int:
     ctl.know(config.get("controllers", []))
     addresses = configure(root, config, ns.network_backend)
     log(f"{args.persona} generation {args.generation} configured: {addresses}")
+    if ns.network_backend == "live":
+        log(f"system: {json.dumps(system.report(), separators=(',', ':'))}")
     interval = config["heartbeat"]["interval"]
     lease_ttl = config["heartbeat"].get("lease_ttl")
     last_ok = time.monotonic()

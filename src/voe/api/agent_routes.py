@@ -1,21 +1,22 @@
 """What agents and booting machines call: the exchange of a boot script's
 bootstrap token for the agent's credential, their configuration,
-heartbeats, and (on the boot port too) the per-MAC iPXE script and the CA
-agents pin."""
+heartbeats, and (on the boot port too) the per-MAC iPXE script, the kernel
+and initrd that script loads, and the CA agents pin."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from voe.api.auth import bearer, principal
 from voe.domain import wiring
 from voe.domain.lifecycle import State
-from voe.drivers.boot.ipxe import spread
+from voe.drivers.boot.boot_files import boot_file
+from voe.drivers.boot.ipxe import INITRD, KERNEL, nfs_root_path, spread
 from voe.store.tokens import Principal
 
 router = APIRouter(prefix="/agent", tags=["agent"])
@@ -122,3 +123,24 @@ def ipxe_script(request: Request, mac: str) -> PlainTextResponse:
         return PlainTextResponse("#!ipxe\necho voe: no persona is being started on this MAC\nexit 1\n", status_code=404)
     request.app.state.record_boot_stage(target.persona, target.generation, "script")
     return PlainTextResponse(target.script)
+
+
+@boot_router.get("/boot/files/{mac}/{name}", summary="The kernel or initrd of the root a booting MAC mounts",
+                 response_class=FileResponse, responses={404: {"description": "nothing boots there, or no such file"}})
+def boot_files(request: Request, mac: str, name: str) -> FileResponse:
+    """From the persona's own root (its ``/boot``), so a kernel upgraded
+    inside the persona is the one it boots next time."""
+    if name not in (KERNEL, INITRD):
+        raise HTTPException(404, f"no boot file {name!r}: {KERNEL} or {INITRD}")
+    target = request.app.state.runtime.boot_target(mac.lower().replace("-", ":"))
+    if target is None:
+        raise HTTPException(404, f"no persona is being started on {mac}")
+    root = nfs_root_path(target.script)
+    if root is None:
+        raise HTTPException(404, f"{target.persona} boots from a SAN on {mac}: there is no kernel to fetch")
+    path = boot_file(root, name)
+    if path is None:
+        raise HTTPException(404, f"the root of {target.persona} ({root}) holds no boot/{name}-* on this controller")
+    if name == KERNEL:
+        request.app.state.record_boot_stage(target.persona, target.generation, "kernel")
+    return FileResponse(path, media_type="application/octet-stream")

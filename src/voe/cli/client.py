@@ -70,10 +70,15 @@ def resolve(url: str | None = None, token: str | None = None, data_dir: str | No
     return Target(url or DEFAULT_URL, token, ca)
 
 
-def resolve_boot_url(data_dir: str | None = None) -> str:
+def data_dir(given: str | None = None) -> Path:
+    """The controller's data directory: given, ``VOE_DATA_DIR``, or the user's."""
+    return Path(given or os.environ.get("VOE_DATA_DIR") or user_data_dir("voe"))
+
+
+def resolve_boot_url(given_data_dir: str | None = None) -> str:
     """Where machines fetch boot scripts: ``VOE_BOOT_URL``, else the data
     dir's ``boot.url`` that ``voe serve`` writes."""
-    directory = Path(data_dir or os.environ.get("VOE_DATA_DIR") or user_data_dir("voe"))
+    directory = data_dir(given_data_dir)
     if os.environ.get("VOE_BOOT_URL"):
         return os.environ["VOE_BOOT_URL"]
     if (directory / "boot.url").exists():

@@ -15,7 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from voe.cli.client import resolve_boot_url
+from voe.cli.client import data_dir, resolve_boot_url
 from voe.cli.demo import EXAMPLE
 from voe.cli.render import JsonOpt
 
@@ -70,6 +70,15 @@ def up(ctx: typer.Context,
            "in turn (default: VOE_BOOT_URL, or the data dir's boot.url that voe serve writes)"))] = None,
        control_port: PortOpt = 8471,
        state_dir: Annotated[Path | None, typer.Option(help="where machines keep their files")] = None,
+       machines: Annotated[str, typer.Option(help=(
+           "process, or kvm: hosts that do not say (machine: {backend: ...}) are QEMU machines that network-boot "
+           "for real"))] = "process",
+       agents: Annotated[str | None, typer.Option(help=(
+           "the controllers' agent URLs, comma-separated: with KVM machines their ports are forwarded into the "
+           "lab's network (default: the data dir's agents.url that voe serve writes)"))] = None,
+       dhcp_hosts: Annotated[Path | None, typer.Option(help=(
+           "the controller's dhcp-hosts directory, which the KVM machines' dnsmasq answers from (default: the "
+           "data dir's)"))] = None,
        nice: Annotated[int, typer.Option(min=0, max=19, help=(
            "CPU niceness of the emulated hardware and its machines' OSes (0: compete equally with the "
            "controller)"))] = LAB_NICENESS):
@@ -77,14 +86,21 @@ def up(ctx: typer.Context,
     yield_cpu(nice)  # first: every thread and process the lab starts inherits it
     from voe.cli.yamlfile import DatacenterFile
     from voe.domain.inventory import parse
+    from voe.drivers.boot.dnsmasq import DHCP_HOSTS
     from voe.lab import control
     from voe.lab.lab import Lab
     from voe.process import collect_cycles_less_often
 
     collect_cycles_less_often()
+    if machines not in ("process", "kvm"):
+        raise typer.BadParameter("process or kvm", param_hint="--machines")
     controller = controller or resolve_boot_url(ctx.obj.data_dir)
+    data = data_dir(ctx.obj.data_dir)
+    if agents is None and (data / "agents.url").exists():
+        agents = (data / "agents.url").read_text().strip()
     inv = parse(DatacenterFile(file).data())
-    lab = Lab(inv, controller, state_dir or Path(f"/tmp/voe-lab-{control_port}"))
+    lab = Lab(inv, controller, state_dir or Path(f"/tmp/voe-lab-{control_port}"), machines=machines,
+              agent_urls=agents or "", dhcp_hosts=dhcp_hosts or data / DHCP_HOSTS)
     lab.up()
     httpd = control.serve(lab, control_port)
     out.print(f"lab up: {len(lab.hosts)} hosts, {len(lab.switches)} switches, {len(lab.hypervisors)} hypervisors; "

@@ -139,6 +139,7 @@ def serve(ctx: typer.Context,
         raise typer.Exit(2) from None
     (services.data_dir / "controller.url").write_text(url + "\n")
     (services.data_dir / "boot.url").write_text(boot_url + "\n")
+    (services.data_dir / "agents.url").write_text(agents_url + "\n")
     log.info("voe controller %s on %s (data: %s, store: %s)", me, url, services.data_dir,
              services.engine.dialect.name)
     log.info("TLS: %s%s", tls.cert, f", signed by {tls.ca}" if tls.ca else "")

@@ -20,6 +20,7 @@ from voe.controller.timed import TimedSet
 from voe.controller.timing import Timing
 from voe.controller.workers import Workers
 from voe.domain.inventory import Inventory
+from voe.drivers.boot.dnsmasq import DHCP_HOSTS, DhcpHosts
 from voe.drivers.boot.ipxe import ControllerLinks
 from voe.store.runtime import RuntimeStore
 
@@ -45,6 +46,9 @@ class Ctx:
     hypervisors: DeviceWatch = field(init=False)
     lookouts: Lookouts = field(init=False)
     pace: BeatPace = field(init=False)
+    dhcp: DhcpHosts = field(init=False)
+    """The MACs the boot network's dnsmasq answers (its ``dhcp-hostsdir``
+    is ``DHCP_HOSTS`` in the data directory)."""
     # hints, never evidence: devices that did not answer a cross-check, and
     # hosts where an incarnation was just fenced (a retarget avoids them)
     silence: TimedSet = field(default_factory=lambda: TimedSet(SILENCE_MEMORY))
@@ -76,6 +80,7 @@ class Ctx:
         self.lookouts = Lookouts(self)
         self.pace = BeatPace(self.timing)
         self.storage = StorageKeeper(self.runtime, self.devices, self.log, self.services.images)
+        self.dhcp = DhcpHosts(self.services.data_dir / DHCP_HOSTS)
 
     def inventory(self) -> Inventory:
         return self.services.inventory.load()

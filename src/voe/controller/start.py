@@ -171,6 +171,8 @@ def power_on(ctx: Ctx, p: Persona) -> None:
             granted.result()
         bootable = True
         ctx.runtime.commits.run(lambda c: _register_boot(ctx, p, inc, where, c))
+        boot = wiring.boot_vnic(p)
+        ctx.dhcp.allow(inc.boot_mac, str(boot.ip) if boot is not None and boot.ip is not None else None)
         if inc.kind == "physical":
             _network_boot(ctx, host, where)
         else:

@@ -75,6 +75,8 @@ def release(ctx: Ctx, inc: Incarnation) -> None:
     """After an incarnation ended: its boot script, credential, storage
     access and VLANs go."""
     ctx.runtime.unregister_boot(inc.persona, inc.generation)
+    if inc.boot_mac and ctx.runtime.boot_target(inc.boot_mac) is None:  # not booting a newer incarnation there
+        ctx.dhcp.deny(inc.boot_mac)
     ctx.services.tokens.revoke_incarnation(inc.persona, inc.generation)
     inv = ctx.inventory()
     persona = inv.by_name("personas").get(inc.persona)

@@ -244,6 +244,14 @@ class StorageSpec(Model):
 FenceLevel = Literal["bmc", "hypervisor", "hypervisor-host-bmc", "fabric"]
 
 
+class LabMachine(Model):
+    """How ``voe lab`` emulates a host; the controller ignores it."""
+
+    backend: Literal["process", "kvm"] = Field(default="process", description=(
+        "process: the persona's agent as a process; kvm: a QEMU virtual machine that network-boots for real"))
+    memory: MiB = Field(default=384, description="a kvm machine's RAM (the host's own memory is what placement counts)")
+
+
 class Host(Model):
     name: Name
     model: str = ""
@@ -258,6 +266,7 @@ class Host(Model):
     hypervisor: HypervisorSpec | None = None
     storage: StorageSpec | None = None
     fencing: list[FenceLevel] | None = Field(default=None, description="fence levels tried in order")
+    machine: LabMachine | None = Field(default=None, description="how the lab emulates this host")
 
     @model_validator(mode="after")
     def _unique_nics(self) -> Host:

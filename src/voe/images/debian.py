@@ -33,7 +33,7 @@ from pathlib import Path
 SUITE = "bookworm"
 PACKAGES = (
     "linux-image-amd64", "dracut", "dracut-network", "nfs-common", "open-iscsi", "isc-dhcp-client",
-    "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "python3", "procps",
+    "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "python3", "python3-pyroute2", "procps",
 )
 UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest has
     "sound", "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/staging", "drivers/infiniband",
@@ -51,7 +51,17 @@ UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest ha
 )
 UNPACKED_NOT = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 """Left out of every package as it is unpacked: nobody reads them in a persona."""
-INITRD_MODULES = "nfs iscsi network"
+INITRD_MODULES = "nfs iscsi network-legacy"
+INITRD_OMITTED = "systemd systemd-initrd systemd-networkd systemd-network-management dbus-broker dbus-daemon dbus i18n"
+"""The initramfs is dracut's shell one, with dhclient (``network-legacy``):
+its systemd-networkd flavour brings the link up but never runs the NFS
+root's mount hook, and the shell one also starts in a fraction of the
+time, which counts on a machine without hardware virtualization."""
+GUEST_SETTINGS = {
+    "etc/sysctl.d/90-voe.conf": "# an NMI from the machine's BMC (IPMI diag interrupt) panics the OS, as on servers\n"
+                                "kernel.unknown_nmi_panic = 1\nkernel.panic = 0\n",
+}
+"""Files of the base beyond its packages."""
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 
 
@@ -98,7 +108,8 @@ def apt_sources() -> Path:
 def key() -> str:
     """What the base is made of: the suite, the packages, the modules left
     out, the initramfs's modules and the sources."""
-    made_of = json.dumps([SUITE, PACKAGES, UNNEEDED_MODULES, UNPACKED_NOT, INITRD_MODULES, apt_sources().read_text()])
+    made_of = json.dumps([SUITE, PACKAGES, UNNEEDED_MODULES, UNPACKED_NOT, INITRD_MODULES, INITRD_OMITTED,
+                          GUEST_SETTINGS, apt_sources().read_text()])
     return hashlib.sha256(made_of.encode()).hexdigest()[:16]
 
 
@@ -118,6 +129,8 @@ def ensure(force: bool = False, log=print) -> DebianBase:
           '--aptopt=Acquire::Check-Valid-Until "false"', "--aptopt=APT::Install-Recommends \"false\"",
           *(f"--dpkgopt=path-exclude={path}" for path in UNPACKED_NOT),
           "--customize-hook=" + _CUSTOMIZE, SUITE, str(work / "root"), str(apt_sources())], "mmdebstrap")
+    for relative, text in GUEST_SETTINGS.items():
+        (work / "root" / relative).write_text(text)
     kernels = sorted((work / "root" / "boot").glob("vmlinuz-*"))
     if not kernels:
         raise BuildError("the base has no kernel under /boot: linux-image-amd64 did not install")
@@ -140,7 +153,8 @@ _CUSTOMIZE = " && ".join([
     "cd \"$1\"/usr/lib/modules/* && rm -rf " + " ".join(f"kernel/{m}" for m in UNNEEDED_MODULES),
     "kver=$(basename \"$1\"/usr/lib/modules/*)",
     "chroot \"$1\" depmod -a \"$kver\"",
-    f"chroot \"$1\" dracut --force --no-hostonly --add '{INITRD_MODULES}' /boot/initrd.img-\"$kver\" \"$kver\"",
+    f"chroot \"$1\" dracut --force --no-hostonly --add '{INITRD_MODULES}' --omit '{INITRD_OMITTED}' "
+    "/boot/initrd.img-\"$kver\" \"$kver\"",
     # a persona's identity is its own: none from the build
     ": > \"$1\"/etc/machine-id",
     "rm -f \"$1\"/var/lib/dbus/machine-id \"$1\"/etc/ssh/ssh_host_*",

@@ -1,23 +1,34 @@
 """The emulated datacenter of one inventory file: a BMC per host, an SNMP
 agent per switch, a hypervisor API per hypervisor host, machines that boot
-from the controller, faults, ground truth and the data plane."""
+from the controller, faults, ground truth and the data plane.
+
+A host's machine is a process (its persona's agent) or, with
+``machine: {backend: kvm}`` (or ``machines="kvm"``), a QEMU virtual machine
+that network-boots for real on the lab's own network (``voe.lab.netns``),
+where the lab runs dnsmasq and the storage hosts' nfs-ganesha and tgtd
+(``voe.lab.boot_network``) and forwards the controllers' ports."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from voe.domain.inventory import Inventory
 from voe.domain.models import Host
 from voe.lab import dataplane, netfiles
 from voe.lab.bmc import BmcLoop, LabBmc, close_bmc, open_bmc
+from voe.lab.boot_network import BootNetworkServices
 from voe.lab.hypervisor import Hypervisor
 from voe.lab.json_api import JsonApi
+from voe.lab.kvm import KvmMachine, KvmNic, accelerator
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
+from voe.lab.netns import LabNetwork
 from voe.lab.redfish import RedfishEmulator
 from voe.lab.relay import Relay
 from voe.lab.storage import LabStorage
@@ -25,6 +36,8 @@ from voe.lab.switch_emulator import SnmpLoop, SwitchEmulator
 from voe.lab.truth import IncarnationTruth, InvariantChecker
 from voe.lab.vsphere_host import VsphereHost
 from voe.lab.zygote import AgentZygote
+
+log = logging.getLogger("voe.lab")
 
 HOST_FAULTS = ("power-loss", "hang", "resume", "os-crash", "partition", "heal", "bmc-down", "bmc-up", "repair")
 SWITCH_FAULTS = ("down", "up")
@@ -35,10 +48,23 @@ class LabError(Exception):
 
 
 class Lab:
-    def __init__(self, inv: Inventory, controller_url: str, state_dir: Path):
+    def __init__(self, inv: Inventory, controller_url: str, state_dir: Path, machines: str = "process",
+                 agent_urls: str = "", dhcp_hosts: Path | None = None, subnet: str = "10.77.0.0/24"):
+        """``machines``: the backend of hosts that do not name one;
+        ``agent_urls``: the controllers' agent URLs (their ports are
+        forwarded into the lab's network with the boot ports);
+        ``dhcp_hosts``: the controller's ``dhcp-hosts`` directory, which
+        the lab's dnsmasq answers from; ``subnet``: the lab's network."""
         self.inv = inv
         self.controller_url = controller_url
         self.state_dir = state_dir
+        self.machines = machines
+        self.agent_urls = agent_urls
+        self.dhcp_hosts = dhcp_hosts
+        self.network: LabNetwork | None = None
+        self.services: BootNetworkServices | None = None
+        if any(self._kvm(h) for h in inv.hosts):
+            self.network = LabNetwork(f"voe-lab-{state_dir.name}"[:30], subnet)
         self.agent = AgentZygote()
         # network boots in progress at once: a level of a group start powers on
         # hundreds of machines together, and a thread each (an HTTP fetch and a
@@ -72,6 +98,8 @@ class Lab:
                                 s.get("v3"), cabled.get(sw.name, set()), loop=self.loop)
             em.start()
             self.switches[sw.name] = em
+        if self.network is not None:
+            self._network_up()
         for h in self.inv.hosts:
             self._add_host(h)
         self.bmc_loop = BmcLoop()  # after the first BMC: pyghmi's IO thread must exist first
@@ -80,7 +108,44 @@ class Lab:
             self.hosts[name].power_on()  # hypervisor and storage hosts run, as in any datacenter
         self.checker.start()
 
+    def _kvm(self, h: Host) -> bool:
+        if h.machine is not None:
+            return h.machine.backend == "kvm"
+        return self.machines == "kvm" and h.hypervisor is None and h.storage is None
+
+    def _network_up(self) -> None:
+        """The namespace, its services, and the controllers' ports in it."""
+        assert self.network is not None
+        if self.dhcp_hosts is None:
+            raise LabError("a lab with KVM machines needs the controller's dhcp-hosts directory (--dhcp-hosts)")
+        accel, why = accelerator()
+        if why:
+            log.warning("KVM machines run under QEMU's software emulation (TCG), many times slower: %s", why)
+        self.network.create()
+        self.services = BootNetworkServices(self.network, self.state_dir)
+        urls = [u for u in f"{self.controller_url},{self.agent_urls}".split(",") if u.strip()]
+        for port in sorted({urlsplit(u.strip()).port or 80 for u in urls}):
+            asyncio.run_coroutine_threadsafe(self.network.forward(port), self.loop.loop).result(10)
+        boot = urlsplit(self.controller_url.split(",")[0].strip())
+        self.services.start_dhcp(f"http://{self.network.gateway}:{boot.port or 80}", self.dhcp_hosts)
+        for h in self.inv.hosts:
+            if h.storage is not None and h.storage.driver in ("ganesha", "tgt"):
+                self.services.start_storage(h)
+
+    def _add_kvm_host(self, h: Host) -> KvmMachine:
+        assert self.network is not None
+        index = len(self.hosts)
+        nics = [KvmNic(n.mac, self.network.add_tap(f"vt{index}n{i}"), boots=True)
+                for i, n in enumerate(n for n in h.nics if n.switch)]
+        memory = h.machine.memory if h.machine is not None else 384
+        return KvmMachine(h.name, nics, self.network, self.state_dir / "hosts" / h.name, memory, accelerator()[0],
+                          on_change=self._changed)
+
     def _add_host(self, h: Host) -> None:
+        if self._kvm(h):
+            self.hosts[h.name] = self._add_kvm_host(h)
+            self._start_bmc(h)
+            return
         link = ControllerLink(self.controller_url, self._proxy_url)
         m = Machine(h.name, [n.mac for n in h.nics if n.switch], link,
                     ProcessOS(self.agent, self.state_dir / "hosts" / h.name), self.boots,
@@ -148,9 +213,13 @@ class Lab:
         return bool(nics) and all(self.switches[n.switch].state.down for n in nics)
 
     def _recut(self) -> None:
-        """Cut or restore every machine's path to the controller."""
+        """Cut or restore every machine's path to the controller (a KVM
+        machine's: its links)."""
         for m in self.all_machines():
-            self._set_cut(m.name, self._cut_off(m))
+            if isinstance(m, KvmMachine):
+                m.set_links(m.name not in self.cut)
+            else:
+                self._set_cut(m.name, self._cut_off(m))
 
     def _cut_off(self, m: Machine) -> bool:
         return m.name in self.cut or self._host_of(m).name in self.cut or self._path_down(m)
@@ -191,6 +260,11 @@ class Lab:
             em.stop()
         for r in self.relays.values():
             asyncio.run_coroutine_threadsafe(r.stop(), self.loop.loop).result(5)
+        if self.network is not None:
+            asyncio.run_coroutine_threadsafe(self.network.close_forwarders(), self.loop.loop).result(5)
+            if self.services is not None:
+                self.services.stop()
+            self.network.delete()
         self.boots.shutdown(wait=True, cancel_futures=True)  # a boot overtaken by the power-off gives up
         if self.bmc_loop:
             self.bmc_loop.stop()
@@ -263,17 +337,17 @@ class Lab:
 
     # --- what is true -------------------------------------------------------------
 
-    def all_machines(self) -> list[Machine]:
+    def all_machines(self) -> list[Machine | KvmMachine]:
         vms = [vm.machine for hyp in self.hypervisors.values() for vm in hyp.vms.values()]
         return list(self.hosts.values()) + vms
 
-    def _host_of(self, m: Machine) -> Host:
+    def _host_of(self, m: Machine | KvmMachine) -> Host:
         hosts = self.inv.by_name("hosts")
         if m.kind == "physical":
             return hosts[m.name]
         return next(hosts[h] for h, hyp in self.hypervisors.items() if m.name in hyp.vms and hyp.vms[m.name].machine is m)
 
-    def _isolation(self, m: Machine) -> tuple[bool, str]:
+    def _isolation(self, m: Machine | KvmMachine) -> tuple[bool, str]:
         host = self._host_of(m)
         ports = [(n.switch, n.port) for n in host.nics if n.switch in self.switches]
         open_ports = []
@@ -288,18 +362,19 @@ class Lab:
     def truth(self) -> list[IncarnationTruth]:
         out = []
         for m in self.all_machines():
-            boot = m.last_boot
-            if boot is None or boot.persona is None or m.os.proc is None:
+            seen = m.observed()
+            if seen is None:
                 continue
-            alive = m.os.alive()
-            state = "dead" if not (m.powered and alive) else ("frozen" if m.os.frozen else "running")
+            persona, generation, pid, state = seen
             isolated, why = self._isolation(m)
-            out.append(IncarnationTruth(boot.persona, boot.generation, m.name, m.os.proc.pid, state, isolated, why))
+            out.append(IncarnationTruth(persona, generation, m.name, pid, state, isolated, why))
         return out
 
     def attachments(self, persona: str) -> list[dataplane.Attachment]:
         out = []
         for m in self.all_machines():
+            if isinstance(m, KvmMachine):
+                continue  # frames between real machines: the data plane's to carry, not this table's
             if m.last_boot is None or m.last_boot.persona != persona or not m.os.alive() or m.os.frozen:
                 continue
             host = self._host_of(m)

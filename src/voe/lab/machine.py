@@ -260,6 +260,15 @@ class Machine:
                 time.sleep(FETCH_PAUSE)
         return None
 
+    def observed(self) -> tuple[str, int | None, int, str] | None:
+        """(persona, generation, pid, running | frozen | dead) of what this
+        machine runs; None when it never booted a persona."""
+        boot, proc = self.last_boot, self.os.proc
+        if boot is None or boot.persona is None or proc is None:
+            return None
+        state = "dead" if not (self.powered and self.os.alive()) else ("frozen" if self.os.frozen else "running")
+        return boot.persona, boot.generation, proc.pid, state
+
     def wait_booted(self, timeout: float = 10.0) -> Boot | None:
         """The last boot's outcome once a network boot under way has one."""
         deadline = time.monotonic() + timeout

@@ -12,12 +12,21 @@ The chain a machine follows:
 3. the controller answers with the script of the persona booting on that MAC.
 
 The second step is what stops the loop of iPXE loading iPXE.
+
+Which MACs are answered is voe's to say (``DhcpHosts``): one file per MAC
+in dnsmasq's ``dhcp-hostsdir``, which dnsmasq rereads on its own (inotify)
+whenever a file is written. A MAC booting a persona gets that persona's
+boot address; a MAC whose persona has gone is written ``ignore`` (dnsmasq
+does not notice a file removed), and with ``known_only`` a MAC voe never
+named gets no answer at all.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from voe.drivers.boot.ipxe import _safe
 
@@ -31,7 +40,9 @@ class DhcpBoot:
     """What dnsmasq needs to know.
 
     ``range_start``/``range_end`` give full DHCP; with ``proxy_subnet``
-    instead, dnsmasq only adds boot options to another server's leases."""
+    instead, dnsmasq only adds boot options to another server's leases;
+    with ``static_subnet``, it hands out only the addresses ``DhcpHosts``
+    names (each MAC its persona's)."""
 
     controller_url: str
     interface: str | None = None
@@ -39,6 +50,11 @@ class DhcpBoot:
     range_end: str | None = None
     netmask: str | None = None
     proxy_subnet: str | None = None
+    static_subnet: str | None = None
+    hosts_dir: str | None = None
+    """dnsmasq's ``dhcp-hostsdir``: where ``DhcpHosts`` writes."""
+    known_only: bool = False
+    """Answer only MACs ``hosts_dir`` names."""
     lease_time: str = "12h"
     tftp_root: str = "/var/lib/voe/tftp"
     bios_file: str = "undionly.kpxe"
@@ -46,14 +62,18 @@ class DhcpBoot:
 
     def __post_init__(self) -> None:
         full = self.range_start is not None and self.range_end is not None
-        if full == (self.proxy_subnet is not None):
-            raise ValueError("give either range_start and range_end (full DHCP) or proxy_subnet (proxy-DHCP)")
+        if [full, self.proxy_subnet is not None, self.static_subnet is not None].count(True) != 1:
+            raise ValueError("give one of range_start and range_end (full DHCP), proxy_subnet (proxy-DHCP) or "
+                             "static_subnet (only the addresses voe names)")
+        if self.known_only and self.hosts_dir is None:
+            raise ValueError("known_only needs hosts_dir: the MACs to answer are named there")
         for name in ("range_start", "range_end", "netmask"):
             value = getattr(self, name)
             if value is not None:
                 ipaddress.IPv4Address(value)
-        if self.proxy_subnet is not None:
-            ipaddress.IPv4Network(self.proxy_subnet)
+        for subnet in (self.proxy_subnet, self.static_subnet):
+            if subnet is not None:
+                ipaddress.IPv4Network(subnet)
 
 
 def render(cfg: DhcpBoot) -> str:
@@ -70,9 +90,16 @@ def render(cfg: DhcpBoot) -> str:
     if cfg.proxy_subnet is not None:
         net = ipaddress.IPv4Network(cfg.proxy_subnet)
         lines += [f"dhcp-range={net.network_address},proxy,{net.netmask}"]
+    elif cfg.static_subnet is not None:
+        net = ipaddress.IPv4Network(cfg.static_subnet)
+        lines += [f"dhcp-range={net.network_address},static,{net.netmask},{_safe('lease_time', cfg.lease_time)}"]
     else:
         mask = f",{cfg.netmask}" if cfg.netmask else ""
         lines += [f"dhcp-range={cfg.range_start},{cfg.range_end}{mask},{_safe('lease_time', cfg.lease_time)}"]
+    if cfg.hosts_dir is not None:
+        lines += [f"dhcp-hostsdir={_safe('hosts_dir', cfg.hosts_dir)}"]
+    if cfg.known_only:
+        lines += ["dhcp-ignore=tag:!known"]
     lines += [
         "enable-tftp",
         f"tftp-root={_safe('tftp_root', cfg.tftp_root)}",
@@ -94,3 +121,30 @@ def render(cfg: DhcpBoot) -> str:
             f'pxe-service=tag:!ipxe,x86-64_EFI,"voe iPXE",{cfg.efi_file}',
         ]
     return "\n".join(lines) + "\n"
+
+
+DHCP_HOSTS = "dhcp-hosts"
+"""The directory in a controller's data directory that it writes ``DhcpHosts`` to."""
+
+
+class DhcpHosts:
+    """The MACs dnsmasq answers, one file each in its ``dhcp-hostsdir``."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def allow(self, mac: str, address: str | None) -> None:
+        """``mac`` is answered, with ``address`` when given."""
+        self._write(mac, f"{_safe('MAC', mac)},{ipaddress.IPv4Address(address)}" if address else _safe("MAC", mac))
+
+    def deny(self, mac: str) -> None:
+        self._write(mac, f"{_safe('MAC', mac)},ignore")
+
+    def _write(self, mac: str, line: str) -> None:
+        """Whole or not at all: dnsmasq reads a file as soon as it appears
+        (it skips names that start with a dot)."""
+        name = mac.lower().replace(":", "-")
+        tmp = self.directory / f".{name}.tmp"
+        tmp.write_text(line + "\n")
+        os.replace(tmp, self.directory / name)

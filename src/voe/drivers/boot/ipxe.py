@@ -11,9 +11,12 @@ the boot: the bootstrap token is worth one exchange for the agent's real
 credential, over TLS checked against the pinned CA.
 
 Kernels and initrds come from the controller's boot port, the one plain
-HTTP listener; agents call its TLS agent endpoint.
+HTTP listener (``/boot/files/{mac}/vmlinuz``: the kernel of the root that
+MAC boots now, see ``boot_files``); agents call its TLS agent endpoint.
 
-* ``linux-nfs``: kernel + initrd from the controller, root on NFSv4.
+* ``linux-nfs``: kernel + initrd from the controller, root on NFSv4, the
+  kernel's console on the first serial port too (serial over LAN is how a
+  datacenter watches a server boot).
 * ``iscsi``: ``sanboot`` of the persona's LUN, presenting its initiator IQN
   (iPXE also publishes it in the iBFT, so the booted OS logs in as the same
   initiator the target's ACL allows).
@@ -93,25 +96,38 @@ def render(persona: Persona, generation: int, links: ControllerLinks, token: str
         f"set voe_args {agent_args(persona, generation, links, token)}",
     ]
     body = {"linux-nfs": _linux_nfs, "iscsi": _iscsi, "fc": _fc}[persona.boot]
-    return "\n".join(lines + body(persona, _safe("boot URL", links.boot.rstrip("/")))) + "\n"
+    files = f"{_safe('boot URL', links.boot.rstrip('/'))}/boot/files/{_safe('MAC', boot_mac)}"
+    return "\n".join(lines + body(persona, files)) + "\n"
 
 
-def _linux_nfs(persona: Persona, base: str) -> list[str]:
+def _linux_nfs(persona: Persona, files: str) -> list[str]:
     img = persona.image
     nfs_root = _safe("image.nfs_root", img.nfs_root)
     if ":" not in nfs_root:
         raise UnsafeBootValue(f"image.nfs_root {nfs_root!r} is not SERVER:/PATH")
-    kernel = _safe("image.kernel", img.kernel or f"{base}/boot/images/vmlinuz")
-    initrd = _safe("image.initrd", img.initrd or f"{base}/boot/images/initrd.img")
+    kernel = _safe("image.kernel", img.kernel or f"{files}/{KERNEL}")
+    initrd = _safe("image.initrd", img.initrd or f"{files}/{INITRD}")
     return [
-        f"kernel {kernel} root=/dev/nfs nfsroot={nfs_root},vers=4 ip=dhcp rw ${{voe_args}} initrd=initrd.img",
+        f"kernel {kernel} root=/dev/nfs nfsroot={nfs_root},vers=4 ip=dhcp rw {CONSOLES} ${{voe_args}} "
+        "initrd=initrd.img",
         # --name makes ``initrd=initrd.img`` hold whatever the URL's basename is
         f"initrd --name initrd.img {initrd}",
         "boot",
     ]
 
 
-def _iscsi(persona: Persona, base: str) -> list[str]:
+KERNEL, INITRD = "vmlinuz", "initrd.img"
+CONSOLES = "console=tty0 console=ttyS0,115200n8"
+_NFSROOT = re.compile(r"\bnfsroot=[^:\s]+:([^,\s]+)")
+
+
+def nfs_root_path(script: str) -> str | None:
+    """The path of the NFS root a rendered script mounts (on its server)."""
+    m = _NFSROOT.search(script)
+    return m.group(1) if m else None
+
+
+def _iscsi(persona: Persona, files: str) -> list[str]:
     img = persona.image
     portal = _safe("image.target_portal", img.target_portal)
     host, _, port = portal.rpartition(":") if portal.count(":") == 1 else (portal, "", "")
@@ -121,7 +137,7 @@ def _iscsi(persona: Persona, base: str) -> list[str]:
     ]
 
 
-def _fc(persona: Persona, base: str) -> list[str]:
+def _fc(persona: Persona, files: str) -> list[str]:
     img = persona.image
     return [
         f"set voe_wwpn {_safe('san.wwpn', persona.san.wwpn)}",

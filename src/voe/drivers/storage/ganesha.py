@@ -3,7 +3,8 @@ many container hosts, has no nfsd).
 
 One export per persona, readable and writable by exactly the client address
 of the persona's current incarnation (root not squashed: it is the persona's
-root file system). Each export is a file ``voe-<persona>.conf`` in
+root file system), at the same path for NFSv3 and NFSv4 (its pseudo path is
+its path), so that ``nfs_root`` names it for either. Each export is a file ``voe-<persona>.conf`` in
 ``export_dir``, which ganesha's main configuration includes at start
 (``%dir "<export_dir>"``), and is applied live through ganesha's DBus export
 manager (``org.ganesha.nfsd.exportmgr`` AddExport / RemoveExport /
@@ -50,7 +51,7 @@ def render_export(export_id: int, access: Access) -> str:
             f"EXPORT {{\n"
             f"    Export_Id = {export_id};\n"
             f"    Path = \"{access.path}\";\n"
-            f"    Pseudo = \"/personas/{access.persona}\";\n"
+            f"    Pseudo = \"{access.path}\";\n"
             f"    Protocols = 3, 4;\n"
             f"    Access_Type = None;\n"
             f"    Squash = No_Root_Squash;\n"

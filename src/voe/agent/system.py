@@ -1,0 +1,51 @@
+"""What the running system says about itself, read from the kernel: where
+its root is mounted from, the initiator name the firmware's iBFT carries,
+and each network interface with its MAC, 802.1q VLAN and addresses. The
+agent logs it once configured (to the console too: serial over LAN shows
+it), so what a persona runs as can be checked from inside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+IBFT_INITIATOR = Path("/sys/firmware/ibft/initiator/initiator-name")
+
+
+def root_mount(mounts: Path = Path("/proc/self/mounts")) -> dict[str, str] | None:
+    """The mount at ``/`` (the last one: an initramfs's is beneath)."""
+    found = None
+    for line in mounts.read_text().splitlines():
+        source, target, fstype, options, *_ = line.split()
+        if target == "/":
+            found = {"source": source, "type": fstype, "options": options}
+    return found
+
+
+def ibft_initiator(path: Path = IBFT_INITIATOR) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def interfaces() -> list[dict]:
+    """Every interface but loopback, from ``ip -details -json address``."""
+    r = subprocess.run(["ip", "-d", "-j", "address", "show"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        return []
+    out = []
+    for link in json.loads(r.stdout or "[]"):
+        if link.get("link_type") == "loopback":
+            continue
+        info = link.get("linkinfo") or {}
+        out.append({"name": link["ifname"], "mac": link.get("address"), "up": "UP" in link.get("flags", []),
+                    "vlan": (info.get("info_data") or {}).get("id") if info.get("info_kind") == "vlan" else None,
+                    "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                                  if a.get("family") == "inet"]})
+    return out
+
+
+def report() -> dict:
+    return {"root": root_mount(), "ibft_initiator": ibft_initiator(), "interfaces": interfaces()}

@@ -1,0 +1,161 @@
+"""The services of the lab's network that a datacenter runs on its own
+servers, run here as the real programs inside the lab's namespace
+(``voe.lab.netns``), listening on its gateway address:
+
+* dnsmasq, configured by voe's own generator (``voe.drivers.boot.dnsmasq``):
+  DHCP for exactly the MACs the controller names in its ``dhcp-hosts``
+  directory, each with its persona's boot address, and the chain from
+  iPXE to the controller's ``/boot/ipxe/{mac}``;
+* nfs-ganesha, for a storage host whose driver is ``ganesha``, with its
+  DBus export manager on the bus its driver settings name;
+* tgtd, for a storage host whose driver is ``tgt``, on its control port.
+
+Each is a child of the lab and goes with it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from voe.domain.models import Host
+from voe.drivers.boot.dnsmasq import DhcpBoot, render
+from voe.lab.netns import LabNetwork
+
+BUS_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>{address}</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow user="root"/><allow own="*"/><allow send_destination="*"/>
+<allow receive_sender="*"/></policy></busconfig>
+"""
+START_PATIENCE = 15.0  # seconds for a service to be up
+
+
+class ServiceError(RuntimeError):
+    """A service of the lab's network did not start: which, and its log's end."""
+
+
+class BootNetworkServices:
+    def __init__(self, network: LabNetwork, state_dir: Path):
+        self.network = network
+        self.state_dir = state_dir
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    # --- dnsmasq ------------------------------------------------------------------------
+
+    @property
+    def dnsmasq_log(self) -> Path:
+        return self.state_dir / "dnsmasq.log"
+
+    def start_dhcp(self, boot_url: str, hosts_dir: Path) -> None:
+        _need("dnsmasq")
+        tftp = self.state_dir / "tftp"
+        tftp.mkdir(parents=True, exist_ok=True)
+        hosts_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.state_dir / "dnsmasq.conf"
+        conf.write_text(render(DhcpBoot(boot_url, interface=LabNetwork.BRIDGE, static_subnet=str(self.network.subnet),
+                                        hosts_dir=str(hosts_dir), known_only=True, tftp_root=str(tftp)))
+                        + f"dhcp-leasefile={self.state_dir / 'dnsmasq.leases'}\n")
+        proc = self._spawn("dnsmasq", ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
+                                       "--group=root", f"--log-facility={self.dnsmasq_log}",
+                                       f"--pid-file={self.state_dir / 'dnsmasq.pid'}"])
+        self._wait("dnsmasq", proc, lambda: "DHCP, sockets bound" in _read(self.dnsmasq_log), self.dnsmasq_log)
+
+    # --- storage --------------------------------------------------------------------------
+
+    def start_storage(self, host: Host) -> None:
+        spec = host.storage
+        if spec is None:
+            return
+        if self.network.gateway not in spec.serves:
+            raise ServiceError(f"storage host {host.name} serves {', '.join(spec.serves)}; in a lab with KVM machines "
+                               f"it serves at the lab network's gateway {self.network.gateway}: add it to serves")
+        if spec.driver == "ganesha":
+            self._start_ganesha(host.name, spec.settings)
+        elif spec.driver == "tgt":
+            self._start_tgt(host.name, spec.settings)
+
+    def _start_ganesha(self, host: str, settings: dict) -> None:
+        _need("ganesha.nfsd", "dbus-daemon")
+        address = settings.get("dbus_address")
+        if not address or not address.startswith("unix:path="):
+            raise ServiceError(f"storage host {host}: the lab runs ganesha's DBus at settings.dbus_address, "
+                               "which must be unix:path=/some/socket")
+        sock = Path(address.removeprefix("unix:path="))
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        sock.unlink(missing_ok=True)
+        bus_conf = self.state_dir / f"{host}-bus.conf"
+        bus_conf.write_text(BUS_POLICY.format(address=address))
+        bus = self._spawn(f"{host} DBus", ["dbus-daemon", "--nofork", f"--config-file={bus_conf}"], inside=False)
+        self._wait(f"{host} DBus", bus, sock.exists, None)
+        exports = Path(settings["export_dir"])
+        exports.mkdir(parents=True, exist_ok=True)
+        for stale in exports.glob("voe-*.conf"):
+            stale.unlink()  # a lab's ganesha starts with no export: voe grants them
+        conf = self.state_dir / f"{host}-ganesha.conf"
+        conf.write_text(f"""NFS_CORE_PARAM {{ NFS_Port = 2049; Protocols = 4; Bind_addr = {self.network.gateway};
+    Enable_NLM = false; Enable_RQUOTA = false; }}
+NFSV4 {{ RecoveryBackend = fs; Graceless = true; Lease_Lifetime = 10; }}
+NFS_KRB5 {{ Active_krb5 = false; }}
+%dir "{exports}"
+""")
+        log = self.state_dir / f"{host}-ganesha.log"
+        pid = self.state_dir / f"{host}-ganesha.pid"
+        proc = self._spawn(f"{host} ganesha", ["env", f"DBUS_SYSTEM_BUS_ADDRESS={address}", "ganesha.nfsd", "-F",
+                                               "-f", str(conf), "-L", str(log), "-p", str(pid)])
+        self._wait(f"{host} ganesha", proc, lambda: "NFS SERVER INITIALIZED" in _read(log), log)
+
+    def _start_tgt(self, host: str, settings: dict) -> None:
+        _need("tgtd")
+        port = settings.get("control_port")
+        log = self.state_dir / f"{host}-tgtd.log"
+        argv = ["tgtd", "-f", *(["-C", str(port)] if port is not None else []),
+                "--iscsi", f"portal={self.network.gateway}:3260"]
+        proc = self._spawn(f"{host} tgtd", argv, log=log)
+        socket_file = Path(f"/var/run/tgtd/socket.{port or 0}")
+        self._wait(f"{host} tgtd", proc, socket_file.exists, log)
+
+    # --- processes ----------------------------------------------------------------------
+
+    def _spawn(self, what: str, argv: list[str], inside: bool = True, log: Path | None = None) -> subprocess.Popen:
+        out = open(log or self.state_dir / f"{what.replace(' ', '-')}.out", "ab")
+        with out:
+            proc = subprocess.Popen(self.network.command(argv) if inside else argv, stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append((what, proc))
+        return proc
+
+    @staticmethod
+    def _wait(what: str, proc: subprocess.Popen, ready, log: Path | None) -> None:
+        deadline = time.monotonic() + START_PATIENCE
+        while not ready():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                how = f"exited {proc.returncode}" if proc.poll() is not None else "no answer"
+                raise ServiceError(f"{what} did not start ({how}): {_read(log)[-1500:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            proc.terminate()
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:  # tgtd ignores SIGTERM while it has targets
+                proc.kill()
+                proc.wait(5)
+        self.procs.clear()
+
+
+def _need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise ServiceError(f"{', '.join(missing)} not installed (scripts/setup.sh installs them)")
+
+
+def _read(path: Path | None) -> str:
+    try:
+        return path.read_text(errors="replace") if path else ""
+    except FileNotFoundError:
+        return ""

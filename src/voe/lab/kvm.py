@@ -1,0 +1,276 @@
+"""A lab machine that is a real computer: a QEMU virtual machine whose
+firmware network-boots (QEMU's own iPXE ROM) from the NICs the inventory
+gives its host, with exactly their MACs, on the lab's network
+(``voe.lab.netns``).
+
+Its BMC (IPMI or Redfish, unchanged on the wire) drives QEMU the way
+virtualbmc drives libvirt: power on starts the QEMU process with the boot
+order the BMC was last told, power off kills it, reset and a changed boot
+order start it again, the power button is ACPI's (``system_powerdown``).
+The lab's faults are real ones, over QMP: ``hang`` stops the vCPUs,
+``resume`` continues them, ``os-crash`` injects an NMI that the persona's
+kernel panics on (``kernel.unknown_nmi_panic``; the ``pvpanic`` device
+reports it, and QEMU pauses the machine as hardware sits with a crashed
+OS), ``partition`` takes its links down.
+
+What runs is read from the machine, not from the lab's bookkeeping: QEMU's
+own status (``query-status``), the process's life, and the kernel command
+line the guest printed on its serial console (which persona, which
+generation).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from voe.lab.machine import Boot, args_dict
+from voe.lab.netns import LabNetwork
+
+log = logging.getLogger("voe.lab.kvm")
+
+QEMU = "qemu-system-x86_64"
+KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*voe\.persona=.*)$", re.MULTILINE)
+QMP_PATIENCE = 10.0  # seconds for a started QEMU to open its monitor
+
+
+class KvmError(RuntimeError):
+    """QEMU did not start or did not answer: the machine and why."""
+
+
+def accelerator() -> tuple[str, str | None]:
+    """``kvm`` where this machine's CPU virtualizes (``/dev/kvm`` and VT-x
+    or AMD-V), else ``tcg`` and why: a KVM without them (a paravirtual
+    one, as in some cloud sandboxes) runs no firmware. ``VOE_LAB_ACCEL``
+    overrides."""
+    wanted = os.environ.get("VOE_LAB_ACCEL")
+    if wanted in ("kvm", "tcg"):
+        return wanted, None if wanted == "kvm" else "VOE_LAB_ACCEL=tcg"
+    if not os.path.exists("/dev/kvm"):
+        return "tcg", "/dev/kvm is missing"
+    flags = Path("/proc/cpuinfo").read_text()
+    if not re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.MULTILINE):
+        return "tcg", "the CPU offers no VT-x or AMD-V to this machine (its /dev/kvm cannot run firmware)"
+    return "kvm", None
+
+
+@dataclass(frozen=True)
+class KvmNic:
+    mac: str
+    tap: str
+    boots: bool  # its option ROM network-boots (cabled to the boot network)
+
+
+class KvmMachine:
+    """A physical server of the lab as a QEMU process."""
+
+    kind = "physical"
+
+    def __init__(self, name: str, nics: list[KvmNic], network: LabNetwork, state_dir: Path, memory_mib: int,
+                 accel: str, on_change=None):
+        self.name = name
+        self.nics = nics
+        self.boot_macs = [n.mac for n in nics if n.boots]
+        self.network = network
+        self.state_dir = state_dir
+        self.memory_mib = memory_mib
+        self.accel = accel
+        self.on_change = on_change or (lambda m: None)
+        self.bmc_up = True
+        self.boot_dev: tuple[str | None, bool] = (None, False)
+        self.proc: subprocess.Popen | None = None
+        self._qmp: QEMUMonitorProtocol | None = None
+        self.lock = threading.RLock()
+        self._links_up = True
+        self._seen: tuple[int, Boot | None] = (0, None)  # serial log size read, and what it said
+        state_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def serial_log(self) -> Path:
+        return self.state_dir / "serial.log"
+
+    @property
+    def powered(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # --- the BMC's table ------------------------------------------------------------
+
+    def power_state(self) -> str:
+        return "on" if self.powered else "off"
+
+    def power_on(self) -> None:
+        with self.lock:
+            if self.powered:
+                return
+            self._start()
+        self.on_change(self)
+
+    def power_off(self) -> None:
+        with self.lock:
+            self._kill()
+        self.on_change(self)
+
+    def soft_off(self) -> None:
+        """The ACPI power button: the guest's OS shuts down, and QEMU
+        exits when it powers off."""
+        if self.powered:
+            self._command("system_powerdown")
+
+    def reset(self) -> None:
+        """A reset boots again with the boot order set now, as a server's
+        firmware reads its boot options at every start."""
+        with self.lock:
+            if not self.powered:
+                return
+            self._kill()
+            self._start()
+        self.on_change(self)
+
+    def set_boot(self, device: str | None, persistent: bool) -> None:
+        self.boot_dev = (device, persistent)
+
+    def boot_device(self) -> tuple[str | None, bool]:
+        return self.boot_dev
+
+    # --- faults -------------------------------------------------------------------------
+
+    def hang(self, frozen: bool) -> None:
+        with self.lock:
+            if self.powered:
+                self._command("stop" if frozen else "cont")
+        self.on_change(self)
+
+    def crash_os(self) -> None:
+        with self.lock:
+            if self.powered:
+                self._command("inject-nmi")
+        self.on_change(self)
+
+    def set_links(self, up: bool) -> None:
+        """Every NIC's link, as a cable pulled or plugged."""
+        with self.lock:
+            self._links_up = up
+            if self.powered:
+                for i, _ in enumerate(self.nics):
+                    self._command("set_link", name=f"nic{i}", up=up)
+
+    # --- what is true -------------------------------------------------------------------
+
+    def status(self) -> str:
+        """QEMU's run state (running, paused, guest-panicked, ...), or
+        ``off`` when there is no QEMU."""
+        if not self.powered:
+            return "off"
+        try:
+            return self._command("query-status")["status"]
+        except KvmError:
+            return "off" if not self.powered else "unknown"
+
+    @property
+    def last_boot(self) -> Boot | None:
+        """The persona and generation the running kernel was booted as,
+        from its command line on the serial console."""
+        if not self.powered:
+            return None
+        try:
+            size = self.serial_log.stat().st_size
+        except FileNotFoundError:
+            return None
+        if size != self._seen[0]:
+            found = KERNEL_CMDLINE.findall(self.serial_log.read_text(errors="replace"))
+            boot = None
+            if found:
+                a = args_dict(" ".join(w for w in found[-1].split() if w.startswith("voe.")))
+                boot = Boot("os", a.get("voe.persona"), int(a["voe.generation"]) if "voe.generation" in a else None)
+            self._seen = (size, boot)
+        return self._seen[1]
+
+    def observed(self) -> tuple[str, int | None, int, str] | None:
+        """(persona, generation, pid, running | frozen | dead) of what this
+        machine runs, read from QEMU; None when it never booted a persona."""
+        proc, boot = self.proc, self.last_boot
+        if proc is None or boot is None or boot.persona is None:
+            return None
+        status = self.status()
+        state = {"running": "running", "paused": "frozen", "off": "dead", "guest-panicked": "dead",
+                 "shutdown": "dead", "internal-error": "dead"}.get(status, "running")
+        return boot.persona, boot.generation, proc.pid, state
+
+    def wait_booted(self, timeout: float = 10.0) -> Boot | None:
+        deadline = time.monotonic() + timeout
+        while self.powered and self.last_boot is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.last_boot
+
+    # --- QEMU ---------------------------------------------------------------------------
+
+    def _argv(self) -> list[str]:
+        device, persistent = self.boot_dev
+        if not persistent:
+            self.boot_dev = (None, False)  # a one-time override is used up
+        order = "c" if device == "disk" else "n"
+        accel = "kvm" if self.accel == "kvm" else "tcg,tb-size=64"
+        argv = [QEMU, "-name", self.name, "-accel", accel, "-machine", "pc", "-nodefaults", "-vga", "none",
+                "-display", "none", "-m", str(self.memory_mib), "-smp", "1",
+                "-chardev", f"file,id=serial0,path={self.serial_log}", "-serial", "chardev:serial0",
+                "-qmp", f"unix:{self.state_dir / 'qmp.sock'},server=on,wait=off",
+                "-boot", f"order={order}", "-device", "pvpanic", "-action", "panic=pause"]
+        for i, nic in enumerate(self.nics):
+            rom = [] if nic.boots else [",romfile="]
+            argv += ["-netdev", f"tap,id=net{i},ifname={nic.tap},script=no,downscript=no",
+                     "-device", f"virtio-net-pci,netdev=net{i},id=nic{i},mac={nic.mac}{''.join(rom)}"]
+        return argv
+
+    def _start(self) -> None:
+        sock = self.state_dir / "qmp.sock"
+        sock.unlink(missing_ok=True)
+        self.serial_log.write_bytes(b"")
+        self._seen = (0, None)
+        with open(self.state_dir / "qemu.log", "ab") as out:
+            self.proc = subprocess.Popen(self.network.command(self._argv()), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + QMP_PATIENCE
+        while not sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.state_dir / "qemu.log").read_text(errors="replace")[-500:]
+                self._kill()
+                raise KvmError(f"{self.name}: QEMU did not start: {tail.strip()}")
+            time.sleep(0.02)
+        self._qmp = QEMUMonitorProtocol(str(sock))
+        self._qmp.connect()
+        if not self._links_up:
+            self.set_links(False)
+
+    def _kill(self) -> None:
+        if self._qmp is not None:
+            try:
+                self._qmp.close()
+            except (QMPError, OSError):
+                pass
+            self._qmp = None
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+
+    def _command(self, name: str, **args) -> dict:
+        with self.lock:
+            if self._qmp is None:
+                raise KvmError(f"{self.name}: no QEMU monitor (powered off)")
+            try:
+                return self._qmp.cmd(name, **args)
+            except (QMPError, OSError) as e:
+                raise KvmError(f"{self.name}: QMP {name} failed: {e}") from None

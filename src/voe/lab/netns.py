@@ -1,0 +1,159 @@
+"""The lab's own network for real machines: a network namespace that the lab
+creates and removes, holding a bridge (the boot and storage network of its
+KVM machines), a tap per machine NIC, and the services a datacenter has on
+that network (dnsmasq, nfs-ganesha, tgt). Nothing in it is routed anywhere:
+every frame stays on this machine.
+
+The controllers run outside, on loopback. Machines reach them at the
+bridge's own address (the address controllers publish to machines, e.g.
+``--public-boot-url http://10.77.0.1:8480``) through forwarders: a socket
+listening inside the namespace on each controller port, whose connections
+the lab carries to the same port on loopback. A socket keeps the namespace
+it was created in, so one thread enters the namespace (``setns``) only to
+create it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ipaddress
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsError(RuntimeError):
+    """A namespace, bridge or tap could not be made: the command and its answer."""
+
+
+def _ip(*args: str) -> str:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise NetnsError(f"ip {' '.join(args)}: {r.stderr.strip() or r.returncode}")
+    return r.stdout
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetnsError(f"setns: {os.strerror(err)}")
+
+
+class LabNetwork:
+    """One namespace with one bridge at ``gateway`` (the first address of
+    ``subnet``), where the lab's services listen and machines' taps join."""
+
+    BRIDGE = "labbr0"
+
+    def __init__(self, name: str, subnet: str):
+        self.name = name
+        self.subnet = ipaddress.IPv4Network(subnet)
+        self.gateway = str(next(self.subnet.hosts()))
+        self.taps: list[str] = []
+        self._forwarders: list[asyncio.base_events.Server] = []
+
+    # --- the namespace and its bridge -------------------------------------------
+
+    def create(self) -> None:
+        if Path(f"/run/netns/{self.name}").exists():
+            _ip("netns", "delete", self.name)  # a lab killed before it could clean up
+        _ip("netns", "add", self.name)
+        self.run("link", "set", "lo", "up")
+        self.run("link", "add", self.BRIDGE, "type", "bridge", "forward_delay", "0")
+        self.run("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.BRIDGE)
+        self.run("link", "set", self.BRIDGE, "up")
+
+    def run(self, *args: str) -> str:
+        """``ip -n NAMESPACE ARGS``."""
+        return _ip("-n", self.name, *args)
+
+    def add_tap(self, name: str) -> str:
+        """A tap on the bridge, made before QEMU opens it (QEMU runs
+        unprivileged of network setup: ``script=no``)."""
+        self.run("tuntap", "add", "dev", name, "mode", "tap")
+        self.run("link", "set", name, "master", self.BRIDGE)
+        self.run("link", "set", name, "up")
+        self.taps.append(name)
+        return name
+
+    def command(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside the namespace."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def delete(self) -> None:
+        """The namespace goes, and with it its bridge, taps and addresses
+        (processes still inside keep only their loopback)."""
+        with contextlib.suppress(NetnsError):
+            _ip("netns", "delete", self.name)
+
+    # --- sockets inside -------------------------------------------------------------
+
+    def listen(self, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        """A socket bound to the gateway's ``port`` inside the namespace."""
+        made: list[socket.socket | BaseException] = []
+
+        def inside() -> None:
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+            there = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+            try:
+                _setns(there)
+                try:
+                    s = socket.socket(socket.AF_INET, kind)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((self.gateway, port))
+                    if kind == socket.SOCK_STREAM:
+                        s.listen(128)
+                    made.append(s)
+                finally:
+                    _setns(home)
+            except BaseException as e:
+                made.append(e)
+            finally:
+                os.close(home)
+                os.close(there)
+
+        t = threading.Thread(target=inside, name="lab-netns-bind")  # the thread's namespace changes, not ours
+        t.start()
+        t.join()
+        if isinstance(made[0], BaseException):
+            raise NetnsError(f"cannot listen on {self.gateway}:{port} in {self.name}: {made[0]}")
+        return made[0]
+
+    async def forward(self, port: int) -> None:
+        """Connections to the gateway's ``port`` inside go to loopback's."""
+        server = await asyncio.start_server(lambda r, w: _pipe(r, w, port), sock=self.listen(port))
+        self._forwarders.append(server)
+
+    async def close_forwarders(self) -> None:
+        for server in self._forwarders:
+            server.close()
+            await server.wait_closed()
+        self._forwarders.clear()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    try:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        writer.close()
+        return
+
+    async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                dst.close()
+
+    await asyncio.gather(copy(reader, up_w), copy(up_r, writer))
