@@ -10,7 +10,7 @@ APT_PACKAGES=(
   ipmitool snmp                            # real IPMI and SNMP clients, for tests and operators
   tgt nfs-ganesha nfs-ganesha-vfs dbus     # userspace iSCSI target and NFS server (managed over DBus)
   libiscsi-bin libnfs-utils                # userspace iSCSI and NFS clients, for the storage tests
-  dnsmasq-base                             # DHCP and the iPXE chain for the lab's KVM machines
+  dnsmasq-base dnsmasq-utils               # DHCP and the iPXE chain for the lab's KVM machines
   qemu-system-x86 ipxe-qemu                # the lab's KVM machines and their network-boot firmware
   iproute2 procps
   chromium                                 # the console's browser tests (Playwright drives it)

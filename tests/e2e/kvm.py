@@ -85,6 +85,9 @@ def kvm_stack(tmp_path: Path, timing: Timing | None = None) -> Iterator[Stack]:
     from voe.tls import default_names, ensure
 
     skip_without_machines()
+    # a boot under software emulation takes a minute or two, and its firmware
+    # some 20 s to ask for its script: a real server's POST is as slow
+    timing = timing or Timing(boot_timeout=300.0, boot_script_timeout=90.0)
     doc = kvm_doc(tmp_path)
     dc = tmp_path / "dc.yaml"
     dc.write_text(dump(doc))

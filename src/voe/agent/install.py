@@ -4,6 +4,7 @@ the sample library's builder."""
 
 from __future__ import annotations
 
+import compileall
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def install_into(root: Path) -> list[Path]:
         shutil.rmtree(lib)
     shutil.copytree(AGENT_PACKAGE, lib / "agent", ignore=shutil.ignore_patterns("__pycache__", "*.service"))
     (lib / "__init__.py").write_text('"""voe, as far as a persona needs it: the agent."""\n')
+    # compiled now, not at every boot of a persona whose root is read-only or on NFS
+    compileall.compile_dir(lib, quiet=1, invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH)
     launcher = root / "usr" / "bin" / "voe-agent"
     launcher.parent.mkdir(parents=True, exist_ok=True)
     launcher.write_text(LAUNCHER)

@@ -5,7 +5,15 @@ servers, run here as the real programs inside the lab's namespace
 * dnsmasq, configured by voe's own generator (``voe.drivers.boot.dnsmasq``):
   DHCP for exactly the MACs the controller names in its ``dhcp-hosts``
   directory, each with its persona's boot address, and the chain from
-  iPXE to the controller's ``/boot/ipxe/{mac}``;
+  iPXE to the controller's ``/boot/ipxe/{mac}``. dnsmasq reads a file new
+  in that directory on its own but only adds what it reads: a MAC the
+  controller names again (ignored once its persona left, answered when
+  the next one boots there) would keep its first entry. And a persona's
+  address moves with it from MAC to MAC, which dnsmasq refuses while the
+  last MAC's lease runs. So the lab, as dnsmasq's keeper, watches the
+  directory: a MAC turned away has its lease released (``dhcp_release``,
+  as OpenStack's DHCP agents do), and dnsmasq is told to reread it all
+  (SIGHUP);
 * nfs-ganesha, for a storage host whose driver is ``ganesha``, with its
   DBus export manager on the bus its driver settings name;
 * tgtd, for a storage host whose driver is ``tgt``, on its control port.
@@ -16,7 +24,9 @@ Each is a child of the lab and goes with it.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +41,7 @@ BUS_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 <allow receive_sender="*"/></policy></busconfig>
 """
 START_PATIENCE = 15.0  # seconds for a service to be up
+HOSTS_POLL = 0.1  # seconds between two looks at the controller's dhcp-hosts directory
 
 
 class ServiceError(RuntimeError):
@@ -42,6 +53,8 @@ class BootNetworkServices:
         self.network = network
         self.state_dir = state_dir
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        self._stopping = threading.Event()
+        self._watch: threading.Thread | None = None
 
     # --- dnsmasq ------------------------------------------------------------------------
 
@@ -50,7 +63,7 @@ class BootNetworkServices:
         return self.state_dir / "dnsmasq.log"
 
     def start_dhcp(self, boot_url: str, hosts_dir: Path) -> None:
-        _need("dnsmasq")
+        _need("dnsmasq", "dhcp_release")
         tftp = self.state_dir / "tftp"
         tftp.mkdir(parents=True, exist_ok=True)
         hosts_dir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +75,29 @@ class BootNetworkServices:
                                        "--group=root", f"--log-facility={self.dnsmasq_log}",
                                        f"--pid-file={self.state_dir / 'dnsmasq.pid'}"])
         self._wait("dnsmasq", proc, lambda: "DHCP, sockets bound" in _read(self.dnsmasq_log), self.dnsmasq_log)
+        self._watch = threading.Thread(target=self._reload_on_change, args=(proc, hosts_dir), name="lab-dhcp-hosts",
+                                       daemon=True)
+        self._watch.start()
+
+    def _reload_on_change(self, dnsmasq: subprocess.Popen, hosts_dir: Path) -> None:
+        seen = _listing(hosts_dir)
+        while not self._stopping.wait(HOSTS_POLL):
+            now = _listing(hosts_dir)
+            if now != seen and dnsmasq.poll() is None:
+                changed = [name for name in now if now[name] != seen.get(name)]
+                turned_away = {line.split(",")[0].lower() for name in changed
+                               if (line := _read(hosts_dir / name).strip()).endswith(",ignore")}
+                self._release(turned_away)
+                dnsmasq.send_signal(signal.SIGHUP)
+            seen = now
+
+    def _release(self, macs: set[str]) -> None:
+        """The leases of ``macs`` end, as if their machines had said so."""
+        for line in _read(self.state_dir / "dnsmasq.leases").splitlines():
+            fields = line.split()  # expiry MAC address hostname client-id
+            if len(fields) >= 3 and fields[1].lower() in macs:
+                subprocess.run(self.network.command(["dhcp_release", LabNetwork.BRIDGE, fields[2], fields[1]]),
+                               capture_output=True, timeout=10)
 
     # --- storage --------------------------------------------------------------------------
 
@@ -137,6 +173,9 @@ NFS_KRB5 {{ Active_krb5 = false; }}
             time.sleep(0.05)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.join(2)
         for _, proc in reversed(self.procs):
             proc.terminate()
         for _, proc in reversed(self.procs):
@@ -152,6 +191,19 @@ def _need(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise ServiceError(f"{', '.join(missing)} not installed (scripts/setup.sh installs them)")
+
+
+def _listing(directory: Path) -> dict[str, tuple[int, int]]:
+    """Each visible file's (mtime, size): what changes when one is written."""
+    out = {}
+    for f in directory.iterdir():
+        if not f.name.startswith("."):
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                continue
+            out[f.name] = (st.st_mtime_ns, st.st_size)
+    return out
 
 
 def _read(path: Path | None) -> str:

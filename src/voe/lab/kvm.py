@@ -91,7 +91,7 @@ class KvmMachine:
         self.proc: subprocess.Popen | None = None
         self._qmp: QEMUMonitorProtocol | None = None
         self.lock = threading.RLock()
-        self._links_up = True
+        self._links = [True] * len(nics)  # each NIC's link as its cable and switch port allow
         self._seen: tuple[int, Boot | None] = (0, None)  # serial log size read, and what it said
         state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -156,13 +156,16 @@ class KvmMachine:
                 self._command("inject-nmi")
         self.on_change(self)
 
-    def set_links(self, up: bool) -> None:
-        """Every NIC's link, as a cable pulled or plugged."""
+    def set_links(self, up: list[bool]) -> None:
+        """Each NIC's link, as its cable is pulled or plugged, its switch
+        port shut or opened, its switch off or on: a link down carries no
+        frame either way."""
         with self.lock:
-            self._links_up = up
+            changed = [i for i, (was, now) in enumerate(zip(self._links, up, strict=True)) if was != now]
+            self._links = list(up)
             if self.powered:
-                for i, _ in enumerate(self.nics):
-                    self._command("set_link", name=f"nic{i}", up=up)
+                for i in changed:
+                    self._command("set_link", name=f"nic{i}", up=up[i])
 
     # --- what is true -------------------------------------------------------------------
 
@@ -248,8 +251,10 @@ class KvmMachine:
             time.sleep(0.02)
         self._qmp = QEMUMonitorProtocol(str(sock))
         self._qmp.connect()
-        if not self._links_up:
-            self.set_links(False)
+        self._qmp.settimeout(QMP_PATIENCE)
+        for i, up in enumerate(self._links):
+            if not up:
+                self._command("set_link", name=f"nic{i}", up=False)
 
     def _kill(self) -> None:
         if self._qmp is not None:

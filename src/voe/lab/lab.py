@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import partial
@@ -39,6 +40,7 @@ from voe.lab.zygote import AgentZygote
 
 log = logging.getLogger("voe.lab")
 
+LINK_FOLLOW_INTERVAL = 0.1  # seconds between two reads of the switch ports KVM machines' links follow
 HOST_FAULTS = ("power-loss", "hang", "resume", "os-crash", "partition", "heal", "bmc-down", "bmc-up", "repair")
 SWITCH_FAULTS = ("down", "up")
 
@@ -79,6 +81,8 @@ class Lab:
         self.bmcs: dict[str, LabBmc | RedfishEmulator | None] = {}
         self.relays: dict[str, Relay] = {}
         self.cut: set[str] = set()  # machines partitioned from the controller
+        self._stopping = threading.Event()
+        self._links_thread = threading.Thread(target=self._follow_ports, name="lab-links", daemon=True)
         self.checker = InvariantChecker(self.truth)
 
     # --- bring-up -------------------------------------------------------------
@@ -107,6 +111,8 @@ class Lab:
             self.hosts[name].set_boot("disk", True)
             self.hosts[name].power_on()  # hypervisor and storage hosts run, as in any datacenter
         self.checker.start()
+        if self.network is not None:
+            self._links_thread.start()
 
     def _kvm(self, h: Host) -> bool:
         if h.machine is not None:
@@ -217,9 +223,27 @@ class Lab:
         machine's: its links)."""
         for m in self.all_machines():
             if isinstance(m, KvmMachine):
-                m.set_links(m.name not in self.cut)
+                self._set_links(m)
             else:
                 self._set_cut(m.name, self._cut_off(m))
+
+    def _set_links(self, m: KvmMachine) -> None:
+        """A KVM machine's links follow its cables: down while it is
+        partitioned, or its switch port is shut, or its switch is down."""
+        host = self.inv.by_name("hosts")[m.name]
+        cabled = [n for n in host.nics if n.switch]
+        m.set_links([m.name not in self.cut and self._link_up(host, n.mac) for n in cabled])
+
+    def _follow_ports(self) -> None:
+        """Every KVM machine's links, as the switches' port states change
+        (over SNMP, from the controller) and faults come and go."""
+        while not self._stopping.wait(LINK_FOLLOW_INTERVAL):
+            for m in list(self.hosts.values()):
+                if isinstance(m, KvmMachine):
+                    try:
+                        self._set_links(m)
+                    except Exception as e:  # a machine powered off meanwhile: the next round sees it
+                        log.debug("links of %s not set: %r", m.name, e)
 
     def _cut_off(self, m: Machine) -> bool:
         return m.name in self.cut or self._host_of(m).name in self.cut or self._path_down(m)
@@ -245,6 +269,9 @@ class Lab:
         self.checker.poke()
 
     def down(self) -> None:
+        self._stopping.set()
+        if self._links_thread.is_alive():
+            self._links_thread.join(2)
         self.checker.stop()
         for m in self.all_machines():
             m.power_off()
