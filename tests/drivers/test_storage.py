@@ -221,3 +221,18 @@ def test_a_cloned_persona_root_is_served_by_ganesha_to_that_persona_only(ganesha
     driver.grant(Access("bea-2", "nfs", two.path, "127.0.0.2"))
     assert nfs_cat(port, f"{one.path}/etc/hostname").stdout == "bea-1\n"
     assert nfs_cat(port, f"{two.path}/etc/hostname").returncode != 0  # 127.0.0.1 is not bea-2
+
+
+@ROOT_ONLY
+def test_ganesha_takes_grants_at_once_each_its_own_export(ganesha, tmp_path):
+    """A group's starts grant together: each export gets an id of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    driver, port, _ = ganesha
+    roots = [tmp_path / "roots" / f"web-{i}" for i in range(4)]
+    for r in roots:
+        r.mkdir(parents=True)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: driver.grant(Access(f"web-{i}", "nfs", str(roots[i]), f"127.0.0.{i + 1}")), range(4)))
+    assert sorted((g.persona, g.initiator) for g in driver.grants()) == [(f"web-{i}", f"127.0.0.{i + 1}")
+                                                                          for i in range(4)]

@@ -15,6 +15,7 @@ driver. Drivers write only the primitive calls (``_power_on``, ``_read_port``
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -391,15 +392,32 @@ class StorageSettings(DriverSettings):
 
 
 class StorageDriver(Driver):
+    """Grants and revokes of one driver run one at a time: services number
+    what they create (ganesha's export ids, tgt's target ids) from what
+    they list, and two changes at once took the same number (the service
+    refused the second, and a group's starts failed together)."""
+
     concern = "storage"
 
-    @abstractmethod
+    def __init__(self, device: str, settings: DriverSettings):
+        super().__init__(device, settings)
+        self._changing = threading.Lock()
+
     def grant(self, access: Access) -> None:
         """Make the access exist on the storage service and confirm it does."""
+        with self._changing:
+            self._grant(access)
 
-    @abstractmethod
     def revoke(self, access: Access) -> None:
         """Remove the access and confirm, from the service itself, it is gone: fencing."""
+        with self._changing:
+            self._revoke(access)
+
+    @abstractmethod
+    def _grant(self, access: Access) -> None: ...
+
+    @abstractmethod
+    def _revoke(self, access: Access) -> None: ...
 
     @abstractmethod
     def grants(self) -> list[Access]:

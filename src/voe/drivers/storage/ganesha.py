@@ -67,7 +67,7 @@ class GaneshaStorage(StorageDriver):
     def __init__(self, device: str, settings: GaneshaSettings):
         super().__init__(device, settings)
         self._conn: DBusConnection | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one DBus call at a time on the connection
 
     # --- DBus -------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class GaneshaStorage(StorageDriver):
     def _id_of(self, path: str, exports: dict[int, tuple[str, list[str]]]) -> int | None:
         return next((i for i, (p, _) in exports.items() if p == path), None)
 
-    def grant(self, access: Access) -> None:
+    def _grant(self, access: Access) -> None:
         exports = self.exports()
         export_id = self._id_of(access.path, exports)
         if export_id is not None and _clients_are(exports[export_id][1], access.initiator):
@@ -131,7 +131,7 @@ class GaneshaStorage(StorageDriver):
         self._confirm(f"grant {access.persona}", self.exports,
                       lambda seen: export_id in seen and _clients_are(seen[export_id][1], access.initiator))
 
-    def revoke(self, access: Access) -> None:
+    def _revoke(self, access: Access) -> None:
         export_id = self._id_of(access.path, self.exports())
         if export_id is not None:
             self._call(f"remove export {export_id}", "RemoveExport", "q", export_id)

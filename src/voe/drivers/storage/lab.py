@@ -56,11 +56,11 @@ class LabStorageDriver(StorageDriver):
         return {"persona": a.persona, "kind": a.kind, "path": a.path, "initiator": a.initiator, "target": a.target,
                 "lun": a.lun}
 
-    def grant(self, access: Access) -> None:
+    def _grant(self, access: Access) -> None:
         self._req(f"grant {access.persona}", "PUT", self._body(access))
         self._confirm(f"grant {access.persona}", self.grants, lambda seen: access in seen)
 
-    def revoke(self, access: Access) -> None:
+    def _revoke(self, access: Access) -> None:
         self._req(f"revoke {access.persona}", "DELETE", self._body(access))
         self._confirm(f"revoke {access.persona}", self.grants,
                       lambda seen: not any(g.initiator == access.initiator and (g.target or g.path) ==

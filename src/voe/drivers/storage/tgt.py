@@ -117,7 +117,7 @@ class TgtStorage(StorageDriver):
                   "--targetname", access.target)
         return Target(tid, access.target)
 
-    def grant(self, access: Access) -> None:
+    def _grant(self, access: Access) -> None:
         t = self._target(access)
         if access.lun not in t.luns:
             self._adm(f"add LUN {access.lun} to {access.target}", "--mode", "logicalunit", "--op", "new", "--tid",
@@ -143,7 +143,7 @@ class TgtStorage(StorageDriver):
                 self._adm(f"close connection {sid}/{cid} of {initiator}", "--mode", "conn", "--op", "delete",
                           "--tid", str(t.tid), "--sid", str(sid), "--cid", str(cid))
 
-    def revoke(self, access: Access) -> None:
+    def _revoke(self, access: Access) -> None:
         t = self.targets().get(access.target or "")
         if t is not None and (access.initiator in t.acl or access.initiator in t.nexus.values()):
             self._unbind(t, access.initiator)
