@@ -22,6 +22,7 @@ from voe.errors import Conflict, NotFound
 from voe.images.capture import clean_root
 from voe.images.clone import CloneReport, clone_disk, clone_tree
 from voe.images.customize import customize_root
+from voe.images.disk_clean import clean_disk
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DISKS = ("disk.qcow2", "disk.raw")
@@ -152,7 +153,7 @@ class LocalImageStore(ImageStore):
                 kind = "disk"
                 payload = staging / ("disk.qcow2" if source.suffix == ".qcow2" else "disk.raw")
                 shutil.copyfile(source, payload)
-                cleaned = []
+                cleaned = clean_disk(payload) if clean else []
             meta = TemplateVersion(name, version, kind, boot or ("linux-nfs" if kind == "tree" else "iscsi"),
                                    description or (existing[-1].description if existing else ""), _now(),
                                    str(source), _size(payload))
