@@ -16,7 +16,12 @@ MAC boots now, see ``boot_files``); agents call its TLS agent endpoint.
 
 * ``linux-nfs``: kernel + initrd from the controller, root on NFSv4, the
   kernel's console on the first serial port too (serial over LAN is how a
-  datacenter watches a server boot).
+  datacenter watches a server boot). The NFS client's identity is the
+  persona's (``nfs.nfs4_unique_id``): booted from an initramfs, every
+  server's kernel would otherwise present the same NFSv4 client owner, and
+  the NFS server took each for the other and expired their leases; with
+  it, a new incarnation is the same client rebooted, and the server drops
+  the old one's state.
 * ``iscsi``: ``sanboot`` of the persona's LUN, presenting its initiator IQN
   (iPXE also publishes it in the iBFT, so the booted OS logs in as the same
   initiator the target's ACL allows).
@@ -108,8 +113,8 @@ def _linux_nfs(persona: Persona, files: str) -> list[str]:
     kernel = _safe("image.kernel", img.kernel or f"{files}/{KERNEL}")
     initrd = _safe("image.initrd", img.initrd or f"{files}/{INITRD}")
     return [
-        f"kernel {kernel} root=/dev/nfs nfsroot={nfs_root},vers=4 ip=dhcp rw {CONSOLES} ${{voe_args}} "
-        "initrd=initrd.img",
+        f"kernel {kernel} root=/dev/nfs nfsroot={nfs_root},vers=4 ip=dhcp rw "
+        f"nfs.nfs4_unique_id=voe-{_safe('persona', persona.name)} {CONSOLES} ${{voe_args}} initrd=initrd.img",
         # --name makes ``initrd=initrd.img`` hold whatever the URL's basename is
         f"initrd --name initrd.img {initrd}",
         "boot",
