@@ -158,11 +158,19 @@ def _serve() -> None:
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
                 req = json.loads(line)
+                # its pid is told once it leads its own session: a power-off
+                # right after the boot kills the session (killpg), which the
+                # child had not always made yet
+                session_r, session_w = os.pipe()
                 pid = os.fork()
                 if pid == 0:
                     os.close(woken_r)
                     os.close(woken_w)
-                    _become_agent(req["argv"], req["log"])
+                    os.close(session_r)
+                    _become_agent(req["argv"], req["log"], session_w)
+                os.close(session_w)
+                os.read(session_r, 1)  # end of file: the child's end closed after setsid
+                os.close(session_r)
                 agents.add(pid)
                 _say({"pid": pid})
     _end_all(agents)
@@ -203,12 +211,14 @@ def _say(msg: dict) -> None:
         pass  # the lab is gone: its end of the pipe closing ends the loop
 
 
-def _become_agent(argv: list[str], log: str) -> None:
+def _become_agent(argv: list[str], log: str, session_made: int) -> None:
     """In the forked child: what ``Popen(..., start_new_session=True,
-    stdout=log, stderr=STDOUT, stdin=DEVNULL)`` sets up, then the agent."""
+    stdout=log, stderr=STDOUT, stdin=DEVNULL)`` sets up, then the agent;
+    ``session_made`` is closed once it leads its own session."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()
+    os.close(session_made)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
