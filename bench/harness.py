@@ -134,12 +134,16 @@ class Stack:
     ``agent_service``, the controller serves booting machines and agents
     from its agent service (``voe serve --agent-port``), and the lab's
     machines and agents are pointed there (``agents_url``). ``lab_nice``:
-    the lab's CPU niceness (default: ``voe lab up``'s own)."""
+    the lab's CPU niceness (default: ``voe lab up``'s own). ``public``:
+    the address the controller gives machines (the lab network's gateway,
+    for KVM machines), and ``lab_args`` more options for ``voe lab up``."""
 
     def __init__(self, doc: dict, workdir: Path, env: dict[str, str] | None = None, agent_service: bool = True,
-                 lab_nice: int | None = None):
+                 lab_nice: int | None = None, public: str | None = None, lab_args: tuple[str, ...] = ()):
         self.doc = doc
         self.lab_nice = lab_nice
+        self.public = public
+        self.lab_args = lab_args
         self.workdir = workdir
         self.env = {**os.environ, **(env or {}), "VOE_DATA_DIR": str(workdir / "data")}
         self.port, self.lab_port, self.boot_port = free_port(), free_port(), free_port()
@@ -197,10 +201,15 @@ class Stack:
             raise
 
     def _start(self) -> Stack:
-        self.start_controller()
+        if self.public:
+            self.start_controller("--public-url", f"https://{self.public}:{self.agent_port or self.port}",
+                                  "--public-boot-url", f"http://{self.public}:{self.boot_port}")
+        else:
+            self.start_controller()
         r = self.http.post("/api/v1/apply", json={"document": self.doc})
         r.raise_for_status()
-        self.lab_proc = self._voe("lab", "up", "-f", str(self.file), "--controller", self.boot_url,
+        boot_url = f"http://{self.public}:{self.boot_port}" if self.public else self.boot_url
+        self.lab_proc = self._voe("lab", "up", "-f", str(self.file), "--controller", boot_url, *self.lab_args,
                                   "--control-port", str(self.lab_port), "--state-dir", str(self.workdir / "lab"),
                                   *(("--nice", str(self.lab_nice)) if self.lab_nice is not None else ()), log="lab.log")
         deadline = time.monotonic() + 60

@@ -25,6 +25,7 @@ from harness import dump, relocate, stop_process
 from tests.conftest import EXAMPLE, free_port
 from voe.cli.yamlfile import DatacenterFile
 from voe.controller.timing import Timing
+from voe.drivers.boot.dnsmasq import DHCP_HOSTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,11 +88,14 @@ def stack(tmp_path):
 
 @contextmanager
 def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str | None = None,
-                  edit: Callable[[dict], None] | None = None) -> Iterator[Stack]:
+                  edit: Callable[[dict], None] | None = None, doc: dict | None = None,
+                  public: str | None = None) -> Iterator[Stack]:
     """The stack; ``timing``: the controller's; ``boot_from``: the URL the
     lab's machines boot from, when not the controller's boot port;
     ``edit``: changes to the datacenter, seen by the controller and the lab
-    alike."""
+    alike; ``doc``: the datacenter, when not the review's; ``public``: the
+    address the controller gives machines (the lab network's gateway, for
+    KVM machines), its ports forwarded there by the lab."""
     import uvicorn
 
     from voe.api.boot_service import BootServer
@@ -104,7 +108,7 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
 
     if not (ROOT / "src" / "voe" / "cli" / "lab.py").exists():
         pytest.skip("the lab (voe lab) is not built yet")
-    doc = relocate(DatacenterFile(EXAMPLE).data())
+    doc = doc or relocate(DatacenterFile(EXAMPLE).data())
     if edit is not None:
         edit(doc)
     dc = tmp_path / "dc.yaml"
@@ -114,14 +118,16 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     token = (services.data_dir / "admin-token").read_text().strip()
     port = free_port()
     url = f"https://127.0.0.1:{port}"
-    tls = ensure(services.data_dir, default_names("127.0.0.1"))
+    tls = ensure(services.data_dir, default_names("127.0.0.1", public or ""))
     ca_pem = tls.ca.read_bytes()
     boot = BootServer(services, ca_pem, "127.0.0.1", 0)
     boot.start()
-    boot_url = f"http://127.0.0.1:{boot.port}"
+    boot_url = f"http://{public or '127.0.0.1'}:{boot.port}"
+    agents = f"https://{public}:{port}" if public else url
+    lab_args = ("--agents", agents, "--dhcp-hosts", str(services.data_dir / DHCP_HOSTS)) if public else ()
     leases = Leases(services.engine, "solo")  # as `voe serve` on SQLite: it leads at once, for good
-    leases.register(url, url, boot_url)
-    app = build(services, ControllerLinks(url, boot_url, tls.pin()), timing, ca_pem=ca_pem,
+    leases.register(url, agents, boot_url)
+    app = build(services, ControllerLinks(agents, boot_url, tls.pin()), timing, ca_pem=ca_pem,
                 leadership=Leadership(leases, 2.0, on_deposed=lambda term: None))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
@@ -136,7 +142,7 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     lab_port = free_port()
     lab = subprocess.Popen([sys.executable, "-m", "voe.cli.main", "lab", "up", "-f", str(dc),
                             "--controller", boot_from or boot_url, "--control-port", str(lab_port),
-                            "--state-dir", str(tmp_path / "lab")],
+                            "--state-dir", str(tmp_path / "lab"), *lab_args],
                            env={**os.environ}, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT)
     s = Stack(url, boot_url, tls.ca, token, lab_port, dc, doc, http, lab.pid)
     deadline = time.monotonic() + 30
@@ -158,7 +164,7 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     finally:
         http.close()  # a kept TLS connection would hold the server's stop (see voe.process.GRACE)
         server.should_exit = True
-        stop_process(lab)
+        stop_process(lab, grace=30)
         t.join(10)
         boot.close()
         services.close()

@@ -15,6 +15,7 @@ wireless, media, InfiniBand...) is left out of the modules, which halves
 the tree.
 
     python -m voe.images.debian [--force]     # prints the base's directory
+    python -m voe.images.debian --with-agent  # prints a template's tree: the base and the agent
 """
 
 from __future__ import annotations
@@ -91,6 +92,23 @@ class DebianBase:
     @property
     def record(self) -> dict:
         return json.loads((self.directory / "built.json").read_text())
+
+
+def with_agent(base: DebianBase) -> Path:
+    """The base with this checkout's agent installed: a tree to make a
+    persona template of (``voe template create NAME --from TREE``). Kept
+    beside the base and made again when the agent changes."""
+    from voe.agent.install import AGENT_PACKAGE, install_into
+
+    tree = base.directory.with_name(f"template-{base.directory.name}")
+    stamp = base.directory / "with-agent.stamp"  # outside the tree: not part of any persona
+    agent = str(max(f.stat().st_mtime_ns for f in AGENT_PACKAGE.rglob("*") if f.is_file()))
+    if not tree.is_dir() or not stamp.exists() or stamp.read_text() != agent:
+        shutil.rmtree(tree, ignore_errors=True)
+        _run(["cp", "-a", "--reflink=auto", str(base.root), str(tree)], "copying the base")
+        install_into(tree)
+        stamp.write_text(agent)
+    return tree
 
 
 def cache_dir() -> Path:
@@ -175,12 +193,14 @@ def _size(root: Path) -> int:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m voe.images.debian", description=__doc__.split("\n\n")[0])
     ap.add_argument("--force", action="store_true", help="build again even if the cache holds it")
+    ap.add_argument("--with-agent", action="store_true", help="print the tree with this checkout's agent installed "
+                                                              "(a template's source) instead of the base's directory")
     ns = ap.parse_args(argv)
     try:
         base = ensure(ns.force, log=lambda m: print(m, file=sys.stderr))
+        print(with_agent(base) if ns.with_agent else base.directory)
     except BuildError as e:
         raise SystemExit(f"error: {e}") from None
-    print(base.directory)
 
 
 if __name__ == "__main__":

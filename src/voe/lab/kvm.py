@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from voe.lab.machine import Boot, args_dict
+from voe.lab.machine import Boot, BootOptions, args_dict, kill_group
 from voe.lab.netns import LabNetwork
 
 log = logging.getLogger("voe.lab.kvm")
@@ -71,7 +70,7 @@ class KvmNic:
     boots: bool  # its option ROM network-boots (cabled to the boot network)
 
 
-class KvmMachine:
+class KvmMachine(BootOptions):
     """A physical server of the lab as a QEMU process."""
 
     kind = "physical"
@@ -87,7 +86,6 @@ class KvmMachine:
         self.accel = accel
         self.on_change = on_change or (lambda m: None)
         self.bmc_up = True
-        self.boot_dev: tuple[str | None, bool] = (None, False)
         self.proc: subprocess.Popen | None = None
         self._qmp: QEMUMonitorProtocol | None = None
         self.lock = threading.RLock()
@@ -104,9 +102,6 @@ class KvmMachine:
         return self.proc is not None and self.proc.poll() is None
 
     # --- the BMC's table ------------------------------------------------------------
-
-    def power_state(self) -> str:
-        return "on" if self.powered else "off"
 
     def power_on(self) -> None:
         with self.lock:
@@ -135,12 +130,6 @@ class KvmMachine:
             self._kill()
             self._start()
         self.on_change(self)
-
-    def set_boot(self, device: str | None, persistent: bool) -> None:
-        self.boot_dev = (device, persistent)
-
-    def boot_device(self) -> tuple[str | None, bool]:
-        return self.boot_dev
 
     # --- faults -------------------------------------------------------------------------
 
@@ -209,19 +198,10 @@ class KvmMachine:
                  "shutdown": "dead", "internal-error": "dead"}.get(status, "running")
         return boot.persona, boot.generation, proc.pid, state
 
-    def wait_booted(self, timeout: float = 10.0) -> Boot | None:
-        deadline = time.monotonic() + timeout
-        while self.powered and self.last_boot is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self.last_boot
-
     # --- QEMU ---------------------------------------------------------------------------
 
     def _argv(self) -> list[str]:
-        device, persistent = self.boot_dev
-        if not persistent:
-            self.boot_dev = (None, False)  # a one-time override is used up
-        order = "c" if device == "disk" else "n"
+        order = "c" if self._take_boot_device() == "disk" else "n"
         accel = "kvm" if self.accel == "kvm" else "tcg,tb-size=64"
         argv = [QEMU, "-name", self.name, "-accel", accel, "-machine", "pc", "-nodefaults", "-vga", "none",
                 "-display", "none", "-m", str(self.memory_mib), "-smp", "1",
@@ -264,11 +244,7 @@ class KvmMachine:
                 pass
             self._qmp = None
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+            kill_group(self.proc)
             self.proc = None
 
     def _command(self, name: str, **args) -> dict:

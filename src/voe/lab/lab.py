@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -66,7 +67,7 @@ class Lab:
         self.network: LabNetwork | None = None
         self.services: BootNetworkServices | None = None
         if any(self._kvm(h) for h in inv.hosts):
-            self.network = LabNetwork(f"voe-lab-{state_dir.name}"[:30], subnet)
+            self.network = LabNetwork(f"voe-lab-{os.getpid()}", subnet)
         self.agent = AgentZygote()
         # network boots in progress at once: a level of a group start powers on
         # hundreds of machines together, and a thread each (an HTTP fetch and a
@@ -129,14 +130,20 @@ class Lab:
             log.warning("KVM machines run under QEMU's software emulation (TCG), many times slower: %s", why)
         self.network.create()
         self.services = BootNetworkServices(self.network, self.state_dir)
-        urls = [u for u in f"{self.controller_url},{self.agent_urls}".split(",") if u.strip()]
-        for port in sorted({urlsplit(u.strip()).port or 80 for u in urls}):
-            asyncio.run_coroutine_threadsafe(self.network.forward(port), self.loop.loop).result(10)
-        boot = urlsplit(self.controller_url.split(",")[0].strip())
-        self.services.start_dhcp(f"http://{self.network.gateway}:{boot.port or 80}", self.dhcp_hosts)
-        for h in self.inv.hosts:
-            if h.storage is not None and h.storage.driver in ("ganesha", "tgt"):
-                self.services.start_storage(h)
+        try:
+            urls = [u for u in f"{self.controller_url},{self.agent_urls}".split(",") if u.strip()]
+            for port in sorted({urlsplit(u.strip()).port or 80 for u in urls}):
+                asyncio.run_coroutine_threadsafe(self.network.forward(port), self.loop.loop).result(10)
+            boot = urlsplit(self.controller_url.split(",")[0].strip())
+            self.services.start_dhcp(f"http://{self.network.gateway}:{boot.port or 80}", self.dhcp_hosts)
+            for h in self.inv.hosts:
+                if h.storage is not None and h.storage.driver in ("ganesha", "tgt"):
+                    self.services.start_storage(h)
+        except BaseException:  # what started goes again: a lab that did not come up leaves nothing running
+            asyncio.run_coroutine_threadsafe(self.network.close_forwarders(), self.loop.loop).result(5)
+            self.services.stop()
+            self.network.delete()
+            raise
 
     def _add_kvm_host(self, h: Host) -> KvmMachine:
         assert self.network is not None

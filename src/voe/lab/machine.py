@@ -76,6 +76,15 @@ class Boot:
     mac: str | None = None  # the NIC it network-booted from
 
 
+def kill_group(proc: subprocess.Popen | ForkedAgent) -> None:
+    """``proc`` and everything it started (its process group), at once, as power goes."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 class ProcessOS:
     """The OS of a lab machine: the persona's agent as a real process in its
     own process group (so power-off kills everything it started). The agent
@@ -109,11 +118,7 @@ class ProcessOS:
 
     def kill(self) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+            kill_group(self.proc)
         self.proc = None
         self.frozen = False
 
@@ -131,7 +136,31 @@ class ProcessOS:
             self.frozen = frozen
 
 
-class Machine:
+class BootOptions:
+    """What a BMC keeps for its server, whatever the server is: its boot
+    device (a one-time override, or persistent) and the power it reads."""
+
+    powered: bool
+    boot_dev: tuple[str | None, bool] = (None, False)
+
+    def power_state(self) -> str:
+        return "on" if self.powered else "off"
+
+    def set_boot(self, device: str | None, persistent: bool) -> None:
+        self.boot_dev = (device, persistent)
+
+    def boot_device(self) -> tuple[str | None, bool]:
+        return self.boot_dev
+
+    def _take_boot_device(self) -> str | None:
+        """The device this start boots from; a one-time override is used up."""
+        device, persistent = self.boot_dev
+        if not persistent:
+            self.boot_dev = (None, False)
+        return device
+
+
+class Machine(BootOptions):
     """A physical host or a VM of the lab."""
 
     def __init__(self, name: str, boot_macs: list[str], controller: ControllerLink, os_: ProcessOS, boots: Executor,
@@ -147,16 +176,12 @@ class Machine:
         self.local_disk = local_disk
         self.powered = False
         self.bmc_up = True
-        self.boot_dev: tuple[str | None, bool] = (None, False)
         self.last_boot: Boot | None = None  # None also while a network boot is under way
         self.lock = threading.RLock()
         self._boots = 0  # power-ons and resets so far: a network boot overtaken by a later one gives up
         self.on_change = on_change or (lambda m: None)
 
     # --- the BMC's table ------------------------------------------------------
-
-    def power_state(self) -> str:
-        return "on" if self.powered else "off"
 
     def power_on(self) -> None:
         with self.lock:
@@ -194,21 +219,13 @@ class Machine:
                 return
         self._boot()
 
-    def set_boot(self, device: str | None, persistent: bool) -> None:
-        self.boot_dev = (device, persistent)
-
-    def boot_device(self) -> tuple[str | None, bool]:
-        return self.boot_dev
-
     # --- booting ------------------------------------------------------------
 
     def _boot(self) -> None:
         """A disk boot now, a network boot on its own thread (see the
         module's docstring)."""
         with self.lock:
-            device, persistent = self.boot_dev
-            if not persistent:
-                self.boot_dev = (None, False)  # a one-time override is used up
+            device = self._take_boot_device()
             self._boots += 1
             if self.kind == "vm" or device == "pxe":
                 self.last_boot = None

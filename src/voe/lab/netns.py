@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -38,6 +39,16 @@ def _ip(*args: str) -> str:
     if r.returncode != 0:
         raise NetnsError(f"ip {' '.join(args)}: {r.stderr.strip() or r.returncode}")
     return r.stdout
+
+
+def _remove(name: str) -> None:
+    """A namespace and every process still inside it."""
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    with contextlib.suppress(NetnsError):
+        _ip("netns", "delete", name)
 
 
 def _setns(fd: int) -> None:
@@ -62,8 +73,10 @@ class LabNetwork:
     # --- the namespace and its bridge -------------------------------------------
 
     def create(self) -> None:
-        if Path(f"/run/netns/{self.name}").exists():
-            _ip("netns", "delete", self.name)  # a lab killed before it could clean up
+        for stale in Path("/run/netns").glob("voe-lab-*"):
+            pid = stale.name.removeprefix("voe-lab-")
+            if stale.name == self.name or (pid.isdigit() and not Path(f"/proc/{pid}").exists()):
+                _remove(stale.name)  # a lab killed before it could clean up, and what it left running there
         _ip("netns", "add", self.name)
         self.run("link", "set", "lo", "up")
         self.run("link", "add", self.BRIDGE, "type", "bridge", "forward_delay", "0")
