@@ -63,6 +63,10 @@ def test_live_backend_configures_mac_and_address_in_a_namespace(netns):
     assert [(a["local"], a["prefixlen"]) for a in link["addr_info"] if a["family"] == "inet"] == [("10.0.1.21", 24)]
     routes = subprocess.run(["ip", "-n", netns, "route"], capture_output=True, text=True).stdout
     assert "default via 10.0.1.1" in routes
+    code = ("import json; from voe.agent import system; "
+            f"print(json.dumps(system.as_configured({config['interfaces']!r}, system.interfaces())))")
+    seen = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], capture_output=True, text=True)
+    assert json.loads(seen.stdout) == {"front": "10.0.1.21/24 on eth0 (02:56:4f:00:00:21)"}  # as the kernel says
 
 
 @needs_netns

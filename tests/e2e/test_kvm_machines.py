@@ -50,6 +50,10 @@ def assert_runs_as_itself(report: dict, persona: dict) -> None:
 def running(stack, persona: str, generation: int) -> str:
     s = stack.wait(persona, lambda s: s["state"] == "running" and s["generation"] == generation,
                    timeout=BOOT_PATIENCE)
+    status = stack.cli("persona", "status", persona).stdout  # what the guest kernel reported, as voe shows it
+    vnics = stack.http.get(f"/api/v1/personas/{persona}").json()["vnics"]
+    back = "back: " + next(v["ip"] for v in vnics if v["network"] == "back")
+    assert back in status and "VLAN 200" in status, status
     return s["machine"]["host"]
 
 

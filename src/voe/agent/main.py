@@ -110,13 +110,19 @@ def configure(root: Path, config: dict, backend: str) -> dict[str, str]:
         from voe.agent import net_live  # pyroute2, only where the live backend is used
 
         net_live.apply(config)
-    else:
-        render.write(root, config)
+        _write_identity(root, config)
+        return system.as_configured(config["interfaces"], system.interfaces())
+    render.write(root, config)
+    _write_identity(root, config)
+    return {i["name"]: i["address"] for i in config["interfaces"]}
+
+
+def _write_identity(root: Path, config: dict) -> None:
+    """The persona's iSCSI initiator name and hostname."""
     iscsi = root / "etc" / "iscsi"
     iscsi.mkdir(parents=True, exist_ok=True)
     (iscsi / "initiatorname.iscsi").write_text(f"InitiatorName={config['san']['initiator_iqn']}\n")
     (root / "etc" / "hostname").write_text(config["hostname"] + "\n")
-    return {i["name"]: i["address"] for i in config["interfaces"]}
 
 
 def app_ready(check: str | None) -> tuple[bool, str]:

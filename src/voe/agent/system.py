@@ -49,3 +49,19 @@ def interfaces() -> list[dict]:
 
 def report() -> dict:
     return {"root": root_mount(), "ibft_initiator": ibft_initiator(), "interfaces": interfaces()}
+
+
+def as_configured(wanted: list[dict], kernel: list[dict]) -> dict[str, str]:
+    """Each configured interface as the kernel reports it, by its MAC:
+    ``back: 10.0.2.11/24 on back (02:56:4f:00:00:02, VLAN 200)``; what the
+    controller shows as the persona's addresses."""
+    by_mac = {i["mac"]: i for i in kernel}
+    out = {}
+    for w in wanted:
+        seen = by_mac.get(w["mac"])
+        if seen is None:
+            out[w["name"]] = f"missing: no interface has {w['mac']}"
+            continue
+        vlan = f", VLAN {seen['vlan']}" if seen["vlan"] is not None else ""
+        out[w["name"]] = f"{', '.join(seen['addresses']) or 'no address'} on {seen['name']} ({seen['mac']}{vlan})"
+    return out
