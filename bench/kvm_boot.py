@@ -3,7 +3,7 @@ by voe to boot a persona of its own, and for each the time from power-on
 to its DHCP answer, its kernel fetched, its NFS root mounted and its agent
 ready, and the memory each QEMU holds.
 
-    python bench/kvm_boot.py [--servers 4]
+    python bench/kvm_boot.py [--servers 4]      # one vCPU each
 
 Needs root (the lab's network namespace), QEMU and the Debian base
 (``python -m voe.images.debian``); under QEMU's software emulation when
@@ -41,6 +41,7 @@ def datacenter(servers: int, workdir: Path) -> dict:
     for i in range(1, servers + 1):
         h = {**template, "name": f"kvm-{i}", "nics": [{**template["nics"][0], "mac": f"52:54:00:77:{i:02x}:01",
                                                         "port": str(i)}],
+             "machine": {**template["machine"], "cpus": 1},  # one vCPU each: four share this machine's two cores
              "bmc": {**template["bmc"], "port": free_port(socket.SOCK_DGRAM)}}
         hosts.append(h)
     nas["bmc"] = {**nas["bmc"], "port": free_port(socket.SOCK_DGRAM)}

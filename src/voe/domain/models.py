@@ -250,6 +250,8 @@ class LabMachine(Model):
     backend: Literal["process", "kvm"] = Field(default="process", description=(
         "process: the persona's agent as a process; kvm: a QEMU virtual machine that network-boots for real"))
     memory: MiB = Field(default=384, description="a kvm machine's RAM (the host's own memory is what placement counts)")
+    cpus: int = Field(default=1, ge=1, le=8, description="a kvm machine's vCPUs (the host's own cpus are what "
+                                                         "placement counts)")
 
 
 class Host(Model):

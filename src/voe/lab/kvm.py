@@ -76,13 +76,14 @@ class KvmMachine(BootOptions):
     kind = "physical"
 
     def __init__(self, name: str, nics: list[KvmNic], network: LabNetwork, state_dir: Path, memory_mib: int,
-                 accel: str, on_change=None):
+                 accel: str, on_change=None, cpus: int = 1):
         self.name = name
         self.nics = nics
         self.boot_macs = [n.mac for n in nics if n.boots]
         self.network = network
         self.state_dir = state_dir
         self.memory_mib = memory_mib
+        self.cpus = cpus
         self.accel = accel
         self.on_change = on_change or (lambda m: None)
         self.bmc_up = True
@@ -202,9 +203,9 @@ class KvmMachine(BootOptions):
 
     def _argv(self) -> list[str]:
         order = "c" if self._take_boot_device() == "disk" else "n"
-        accel = "kvm" if self.accel == "kvm" else "tcg,tb-size=64"
+        accel = "kvm" if self.accel == "kvm" else "tcg,thread=multi,tb-size=64"
         argv = [QEMU, "-name", self.name, "-accel", accel, "-machine", "pc", "-nodefaults", "-vga", "none",
-                "-display", "none", "-m", str(self.memory_mib), "-smp", "1",
+                "-display", "none", "-m", str(self.memory_mib), "-smp", str(self.cpus),
                 "-chardev", f"file,id=serial0,path={self.serial_log}", "-serial", "chardev:serial0",
                 "-qmp", f"unix:{self.state_dir / 'qmp.sock'},server=on,wait=off",
                 "-boot", f"order={order}", "-device", "pvpanic", "-action", "panic=pause"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from voe.domain.inventory import Inventory
-from voe.domain.models import Host
+from voe.domain.models import Host, LabMachine
 from voe.lab import dataplane, netfiles
 from voe.lab.bmc import BmcLoop, LabBmc, close_bmc, open_bmc
 from voe.lab.boot_network import BootNetworkServices
@@ -150,9 +150,9 @@ class Lab:
         index = len(self.hosts)
         nics = [KvmNic(n.mac, self.network.add_tap(f"vt{index}n{i}"), boots=True)
                 for i, n in enumerate(n for n in h.nics if n.switch)]
-        memory = h.machine.memory if h.machine is not None else 384
-        return KvmMachine(h.name, nics, self.network, self.state_dir / "hosts" / h.name, memory, accelerator()[0],
-                          on_change=self._changed)
+        spec = h.machine or LabMachine(backend="kvm")
+        return KvmMachine(h.name, nics, self.network, self.state_dir / "hosts" / h.name, spec.memory, accelerator()[0],
+                          on_change=self._changed, cpus=spec.cpus)
 
     def _add_host(self, h: Host) -> None:
         if self._kvm(h):
