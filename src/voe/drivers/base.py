@@ -394,8 +394,7 @@ class StorageSettings(DriverSettings):
 class StorageDriver(Driver):
     """Grants and revokes of one driver run one at a time: services number
     what they create (ganesha's export ids, tgt's target ids) from what
-    they list, and two changes at once took the same number (the service
-    refused the second, and a group's starts failed together)."""
+    they list, and two changes at once would take the same number."""
 
     concern = "storage"
 

@@ -52,7 +52,7 @@ class BootNetworkServices:
     def __init__(self, network: LabNetwork, state_dir: Path):
         self.network = network
         self.state_dir = state_dir
-        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.procs: list[subprocess.Popen] = []
         self._stopping = threading.Event()
         self._watch: threading.Thread | None = None
 
@@ -130,10 +130,9 @@ class BootNetworkServices:
         exports.mkdir(parents=True, exist_ok=True)
         for stale in exports.glob("voe-*.conf"):
             stale.unlink()  # a lab's ganesha starts with no export: voe grants them
-        # a root file system's lease must outlive a slow guest (four under
-        # software emulation on two cores renewed late, and the recovery
-        # that followed waited for an ID-mapping helper on the very root it
-        # was recovering); numeric owners need no ID mapping at all
+        # a root file system's lease outlives a slow guest's late renewal: its
+        # recovery would wait for an ID-mapping helper on the very root it
+        # recovers; numeric owners need no ID mapping at all
         conf = self.state_dir / f"{host}-ganesha.conf"
         conf.write_text(f"""NFS_CORE_PARAM {{ NFS_Port = 2049; Protocols = 4; Bind_addr = {self.network.gateway};
     Enable_NLM = false; Enable_RQUOTA = false; }}
@@ -164,7 +163,7 @@ NFS_KRB5 {{ Active_krb5 = false; }}
         with out:
             proc = subprocess.Popen(self.network.command(argv) if inside else argv, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append((what, proc))
+        self.procs.append(proc)
         return proc
 
     @staticmethod
@@ -180,9 +179,9 @@ NFS_KRB5 {{ Active_krb5 = false; }}
         self._stopping.set()
         if self._watch is not None:
             self._watch.join(2)
-        for _, proc in reversed(self.procs):
+        for proc in reversed(self.procs):
             proc.terminate()
-        for _, proc in reversed(self.procs):
+        for proc in reversed(self.procs):
             try:
                 proc.wait(3)
             except subprocess.TimeoutExpired:  # tgtd ignores SIGTERM while it has targets

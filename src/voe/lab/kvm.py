@@ -39,7 +39,7 @@ from voe.lab.netns import LabNetwork
 log = logging.getLogger("voe.lab.kvm")
 
 QEMU = "qemu-system-x86_64"
-KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*voe\.persona=.*)$", re.MULTILINE)
+KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*voe\.persona=\S+.*)$")
 QMP_PATIENCE = 10.0  # seconds for a started QEMU to open its monitor
 
 
@@ -61,6 +61,33 @@ def accelerator() -> tuple[str, str | None]:
     if not re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.MULTILINE):
         return "tcg", "the CPU offers no VT-x or AMD-V to this machine (its /dev/kvm cannot run firmware)"
     return "kvm", None
+
+
+class _ConsoleReader:
+    """The last kernel command line a serial log shows, reading only what
+    was written since the last look (the truth asks many times a second)."""
+
+    def __init__(self) -> None:
+        self._offset = 0
+        self._partial = b""  # a line not yet ended
+        self._boot: Boot | None = None
+
+    def boot(self, log: Path) -> Boot | None:
+        try:
+            with open(log, "rb") as f:
+                f.seek(self._offset)
+                new = f.read()
+        except FileNotFoundError:
+            return self._boot
+        self._offset += len(new)
+        *lines, self._partial = (self._partial + new).split(b"\n")
+        for line in lines:
+            m = KERNEL_CMDLINE.search(line.decode(errors="replace"))
+            if m:
+                a = args_dict(" ".join(w for w in m.group(1).split() if w.startswith("voe.")))
+                self._boot = Boot("os", a.get("voe.persona"),
+                                  int(a["voe.generation"]) if "voe.generation" in a else None)
+        return self._boot
 
 
 @dataclass(frozen=True)
@@ -91,7 +118,7 @@ class KvmMachine(BootOptions):
         self._qmp: QEMUMonitorProtocol | None = None
         self.lock = threading.RLock()
         self._links = [True] * len(nics)  # each NIC's link as its cable and switch port allow
-        self._seen: tuple[int, Boot | None] = (0, None)  # serial log size read, and what it said
+        self._console = _ConsoleReader()
         state_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -175,18 +202,7 @@ class KvmMachine(BootOptions):
         from its command line on the serial console."""
         if not self.powered:
             return None
-        try:
-            size = self.serial_log.stat().st_size
-        except FileNotFoundError:
-            return None
-        if size != self._seen[0]:
-            found = KERNEL_CMDLINE.findall(self.serial_log.read_text(errors="replace"))
-            boot = None
-            if found:
-                a = args_dict(" ".join(w for w in found[-1].split() if w.startswith("voe.")))
-                boot = Boot("os", a.get("voe.persona"), int(a["voe.generation"]) if "voe.generation" in a else None)
-            self._seen = (size, boot)
-        return self._seen[1]
+        return self._console.boot(self.serial_log)
 
     def observed(self) -> tuple[str, int | None, int, str] | None:
         """(persona, generation, pid, running | frozen | dead) of what this
@@ -219,7 +235,7 @@ class KvmMachine(BootOptions):
         sock = self.state_dir / "qmp.sock"
         sock.unlink(missing_ok=True)
         self.serial_log.write_bytes(b"")
-        self._seen = (0, None)
+        self._console = _ConsoleReader()
         with open(self.state_dir / "qemu.log", "ab") as out:
             self.proc = subprocess.Popen(self.network.command(self._argv()), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)

@@ -66,6 +66,7 @@ class Lab:
         self.dhcp_hosts = dhcp_hosts
         self.network: LabNetwork | None = None
         self.services: BootNetworkServices | None = None
+        self.accel = "tcg"  # how KVM machines run: chosen as the lab's network comes up (``accelerator``)
         if any(self._kvm(h) for h in inv.hosts):
             self.network = LabNetwork(f"voe-lab-{os.getpid()}", subnet)
         self.agent = AgentZygote()
@@ -125,7 +126,7 @@ class Lab:
         assert self.network is not None
         if self.dhcp_hosts is None:
             raise LabError("a lab with KVM machines needs the controller's dhcp-hosts directory (--dhcp-hosts)")
-        accel, why = accelerator()
+        self.accel, why = accelerator()
         if why:
             log.warning("KVM machines run under QEMU's software emulation (TCG), many times slower: %s", why)
         self.network.create()
@@ -151,7 +152,7 @@ class Lab:
         nics = [KvmNic(n.mac, self.network.add_tap(f"vt{index}n{i}"), boots=True)
                 for i, n in enumerate(n for n in h.nics if n.switch)]
         spec = h.machine or LabMachine(backend="kvm")
-        return KvmMachine(h.name, nics, self.network, self.state_dir / "hosts" / h.name, spec.memory, accelerator()[0],
+        return KvmMachine(h.name, nics, self.network, self.state_dir / "hosts" / h.name, spec.memory, self.accel,
                           on_change=self._changed, cpus=spec.cpus)
 
     def _add_host(self, h: Host) -> None:

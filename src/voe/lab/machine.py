@@ -32,21 +32,19 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voe.drivers.boot.ipxe import nfs_root_path
 from voe.lab.zygote import AgentZygote, ForkedAgent
 
 VOE_ARGS = re.compile(r"^\s*set\s+voe_args\s+(.+?)\s*$", re.MULTILINE)
 KERNEL_VOE = re.compile(r"^\s*kernel\s+\S+\s+(.*voe\.persona=.*)$", re.MULTILINE)
-NFSROOT = re.compile(r"\bnfsroot=[^:\s]+:([^,\s]+)")
 
 
 def nfs_root_here(script: str) -> Path | None:
     """The NFS root a script mounts, when that export's directory is on this
     machine (the lab and voe's image store share it): the lab boots the
     persona's OS in its real root tree, as an NFS mount would."""
-    m = NFSROOT.search(script)
-    if m and Path(m.group(1)).is_dir():
-        return Path(m.group(1))
-    return None
+    path = nfs_root_path(script)
+    return Path(path) if path and Path(path).is_dir() else None
 
 
 def parse_boot_args(script: str) -> str | None:

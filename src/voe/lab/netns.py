@@ -67,7 +67,6 @@ class LabNetwork:
         self.name = name
         self.subnet = ipaddress.IPv4Network(subnet)
         self.gateway = str(next(self.subnet.hosts()))
-        self.taps: list[str] = []
         self._forwarders: list[asyncio.base_events.Server] = []
 
     # --- the namespace and its bridge -------------------------------------------
@@ -93,7 +92,6 @@ class LabNetwork:
         self.run("tuntap", "add", "dev", name, "mode", "tap")
         self.run("link", "set", name, "master", self.BRIDGE)
         self.run("link", "set", name, "up")
-        self.taps.append(name)
         return name
 
     def command(self, argv: list[str]) -> list[str]:

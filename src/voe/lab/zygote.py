@@ -159,8 +159,8 @@ def _serve() -> None:
             for line in lines:
                 req = json.loads(line)
                 # its pid is told once it leads its own session: a power-off
-                # right after the boot kills the session (killpg), which the
-                # child had not always made yet
+                # right after the boot kills that session (killpg), which must
+                # exist by then
                 session_r, session_w = os.pipe()
                 pid = os.fork()
                 if pid == 0:

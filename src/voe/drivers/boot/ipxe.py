@@ -18,10 +18,9 @@ MAC boots now, see ``boot_files``); agents call its TLS agent endpoint.
   kernel's console on the first serial port too (serial over LAN is how a
   datacenter watches a server boot). The NFS client's identity is the
   persona's (``nfs.nfs4_unique_id``): booted from an initramfs, every
-  server's kernel would otherwise present the same NFSv4 client owner, and
-  the NFS server took each for the other and expired their leases; with
-  it, a new incarnation is the same client rebooted, and the server drops
-  the old one's state.
+  server's kernel would otherwise present the same NFSv4 client owner, one
+  taken for the other by the server; with it, a new incarnation is the
+  same client rebooted, and the server drops the old one's state.
 * ``iscsi``: ``sanboot`` of the persona's LUN, presenting its initiator IQN
   (iPXE also publishes it in the iBFT, so the booted OS logs in as the same
   initiator the target's ACL allows).
