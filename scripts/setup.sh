@@ -16,6 +16,7 @@ APT_PACKAGES=(
   chromium                                 # the console's browser tests (Playwright drives it)
   busybox-static e2fsprogs qemu-utils      # the sample persona images, built here; qcow2 clones
   mmdebstrap                               # the real persona system (Debian, from this machine's apt sources)
+  syslinux syslinux-common mtools dosfstools fdisk  # its SAN-boot disk: MBR, syslinux on FAT, built without a mount
   rsync openssh-client                     # capture of a live server's root (voe template create --from-host)
   golang-go golang-github-vmware-govmomi-dev  # VMware's vCenter simulator, built below for the vSphere tests
 )

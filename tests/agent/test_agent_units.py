@@ -37,6 +37,47 @@ def test_missing_words_are_named():
         bootargs.parse("voe.controller=u voe.persona=p voe.generation=x voe.token=t")
 
 
+def test_a_command_line_naming_only_the_boot_service_sends_the_agent_there(tmp_path, monkeypatch):
+    """A SAN-booted OS's command line is its disk's, not voe's: it names the
+    boot service, and the agent reads its words from the script served
+    for one of this machine's MACs."""
+    import argparse
+    import http.server
+    import threading
+
+    from voe.agent import main as agent_main
+
+    assert bootargs.boot_service("root=/dev/sda2 voe.persona=p voe.boot_url=http://x") is None  # its own words win
+    assert bootargs.boot_service("root=/dev/sda2 quiet") is None
+    script = ("#!ipxe\nset voe_args voe.controller=https://10.77.0.1:8470 voe.persona=db voe.generation=4 "
+              "voe.token=voe_t voe.ca_sha256=ab12\nsanboot iscsi:10.77.0.3::3260:1:iqn.2026-11.io.voe:db\n")
+
+    class Boot(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            found = self.path == "/boot/ipxe/52:54:00:77:02:01"
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(script.encode() if found else b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Boot)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        cmdline = tmp_path / "cmdline"
+        cmdline.write_text(f"BOOT_IMAGE=/vmlinuz root=LABEL=voe-root rd.iscsi.firmware=1 voe.boot_url={url}\n")
+        assert bootargs.boot_service(cmdline.read_text()) == url
+        monkeypatch.setattr(agent_main, "local_macs", lambda ns: ["52:54:00:77:02:02", "52:54:00:77:02:01"])
+        ns = argparse.Namespace(boot_url=None, persona=None, cmdline=None, cmdline_file=str(cmdline))
+        args = agent_main.read_args(ns)
+    finally:
+        server.shutdown()
+    assert (args.controller, args.persona, args.generation, args.token, args.ca_sha256) == (
+        "https://10.77.0.1:8470", "db", 4, "voe_t", "ab12")
+
+
 def test_physical_persona_renders_a_trunk_with_one_vlan_interface_per_tagged_vnic():
     files = render.networkd_files(PHYSICAL)
     assert files["10-voe-trunk.network"] == (

@@ -27,6 +27,10 @@ def test_an_iscsi_lun_is_granted_to_the_personas_initiator_iqn():
     host, access = access_for(inv, oracle)
     assert (host.name, access.kind, access.target, access.lun) == ("dl380", "iscsi", oracle.image.target_iqn, 1)
     assert access.initiator == oracle.san.initiator_iqn and access.initiator
+    assert access.path == "/srv/voe/luns/oracle.img"  # no disk named: the server's LUN directory
+    cloned = oracle.model_copy(deep=True)
+    cloned.image.disk = "/var/lib/voe/images/personas/oracle/disk.raw"
+    assert access_for(inv, cloned)[1].path == "/var/lib/voe/images/personas/oracle/disk.raw"  # a clone's own disk
 
 
 def test_an_image_on_a_server_voe_does_not_manage_has_no_access_to_grant():

@@ -42,6 +42,14 @@ def persona_template() -> Path:
     return debian.with_agent(debian.ensure(log=lambda m: None))
 
 
+def san_template(boot_url: str) -> Path:
+    """The same system as a disk that boots from a LUN, its agent asking
+    the boot service at ``boot_url`` who it is."""
+    from voe.images import debian
+
+    return debian.san_disk(debian.ensure(log=lambda m: None), boot_url)
+
+
 def kvm_doc(tmp_path: Path) -> dict:
     """The KVM lab's datacenter on free ports, its storage files in ``tmp_path``."""
     doc = DatacenterFile(KVM_LAB).data()
@@ -49,9 +57,11 @@ def kvm_doc(tmp_path: Path) -> dict:
         sw["settings"]["port"] = free_port(socket.SOCK_DGRAM)
     for h in doc["hosts"]:
         h["bmc"]["port"] = free_port(socket.SOCK_DGRAM if h["bmc"]["driver"] == "ipmi" else socket.SOCK_STREAM)
-        if "storage" in h:
+        if h.get("storage", {}).get("driver") == "ganesha":
             h["storage"]["settings"] = {"export_dir": str(tmp_path / "exports"),
                                         "dbus_address": f"unix:path={tmp_path / 'ganesha-bus.sock'}"}
+        elif h.get("storage", {}).get("driver") == "tgt":  # its management socket: one of this test's own
+            h["storage"]["settings"] = {"control_port": free_port() % 30000 + 1000}
     return doc
 
 

@@ -1,7 +1,8 @@
 """Real machines: QEMU servers of the lab network-boot personas through
-voe's whole chain (dnsmasq, iPXE, the controller's script, kernel and
-initrd, an NFS root from nfs-ganesha), and what runs is checked from
-inside each guest: the report its agent prints on the serial console."""
+voe's whole chain (dnsmasq, iPXE, the controller's script, then either
+its kernel and initrd and an NFS root from nfs-ganesha, or iPXE's sanboot
+of a LUN from tgt), and what runs is checked from inside each guest: the
+report its agent prints on the serial console."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import time
 
 import pytest
 
-from tests.e2e.kvm import kvm_stack, persona_template
+from tests.e2e.kvm import kvm_stack, persona_template, san_template
+from voe.domain.models import Host
+from voe.drivers.factory import power_for_host
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -27,7 +30,7 @@ def stack(tmp_path):
 def system_report(stack, tmp_path, host: str, generation: int) -> dict:
     """What the agent of ``generation`` reported on ``host``'s serial console."""
     serial = (tmp_path / "lab" / "hosts" / host / "serial.log").read_text(errors="replace")
-    assert f"voe.generation={generation} " in serial, f"{host} did not boot generation {generation}"
+    assert f" generation {generation} starting" in serial, f"{host}'s agent did not start generation {generation}"
     found = re.findall(r"voe-agent \S+ system: (\{.*\})", serial)
     assert found, f"the agent on {host} reported nothing on the console:\n" + serial[-3000:]
     return json.loads(found[-1])
@@ -38,6 +41,23 @@ def assert_runs_as_itself(report: dict, persona: dict) -> None:
     with the persona's MAC and address, the tagged one a VLAN interface."""
     assert report["root"]["type"] in ("nfs", "nfs4"), report["root"]
     assert report["root"]["source"] == persona["image"]["nfs_root"], report["root"]
+    assert_has_its_interfaces(report, persona)
+
+
+def assert_san_booted_as_itself(report: dict, persona: dict) -> None:
+    """The root is a disk of an iSCSI session to the persona's target,
+    logged in as the persona's initiator, the one the firmware's iBFT
+    carries; and the persona's interfaces, as for any persona."""
+    iqn = persona["san"]["initiator_iqn"]
+    assert report["ibft_initiator"] == iqn, report
+    session = next((s for s in report["iscsi"] if s["target"] == persona["image"]["target_iqn"]), None)
+    assert session is not None and session["initiator"] == iqn, report["iscsi"]
+    assert report["root"]["type"] == "ext4", report["root"]
+    assert report["root"]["source"].removeprefix("/dev/").rstrip("0123456789") in session["disks"], report
+    assert_has_its_interfaces(report, persona)
+
+
+def assert_has_its_interfaces(report: dict, persona: dict) -> None:
     by_mac = {i["mac"]: i for i in report["interfaces"]}
     for v in persona["vnics"]:
         iface = by_mac.get(v["mac"])
@@ -57,27 +77,64 @@ def running(stack, persona: str, generation: int) -> str:
     return s["machine"]["host"]
 
 
-def test_a_persona_boots_moves_and_fails_over_on_kvm_servers_keeping_its_identity(stack, tmp_path):
-    """One persona through a start, a move, a hung server and a server
-    whose power is lost: four real boots, one identity."""
-    r = stack.http.post("/api/v1/templates", json={"name": "debian", "source": str(persona_template()),
+def clone(stack, template: str, source: str, boot: str, persona: str) -> dict:
+    r = stack.http.post("/api/v1/templates", json={"name": template, "source": source, "boot": boot,
                                                   "description": "Debian bookworm with the voe agent"})
     assert r.status_code == 201, r.text
-    r = stack.http.post("/api/v1/templates/debian/clone", json={"persona": {
-        "name": "web", "cpus": 1, "memory": "256MiB",
+    r = stack.http.post(f"/api/v1/templates/{template}/clone", json={"persona": {
+        "name": persona, "cpus": 1, "memory": "256MiB",
         "vnics": [{"network": "storage", "boot": True}, {"network": "back"}]}})
     assert r.status_code == 201, r.text
-    persona = stack.http.get("/api/v1/personas/web").json()
+    return stack.http.get(f"/api/v1/personas/{persona}").json()
+
+
+def assert_dhcp_answered(stack, tmp_path, persona: dict, host: str) -> None:
+    """dnsmasq's own log: the server's boot NIC got the persona's boot address."""
+    dnsmasq = (tmp_path / "lab" / "dnsmasq.log").read_text()
     boot_ip = next(v["ip"] for v in persona["vnics"] if v["boot"])
+    boot_mac = next(n["mac"] for h in stack.doc["hosts"] if h["name"] == host for n in h["nics"])
+    assert re.search(rf"DHCPACK\(labbr0\) {re.escape(boot_ip)} {re.escape(boot_mac)}", dnsmasq), dnsmasq[-2000:]
+
+
+def assert_a_stranger_gets_no_boot(stack, tmp_path, host: str) -> None:
+    """A server no persona is given to, network-booted through its BMC as
+    an operator would: dnsmasq ignores its MAC, so its firmware gets no
+    address and nothing to boot."""
+    server = Host.model_validate(next(h for h in stack.doc["hosts"] if h["name"] == host))
+    bmc = power_for_host(server)
+    bmc.set_boot_device("pxe")
+    bmc.power_on()
+    log = tmp_path / "lab" / "dnsmasq.log"
+    ignored = f"DHCPDISCOVER(labbr0) {server.nics[0].mac} ignored"
+    deadline = time.monotonic() + 120
+    while ignored not in log.read_text():
+        assert time.monotonic() < deadline, f"dnsmasq never heard {host}:\n" + log.read_text()[-2000:]
+        time.sleep(0.5)
+    bmc.power_off()
+    since = log.read_text().split(ignored, 1)[1]
+    assert server.nics[0].mac not in since.replace(ignored, ""), since  # nothing offered, only ignored again
+
+
+def test_a_persona_boots_moves_and_fails_over_on_kvm_servers_keeping_its_identity(stack, tmp_path):
+    """An NFS-root persona and a SAN-booted one side by side; then the
+    first through a move, a hung server and a server whose power is lost:
+    five real boots, two identities."""
+    persona = clone(stack, "debian", str(persona_template()), "linux-nfs", "web")
+    db = clone(stack, "debian-san", str(san_template(stack.boot_url)), "iscsi", "db")
 
     began = time.monotonic()
     assert stack.cli("persona", "start", "web", "--no-wait").returncode == 0
+    assert stack.cli("persona", "start", "db", "--no-wait").returncode == 0
     first = running(stack, "web", 1)
-    print(f"web booted on {first} in {time.monotonic() - began:.0f} s")
+    san_host = running(stack, "db", 1)
+    print(f"web booted on {first} and db from its LUN on {san_host} in {time.monotonic() - began:.0f} s")
     assert_runs_as_itself(system_report(stack, tmp_path, first, 1), persona)
-    dnsmasq = (tmp_path / "lab" / "dnsmasq.log").read_text()
-    boot_mac = next(n["mac"] for h in stack.doc["hosts"] if h["name"] == first for n in h["nics"])
-    assert re.search(rf"DHCPACK\(labbr0\) {re.escape(boot_ip)} {re.escape(boot_mac)}", dnsmasq), dnsmasq[-2000:]
+    assert_san_booted_as_itself(system_report(stack, tmp_path, san_host, 1), db)
+    assert_dhcp_answered(stack, tmp_path, persona, first)
+    assert_dhcp_answered(stack, tmp_path, db, san_host)
+    assert stack.cli("persona", "stop", "db", "--no-wait").returncode == 0  # its server is the one web moves to
+    stack.wait("db", lambda s: s["state"] == "stopped", timeout=BOOT_PATIENCE)
+    assert_a_stranger_gets_no_boot(stack, tmp_path, san_host)
 
     other = next(h["name"] for h in stack.doc["hosts"] if h.get("machine") and h["name"] != first)
     began = time.monotonic()

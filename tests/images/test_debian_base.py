@@ -52,3 +52,36 @@ def test_a_second_ensure_reads_the_cache(base):
     built = base.record["built"]
     again = debian.ensure(log=lambda m: pytest.fail(f"built again: {m}"))
     assert again.directory == base.directory and again.record["built"] == built
+
+
+def test_a_san_disk_boots_the_template_from_a_lun_and_asks_its_boot_service(base, tmp_path):
+    """What iPXE's sanboot finds on a persona's LUN: an MBR with boot code,
+    an active FAT partition whose syslinux starts the kernel with a root
+    found by label, an iBFT login and the boot service's URL, and an ext4
+    root holding the agent."""
+    from voe.images import bootdisk, disk_clean
+
+    disk = debian.san_disk(base, "http://10.77.0.1:8480")
+    head = disk.read_bytes()[:512]
+    assert head[:440] == bootdisk.MBR_CODE.read_bytes()[:440] and head[510:] == b"\x55\xaa"
+    assert head[446] == 0x80, "the boot partition is not the active one"
+    boot, root = disk_clean.partitions(disk)
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    listing = subprocess.run(["mdir", "-a", "-b", "-i", f"{disk}@@{boot}", "::"], capture_output=True, text=True,
+                             check=True, env=env).stdout
+    for name in ("ldlinux.sys", "vmlinuz", "initrd.img", "syslinux.cfg"):
+        assert f"::/{name}" in listing, listing
+    config = subprocess.run(["mtype", "-i", f"{disk}@@{boot}", "::syslinux.cfg"], capture_output=True, text=True,
+                            check=True, env=env).stdout
+    for word in ("root=LABEL=voe-root", "rd.iscsi.firmware=1", "voe.boot_url=http://10.77.0.1:8480"):
+        assert word in config, config
+    assert disk_clean.is_ext(disk, root)
+    agent = subprocess.run(["debugfs", "-R", "stat /usr/bin/voe-agent", f"{disk}?offset={root}"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "Type: regular" in agent, agent
+
+    made = disk.stat().st_mtime_ns
+    assert debian.san_disk(base, "http://10.77.0.1:8480").stat().st_mtime_ns == made, "built again for nothing"
+    other = debian.san_disk(base, "http://10.77.0.2:8480")
+    assert "voe.boot_url=http://10.77.0.2:8480" in subprocess.run(
+        ["mtype", "-i", f"{other}@@{boot}", "::syslinux.cfg"], capture_output=True, text=True, check=True, env=env).stdout

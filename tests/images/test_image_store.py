@@ -88,6 +88,25 @@ def test_a_bad_template_name_is_refused_with_the_rule(store, tmp_path):
         store.create_template("Apache_2", make_root(tmp_path / "src"))
 
 
+def test_a_raw_disk_clone_copies_its_data_and_keeps_its_holes(store, tmp_path):
+    """A disk image is mostly blocks never written: its clone takes the room
+    of its data, not of its size, wherever reflinks are missing."""
+    disk = tmp_path / "oracle.img"
+    with open(disk, "wb") as f:
+        f.truncate(256 << 20)
+        for at in (0, 100 << 20, (256 << 20) - 4096):
+            f.seek(at)
+            f.write(bytes([at % 251 + 1]) * 4096)
+    store.create_template("oracle", disk, boot="iscsi")
+    image = store.clone("oracle", "oracle-2")
+    clone = Path(image.path)
+    assert clone.read_bytes() == disk.read_bytes()
+    assert image.method in ("reflink", "copy")
+    if image.method == "copy":
+        assert image.bytes_written < 1 << 20, image
+        assert clone.stat().st_blocks * 512 < 4 << 20, "the clone's holes were written out"
+
+
 @pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed (Debian package qemu-utils)")
 def test_a_qcow2_clone_is_an_overlay_that_writes_almost_nothing(store, tmp_path):
     base = tmp_path / "oracle.qcow2"

@@ -1,6 +1,7 @@
 """The agent's parameters: from the kernel command line (as an iPXE script
 put them there), the boot script itself (for an OS booted from a SAN
-LUN, which gets no command line), a file, or flags. ``voe.controller``, ``voe.persona``,
+LUN, which gets no command line from voe: its own names the boot service,
+``voe.boot_url=URL``, or the agent is told ``--boot-url``), a file, or flags. ``voe.controller``, ``voe.persona``,
 ``voe.generation`` and ``voe.token`` (a one-use bootstrap token) are
 required; ``voe.ca`` names a CA bundle for TLS, ``voe.ca_sha256`` pins the
 CA the controller serves."""
@@ -27,8 +28,12 @@ class BootArgs:
     ca_sha256: str | None = None
 
 
+def _voe_words(cmdline: str) -> dict[str, str]:
+    return dict(w.split("=", 1) for w in shlex.split(cmdline) if w.startswith("voe.") and "=" in w)
+
+
 def parse(cmdline: str) -> BootArgs:
-    words = dict(w.split("=", 1) for w in shlex.split(cmdline) if w.startswith("voe.") and "=" in w)
+    words = _voe_words(cmdline)
     missing = [k for k in REQUIRED if not words.get(k)]
     if missing:
         raise BootArgsError(f"the command line lacks {', '.join(missing)} (expected words like "
@@ -39,6 +44,13 @@ def parse(cmdline: str) -> BootArgs:
         raise BootArgsError(f"voe.generation={words['voe.generation']!r} is not a number") from None
     return BootArgs(words["voe.controller"].rstrip("/"), words["voe.persona"], generation, words["voe.token"],
                     words.get("voe.ca"), words.get("voe.ca_sha256"))
+
+
+def boot_service(cmdline: str) -> str | None:
+    """The boot service a command line without the agent's parameters
+    names (``voe.boot_url=URL``): where they are to be read."""
+    words = _voe_words(cmdline)
+    return None if "voe.persona" in words else words.get("voe.boot_url") or None
 
 
 def from_boot_script(script: str) -> BootArgs:

@@ -58,7 +58,8 @@ def read_args(ns: argparse.Namespace) -> bootargs.BootArgs:
         words = ns.cmdline
     else:
         words = Path(ns.cmdline_file).read_text()
-    return bootargs.parse(words)
+    url = bootargs.boot_service(words)
+    return bootargs.from_boot_service(url, local_macs(ns)) if url else bootargs.parse(words)
 
 
 def local_macs(ns: argparse.Namespace) -> list[str]:
@@ -136,6 +137,7 @@ def run(ns: argparse.Namespace, stop: threading.Event) -> int:
     """The agent's life; ``stop`` is set by SIGTERM, or by the Service
     Control Manager on Windows."""
     args = read_args(ns)
+    log(f"{args.persona} generation {args.generation} starting")  # the console says who this OS runs as
     ctl = Controller(args.controller, args.token, args.ca, ca_pin=args.ca_sha256, proxy=ns.proxy)
     root = Path(ns.root)
     started = time.monotonic()

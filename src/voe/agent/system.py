@@ -1,6 +1,6 @@
 """What the running system says about itself, read from the kernel: where
 its root is mounted from, the initiator name the firmware's iBFT carries,
-and each network interface with its MAC, 802.1q VLAN and addresses. The
+its iSCSI sessions with the disks each brings, and each network interface with its MAC, 802.1q VLAN and addresses. The
 agent logs it once configured (to the console too: serial over LAN shows
 it), so what a persona runs as can be checked from inside."""
 
@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 IBFT_INITIATOR = Path("/sys/firmware/ibft/initiator/initiator-name")
+ISCSI_SESSIONS = Path("/sys/class/iscsi_session")
 
 
 def root_mount(mounts: Path = Path("/proc/self/mounts")) -> dict[str, str] | None:
@@ -24,10 +25,23 @@ def root_mount(mounts: Path = Path("/proc/self/mounts")) -> dict[str, str] | Non
 
 
 def ibft_initiator(path: Path = IBFT_INITIATOR) -> str | None:
+    return _text(path)
+
+
+def _text(path: Path) -> str | None:
+    """A sysfs attribute, None when absent or empty."""
     try:
         return path.read_text().strip() or None
     except OSError:
         return None
+
+
+def iscsi_sessions(sysfs: Path = ISCSI_SESSIONS) -> list[dict]:
+    """Each iSCSI session the kernel holds: its target, the initiator it
+    logged in as, and its disks (``sda``...)."""
+    return [{"target": _text(session / "targetname"), "initiator": _text(session / "initiatorname"),
+             "disks": sorted(b.name for b in (session / "device").glob("target*/*/block/*"))}
+            for session in sorted(sysfs.glob("session*"))]
 
 
 def interfaces() -> list[dict]:
@@ -48,7 +62,8 @@ def interfaces() -> list[dict]:
 
 
 def report() -> dict:
-    return {"root": root_mount(), "ibft_initiator": ibft_initiator(), "interfaces": interfaces()}
+    return {"root": root_mount(), "ibft_initiator": ibft_initiator(), "iscsi": iscsi_sessions(),
+            "interfaces": interfaces()}
 
 
 def as_configured(wanted: list[dict], kernel: list[dict]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from voe.api.auth import Admin, Viewer
 from voe.api.inventory_routes import _put
 from voe.domain.inventory import Inventory
 from voe.domain.models import Persona
+from voe.drivers import registry
 from voe.errors import Conflict, NotFound
 from voe.images.capture import copy_server_root
 
@@ -90,17 +91,27 @@ def delete_template(request: Request, name: str, who: Admin) -> None:
 
 
 def _image_spec(inv: Inventory, persona: str, template, path: str) -> dict:
-    """Where the persona's clone is served from: the storage host of the
-    inventory that serves voe's image store."""
-    server = next((h for h in inv.hosts if h.storage is not None), None)
+    """Where the persona's clone is served from: the first storage host of
+    the inventory whose service serves the clone's kind (an NFS root for a
+    tree, an iSCSI LUN for a disk image)."""
+    protocol = "nfs" if template.kind == "tree" else "iscsi"
+    server = next((h for h in inv.hosts if h.storage is not None
+                   and protocol in registry.load("storage", h.storage.driver).protocols), None)  # type: ignore[attr-defined]
     if server is None:
-        raise Conflict("no host declares a storage service to serve persona images; add `storage:` to the "
-                       "host that exports voe's image store", ("persona", "image"))
+        raise Conflict(f"no host declares a storage service that serves {protocol} to serve this persona's image; "
+                       f"add `storage:` with a driver that does ({_drivers_serving(protocol)}) to the host that "
+                       "exports voe's image store", ("persona", "image"))
     address = server.storage.serves[0]  # type: ignore[union-attr]
     spec: dict[str, Any] = {"template": template.name, "template_version": template.version}
-    if template.kind == "tree":
+    if protocol == "nfs":
         return {**spec, "nfs_root": f"{address}:{path}"}
-    return {**spec, "target_iqn": f"iqn.2026-11.io.voe:{persona}", "target_portal": f"{address}:3260", "lun": 1}
+    return {**spec, "target_iqn": f"iqn.2026-11.io.voe:{persona}", "target_portal": f"{address}:3260", "lun": 1,
+            "disk": path}
+
+
+def _drivers_serving(protocol: str) -> str:
+    return ", ".join(name for name in registry.available("storage")
+                     if protocol in registry.load("storage", name).protocols)  # type: ignore[attr-defined]
 
 
 @router.post("/templates/{name}/clone", status_code=201, summary="Create a persona from a template")

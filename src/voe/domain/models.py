@@ -294,6 +294,8 @@ class Image(Model):
     initrd: str | None = None
     target_iqn: str | None = Field(default=None, description="iSCSI target IQN (iscsi)")
     target_portal: str | None = None
+    disk: str | None = Field(default=None, description="the disk image behind the LUN, on the storage server "
+                                                       "(iscsi; default: its lun_dir's PERSONA.img)")
     target_wwpn: str | None = Field(default=None, description="FC target WWPN (fc)")
     lun: int = Field(default=0, ge=0)
 

@@ -66,5 +66,5 @@ def access_for(inv: Inventory, p: Persona) -> tuple[Host, Access] | None:
             return None
         return host, Access(p.name, "nfs", path, client)
     lun_dir = host.storage.settings.get("lun_dir", "/srv/voe/luns")  # type: ignore[union-attr]
-    return host, Access(p.name, "iscsi", f"{lun_dir}/{p.name}.img", p.san.initiator_iqn or "",
+    return host, Access(p.name, "iscsi", p.image.disk or f"{lun_dir}/{p.name}.img", p.san.initiator_iqn or "",
                         p.image.target_iqn, p.image.lun)

@@ -397,6 +397,8 @@ class StorageDriver(Driver):
     they list, and two changes at once would take the same number."""
 
     concern = "storage"
+    protocols: ClassVar[frozenset[str]] = frozenset()
+    """What the service serves: ``nfs`` roots, ``iscsi`` LUNs."""
 
     def __init__(self, device: str, settings: DriverSettings):
         super().__init__(device, settings)

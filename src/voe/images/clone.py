@@ -5,11 +5,12 @@ Trees (NFS roots) are cloned file by file with the FICLONE ioctl (btrfs,
 XFS, bcachefs share the blocks); on a file system without reflinks (ext4,
 tmpfs) the file is copied. Disk images in qcow2 get a new overlay whose
 backing file is the template's image (``qemu-img create -b``); raw images
-are reflinked or copied.
+are reflinked, or copied with their holes kept.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -27,14 +28,36 @@ class CloneReport:
     files: int
 
 
-def _clone_file(src: Path, dst: Path) -> tuple[str, int]:
+def clone_file(src: Path, dst: Path) -> tuple[str, int]:
     with open(src, "rb") as s, open(dst, "wb") as d:
         try:
             fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
             return "reflink", 0
         except OSError:
-            shutil.copyfileobj(s, d, 1 << 20)
-            return "copy", src.stat().st_size
+            return "copy", _copy_data(s.fileno(), d.fileno(), os.fstat(s.fileno()).st_size)
+
+
+def _copy_data(src: int, dst: int, size: int) -> int:
+    """The data of ``src`` into ``dst``, its holes left holes (a disk image
+    is mostly unwritten blocks); returns the bytes written."""
+    written = position = 0
+    while position < size:
+        try:
+            data = os.lseek(src, position, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: no data after position, only a hole to the end
+                raise
+            break
+        hole = os.lseek(src, data, os.SEEK_HOLE)
+        while data < hole:
+            n = os.copy_file_range(src, dst, hole - data, data, data)
+            if n == 0:
+                break
+            data += n
+            written += n
+        position = hole
+    os.ftruncate(dst, size)
+    return written
 
 
 def clone_tree(src: Path, dst: Path) -> CloneReport:
@@ -57,7 +80,7 @@ def clone_tree(src: Path, dst: Path) -> CloneReport:
                 continue
             if not s.is_file():
                 continue  # device nodes and sockets come from the booted OS, not the image
-            method, n_bytes = _clone_file(s, t)
+            method, n_bytes = clone_file(s, t)
             methods.add(method)
             written += n_bytes
             files += 1
@@ -84,5 +107,5 @@ def clone_disk(src: Path, dst: Path) -> CloneReport:
                        check=True, capture_output=True, text=True)
         return CloneReport("qcow2-backing", dst.stat().st_size, 1)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    method, written = _clone_file(src, dst)
+    method, written = clone_file(src, dst)
     return CloneReport(method, written, 1)

@@ -16,6 +16,8 @@ the tree.
 
     python -m voe.images.debian [--force]     # prints the base's directory
     python -m voe.images.debian --with-agent  # prints a template's tree: the base and the agent
+    python -m voe.images.debian --san-disk --boot-url http://10.77.0.1:8480
+                                              # prints a template's disk image, for SAN boot
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from voe.images import bootdisk
+
 SUITE = "bookworm"
 PACKAGES = (
     "linux-image-amd64", "dracut", "dracut-network", "nfs-common", "open-iscsi", "isc-dhcp-client",
     "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "python3", "python3-pyroute2", "procps",
+    "gawk",  # dracut reads the iBFT's flags with awk's and(), which mawk lacks
 )
 UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest has
     "sound", "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/staging", "drivers/infiniband",
@@ -42,7 +47,8 @@ UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest ha
     "drivers/input/touchscreen", "drivers/isdn", "drivers/net/can", "drivers/nfc", "net/wireless",
     "net/mac80211", "net/bluetooth", "drivers/mmc", "drivers/mtd", "drivers/platform/x86",
     "drivers/net/ethernet/mellanox", "drivers/net/ethernet/intel/ice", "drivers/net/ethernet/broadcom",
-    "drivers/net/ethernet/chelsio", "drivers/net/ethernet/qlogic", "drivers/scsi/qla2xxx", "drivers/scsi/lpfc",
+    "drivers/net/ethernet/chelsio", "drivers/net/ethernet/qlogic", "drivers/net/ethernet/sfc",
+    "drivers/net/ethernet/netronome", "drivers/net/ethernet/cavium", "drivers/scsi/qla2xxx", "drivers/scsi/lpfc",
     "drivers/thunderbolt", "drivers/fpga", "drivers/edac", "drivers/comedi", "drivers/scsi/mpt3sas",
     "drivers/scsi/megaraid", "drivers/scsi/aacraid", "drivers/scsi/bfa", "drivers/scsi/be2iscsi",
     "drivers/scsi/bnx2fc", "drivers/scsi/csiostor", "drivers/scsi/fnic", "drivers/scsi/qedf", "drivers/scsi/qedi",
@@ -111,6 +117,29 @@ def with_agent(base: DebianBase) -> Path:
     return tree
 
 
+SAN_COMMAND_LINE = "rw rd.iscsi.firmware=1 rd.iscsi.ibft=1 console=tty0 console=ttyS0,115200n8"
+"""A SAN-booted kernel's: its initramfs brings up the NIC and logs in to
+the LUN that the firmware's iBFT names, as the initiator the firmware
+presented (the one the target's ACL allows)."""
+
+
+def san_disk(base: DebianBase, boot_url: str) -> Path:
+    """The base with the agent as a disk image to make a SAN-boot template
+    of (``voe template create NAME --from DISK``), whose agent reads its
+    parameters from the boot service at ``boot_url`` (``voe.boot_url`` on
+    its command line): an OS on its own disk gets no command line from voe.
+    Kept beside the base, made again when the agent or the URL changes."""
+    tree = with_agent(base)
+    disk = base.directory.with_name(f"disk-{base.directory.name}.img")
+    made_of = disk.with_name(disk.name + ".made-of")  # beside it: what it was made of, the agent and the URL
+    recipe = f"{(base.directory / 'with-agent.stamp').read_text()} {boot_url}\n"
+    if not disk.exists() or not made_of.exists() or made_of.read_text() != recipe:
+        made_of.unlink(missing_ok=True)
+        bootdisk.build(tree, base.kernel, base.initrd, f"{SAN_COMMAND_LINE} voe.boot_url={boot_url}", disk)
+        made_of.write_text(recipe)
+    return disk
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("VOE_IMAGE_CACHE") or "/var/cache/voe/images")
 
@@ -125,9 +154,9 @@ def apt_sources() -> Path:
 
 def key() -> str:
     """What the base is made of: the suite, the packages, the modules left
-    out, the initramfs's modules and the sources."""
+    out, the initramfs's modules, the build's own steps and the sources."""
     made_of = json.dumps([SUITE, PACKAGES, UNNEEDED_MODULES, UNPACKED_NOT, INITRD_MODULES, INITRD_OMITTED,
-                          GUEST_SETTINGS, apt_sources().read_text()])
+                          _CUSTOMIZE, GUEST_SETTINGS, apt_sources().read_text()])
     return hashlib.sha256(made_of.encode()).hexdigest()[:16]
 
 
@@ -170,6 +199,10 @@ _CUSTOMIZE = " && ".join([
     # is built on (--no-hostonly)
     "cd \"$1\"/usr/lib/modules/* && rm -rf " + " ".join(f"kernel/{m}" for m in UNNEEDED_MODULES),
     "kver=$(basename \"$1\"/usr/lib/modules/*)",
+    # an initramfs without systemd starts iscsid itself when iscsiadm finds
+    # none (its firmware login path never does); the booted system's comes
+    # from its socket unit first
+    "sed -i 's|^iscsid.startup = .*|iscsid.startup = /usr/sbin/iscsid|' \"$1\"/etc/iscsi/iscsid.conf",
     "chroot \"$1\" depmod -a \"$kver\"",
     f"chroot \"$1\" dracut --force --no-hostonly --add '{INITRD_MODULES}' --omit '{INITRD_OMITTED}' "
     "/boot/initrd.img-\"$kver\" \"$kver\"",
@@ -195,11 +228,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--force", action="store_true", help="build again even if the cache holds it")
     ap.add_argument("--with-agent", action="store_true", help="print the tree with this checkout's agent installed "
                                                               "(a template's source) instead of the base's directory")
+    ap.add_argument("--san-disk", action="store_true", help="print a bootable disk image with the agent installed "
+                                                            "(a SAN-boot template's source) instead")
+    ap.add_argument("--boot-url", help="with --san-disk: the controller's boot URL, where its agent reads its "
+                                       "parameters (http://CONTROLLER:8480)")
     ns = ap.parse_args(argv)
+    if ns.san_disk and not ns.boot_url:
+        ap.error("--san-disk needs --boot-url: the agent on a SAN-booted disk asks the boot service who it is")
     try:
         base = ensure(ns.force, log=lambda m: print(m, file=sys.stderr))
-        print(with_agent(base) if ns.with_agent else base.directory)
-    except BuildError as e:
+        if ns.san_disk:
+            print(san_disk(base, ns.boot_url))
+        else:
+            print(with_agent(base) if ns.with_agent else base.directory)
+    except (BuildError, bootdisk.BootDiskError) as e:
         raise SystemExit(f"error: {e}") from None
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from voe.errors import Conflict, NotFound
 from voe.images.capture import clean_root
-from voe.images.clone import CloneReport, clone_disk, clone_tree
+from voe.images.clone import CloneReport, clone_disk, clone_file, clone_tree
 from voe.images.customize import customize_root
 from voe.images.disk_clean import clean_disk
 
@@ -152,7 +152,7 @@ class LocalImageStore(ImageStore):
             else:
                 kind = "disk"
                 payload = staging / ("disk.qcow2" if source.suffix == ".qcow2" else "disk.raw")
-                shutil.copyfile(source, payload)
+                clone_file(source, payload)  # holes kept: a disk image is mostly unwritten
                 cleaned = clean_disk(payload) if clean else []
             meta = TemplateVersion(name, version, kind, boot or ("linux-nfs" if kind == "tree" else "iscsi"),
                                    description or (existing[-1].description if existing else ""), _now(),

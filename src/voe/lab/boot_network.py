@@ -1,6 +1,6 @@
 """The services of the lab's network that a datacenter runs on its own
 servers, run here as the real programs inside the lab's namespace
-(``voe.lab.netns``), listening on its gateway address:
+(``voe.lab.netns``), listening on its addresses:
 
 * dnsmasq, configured by voe's own generator (``voe.drivers.boot.dnsmasq``):
   DHCP for exactly the MACs the controller names in its ``dhcp-hosts``
@@ -18,11 +18,16 @@ servers, run here as the real programs inside the lab's namespace
   DBus export manager on the bus its driver settings name;
 * tgtd, for a storage host whose driver is ``tgt``, on its control port.
 
+A storage host's service listens on the address it ``serves`` in the lab
+network (the gateway's, or one of its own that the lab adds to the
+bridge), as a filer or an array has its own.
+
 Each is a child of the lab and goes with it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import signal
 import subprocess
@@ -105,25 +110,28 @@ class BootNetworkServices:
         spec = host.storage
         if spec is None:
             return
-        if self.network.gateway not in spec.serves:
+        address = next((a for a in spec.serves if ipaddress.ip_address(a) in self.network.subnet), None)
+        if address is None:
             raise ServiceError(f"storage host {host.name} serves {', '.join(spec.serves)}; in a lab with KVM machines "
-                               f"it serves at the lab network's gateway {self.network.gateway}: add it to serves")
+                               f"it serves an address of the lab network {self.network.subnet} (its gateway "
+                               f"{self.network.gateway}, say): add one to serves")
+        self.network.add_address(address)
         if spec.driver == "ganesha":
-            self._start_ganesha(host.name, spec.settings)
+            self._start_ganesha(host.name, address, spec.settings)
         elif spec.driver == "tgt":
-            self._start_tgt(host.name, spec.settings)
+            self._start_tgt(host.name, address, spec.settings)
 
-    def _start_ganesha(self, host: str, settings: dict) -> None:
+    def _start_ganesha(self, host: str, address: str, settings: dict) -> None:
         _need("ganesha.nfsd", "dbus-daemon")
-        address = settings.get("dbus_address")
-        if not address or not address.startswith("unix:path="):
+        bus_address = settings.get("dbus_address")
+        if not bus_address or not bus_address.startswith("unix:path="):
             raise ServiceError(f"storage host {host}: the lab runs ganesha's DBus at settings.dbus_address, "
                                "which must be unix:path=/some/socket")
-        sock = Path(address.removeprefix("unix:path="))
+        sock = Path(bus_address.removeprefix("unix:path="))
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
         bus_conf = self.state_dir / f"{host}-bus.conf"
-        bus_conf.write_text(BUS_POLICY.format(address=address))
+        bus_conf.write_text(BUS_POLICY.format(address=bus_address))
         bus = self._spawn(f"{host} DBus", ["dbus-daemon", "--nofork", f"--config-file={bus_conf}"], inside=False)
         self._wait(f"{host} DBus", bus, sock.exists, None)
         exports = Path(settings["export_dir"])
@@ -134,7 +142,7 @@ class BootNetworkServices:
         # recovery would wait for an ID-mapping helper on the very root it
         # recovers; numeric owners need no ID mapping at all
         conf = self.state_dir / f"{host}-ganesha.conf"
-        conf.write_text(f"""NFS_CORE_PARAM {{ NFS_Port = 2049; Protocols = 4; Bind_addr = {self.network.gateway};
+        conf.write_text(f"""NFS_CORE_PARAM {{ NFS_Port = 2049; Protocols = 4; Bind_addr = {address};
     Enable_NLM = false; Enable_RQUOTA = false; }}
 NFSV4 {{ RecoveryBackend = fs; Graceless = true; Lease_Lifetime = 60; Only_Numeric_Owners = true; }}
 NFS_KRB5 {{ Active_krb5 = false; }}
@@ -142,16 +150,16 @@ NFS_KRB5 {{ Active_krb5 = false; }}
 """)
         log = self.state_dir / f"{host}-ganesha.log"
         pid = self.state_dir / f"{host}-ganesha.pid"
-        proc = self._spawn(f"{host} ganesha", ["env", f"DBUS_SYSTEM_BUS_ADDRESS={address}", "ganesha.nfsd", "-F",
+        proc = self._spawn(f"{host} ganesha", ["env", f"DBUS_SYSTEM_BUS_ADDRESS={bus_address}", "ganesha.nfsd", "-F",
                                                "-f", str(conf), "-L", str(log), "-p", str(pid)])
         self._wait(f"{host} ganesha", proc, lambda: "NFS SERVER INITIALIZED" in _read(log), log)
 
-    def _start_tgt(self, host: str, settings: dict) -> None:
+    def _start_tgt(self, host: str, address: str, settings: dict) -> None:
         _need("tgtd")
         port = settings.get("control_port")
         log = self.state_dir / f"{host}-tgtd.log"
         argv = ["tgtd", "-f", *(["-C", str(port)] if port is not None else []),
-                "--iscsi", f"portal={self.network.gateway}:3260"]
+                "--iscsi", f"portal={address}:3260"]
         proc = self._spawn(f"{host} tgtd", argv, log=log)
         socket_file = Path(f"/var/run/tgtd/socket.{port or 0}")
         self._wait(f"{host} tgtd", proc, socket_file.exists, log)

@@ -40,6 +40,9 @@ log = logging.getLogger("voe.lab.kvm")
 
 QEMU = "qemu-system-x86_64"
 KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*voe\.persona=\S+.*)$")
+KERNEL_STARTS = re.compile(r"^(\[[ \d.]+\] )?Linux version ")
+AGENT_STARTING = re.compile(r"voe-agent \d\d:\d\d:\d\d (\S+) generation (\d+) starting")
+"""A SAN-booted OS's command line is its disk's: its agent says who it runs as."""
 QMP_PATIENCE = 10.0  # seconds for a started QEMU to open its monitor
 
 
@@ -64,8 +67,10 @@ def accelerator() -> tuple[str, str | None]:
 
 
 class _ConsoleReader:
-    """The last kernel command line a serial log shows, reading only what
-    was written since the last look (the truth asks many times a second)."""
+    """Who the OS a serial log shows was booted as: the last kernel command
+    line naming a persona, or the agent's word when the command line is
+    the OS's own; reading only what was written since the last look (the
+    truth asks many times a second)."""
 
     def __init__(self) -> None:
         self._offset = 0
@@ -82,11 +87,16 @@ class _ConsoleReader:
         self._offset += len(new)
         *lines, self._partial = (self._partial + new).split(b"\n")
         for line in lines:
-            m = KERNEL_CMDLINE.search(line.decode(errors="replace"))
+            text = line.decode(errors="replace")
+            if KERNEL_STARTS.search(text):  # a new kernel: nobody until it says
+                self._boot = None
+            m = KERNEL_CMDLINE.search(text)
             if m:
                 a = args_dict(" ".join(w for w in m.group(1).split() if w.startswith("voe.")))
                 self._boot = Boot("os", a.get("voe.persona"),
                                   int(a["voe.generation"]) if "voe.generation" in a else None)
+            elif (m := AGENT_STARTING.search(text)) and (self._boot is None or self._boot.persona is None):
+                self._boot = Boot("os", m.group(1), int(m.group(2)))
         return self._boot
 
 

@@ -86,6 +86,12 @@ class LabNetwork:
         """``ip -n NAMESPACE ARGS``."""
         return _ip("-n", self.name, *args)
 
+    def add_address(self, address: str) -> None:
+        """One more address of the lab network on the bridge, for a service
+        that has its own (a storage server's, say)."""
+        if address != self.gateway:
+            self.run("addr", "add", f"{address}/{self.subnet.prefixlen}", "dev", self.BRIDGE)
+
     def add_tap(self, name: str) -> str:
         """A tap on the bridge, made before QEMU opens it (QEMU runs
         unprivileged of network setup: ``script=no``)."""

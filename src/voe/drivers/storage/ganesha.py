@@ -62,6 +62,7 @@ def render_export(export_id: int, access: Access) -> str:
 
 
 class GaneshaStorage(StorageDriver):
+    protocols = frozenset({"nfs"})
     Settings = GaneshaSettings
 
     def __init__(self, device: str, settings: GaneshaSettings):

@@ -19,6 +19,7 @@ class LabStorageSettings(StorageSettings):
 
 
 class LabStorageDriver(StorageDriver):
+    protocols = frozenset({"nfs", "iscsi"})
     Settings = LabStorageSettings
 
     def __init__(self, device: str, settings: LabStorageSettings):

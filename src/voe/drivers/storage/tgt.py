@@ -84,6 +84,7 @@ def parse_show(text: str) -> dict[str, Target]:
 
 
 class TgtStorage(StorageDriver):
+    protocols = frozenset({"iscsi"})
     Settings = TgtSettings
 
     def _adm(self, operation: str, *args: str) -> str:
