@@ -51,8 +51,10 @@ def test_the_agent_logs_json_when_asked(tmp_path):
                                            "voe.token=voe_x"], stderr=subprocess.PIPE, text=True)
     try:
         first = json.loads(agent.stderr.readline())
+        second = json.loads(agent.stderr.readline())
     finally:
         agent.kill()
         agent.wait()
-    assert (first["process"], first["level"]) == ("agent", "WARNING")
-    assert "controller unreachable" in first["message"]
+    assert (first["process"], first["level"], first["message"]) == ("agent", "INFO", "web-1 generation 1 starting")
+    assert (second["process"], second["level"]) == ("agent", "WARNING")
+    assert "controller unreachable" in second["message"]
