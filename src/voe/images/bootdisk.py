@@ -18,7 +18,7 @@ from pathlib import Path
 SECTOR = 512
 MIB = 1 << 20
 BOOT_MIB = 96
-"""The FAT partition: a kernel and an initramfs of tens of MiB, twice over."""
+"""The FAT partition: room for a kernel and an initramfs, and their next versions."""
 ROOT_LABEL = "voe-root"
 MBR_CODE = Path("/usr/lib/syslinux/mbr/mbr.bin")
 TOOLS = {"sfdisk": "fdisk", "mkfs.fat": "dosfstools", "mcopy": "mtools", "syslinux": "syslinux",
@@ -31,9 +31,10 @@ class BootDiskError(RuntimeError):
 
 def root_size_mib(tree: Path) -> int:
     """Room for the tree and its inodes, with a third more for the running system's writes."""
-    used = sum(p.lstat().st_size for p in tree.rglob("*") if not p.is_symlink() and p.is_file())
-    files = sum(1 for _ in tree.rglob("*"))
-    return int((used + files * 4096) * 4 / 3 / MIB) + 64
+    used = 0
+    for path in tree.rglob("*"):  # each entry takes an inode and a block at least, a file its data besides
+        used += 4096 + (path.lstat().st_size if path.is_file() and not path.is_symlink() else 0)
+    return int(used * 4 / 3 / MIB) + 64
 
 
 def build(tree: Path, kernel: Path, initrd: Path, cmdline: str, out: Path) -> Path:
@@ -57,8 +58,9 @@ def build(tree: Path, kernel: Path, initrd: Path, cmdline: str, out: Path) -> Pa
     with open(work, "r+b") as f:
         f.write(MBR_CODE.read_bytes()[:440])  # the boot code only: the partition table follows it
     boot = f"{work}@@{boot_start * SECTOR}"
-    # sizes given, not guessed from the whole file: one sector per cluster, and
-    # the sectors before the partition counted as hidden, as a BIOS loader expects
+    # the partition's own geometry, which mkfs.fat would otherwise take from the
+    # whole file: one sector per cluster (enough clusters for FAT32), and the
+    # sectors before the partition counted as hidden, as a BIOS loader expects
     _run(["mkfs.fat", "-F", "32", "-s", "1", "-h", str(boot_start), "-n", "VOEBOOT", "--offset", str(boot_start),
           str(work), str(BOOT_MIB * 1024)], "making the boot file system")
     config = work.with_name(work.name + ".cfg")

@@ -52,7 +52,7 @@ def _copy_data(src: int, dst: int, size: int) -> int:
         while data < hole:
             n = os.copy_file_range(src, dst, hole - data, data, data)
             if n == 0:
-                break
+                raise OSError(errno.EIO, f"the source ended at byte {data}, before the data it listed")
             data += n
             written += n
         position = hole
