@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libiscsi-bin libnfs-utils                # userspace iSCSI and NFS clients, for the storage tests
   dnsmasq-base dnsmasq-utils               # DHCP and the iPXE chain for the lab's KVM machines
   qemu-system-x86 ipxe-qemu                # the lab's KVM machines and their network-boot firmware
+  openvswitch-switch ethtool               # the lab switches' forwarding plane (userspace datapath)
   iproute2 procps
   chromium                                 # the console's browser tests (Playwright drives it)
   busybox-static e2fsprogs qemu-utils      # the sample persona images, built here; qcow2 clones

@@ -138,3 +138,27 @@ def live_controller(services, admin_token, monkeypatch):
     yield f"https://127.0.0.1:{port}", admin_token
     server.should_exit = True
     t.join(5)
+
+
+@pytest.fixture(scope="module")
+def ovs_plane(tmp_path_factory):
+    """Open vSwitch (ovsdb-server and ovs-vswitchd, userspace datapath) in
+    a lab network namespace of its own, for the tests of one module."""
+    import shutil
+
+    from voe.lab.netns import LabNetwork
+    from voe.lab.ovs import OvsPlane
+
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces and Open vSwitch need root (CI runs as root)")
+    if shutil.which("ovs-vswitchd") is None:
+        pytest.skip("Open vSwitch is not installed (scripts/setup.sh installs openvswitch-switch)")
+    network = LabNetwork(f"voe-lab-{os.getpid()}", "10.79.0.0/24")
+    network.create()
+    plane = OvsPlane(network, tmp_path_factory.mktemp("ovs"))
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+        network.delete()

@@ -13,8 +13,9 @@ import time
 import pytest
 
 from tests.e2e.kvm import kvm_stack, persona_template, san_template
-from voe.domain.models import Host
-from voe.drivers.factory import power_for_host
+from voe.domain.models import Host, Switch
+from voe.domain.ports import PortConfig
+from voe.drivers.factory import power_for_host, switch_for
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -97,10 +98,16 @@ def assert_dhcp_answered(stack, tmp_path, persona: dict, host: str) -> None:
 
 
 def assert_a_stranger_gets_no_boot(stack, tmp_path, host: str) -> None:
-    """A server no persona is given to, network-booted through its BMC as
-    an operator would: dnsmasq ignores its MAC, so its firmware gets no
-    address and nothing to boot."""
+    """A server no persona is given to, put on the boot network and
+    network-booted through its BMC as an operator would: dnsmasq ignores
+    its MAC, so its firmware gets no address and nothing to boot."""
     server = Host.model_validate(next(h for h in stack.doc["hosts"] if h["name"] == host))
+    switch = Switch.model_validate(next(s for s in stack.doc["switches"] if s["name"] == server.nics[0].switch))
+    boot_vlan = next(n["vlan"] for n in stack.doc["networks"] if n["name"] == "storage")
+    ports = switch_for(switch)
+    assert ports.read_port(server.nics[0].port).vlans() == frozenset(), "voe left VLANs on a port nothing runs behind"
+    ports.configure_port(server.nics[0].port, PortConfig.access(boot_vlan))
+    ports.close()
     bmc = power_for_host(server)
     bmc.set_boot_device("pxe")
     bmc.power_on()

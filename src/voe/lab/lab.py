@@ -6,11 +6,13 @@ A host's machine is a process (its persona's agent) or, with
 ``machine: {backend: kvm}`` (or ``machines="kvm"``), a QEMU virtual machine
 that network-boots for real on the lab's own network (``voe.lab.netns``),
 where the lab runs dnsmasq and the storage hosts' nfs-ganesha and tgtd
-(``voe.lab.boot_network``) and forwards the controllers' ports."""
+(``voe.lab.boot_network``) and forwards the controllers' ports, and whose
+switches forward its frames by their VLAN state (``voe.lab.ovs``)."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import shutil
@@ -31,6 +33,7 @@ from voe.lab.json_api import JsonApi
 from voe.lab.kvm import KvmMachine, KvmNic, accelerator
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
 from voe.lab.netns import LabNetwork
+from voe.lab.ovs import OvsPlane
 from voe.lab.redfish import RedfishEmulator
 from voe.lab.relay import Relay
 from voe.lab.storage import LabStorage
@@ -66,6 +69,7 @@ class Lab:
         self.dhcp_hosts = dhcp_hosts
         self.network: LabNetwork | None = None
         self.services: BootNetworkServices | None = None
+        self.plane: OvsPlane | None = None
         self.accel = "tcg"  # how KVM machines run: chosen as the lab's network comes up (``accelerator``)
         if any(self._kvm(h) for h in inv.hosts):
             self.network = LabNetwork(f"voe-lab-{os.getpid()}", subnet)
@@ -131,7 +135,11 @@ class Lab:
             log.warning("KVM machines run under QEMU's software emulation (TCG), many times slower: %s", why)
         self.network.create()
         self.services = BootNetworkServices(self.network, self.state_dir)
+        self.plane = OvsPlane(self.network, self.state_dir / "ovs")
         try:
+            self.plane.start()
+            for i, em in enumerate(self.switches.values()):
+                self.plane.add_switch(em.state).attach_services(self.network.add_uplink(f"svc{i}"), self._boot_vlan())
             urls = [u for u in f"{self.controller_url},{self.agent_urls}".split(",") if u.strip()]
             for port in sorted({urlsplit(u.strip()).port or 80 for u in urls}):
                 asyncio.run_coroutine_threadsafe(self.network.forward(port), self.loop.loop).result(10)
@@ -143,14 +151,26 @@ class Lab:
         except BaseException:  # what started goes again: a lab that did not come up leaves nothing running
             asyncio.run_coroutine_threadsafe(self.network.close_forwarders(), self.loop.loop).result(5)
             self.services.stop()
+            self.plane.stop()
             self.network.delete()
             raise
 
+    def _boot_vlan(self) -> int:
+        """The VLAN of the lab network's subnet, where its services are: the
+        inventory's network that holds the gateway, else the default VLAN."""
+        assert self.network is not None
+        gateway = ipaddress.ip_address(self.network.gateway)
+        return next((n.vlan for n in self.inv.networks if gateway in n.subnet), 1)
+
     def _add_kvm_host(self, h: Host) -> KvmMachine:
         assert self.network is not None
+        assert self.plane is not None
         index = len(self.hosts)
-        nics = [KvmNic(n.mac, self.network.add_tap(f"vt{index}n{i}"), boots=True)
-                for i, n in enumerate(n for n in h.nics if n.switch)]
+        nics = []
+        for i, n in enumerate(n for n in h.nics if n.switch):
+            tap = self.network.add_tap(f"vt{index}n{i}")
+            self.plane.bridges[n.switch].attach(self.switches[n.switch].state.number_of(n.port), tap)
+            nics.append(KvmNic(n.mac, tap, boots=True))
         spec = h.machine or LabMachine(backend="kvm")
         return KvmMachine(h.name, nics, self.network, self.state_dir / "hosts" / h.name, spec.memory, self.accel,
                           on_change=self._changed, cpus=spec.cpus)
@@ -299,6 +319,8 @@ class Lab:
             asyncio.run_coroutine_threadsafe(self.network.close_forwarders(), self.loop.loop).result(5)
             if self.services is not None:
                 self.services.stop()
+            if self.plane is not None:
+                self.plane.stop()
             self.network.delete()
         self.boots.shutdown(wait=True, cancel_futures=True)  # a boot overtaken by the power-off gives up
         if self.bmc_loop:

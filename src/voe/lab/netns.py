@@ -1,7 +1,8 @@
 """The lab's own network for real machines: a network namespace that the lab
-creates and removes, holding a bridge (the boot and storage network of its
-KVM machines), a tap per machine NIC, and the services a datacenter has on
-that network (dnsmasq, nfs-ganesha, tgt). Nothing in it is routed anywhere:
+creates and removes, holding a bridge where the services a datacenter has
+on its boot and storage network listen (dnsmasq, nfs-ganesha, tgt), a tap
+per machine NIC, and the lab switches that forward between them
+(``voe.lab.ovs``). Nothing in it is routed anywhere:
 every frame stays on this machine.
 
 The controllers run outside, on loopback. Machines reach them at the
@@ -93,12 +94,31 @@ class LabNetwork:
             self.run("addr", "add", f"{address}/{self.subnet.prefixlen}", "dev", self.BRIDGE)
 
     def add_tap(self, name: str) -> str:
-        """A tap on the bridge, made before QEMU opens it (QEMU runs
-        unprivileged of network setup: ``script=no``)."""
+        """A tap for a machine's NIC, made before QEMU opens it (QEMU runs
+        unprivileged of network setup: ``script=no``); the lab's
+        forwarding plane (``voe.lab.ovs``) takes it as a switch port."""
         self.run("tuntap", "add", "dev", name, "mode", "tap")
-        self.run("link", "set", name, "master", self.BRIDGE)
         self.run("link", "set", name, "up")
         return name
+
+    def add_uplink(self, name: str) -> str:
+        """A veth from the bridge, where the lab's services are, to a
+        switch: returns the switch's end. The bridge's end computes its own
+        checksums, since a switch that reads frames from a socket forwards
+        them as they are."""
+        bridge_end = f"{name}b"
+        self.add_veth(name, bridge_end)
+        self.run("link", "set", bridge_end, "master", self.BRIDGE)
+        return name
+
+    def add_veth(self, name: str, peer: str) -> None:
+        """A veth pair, both ends up, neither offloading its checksums."""
+        self.run("link", "add", name, "type", "veth", "peer", "name", peer)
+        for end in (name, peer):
+            r = subprocess.run(self.command(["ethtool", "-K", end, "tx", "off"]), capture_output=True, text=True)
+            if r.returncode != 0:
+                raise NetnsError(f"ethtool -K {end} tx off: {r.stderr.strip() or r.returncode}")
+            self.run("link", "set", end, "up")
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` run inside the namespace."""
@@ -112,8 +132,9 @@ class LabNetwork:
 
     # --- sockets inside -------------------------------------------------------------
 
-    def listen(self, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
-        """A socket bound to the gateway's ``port`` inside the namespace."""
+    def open_socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket of the namespace's network (one thread enters it to
+        make the socket; the caller's namespace does not change)."""
         made: list[socket.socket | BaseException] = []
 
         def inside() -> None:
@@ -122,12 +143,7 @@ class LabNetwork:
             try:
                 _setns(there)
                 try:
-                    s = socket.socket(socket.AF_INET, kind)
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind((self.gateway, port))
-                    if kind == socket.SOCK_STREAM:
-                        s.listen(128)
-                    made.append(s)
+                    made.append(socket.socket(family, kind, proto))
                 finally:
                     _setns(home)
             except BaseException as e:
@@ -136,12 +152,25 @@ class LabNetwork:
                 os.close(home)
                 os.close(there)
 
-        t = threading.Thread(target=inside, name="lab-netns-bind")  # the thread's namespace changes, not ours
+        t = threading.Thread(target=inside, name="lab-netns-socket")
         t.start()
         t.join()
         if isinstance(made[0], BaseException):
-            raise NetnsError(f"cannot listen on {self.gateway}:{port} in {self.name}: {made[0]}")
+            raise NetnsError(f"cannot open a socket in {self.name}: {made[0]}")
         return made[0]
+
+    def listen(self, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        """A socket bound to the gateway's ``port`` inside the namespace."""
+        s = self.open_socket(socket.AF_INET, kind)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((self.gateway, port))
+            if kind == socket.SOCK_STREAM:
+                s.listen(128)
+        except OSError as e:
+            s.close()
+            raise NetnsError(f"cannot listen on {self.gateway}:{port} in {self.name}: {e}") from None
+        return s
 
     async def forward(self, port: int) -> None:
         """Connections to the gateway's ``port`` inside go to loopback's."""

@@ -124,8 +124,9 @@ class SwitchMib:
         # Row creation first, so one PDU may create a VLAN and set its ports.
         ordered = sorted(var_binds, key=lambda vb: 0 if tuple(vb[0])[:-1] == VLAN_STATIC_ENTRY + (V_ROW_STATUS,) else 1)
         try:
-            for oid, value in ordered:
-                self._write(tuple(oid), value)
+            with self.state.change():
+                for oid, value in ordered:
+                    self._write(tuple(oid), value)
         finally:
             self._tree = None
         return list(var_binds)

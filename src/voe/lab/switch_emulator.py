@@ -79,7 +79,7 @@ class SwitchEmulator:
         """Switch down: it stops answering SNMP and forwards nothing."""
         if down == self.state.down:
             return
-        self.state.down = down
+        self.state.set_down(down)
         if down:
             self.loop.call(self._close)
         else:

@@ -4,12 +4,17 @@ untagged port sets, a PVID per port, and IF-MIB admin/oper status.
 
 Factory default, as on real switches: VLAN 1 exists, every port is an
 untagged member with PVID 1. Thread-safe: the SNMP agent writes while the
-lab's data plane and truth checker read.
+lab's data plane and truth checker read. A writer applies one request's
+writes inside ``change()``; the switch's forwarding plane (``watch``) is
+programmed before it returns, as a switch programs its hardware before it
+answers the request.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 # RowStatus values, RFC 2579 (SNMPv2-TC)
@@ -47,6 +52,7 @@ class SwitchState:
         self.pvid = {p: 1 for p in range(1, n + 1)}
         self.vlans: dict[int, Vlan] = {1: Vlan("default", set(range(1, n + 1)), set(range(1, n + 1)))}
         self.down = False  # the whole switch (power or crash)
+        self._watchers: list[Callable[[SwitchState], None]] = []
 
     @property
     def port_count(self) -> int:
@@ -66,6 +72,25 @@ class SwitchState:
             return PortView(port, self.admin_up[port], self.oper_up(port), self.pvid[port], tagged, untagged)
 
     # --- writes, with a real switch's side effects ----------------------------
+
+    def watch(self, fn: Callable[[SwitchState], None]) -> None:
+        """``fn(state)`` after every change, on the writer's thread."""
+        self._watchers.append(fn)
+
+    @contextmanager
+    def change(self) -> Iterator[SwitchState]:
+        """Writes applied as one: the watchers see their result once, even
+        when a write in between fails."""
+        with self.lock:
+            try:
+                yield self
+            finally:
+                for fn in self._watchers:
+                    fn(self)
+
+    def set_down(self, down: bool) -> None:
+        with self.change():
+            self.down = down
 
     def set_egress(self, vlan: int, ports: set[int]) -> None:
         with self.lock:
