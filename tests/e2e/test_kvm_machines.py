@@ -97,6 +97,28 @@ def assert_dhcp_answered(stack, tmp_path, persona: dict, host: str) -> None:
     assert re.search(rf"DHCPACK\(labbr0\) {re.escape(boot_ip)} {re.escape(boot_mac)}", dnsmasq), dnsmasq[-2000:]
 
 
+def assert_reach_by_packets(stack, a: dict, b: dict, b_host: str) -> None:
+    """``a``'s probe reaches ``b`` on its VLAN-200 interface; once ``b``'s
+    switch port no longer carries that VLAN, the same probe is lost, while
+    the untagged network still carries its own."""
+    back = next(v["ip"] for v in b["vnics"] if v["network"] == "back")
+    storage = next(v["ip"] for v in b["vnics"] if v["network"] == "storage")
+    said = stack.lab("reach", a["name"], b["name"], check=False).stdout
+    print(said.strip())
+    assert said.startswith("yes") and re.search(rf"{re.escape(back)} arrived on \S+ \(VLAN 200\)", said), said
+    server = Host.model_validate(next(h for h in stack.doc["hosts"] if h["name"] == b_host))
+    switch = Switch.model_validate(next(s for s in stack.doc["switches"] if s["name"] == server.nics[0].switch))
+    ports = switch_for(switch)
+    kept = ports.read_port(server.nics[0].port)
+    assert kept.tagged == {200}, kept
+    ports.configure_port(server.nics[0].port, PortConfig.trunk(frozenset(), native_vlan=kept.native_vlan))
+    said = stack.lab("reach", a["name"], b["name"], check=False).stdout
+    print(said.strip())
+    assert f"{back} (VLAN 200): lost" in said and f"{storage} arrived on" in said, said
+    ports.configure_port(server.nics[0].port, kept)
+    ports.close()
+
+
 def assert_a_stranger_gets_no_boot(stack, tmp_path, host: str) -> None:
     """A server no persona is given to, put on the boot network and
     network-booted through its BMC as an operator would: dnsmasq ignores
@@ -139,6 +161,7 @@ def test_a_persona_boots_moves_and_fails_over_on_kvm_servers_keeping_its_identit
     assert_san_booted_as_itself(system_report(stack, tmp_path, san_host, 1), db)
     assert_dhcp_answered(stack, tmp_path, persona, first)
     assert_dhcp_answered(stack, tmp_path, db, san_host)
+    assert_reach_by_packets(stack, persona, db, san_host)
     assert stack.cli("persona", "stop", "db", "--no-wait").returncode == 0  # its server is the one web moves to
     stack.wait("db", lambda s: s["state"] == "stopped", timeout=BOOT_PATIENCE)
     assert_a_stranger_gets_no_boot(stack, tmp_path, san_host)

@@ -10,6 +10,10 @@ from pathlib import Path
 
 AGENT_PACKAGE = Path(__file__).parent
 UNIT = AGENT_PACKAGE / "voe-agent.service"
+PROBE_UNIT = AGENT_PACKAGE / "voe-probe.service"
+PROBE_RULE = """# voe's network probe, started when the machine offers its port (voe.agent.probe)
+SUBSYSTEM=="virtio-ports", ATTR{name}=="io.voe.probe", TAG+="systemd", ENV{SYSTEMD_WANTS}+="voe-probe.service"
+"""
 LAUNCHER = """#!/usr/bin/env python3
 # voe-agent, installed by `voe agent install`: the standard library is all it needs
 import sys
@@ -41,4 +45,9 @@ def install_into(root: Path) -> list[Path]:
     if wants.is_symlink() or wants.exists():
         wants.unlink()
     wants.symlink_to("../voe-agent.service")
-    return [lib, launcher, unit, wants]
+    probe_unit = unit.parent / PROBE_UNIT.name
+    shutil.copyfile(PROBE_UNIT, probe_unit)
+    rule = root / "etc" / "udev" / "rules.d" / "60-voe-probe.rules"
+    rule.parent.mkdir(parents=True, exist_ok=True)
+    rule.write_text(PROBE_RULE)
+    return [lib, launcher, unit, wants, probe_unit, rule]

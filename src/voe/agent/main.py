@@ -224,7 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     service.add_argument("--install-service", action="store_true",
                          help="install and start the Windows service, with the other flags given here")
     service.add_argument("--uninstall-service", action="store_true", help="stop and remove the Windows service")
+    service.add_argument("--probe", metavar="DEVICE", help="answer network probes on this virtio-serial port "
+                                                           "(voe.agent.probe), instead of running the agent")
     ns = p.parse_args(argv)
+    if ns.probe:
+        from voe.agent import probe
+
+        probe.serve(ns.probe)
+        return
     if ns.log_format:
         LOG_JSON["on"] = ns.log_format == "json"
     if ns.network_backend is None:

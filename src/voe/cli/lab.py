@@ -152,7 +152,8 @@ def fault(target: str, kind: Annotated[str, typer.Argument(help="power-loss, han
 
 @app.command()
 def reach(a: str, b: str, control_port: PortOpt = 8471, as_json: JsonOpt = False):
-    """Can persona A reach persona B, by the switches' actual state?"""
+    """Can persona A reach persona B? By packets between the guests when both run on KVM machines (each
+    address of B probed, and where it arrived), else by the switches' actual state."""
     r = _fetch(control_port, "/reach", as_json, params={"a": a, "b": b})
     if r is None:
         return

@@ -21,9 +21,11 @@ generation).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -44,6 +46,8 @@ KERNEL_STARTS = re.compile(r"^(\[[ \d.]+\] )?Linux version ")
 AGENT_STARTING = re.compile(r"voe-agent \d\d:\d\d:\d\d (\S+) generation (\d+) starting")
 """A SAN-booted OS's command line is its disk's: its agent says who it runs as."""
 QMP_PATIENCE = 10.0  # seconds for a started QEMU to open its monitor
+PROBE_PORT_NAME = "io.voe.probe"  # the persona's network probe answers there (voe.agent.probe)
+PROBE_PATIENCE = 10.0  # seconds for the probe to answer one request
 
 
 class KvmError(RuntimeError):
@@ -129,11 +133,39 @@ class KvmMachine(BootOptions):
         self.lock = threading.RLock()
         self._links = [True] * len(nics)  # each NIC's link as its cable and switch port allow
         self._console = _ConsoleReader()
+        self._probe_lock = threading.Lock()  # one request at a time on the port
         state_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def serial_log(self) -> Path:
         return self.state_dir / "serial.log"
+
+    @property
+    def probe_socket(self) -> Path:
+        return self.state_dir / "probe.sock"
+
+    def probe(self, request: dict) -> dict:
+        """One request to the persona's network probe, over the machine's
+        virtio-serial port, and its answer."""
+        if not self.powered:
+            raise KvmError(f"{self.name}: powered off, no probe to ask")
+        with self._probe_lock, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(PROBE_PATIENCE)
+            try:
+                s.connect(str(self.probe_socket))
+                s.sendall(json.dumps(request).encode() + b"\n")
+                answer = b""
+                while not answer.endswith(b"\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+            except OSError as e:
+                raise KvmError(f"{self.name}: the network probe did not answer {request.get('op')}: {e}") from None
+        try:
+            return json.loads(answer.splitlines()[-1])
+        except (ValueError, IndexError):
+            raise KvmError(f"{self.name}: the network probe answered {answer[-200:]!r}") from None
 
     @property
     def powered(self) -> bool:
@@ -234,7 +266,9 @@ class KvmMachine(BootOptions):
                 "-display", "none", "-m", str(self.memory_mib), "-smp", str(self.cpus),
                 "-chardev", f"file,id=serial0,path={self.serial_log}", "-serial", "chardev:serial0",
                 "-qmp", f"unix:{self.state_dir / 'qmp.sock'},server=on,wait=off",
-                "-boot", f"order={order}", "-device", "pvpanic", "-action", "panic=pause"]
+                "-boot", f"order={order}", "-device", "pvpanic", "-action", "panic=pause",
+                "-device", "virtio-serial", "-chardev", f"socket,id=probe,path={self.probe_socket},server=on,wait=off",
+                "-device", f"virtserialport,chardev=probe,name={PROBE_PORT_NAME}"]
         for i, nic in enumerate(self.nics):
             rom = [] if nic.boots else [",romfile="]
             # no offloads: the lab switch forwards frames as the guest wrote them, so they carry their checksums

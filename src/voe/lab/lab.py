@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from voe.domain.inventory import Inventory
 from voe.domain.models import Host, LabMachine
-from voe.lab import dataplane, netfiles
+from voe.lab import dataplane, netfiles, probes
 from voe.lab.bmc import BmcLoop, LabBmc, close_bmc, open_bmc
 from voe.lab.boot_network import BootNetworkServices
 from voe.lab.hypervisor import Hypervisor
@@ -453,7 +453,19 @@ class Lab:
         return out
 
     def reach(self, a: str, b: str) -> tuple[bool, str]:
+        """Whether ``a`` reaches ``b``: by packets between the guests when
+        both run on KVM machines, else from the switches' tables."""
+        on_kvm = {p: self._kvm_running(p) for p in (a, b)}
+        if all(on_kvm.values()):
+            return probes.reach(on_kvm[a], on_kvm[b], a, b)
         return dataplane.reach(self.attachments(a), self.attachments(b), {k: v.state for k, v in self.switches.items()})
+
+    def _kvm_running(self, persona: str) -> KvmMachine | None:
+        for m in self.hosts.values():
+            seen = m.observed() if isinstance(m, KvmMachine) else None
+            if seen is not None and seen[0] == persona and seen[3] == "running":
+                return m
+        return None
 
     def status(self) -> dict:
         bmcs = []

@@ -1,0 +1,108 @@
+"""A persona's network probe, answering its machine's keeper on a
+virtio-serial port (``io.voe.probe``), as QEMU's guest agent answers on
+its own: one JSON request per line, one JSON answer per line.
+
+* ``{"op": "interfaces"}``: the persona's interfaces as its kernel has
+  them (name, MAC, VLAN id of an 802.1q interface, addresses);
+* ``{"op": "send", "to": ADDRESS, "token": T}``: a UDP datagram carrying
+  ``T`` to the probe port of ``ADDRESS``, from whichever interface the
+  kernel routes it;
+* ``{"op": "heard"}``: every probe that arrived here, with the interface
+  it arrived on.
+
+So reach between two personas is shown by packets: one sends, the other
+says what arrived and where. The port exists only on a machine that
+offers it (the lab's KVM machines), so a persona elsewhere runs no probe.
+Standard library only, as the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+PROBE_PORT = 7310  # UDP
+DEVICE = "/dev/virtio-ports/io.voe.probe"
+IP_PKTINFO = 8
+
+
+def interfaces() -> list[dict]:
+    """Each interface but loopback: name, MAC, VLAN (None: not 802.1q), addresses."""
+    out = []
+    for link in json.loads(subprocess.run(["ip", "-j", "-d", "addr", "show"], capture_output=True, text=True,
+                                          check=True).stdout):
+        if link.get("link_type") == "loopback":
+            continue
+        info = link.get("linkinfo", {})
+        vlan = info.get("info_data", {}).get("id") if info.get("info_kind") == "vlan" else None
+        out.append({"name": link["ifname"], "mac": link.get("address"), "vlan": vlan,
+                    "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                                  if a.get("family") == "inet"]})
+    return out
+
+
+class Probe:
+    """The listening half: every probe datagram that arrives, and where."""
+
+    def __init__(self) -> None:
+        self.heard: list[dict] = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self.sock.bind(("0.0.0.0", PROBE_PORT))
+        threading.Thread(target=self._listen, name="probe-listen", daemon=True).start()
+
+    def _listen(self) -> None:
+        while True:
+            data, ancdata, _, (src, _) = self.sock.recvmsg(2048, socket.CMSG_SPACE(12))
+            index = next((struct.unpack("i", v[:4])[0] for level, kind, v in ancdata
+                          if level == socket.IPPROTO_IP and kind == IP_PKTINFO), 0)
+            try:
+                name = socket.if_indextoname(index)
+            except OSError:
+                name = "?"
+            with self.lock:
+                self.heard.append({"token": data.decode(errors="replace"), "from": src, "interface": name})
+
+    def answer(self, request: dict) -> dict:
+        op = request.get("op")
+        try:
+            if op == "interfaces":
+                return {"interfaces": interfaces()}
+            if op == "send":
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.sendto(str(request["token"]).encode(), (request["to"], PROBE_PORT))
+                return {"sent": True}
+            if op == "heard":
+                with self.lock:
+                    return {"heard": list(self.heard)}
+        except (OSError, KeyError, subprocess.CalledProcessError) as e:
+            return {"error": f"{op}: {e}"}
+        return {"error": f"unknown op {op!r}: interfaces, send or heard"}
+
+
+def serve(device: str = DEVICE) -> None:
+    """Answer requests on ``device`` for as long as it exists."""
+    probe = Probe()
+    fd = os.open(device, os.O_RDWR)
+    pending = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:  # nobody at the other end yet
+            time.sleep(0.2)
+            continue
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            try:
+                request = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(request, dict):
+                continue
+            os.write(fd, json.dumps(probe.answer(request)).encode() + b"\n")

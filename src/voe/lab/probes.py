@@ -1,0 +1,55 @@
+"""Reach between two personas on real machines, shown by packets: the
+first persona's network probe (``voe.agent.probe``, over its machine's
+virtio-serial port) sends a UDP datagram to every IPv4 address of the
+second, which then says what arrived and on which of its interfaces.
+What the switches forward decides the answer, not any table."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+
+from voe.lab.kvm import KvmError, KvmMachine
+
+ARRIVAL_PATIENCE = 3.0  # seconds for a probe to arrive: an ARP exchange first, guests under emulation
+SENDS = 2  # each probe is sent twice: the first may wait on ARP
+
+
+def reach(sender: KvmMachine, receiver: KvmMachine, a: str, b: str) -> tuple[bool, str]:
+    try:
+        targets = {address.split("/")[0]: iface for iface in receiver.probe({"op": "interfaces"})["interfaces"]
+                   for address in iface["addresses"]}
+        if not targets:
+            return False, f"{b} has no IPv4 address"
+        tokens = {address: f"{a}->{b} {address} {uuid.uuid4().hex[:8]}" for address in targets}
+        for _ in range(SENDS):
+            for address, token in tokens.items():
+                if token and "error" in sender.probe({"op": "send", "to": address, "token": token}):
+                    tokens[address] = ""  # no route from a: nothing was sent
+        arrived: dict[str, str] = {}
+        deadline = time.monotonic() + ARRIVAL_PATIENCE
+        while len(arrived) < sum(1 for t in tokens.values() if t) and time.monotonic() < deadline:
+            time.sleep(0.3)
+            for heard in receiver.probe({"op": "heard"})["heard"]:
+                for address, token in tokens.items():
+                    if token and heard["token"] == token:
+                        arrived[address] = heard["interface"]
+    except (KvmError, KeyError) as e:
+        return False, f"the probes could not be run: {e}"
+    by_name = {iface["name"]: iface for iface in targets.values()}
+    said = []
+    for address in sorted(targets, key=ipaddress.ip_address):
+        vlan = _vlan(targets[address])
+        if address in arrived:
+            on = arrived[address]
+            said.append(f"{address} arrived on {on} ({_vlan(by_name[on]) if on in by_name else '?'})")
+        elif not tokens[address]:
+            said.append(f"{address} ({vlan}): {a} has no route to it")
+        else:
+            said.append(f"{address} ({vlan}): lost")
+    return bool(arrived), f"probes from {a} to {b} by packets: " + "; ".join(said)
+
+
+def _vlan(iface: dict) -> str:
+    return f"VLAN {iface['vlan']}" if iface["vlan"] else "untagged"

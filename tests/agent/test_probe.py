@@ -1,0 +1,37 @@
+"""The persona's network probe, on this machine: over a serial line it
+lists the kernel's interfaces, sends a UDP probe and says which
+interface a probe arrived on."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import tty
+
+from voe.agent import probe
+
+
+def ask(master: int, request: dict) -> dict:
+    os.write(master, json.dumps(request).encode() + b"\n")
+    answer = b""
+    deadline = time.monotonic() + 5
+    while not answer.endswith(b"\n") and time.monotonic() < deadline:
+        answer += os.read(master, 65536)
+    return json.loads(answer)
+
+
+def test_it_answers_over_a_serial_line_with_what_arrived_where():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    threading.Thread(target=probe.serve, args=(os.ttyname(slave),), daemon=True).start()
+    names = {i["name"] for i in ask(master, {"op": "interfaces"})["interfaces"]}
+    assert names and "lo" not in names  # the kernel's own list, loopback left out
+    assert ask(master, {"op": "send", "to": "127.0.0.1", "token": "t-1"}) == {"sent": True}
+    deadline = time.monotonic() + 5
+    while not (heard := ask(master, {"op": "heard"})["heard"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert heard == [{"token": "t-1", "from": "127.0.0.1", "interface": "lo"}]
+    assert "error" in ask(master, {"op": "send", "to": "not an address", "token": "t-2"})
+    assert ask(master, {"op": "reboot"}) == {"error": "unknown op 'reboot': interfaces, send or heard"}
