@@ -29,7 +29,7 @@ from pathlib import Path
 from frames import Port
 from voe.lab.netns import LabNetwork
 from voe.lab.ovs import OvsPlane
-from voe.lab.switch_state import SwitchState
+from voe.lab.switch_state import CREATE_AND_GO, SwitchState
 
 BLAST = """
 import socket, sys, time
@@ -111,7 +111,7 @@ def main() -> None:
         plane.start()
         state = SwitchState("sw1", ["1", "2"])
         with state.change():
-            state.set_row_status(100, 4)  # createAndGo
+            state.set_row_status(100, CREATE_AND_GO)
             state.set_untagged(100, {1, 2})
         bridge = plane.add_switch(state)
         for i in (1, 2):

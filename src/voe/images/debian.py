@@ -199,9 +199,9 @@ _CUSTOMIZE = " && ".join([
     # is built on (--no-hostonly)
     "cd \"$1\"/usr/lib/modules/* && rm -rf " + " ".join(f"kernel/{m}" for m in UNNEEDED_MODULES),
     "kver=$(basename \"$1\"/usr/lib/modules/*)",
-    # an initramfs without systemd starts iscsid itself when iscsiadm finds
-    # none (its firmware login path never does); the booted system's comes
-    # from its socket unit first
+    # the shell initramfs has no iscsid running for its iBFT login:
+    # iscsiadm starts one by this setting; the booted system's own comes
+    # from its socket unit
     "sed -i 's|^iscsid.startup = .*|iscsid.startup = /usr/sbin/iscsid|' \"$1\"/etc/iscsi/iscsid.conf",
     "chroot \"$1\" depmod -a \"$kver\"",
     f"chroot \"$1\" dracut --force --no-hostonly --add '{INITRD_MODULES}' --omit '{INITRD_OMITTED}' "

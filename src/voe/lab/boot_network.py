@@ -32,11 +32,11 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from voe.domain.models import Host
 from voe.drivers.boot.dnsmasq import DhcpBoot, render
+from voe.lab.children import Children
 from voe.lab.netns import LabNetwork
 
 BUS_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -45,7 +45,6 @@ BUS_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 <policy context="default"><allow user="root"/><allow own="*"/><allow send_destination="*"/>
 <allow receive_sender="*"/></policy></busconfig>
 """
-START_PATIENCE = 15.0  # seconds for a service to be up
 HOSTS_POLL = 0.1  # seconds between two looks at the controller's dhcp-hosts directory
 
 
@@ -57,7 +56,7 @@ class BootNetworkServices:
     def __init__(self, network: LabNetwork, state_dir: Path):
         self.network = network
         self.state_dir = state_dir
-        self.procs: list[subprocess.Popen] = []
+        self.children = Children(network, state_dir)
         self._stopping = threading.Event()
         self._watch: threading.Thread | None = None
 
@@ -76,10 +75,10 @@ class BootNetworkServices:
         conf.write_text(render(DhcpBoot(boot_url, interface=LabNetwork.BRIDGE, static_subnet=str(self.network.subnet),
                                         hosts_dir=str(hosts_dir), known_only=True, tftp_root=str(tftp)))
                         + f"dhcp-leasefile={self.state_dir / 'dnsmasq.leases'}\n")
-        proc = self._spawn("dnsmasq", ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
-                                       "--group=root", f"--log-facility={self.dnsmasq_log}",
-                                       f"--pid-file={self.state_dir / 'dnsmasq.pid'}"])
-        self._wait("dnsmasq", proc, lambda: "DHCP, sockets bound" in _read(self.dnsmasq_log), self.dnsmasq_log)
+        proc = self.children.start("dnsmasq", ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
+                                                "--group=root", f"--log-facility={self.dnsmasq_log}",
+                                                f"--pid-file={self.state_dir / 'dnsmasq.pid'}"],
+                                   lambda: "DHCP, sockets bound" in _read(self.dnsmasq_log), self.dnsmasq_log)
         self._watch = threading.Thread(target=self._reload_on_change, args=(proc, hosts_dir), name="lab-dhcp-hosts",
                                        daemon=True)
         self._watch.start()
@@ -132,8 +131,8 @@ class BootNetworkServices:
         sock.unlink(missing_ok=True)
         bus_conf = self.state_dir / f"{host}-bus.conf"
         bus_conf.write_text(BUS_POLICY.format(address=bus_address))
-        bus = self._spawn(f"{host} DBus", ["dbus-daemon", "--nofork", f"--config-file={bus_conf}"], inside=False)
-        self._wait(f"{host} DBus", bus, sock.exists, None)
+        self.children.start(f"{host} DBus", ["dbus-daemon", "--nofork", f"--config-file={bus_conf}"], sock.exists,
+                            inside=False)
         exports = Path(settings["export_dir"])
         exports.mkdir(parents=True, exist_ok=True)
         for stale in exports.glob("voe-*.conf"):
@@ -150,9 +149,9 @@ NFS_KRB5 {{ Active_krb5 = false; }}
 """)
         log = self.state_dir / f"{host}-ganesha.log"
         pid = self.state_dir / f"{host}-ganesha.pid"
-        proc = self._spawn(f"{host} ganesha", ["env", f"DBUS_SYSTEM_BUS_ADDRESS={bus_address}", "ganesha.nfsd", "-F",
-                                               "-f", str(conf), "-L", str(log), "-p", str(pid)])
-        self._wait(f"{host} ganesha", proc, lambda: "NFS SERVER INITIALIZED" in _read(log), log)
+        self.children.start(f"{host} ganesha", ["env", f"DBUS_SYSTEM_BUS_ADDRESS={bus_address}", "ganesha.nfsd", "-F",
+                                                "-f", str(conf), "-L", str(log), "-p", str(pid)],
+                            lambda: "NFS SERVER INITIALIZED" in _read(log), log)
 
     def _start_tgt(self, host: str, address: str, settings: dict) -> None:
         _need("tgtd")
@@ -160,42 +159,13 @@ NFS_KRB5 {{ Active_krb5 = false; }}
         log = self.state_dir / f"{host}-tgtd.log"
         argv = ["tgtd", "-f", *(["-C", str(port)] if port is not None else []),
                 "--iscsi", f"portal={address}:3260"]
-        proc = self._spawn(f"{host} tgtd", argv, log=log)
-        socket_file = Path(f"/var/run/tgtd/socket.{port or 0}")
-        self._wait(f"{host} tgtd", proc, socket_file.exists, log)
-
-    # --- processes ----------------------------------------------------------------------
-
-    def _spawn(self, what: str, argv: list[str], inside: bool = True, log: Path | None = None) -> subprocess.Popen:
-        out = open(log or self.state_dir / f"{what.replace(' ', '-')}.out", "ab")
-        with out:
-            proc = subprocess.Popen(self.network.command(argv) if inside else argv, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    @staticmethod
-    def _wait(what: str, proc: subprocess.Popen, ready, log: Path | None) -> None:
-        deadline = time.monotonic() + START_PATIENCE
-        while not ready():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                how = f"exited {proc.returncode}" if proc.poll() is not None else "no answer"
-                raise ServiceError(f"{what} did not start ({how}): {_read(log)[-1500:]}")
-            time.sleep(0.05)
+        self.children.start(f"{host} tgtd", argv, Path(f"/var/run/tgtd/socket.{port or 0}").exists, log)
 
     def stop(self) -> None:
         self._stopping.set()
         if self._watch is not None:
             self._watch.join(2)
-        for proc in reversed(self.procs):
-            proc.terminate()
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:  # tgtd ignores SIGTERM while it has targets
-                proc.kill()
-                proc.wait(5)
-        self.procs.clear()
+        self.children.stop()
 
 
 def _need(*tools: str) -> None:

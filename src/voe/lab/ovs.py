@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from voe.lab.children import Children
 from voe.lab.netns import LabNetwork
 from voe.lab.switch_state import PortView, SwitchState
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
-START_PATIENCE = 15.0  # seconds for ovsdb-server and ovs-vswitchd to be up
 APPLY_PATIENCE = 10  # seconds for ovs-vswitchd to apply one change
 
 
@@ -77,7 +76,7 @@ class OvsPlane:
         self.network = network
         self.state_dir = state_dir
         self.run_dir = Path("/run") / f"{network.name}-ovs"  # short: OVS's sockets live here
-        self.procs: list[subprocess.Popen] = []
+        self.children = Children(network, state_dir)
         self.bridges: dict[str, SwitchBridge] = {}
 
     @property
@@ -96,26 +95,15 @@ class OvsPlane:
         conf = self.run_dir / "conf.db"
         _run(["ovsdb-tool", "create", str(conf), str(SCHEMA)])
         env = ["env", f"OVS_RUNDIR={self.run_dir}", f"OVS_DBDIR={self.run_dir}", f"OVS_LOGDIR={self.state_dir}"]
-        self._spawn("ovsdb-server", [*env, "ovsdb-server", str(conf), f"--remote=p{self.db}", "--no-chdir",
-                                     f"--log-file={self.state_dir / 'ovsdb-server.log'}", "-vconsole:off"],
-                    lambda: (self.run_dir / "db.sock").exists())
+        self._daemon(env, "ovsdb-server", [str(conf), f"--remote=p{self.db}"],
+                     lambda: (self.run_dir / "db.sock").exists())
         self.vsctl("--no-wait", "init")
-        self._spawn("ovs-vswitchd", [*env, "ovs-vswitchd", self.db, "--no-chdir", "--disable-system-route",
-                                     f"--log-file={self.state_dir / 'ovs-vswitchd.log'}", "-vconsole:off"],
-                    lambda: any(self.run_dir.glob("ovs-vswitchd.*.ctl")))
+        self._daemon(env, "ovs-vswitchd", [self.db, "--disable-system-route"],
+                     lambda: any(self.run_dir.glob("ovs-vswitchd.*.ctl")))
 
-    def _spawn(self, what: str, argv: list[str], ready) -> None:
-        with open(self.state_dir / f"{what}.out", "ab") as out:
-            proc = subprocess.Popen(self.network.command(argv), stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(proc)
-        deadline = time.monotonic() + START_PATIENCE
-        while not ready():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log = self.state_dir / f"{what}.log"
-                tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-                raise OvsError(f"{what} did not start ({'exited' if proc.poll() is not None else 'no answer'}): {tail}")
-            time.sleep(0.02)
+    def _daemon(self, env: list[str], name: str, args: list[str], ready) -> None:
+        log = self.state_dir / f"{name}.log"  # its own log, and what it prints before it opens it
+        self.children.start(name, [*env, name, *args, "--no-chdir", f"--log-file={log}", "-vconsole:off"], ready, log)
 
     def vsctl(self, *args: str) -> str:
         return _run(["ovs-vsctl", f"--db={self.db}", f"--timeout={APPLY_PATIENCE}", *args])
@@ -133,15 +121,7 @@ class OvsPlane:
         return bridge
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.procs.clear()
+        self.children.stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 

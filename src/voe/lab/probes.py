@@ -22,19 +22,18 @@ def reach(sender: KvmMachine, receiver: KvmMachine, a: str, b: str) -> tuple[boo
                    for address in iface["addresses"]}
         if not targets:
             return False, f"{b} has no IPv4 address"
-        tokens = {address: f"{a}->{b} {address} {uuid.uuid4().hex[:8]}" for address in targets}
+        sent = {f"{a}->{b} {address} {uuid.uuid4().hex[:8]}": address for address in targets}  # token -> address
         for _ in range(SENDS):
-            for address, token in tokens.items():
-                if token and "error" in sender.probe({"op": "send", "to": address, "token": token}):
-                    tokens[address] = ""  # no route from a: nothing was sent
-        arrived: dict[str, str] = {}
+            for token, address in list(sent.items()):
+                if "error" in sender.probe({"op": "send", "to": address, "token": token}):
+                    del sent[token]  # no route from a: nothing left
+        arrived: dict[str, str] = {}  # address -> the interface it arrived on
         deadline = time.monotonic() + ARRIVAL_PATIENCE
-        while len(arrived) < sum(1 for t in tokens.values() if t) and time.monotonic() < deadline:
+        while len(arrived) < len(sent) and time.monotonic() < deadline:
             time.sleep(0.3)
             for heard in receiver.probe({"op": "heard"})["heard"]:
-                for address, token in tokens.items():
-                    if token and heard["token"] == token:
-                        arrived[address] = heard["interface"]
+                if heard["token"] in sent:
+                    arrived[sent[heard["token"]]] = heard["interface"]
     except (KvmError, KeyError) as e:
         return False, f"the probes could not be run: {e}"
     by_name = {iface["name"]: iface for iface in targets.values()}
@@ -44,7 +43,7 @@ def reach(sender: KvmMachine, receiver: KvmMachine, a: str, b: str) -> tuple[boo
         if address in arrived:
             on = arrived[address]
             said.append(f"{address} arrived on {on} ({_vlan(by_name[on]) if on in by_name else '?'})")
-        elif not tokens[address]:
+        elif address not in sent.values():
             said.append(f"{address} ({vlan}): {a} has no route to it")
         else:
             said.append(f"{address} ({vlan}): lost")

@@ -64,7 +64,8 @@ def port_config(row: dict[str, Any]) -> PortConfig:
         kept = row["external_ids"].get(KEPT)
         return _from_kept(kept) if kept is not None else PortConfig.trunk(frozenset())
     mode = row["vlan_mode"][0] if isinstance(row["vlan_mode"], list) and row["vlan_mode"] else row["vlan_mode"]
-    if mode in ("access", []) and tag is not None and not trunks:
+    mode = mode or ("access" if tag is not None else "trunk")  # OVS's own default for an unset vlan_mode
+    if mode == "access":
         return PortConfig.access(tag)
     return PortConfig.trunk(trunks, tag if mode == "native-untagged" else None)
 
