@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   pkg-config libvirt-dev libvirt-clients  # libvirt-python builds against libvirt
+  libvirt-daemon libvirt-daemon-driver-qemu libxml2-utils  # the lab's KVM hypervisor hosts; domain XML checks
   ipmitool snmp                            # real IPMI and SNMP clients, for tests and operators
   tgt nfs-ganesha nfs-ganesha-vfs dbus     # userspace iSCSI target and NFS server (managed over DBus)
   libiscsi-bin libnfs-utils                # userspace iSCSI and NFS clients, for the storage tests

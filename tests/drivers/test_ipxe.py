@@ -40,7 +40,8 @@ def test_every_script_parses_and_carries_the_agent_args_line(p):
 def test_linux_nfs_boots_kernel_with_nfs_root_and_agent_args():
     lines = ipxe.render(persona(), 7, LINKS, TOKEN, MAC).splitlines()
     assert lines[3] == (f"kernel {BOOT}/boot/files/{MAC}/vmlinuz root=/dev/nfs "
-                        "nfsroot=10.0.3.5:/export/personas/web-1,vers=4 ip=dhcp rw nfs.nfs4_unique_id=voe-web-1 "
+                        f"nfsroot=10.0.3.5:/export/personas/web-1,vers=4 ip={MAC.replace(':', '-')}:dhcp rw "
+                        "nfs.nfs4_unique_id=voe-web-1 "
                         "console=tty0 console=ttyS0,115200n8 ${voe_args} initrd=initrd.img")
     assert lines[4] == f"initrd --name initrd.img {BOOT}/boot/files/{MAC}/initrd.img"
     assert lines[5] == "boot"

@@ -40,7 +40,7 @@ def test_lifecycle_start_shutdown_destroy_undefine(hv):
     hv.shutdown(SPEC.name)
     assert hv.state(SPEC.name) == VmState.OFF
     hv.start(SPEC.name)
-    hv.destroy(SPEC.name)
+    assert hv.destroy(SPEC.name) == "shut off (destroyed)"  # libvirt's own words: the fence's evidence
     assert hv.state(SPEC.name) == VmState.OFF
     hv.undefine(SPEC.name)
     assert hv.state(SPEC.name) == VmState.ABSENT
@@ -84,6 +84,26 @@ def test_bridge_and_openvswitch_vlans_in_the_xml():
     assert nic.find("virtualport").get("type") == "openvswitch"
     assert nic.find("vlan/tag").get("id") == "100"
     assert dom.find("os/boot").get("dev") == "network"
+    assert nic.find("driver") is None  # offloads stay on unless asked off
+
+
+def test_the_xml_logs_the_console_and_offers_the_probe_channel_and_can_turn_offloads_off():
+    s = LibvirtSettings(bridge="br0", bridge_type="openvswitch", offloads=False)
+    dom = ET.fromstring(domain_xml(VmSpec("web", 1, 512, ("02:00:00:00:00:01",), vlans=(100,)), s))
+    assert dom.find("devices/serial/log").get("file") == "/var/log/libvirt/qemu/web-console.log"
+    assert dom.find("devices/channel/target").get("name") == "io.voe.probe"
+    host = dom.find("devices/interface/driver/host")
+    assert host.get("csum") == "off" and host.get("gso") == "off"
+    assert dom.find("devices/interface/driver/guest").get("csum") == "off"
+
+
+def test_auto_domain_type_is_one_the_host_offers(hv):
+    import libvirt
+
+    hv.define(SPEC)  # test:///default offers only its own type, "test"
+    other = libvirt.open("test:///default")  # the same in-memory hypervisor while the driver's is open
+    assert ET.fromstring(other.lookupByName(SPEC.name).XMLDesc()).get("type") == "test"
+    other.close()
 
 
 def test_a_name_that_would_break_the_xml_is_escaped_not_injected(hv):
@@ -102,8 +122,9 @@ def test_credentials_are_answered_from_the_settings():
 
 @pytest.mark.skipif(not (shutil.which("virt-xml-validate") and shutil.which("xmllint")),
                     reason="virt-xml-validate or xmllint not installed (apt install libvirt-clients libxml2-utils)")
-@pytest.mark.parametrize("settings", [LibvirtSettings(), LibvirtSettings(bridge="br0", bridge_type="openvswitch")],
-                         ids=["network", "ovs-bridge"])
+@pytest.mark.parametrize("settings", [LibvirtSettings(), LibvirtSettings(bridge="br0", bridge_type="openvswitch",
+                                                                         offloads=False)],
+                         ids=["network", "ovs-bridge-no-offloads"])
 def test_domain_xml_is_valid_against_libvirts_schema(tmp_path, settings):
     path = tmp_path / "domain.xml"
     path.write_text(domain_xml(VmSpec("web-1-g3", 2, 2048, SPEC.macs, vlans=(100, 200)), settings))

@@ -20,6 +20,7 @@ from tests.conftest import free_port
 from tests.e2e.conftest import ROOT, Stack, running_stack
 from voe.cli.yamlfile import DatacenterFile
 from voe.controller.timing import Timing
+from voe.lab.kvm import accelerator
 
 KVM_LAB = ROOT / "examples" / "kvm-lab.yaml"
 GATEWAY = "10.77.0.1"
@@ -29,6 +30,8 @@ def skip_without_machines() -> None:
     """Skips naming what is missing; CI has all of it."""
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("QEMU is missing (apt install qemu-system-x86 ipxe-qemu; scripts/setup.sh does)")
+    if shutil.which("libvirtd") is None:
+        pytest.skip("libvirtd is missing (apt install libvirt-daemon libvirt-daemon-driver-qemu; scripts/setup.sh does)")
     if not os.path.exists("/dev/kvm"):
         pytest.skip("/dev/kvm is missing")
     if os.geteuid() != 0:
@@ -62,6 +65,9 @@ def kvm_doc(tmp_path: Path) -> dict:
                                         "dbus_address": f"unix:path={tmp_path / 'ganesha-bus.sock'}"}
         elif h.get("storage", {}).get("driver") == "tgt":  # its management socket: one of this test's own
             h["storage"]["settings"] = {"control_port": free_port() % 30000 + 1000}
+        if h.get("hypervisor", {}).get("driver") == "libvirt":  # its libvirtd listens in the test's directory
+            h["hypervisor"]["url"] = f"qemu:///system?socket={tmp_path / h['name'] / 'libvirt-sock'}"
+            h["hypervisor"]["settings"]["domain_type"] = accelerator()[0].replace("tcg", "qemu")
     return doc
 
 

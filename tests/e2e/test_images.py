@@ -67,6 +67,10 @@ def test_a_refused_persona_leaves_no_image_behind(stack, apache):
     r = stack.http.post("/api/v1/templates/apache/clone", json={"persona": {"name": "web-8", "vnics": [{"network": "nosuch"}]}})
     assert r.status_code == 422 and "nosuch" in r.text
     assert stack.http.get("/api/v1/personas/web-8/image").status_code == 404
+    r = stack.http.post("/api/v1/templates/apache/clone", json={"persona": {"name": "web-8", "prefer": ["vm"]}})
+    assert r.status_code == 422, r.text  # a field the persona does not have: named, not a server error
+    assert any(p["loc"][-1] == "prefer" for p in r.json()["detail"]), r.json()
+    assert stack.http.get("/api/v1/personas/web-8/image").status_code == 404
     r = stack.http.post("/api/v1/templates/apache/clone", json={"persona": {"name": "web-8", "vnics": [{"network": "front"}]}})
     assert r.status_code == 201 and r.json()["image"]["template"] == "apache"
 

@@ -28,21 +28,24 @@ def stack(tmp_path):
         yield s
 
 
-def system_report(stack, tmp_path, host: str, generation: int) -> dict:
-    """What the agent of ``generation`` reported on ``host``'s serial console."""
-    serial = (tmp_path / "lab" / "hosts" / host / "serial.log").read_text(errors="replace")
+def system_report(stack, tmp_path, host: str, generation: int, vm: str | None = None) -> dict:
+    """What the agent of ``generation`` reported on the serial console of
+    ``host`` (a server's), or of its VM ``vm`` (the log libvirt keeps)."""
+    lab = tmp_path / "lab" / "hosts" / host
+    serial = (lab / "serial.log" if vm is None else lab / "log" / "qemu" / f"{vm}-console.log").read_text(errors="replace")
     assert f" generation {generation} starting" in serial, f"{host}'s agent did not start generation {generation}"
     found = re.findall(r"voe-agent \S+ system: (\{.*\})", serial)
     assert found, f"the agent on {host} reported nothing on the console:\n" + serial[-3000:]
     return json.loads(found[-1])
 
 
-def assert_runs_as_itself(report: dict, persona: dict) -> None:
+def assert_runs_as_itself(report: dict, persona: dict, vm: bool = False) -> None:
     """The root is the persona's NFS export; each vNIC is an interface
-    with the persona's MAC and address, the tagged one a VLAN interface."""
+    with the persona's MAC and address, the tagged one a VLAN interface
+    (in a VM, a NIC of its own that the hypervisor tags)."""
     assert report["root"]["type"] in ("nfs", "nfs4"), report["root"]
     assert report["root"]["source"] == persona["image"]["nfs_root"], report["root"]
-    assert_has_its_interfaces(report, persona)
+    assert_has_its_interfaces(report, persona, vm)
 
 
 def assert_san_booted_as_itself(report: dict, persona: dict) -> None:
@@ -58,32 +61,33 @@ def assert_san_booted_as_itself(report: dict, persona: dict) -> None:
     assert_has_its_interfaces(report, persona)
 
 
-def assert_has_its_interfaces(report: dict, persona: dict) -> None:
+def assert_has_its_interfaces(report: dict, persona: dict, vm: bool = False) -> None:
     by_mac = {i["mac"]: i for i in report["interfaces"]}
     for v in persona["vnics"]:
         iface = by_mac.get(v["mac"])
         assert iface is not None, f"no interface with {v['mac']} in {report['interfaces']}"
         assert any(a.split("/")[0] == v["ip"] for a in iface["addresses"]), (v, iface)
     back = next(v for v in persona["vnics"] if v["network"] == "back")
-    assert by_mac[back["mac"]]["vlan"] == 200
+    assert by_mac[back["mac"]]["vlan"] == (None if vm else 200)
 
 
 def running(stack, persona: str, generation: int) -> str:
+    """The host ``generation`` of ``persona`` runs on, once its agent is ready."""
     s = stack.wait(persona, lambda s: s["state"] == "running" and s["generation"] == generation,
                    timeout=BOOT_PATIENCE)
     status = stack.cli("persona", "status", persona).stdout  # what the guest kernel reported, as voe shows it
     vnics = stack.http.get(f"/api/v1/personas/{persona}").json()["vnics"]
     back = "back: " + next(v["ip"] for v in vnics if v["network"] == "back")
-    assert back in status and "VLAN 200" in status, status
+    assert back in status and ("VLAN 200" in status or s["machine"]["kind"] == "vm"), status
     return s["machine"]["host"]
 
 
-def clone(stack, template: str, source: str, boot: str, persona: str) -> dict:
+def clone(stack, template: str, source: str, boot: str, persona: str, prefer: tuple[str, ...] = ("physical",)) -> dict:
     r = stack.http.post("/api/v1/templates", json={"name": template, "source": source, "boot": boot,
                                                   "description": "Debian bookworm with the voe agent"})
     assert r.status_code == 201, r.text
     r = stack.http.post(f"/api/v1/templates/{template}/clone", json={"persona": {
-        "name": persona, "cpus": 1, "memory": "256MiB",
+        "name": persona, "cpus": 1, "memory": "256MiB", "policy": {"prefer": list(prefer)},
         "vnics": [{"network": "storage", "boot": True}, {"network": "back"}]}})
     assert r.status_code == 201, r.text
     return stack.http.get(f"/api/v1/personas/{persona}").json()

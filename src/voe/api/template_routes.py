@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from voe.api.auth import Admin, Viewer
 from voe.api.inventory_routes import _put
+from voe.domain import inventory as inv_rules
 from voe.domain.inventory import Inventory
 from voe.domain.models import Persona
 from voe.drivers import registry
-from voe.errors import Conflict, NotFound
+from voe.errors import Conflict, InvalidInventory, NotFound
 from voe.images.capture import copy_server_root
 
 router = APIRouter(tags=["images"])
@@ -133,7 +134,12 @@ def clone_template(request: Request, name: str, body: CloneRequest, who: Admin) 
         template = next(v for v in versions if v.version == image.version)
         spec = {**body.persona, "boot": template.boot,
                 "image": _image_spec(services.inventory.load(), persona, template, image.path)}
-        created = _put(request, "personas", Persona.model_validate(spec), must_be_new=True)
+        try:
+            persona_spec = Persona.model_validate(spec)
+        except ValidationError as e:
+            raise InvalidInventory(inv_rules.problems_from(e.errors(include_url=False), Persona,
+                                                           ("body", "persona"))) from None
+        created = _put(request, "personas", persona_spec, must_be_new=True)
     except Exception:
         _images(request).delete_persona_image(persona)  # a refused persona leaves no orphan image
         raise

@@ -35,8 +35,8 @@ def _bmc(ctx: Ctx, inc: Incarnation, host: Host, patient: bool) -> str:
 def _hypervisor(ctx: Ctx, inc: Incarnation, host: Host, patient: bool) -> str:
     if inc.kind != "vm":
         raise DriverError(host.name, "fence hypervisor", "not a VM")
-    ctx.devices.hypervisor(host).destroy(inc.vm)
-    return f"hypervisor {host.name} reads VM {inc.vm} off after destroy"
+    seen = ctx.devices.hypervisor(host).destroy(inc.vm)
+    return f"hypervisor {host.name} reads VM {inc.vm} {seen} after destroy"
 
 
 def _hypervisor_host_bmc(ctx: Ctx, inc: Incarnation, host: Host, patient: bool) -> str:

@@ -66,9 +66,9 @@ def power_down(ctx: Ctx, inc: Incarnation, graceful: bool) -> str:
             hv.undefine(inc.vm)
             return f"hypervisor {host.name} reads VM {inc.vm} off after shutdown"
     ctx.log("info", "driver-call", f"{host.name}: destroy VM {inc.vm}", **where)
-    hv.destroy(inc.vm)
+    seen = hv.destroy(inc.vm)
     hv.undefine(inc.vm)
-    return f"hypervisor {host.name} reads VM {inc.vm} off after destroy"
+    return f"hypervisor {host.name} reads VM {inc.vm} {seen} after destroy"
 
 
 def release(ctx: Ctx, inc: Incarnation) -> None:

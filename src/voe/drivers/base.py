@@ -366,13 +366,19 @@ class HypervisorDriver(Driver):
     def shutdown(self, name: str) -> None:
         self._call(f"shut down VM {name}", lambda: self._shutdown(name))
 
-    def destroy(self, name: str) -> None:
-        """Stop now and confirm the VM reads off (or absent): fencing evidence."""
-        if self.state(name) in (VmState.OFF, VmState.ABSENT):
-            return
-        self._call(f"destroy VM {name}", lambda: self._destroy(name))
-        self._confirm(f"destroy VM {name}", lambda: self._list().get(name, VmState.ABSENT),
-                      lambda s: s in (VmState.OFF, VmState.ABSENT))
+    def destroy(self, name: str) -> str:
+        """Stop now and confirm the VM reads off (or absent); returns what
+        the hypervisor then says of it, in its own words: fencing evidence."""
+        if self.state(name) not in (VmState.OFF, VmState.ABSENT):
+            self._call(f"destroy VM {name}", lambda: self._destroy(name))
+            self._confirm(f"destroy VM {name}", lambda: self._list().get(name, VmState.ABSENT),
+                          lambda s: s in (VmState.OFF, VmState.ABSENT))
+        return self._read(f"state of VM {name}", lambda: self._described(name))
+
+    def _described(self, name: str) -> str:
+        """The VM's state as the hypervisor words it (a driver that knows
+        more than voe's states says more)."""
+        return self._list().get(name, VmState.ABSENT).value
 
     def undefine(self, name: str) -> None:
         if self.state(name) == VmState.ABSENT:

@@ -70,7 +70,7 @@ def accelerator() -> tuple[str, str | None]:
     return "kvm", None
 
 
-class _ConsoleReader:
+class ConsoleReader:
     """Who the OS a serial log shows was booted as: the last kernel command
     line naming a persona, or the agent's word when the command line is
     the OS's own; reading only what was written since the last look (the
@@ -132,7 +132,7 @@ class KvmMachine(BootOptions):
         self._qmp: QEMUMonitorProtocol | None = None
         self.lock = threading.RLock()
         self._links = [True] * len(nics)  # each NIC's link as its cable and switch port allow
-        self._console = _ConsoleReader()
+        self._console = ConsoleReader()
         self._probe_lock = threading.Lock()  # one request at a time on the port
         state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -149,23 +149,8 @@ class KvmMachine(BootOptions):
         virtio-serial port, and its answer."""
         if not self.powered:
             raise KvmError(f"{self.name}: powered off, no probe to ask")
-        with self._probe_lock, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(PROBE_PATIENCE)
-            try:
-                s.connect(str(self.probe_socket))
-                s.sendall(json.dumps(request).encode() + b"\n")
-                answer = b""
-                while not answer.endswith(b"\n"):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    answer += chunk
-            except OSError as e:
-                raise KvmError(f"{self.name}: the network probe did not answer {request.get('op')}: {e}") from None
-        try:
-            return json.loads(answer.splitlines()[-1])
-        except (ValueError, IndexError):
-            raise KvmError(f"{self.name}: the network probe answered {answer[-200:]!r}") from None
+        with self._probe_lock:
+            return ask_probe(self.name, self.probe_socket, request)
 
     @property
     def powered(self) -> bool:
@@ -280,7 +265,7 @@ class KvmMachine(BootOptions):
         sock = self.state_dir / "qmp.sock"
         sock.unlink(missing_ok=True)
         self.serial_log.write_bytes(b"")
-        self._console = _ConsoleReader()
+        self._console = ConsoleReader()
         with open(self.state_dir / "qemu.log", "ab") as out:
             self.proc = subprocess.Popen(self.network.command(self._argv()), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
@@ -317,3 +302,27 @@ class KvmMachine(BootOptions):
                 return self._qmp.cmd(name, **args)
             except (QMPError, OSError) as e:
                 raise KvmError(f"{self.name}: QMP {name} failed: {e}") from None
+
+
+def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
+    """One JSON line to the network probe listening behind ``path`` (a
+    guest's virtio-serial port), and the line it answers."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(PROBE_PATIENCE)
+        try:
+            if path is None:
+                raise FileNotFoundError("the machine has no probe port")
+            s.connect(str(path))
+            s.sendall(json.dumps(request).encode() + b"\n")
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError as e:
+            raise KvmError(f"{machine}: the network probe did not answer {request.get('op')}: {e}") from None
+    try:
+        return json.loads(answer.splitlines()[-1])
+    except (ValueError, IndexError):
+        raise KvmError(f"{machine}: the network probe answered {answer[-200:]!r}") from None

@@ -31,6 +31,7 @@ from voe.lab.boot_network import BootNetworkServices
 from voe.lab.hypervisor import Hypervisor
 from voe.lab.json_api import JsonApi
 from voe.lab.kvm import KvmMachine, KvmNic, accelerator
+from voe.lab.libvirt_host import LibvirtHost, LibvirtHostError, LibvirtVm
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
 from voe.lab.netns import LabNetwork
 from voe.lab.ovs import OvsPlane
@@ -71,7 +72,7 @@ class Lab:
         self.services: BootNetworkServices | None = None
         self.plane: OvsPlane | None = None
         self.accel = "tcg"  # how KVM machines run: chosen as the lab's network comes up (``accelerator``)
-        if any(self._kvm(h) for h in inv.hosts):
+        if any(self._kvm(h) or _libvirt(h) for h in inv.hosts):
             self.network = LabNetwork(f"voe-lab-{os.getpid()}", subnet)
         self.agent = AgentZygote()
         # network boots in progress at once: a level of a group start powers on
@@ -82,7 +83,7 @@ class Lab:
         self.bmc_loop: BmcLoop | None = None
         self.switches: dict[str, SwitchEmulator] = {}
         self.hosts: dict[str, Machine] = {}
-        self.hypervisors: dict[str, Hypervisor | VsphereHost] = {}
+        self.hypervisors: dict[str, Hypervisor | VsphereHost | LibvirtHost] = {}
         self.storages: dict[str, tuple[LabStorage, JsonApi]] = {}
         self.bmcs: dict[str, LabBmc | RedfishEmulator | None] = {}
         self.relays: dict[str, Relay] = {}
@@ -189,6 +190,8 @@ class Lab:
             self.hypervisors[h.name] = Hypervisor(
                 m, h.hypervisor.url, h.hypervisor.username, h.hypervisor.password or "",
                 self.state_dir / "hosts" / h.name, self._vm_machine, h.hypervisor.cpus, h.hypervisor.memory)
+        elif _libvirt(h):
+            self.hypervisors[h.name] = self._libvirt_host(h, m)
         elif h.hypervisor is not None and h.hypervisor.driver == "vsphere":
             self.hypervisors[h.name] = VsphereHost(m, h.hypervisor, self.state_dir / "hosts" / h.name,
                                                    self._vm_machine, self.checker.poke)
@@ -197,6 +200,18 @@ class Lab:
             model = LabStorage(h.name)
             self.storages[h.name] = (model, JsonApi(model, st["url"], st.get("username", "admin"), st.get("password", "")))
         self._start_bmc(h)
+
+    def _libvirt_host(self, h: Host, m: Machine) -> LibvirtHost:
+        assert self.network is not None and self.plane is not None and h.hypervisor is not None
+        nic = next((n for n in h.nics if n.switch in self.switches), None)
+        if nic is None:
+            raise LabError(f"hypervisor host {h.name} has no NIC cabled to a switch: its VMs would reach nothing")
+        uplink = (self.plane.bridges[nic.switch], self.switches[nic.switch].state.number_of(nic.port))
+        try:
+            return LibvirtHost(m, h.hypervisor, self.network, self.plane, self.state_dir / "hosts" / h.name, uplink,
+                               len(self.hypervisors))
+        except LibvirtHostError as e:
+            raise LabError(str(e)) from None
 
     def _start_bmc(self, h: Host) -> None:
         if h.bmc.driver == "redfish":
@@ -394,17 +409,17 @@ class Lab:
 
     # --- what is true -------------------------------------------------------------
 
-    def all_machines(self) -> list[Machine | KvmMachine]:
+    def all_machines(self) -> list[Machine | KvmMachine | LibvirtVm]:
         vms = [vm.machine for hyp in self.hypervisors.values() for vm in hyp.vms.values()]
         return list(self.hosts.values()) + vms
 
-    def _host_of(self, m: Machine | KvmMachine) -> Host:
+    def _host_of(self, m: Machine | KvmMachine | LibvirtVm) -> Host:
         hosts = self.inv.by_name("hosts")
         if m.kind == "physical":
             return hosts[m.name]
         return next(hosts[h] for h, hyp in self.hypervisors.items() if m.name in hyp.vms and hyp.vms[m.name].machine is m)
 
-    def _isolation(self, m: Machine | KvmMachine) -> tuple[bool, str]:
+    def _isolation(self, m: Machine | KvmMachine | LibvirtVm) -> tuple[bool, str]:
         host = self._host_of(m)
         ports = [(n.switch, n.port) for n in host.nics if n.switch in self.switches]
         open_ports = []
@@ -430,7 +445,7 @@ class Lab:
     def attachments(self, persona: str) -> list[dataplane.Attachment]:
         out = []
         for m in self.all_machines():
-            if isinstance(m, KvmMachine):
+            if not isinstance(m, Machine):
                 continue  # frames between real machines: the data plane's to carry, not this table's
             if m.last_boot is None or m.last_boot.persona != persona or not m.os.alive() or m.os.frozen:
                 continue
@@ -460,9 +475,9 @@ class Lab:
             return probes.reach(on_kvm[a], on_kvm[b], a, b)
         return dataplane.reach(self.attachments(a), self.attachments(b), {k: v.state for k, v in self.switches.items()})
 
-    def _kvm_running(self, persona: str) -> KvmMachine | None:
-        for m in self.hosts.values():
-            seen = m.observed() if isinstance(m, KvmMachine) else None
+    def _kvm_running(self, persona: str) -> KvmMachine | LibvirtVm | None:
+        for m in self.all_machines():
+            seen = m.observed() if isinstance(m, KvmMachine | LibvirtVm) else None
             if seen is not None and seen[0] == persona and seen[3] == "running":
                 return m
         return None
@@ -490,6 +505,11 @@ class Lab:
         return {"incarnations": [asdict(i) for i in self.truth()], "violations": self.checker.seen,
                 "samples": self.checker.samples,
                 "storage": {name: {"up": model.up, "grants": model.snapshot()} for name, (model, _) in self.storages.items()}}
+
+
+def _libvirt(h: Host) -> bool:
+    """A hypervisor host of the KVM tier: this machine's libvirtd as its OS."""
+    return h.hypervisor is not None and h.hypervisor.driver == "libvirt"
 
 
 def _silence(bmc: LabBmc | RedfishEmulator) -> None:

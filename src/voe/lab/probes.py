@@ -1,8 +1,9 @@
 """Reach between two personas on real machines, shown by packets: the
 first persona's network probe (``voe.agent.probe``, over its machine's
-virtio-serial port) sends a UDP datagram to every IPv4 address of the
-second, which then says what arrived and on which of its interfaces.
-What the switches forward decides the answer, not any table."""
+virtio-serial port, a physical server's or a VM's) sends a UDP datagram
+to every IPv4 address of the second, which then says what arrived and on
+which of its interfaces. What the switches forward decides the answer,
+not any table."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import time
 import uuid
 
 from voe.lab.kvm import KvmError, KvmMachine
+from voe.lab.libvirt_host import LibvirtVm
 
 ARRIVAL_PATIENCE = 3.0  # seconds for a probe to arrive: an ARP exchange first, guests under emulation
 SENDS = 2  # each probe is sent twice: the first may wait on ARP
 
 
-def reach(sender: KvmMachine, receiver: KvmMachine, a: str, b: str) -> tuple[bool, str]:
+def reach(sender: KvmMachine | LibvirtVm, receiver: KvmMachine | LibvirtVm, a: str, b: str) -> tuple[bool, str]:
     try:
         targets = {address.split("/")[0]: iface for iface in receiver.probe({"op": "interfaces"})["interfaces"]
                    for address in iface["addresses"]}

@@ -99,12 +99,18 @@ def render(persona: Persona, generation: int, links: ControllerLinks, token: str
         f"# voe: {persona.name} generation {int(generation)}, booting on {_safe('MAC', boot_mac)}",
         f"set voe_args {agent_args(persona, generation, links, token)}",
     ]
-    body = {"linux-nfs": _linux_nfs, "iscsi": _iscsi, "fc": _fc}[persona.boot]
     files = f"{_safe('boot URL', links.boot.rstrip('/'))}/boot/files/{_safe('MAC', boot_mac)}"
-    return "\n".join(lines + body(persona, files)) + "\n"
+    if persona.boot == "linux-nfs":
+        body = _linux_nfs(persona, files, boot_mac)
+    else:
+        body = {"iscsi": _iscsi, "fc": _fc}[persona.boot](persona, files)
+    return "\n".join(lines + body) + "\n"
 
 
-def _linux_nfs(persona: Persona, files: str) -> list[str]:
+def _linux_nfs(persona: Persona, files: str, boot_mac: str) -> list[str]:
+    """The kernel asks DHCP on the NIC it booted from only (dracut's
+    ``ip=MAC:dhcp``, the MAC in BOOTIF's dashed form): a persona's other
+    NICs, a VM's each on its own VLAN, have no DHCP server to wait for."""
     img = persona.image
     nfs_root = _safe("image.nfs_root", img.nfs_root)
     if ":" not in nfs_root:
@@ -112,7 +118,7 @@ def _linux_nfs(persona: Persona, files: str) -> list[str]:
     kernel = _safe("image.kernel", img.kernel or f"{files}/{KERNEL}")
     initrd = _safe("image.initrd", img.initrd or f"{files}/{INITRD}")
     return [
-        f"kernel {kernel} root=/dev/nfs nfsroot={nfs_root},vers=4 ip=dhcp rw "
+        f"kernel {kernel} root=/dev/nfs nfsroot={nfs_root},vers=4 ip={_safe('MAC', boot_mac).replace(':', '-')}:dhcp rw "
         f"nfs.nfs4_unique_id=voe-{_safe('persona', persona.name)} {CONSOLES} ${{voe_args}} initrd=initrd.img",
         # --name makes ``initrd=initrd.img`` hold whatever the URL's basename is
         f"initrd --name initrd.img {initrd}",

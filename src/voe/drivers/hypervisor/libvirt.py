@@ -38,9 +38,24 @@ _STATES = {
     libvirt.VIR_DOMAIN_SHUTOFF: VmState.OFF,
     libvirt.VIR_DOMAIN_CRASHED: VmState.OFF,
 }
+_STATE_WORDS = {
+    libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_BLOCKED: "idle", libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "in shutdown", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+_REASON_WORDS = {
+    libvirt.VIR_DOMAIN_SHUTOFF: {
+        libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN: "shutdown", libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED: "destroyed",
+        libvirt.VIR_DOMAIN_SHUTOFF_CRASHED: "crashed", libvirt.VIR_DOMAIN_SHUTOFF_FAILED: "failed",
+        libvirt.VIR_DOMAIN_SHUTOFF_DAEMON: "daemon",
+    },
+    libvirt.VIR_DOMAIN_RUNNING: {libvirt.VIR_DOMAIN_RUNNING_BOOTED: "booted"},
+}
 _BOOT_DEV = {"network": "network", "disk": "hd"}
 _FROM_BOOT_DEV = {"network": "network", "hd": "disk"}
 _KIB_PER_UNIT = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "KiB": 1, "M": 1024, "MiB": 1024, "G": 1024**2, "GiB": 1024**2}
+CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
+PROBE_CHANNEL = "io.voe.probe"  # the agent's network probe listens on this virtio-serial port (voe.agent.probe)
 # errors that say "the hypervisor is not reachable now", worth a retry
 _TRANSIENT_DOMAINS = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
 
@@ -54,8 +69,12 @@ class LibvirtSettings(DriverSettings):
     bridge: str | None = Field(default=None, description="host bridge each NIC joins instead of a libvirt network")
     bridge_type: Literal["linux", "openvswitch"] = Field(
         default="linux", description="openvswitch: each NIC's frames are tagged with its VLAN by OVS")
-    domain_type: str = Field(default="kvm", description="<domain type=...>: kvm, qemu, vmware (esx), hyperv")
+    domain_type: str = Field(default="auto", description="<domain type=...>: kvm, qemu, vmware (esx), hyperv; auto: "
+                                                         "kvm where the host offers it, else what it offers")
     nic_model: str = "virtio"
+    offloads: bool = Field(default=True, description="virtio NICs' checksum and segmentation offloads; off for a "
+                                                     "switch that forwards frames as the guest wrote them (OVS's "
+                                                     "userspace datapath on taps)")
 
 
 class LibvirtHypervisor(HypervisorDriver):
@@ -68,7 +87,8 @@ class LibvirtHypervisor(HypervisorDriver):
     @classmethod
     def from_host(cls, host: Host) -> LibvirtHypervisor:
         hv = host.hypervisor
-        return cls(host.name, LibvirtSettings(uri=hv.url, username=hv.username, password=hv.password or ""))
+        return cls(host.name, LibvirtSettings(uri=hv.url, username=hv.username, password=hv.password or "",
+                                              **hv.settings))
 
     # --- connection ----------------------------------------------------------
 
@@ -117,8 +137,16 @@ class LibvirtHypervisor(HypervisorDriver):
                 if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
                 uuid = None
-            c.defineXML(domain_xml(spec, self.settings, uuid))
+            c.defineXML(domain_xml(spec, self.settings, uuid, self._domain_type(c)))
         self._libvirt(f"define VM {spec.name}", define)
+
+    def _domain_type(self, c: libvirt.virConnect) -> str:
+        if self.settings.domain_type != "auto":
+            return self.settings.domain_type
+        offered = [d.get("type", "") for d in ET.fromstring(c.getCapabilities()).findall("guest/arch/domain")]
+        if not offered:
+            raise libvirt.libvirtError("the host offers no domain type to run a VM with")
+        return "kvm" if "kvm" in offered else offered[0]
 
     def _domain_op(self, name: str, operation: str, op: Callable[[libvirt.virDomain], object]) -> None:
         self._libvirt(f"{operation} VM {name}", lambda c: op(c.lookupByName(name)))
@@ -139,6 +167,21 @@ class LibvirtHypervisor(HypervisorDriver):
         def states(c: libvirt.virConnect) -> dict[str, VmState]:
             return {d.name(): _STATES.get(d.state()[0], VmState.OFF) for d in c.listAllDomains()}
         return self._libvirt("list VMs", states)
+
+    def _described(self, name: str) -> str:
+        """libvirt's state and its reason, as virsh words them: "shut off
+        (destroyed)", "running (booted)"."""
+        def read(c: libvirt.virConnect) -> str:
+            try:
+                state, reason = c.lookupByName(name).state()
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return VmState.ABSENT.value
+                raise
+            word = _STATE_WORDS.get(state, "no state")
+            because = _REASON_WORDS.get(state, {}).get(reason)
+            return f"{word} ({because})" if because else word
+        return self._libvirt(f"state of VM {name}", read)
 
     def _get_spec(self, name: str) -> VmSpec | None:
         def read(c: libvirt.virConnect) -> VmSpec | None:
@@ -162,10 +205,12 @@ def _close_quietly(conn: libvirt.virConnect) -> None:
         pass
 
 
-def domain_xml(spec: VmSpec, settings: LibvirtSettings, uuid: str | None = None) -> str:
+def domain_xml(spec: VmSpec, settings: LibvirtSettings, uuid: str | None = None, domain_type: str = "kvm") -> str:
     """The libvirt domain XML for one persona incarnation: vCPUs, memory, one
-    NIC per persona MAC, booting from the network (or disk)."""
-    dom = ET.Element("domain", type=settings.domain_type)
+    NIC per persona MAC, booting from the network (or disk); its serial
+    console logged on the host (``/var/log/libvirt/qemu/NAME-console.log``)
+    and a virtio-serial channel for the agent's network probe."""
+    dom = ET.Element("domain", type=domain_type)
     ET.SubElement(dom, "name").text = spec.name
     if uuid:
         ET.SubElement(dom, "uuid").text = uuid
@@ -181,6 +226,12 @@ def domain_xml(spec: VmSpec, settings: LibvirtSettings, uuid: str | None = None)
     for i, mac in enumerate(spec.macs):
         devices.append(_interface(settings, mac, spec.networks[i] if i < len(spec.networks) else None,
                                   spec.vlans[i] if i < len(spec.vlans) else None))
+    serial = ET.SubElement(devices, "serial", type="pty")
+    ET.SubElement(serial, "log", file=f"{CONSOLE_LOG_DIR}/{spec.name}-console.log", append="on")
+    ET.SubElement(devices, "console", type="pty")
+    channel = ET.SubElement(devices, "channel", type="unix")
+    ET.SubElement(channel, "source", mode="bind")
+    ET.SubElement(channel, "target", type="virtio", name=PROBE_CHANNEL)
     return ET.tostring(dom, encoding="unicode")
 
 
@@ -194,6 +245,11 @@ def _interface(settings: LibvirtSettings, mac: str, network: str | None, vlan: i
         if vlan is not None:
             ET.SubElement(ET.SubElement(nic, "vlan"), "tag", id=str(vlan))
     ET.SubElement(nic, "model", type=settings.nic_model)
+    if not settings.offloads and settings.nic_model == "virtio":
+        driver = ET.SubElement(nic, "driver", name="qemu")
+        off = {f: "off" for f in ("csum", "tso4", "tso6", "ecn", "ufo")}
+        ET.SubElement(driver, "host", gso="off", **off)
+        ET.SubElement(driver, "guest", **off)
     return nic
 
 
