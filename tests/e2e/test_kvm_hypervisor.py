@@ -13,10 +13,16 @@ import time
 import pytest
 
 from tests.e2e.kvm import kvm_stack, persona_template, san_template
-from tests.e2e.test_kvm_machines import (BOOT_PATIENCE, assert_reach_by_packets, assert_runs_as_itself, clone, running,
-                                         system_report)
+from tests.e2e.test_kvm_machines import (
+    BOOT_PATIENCE,
+    assert_reach_by_packets,
+    assert_runs_as_itself,
+    clone,
+    running,
+    system_report,
+)
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.kvm]
 HV = "kvm-hv"
 
 

@@ -23,6 +23,7 @@ the tree.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +31,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,12 +112,22 @@ def with_agent(base: DebianBase) -> Path:
     tree = base.directory.with_name(f"template-{base.directory.name}")
     stamp = base.directory / "with-agent.stamp"  # outside the tree: not part of any persona
     agent = str(max(f.stat().st_mtime_ns for f in AGENT_PACKAGE.rglob("*") if f.is_file()))
-    if not tree.is_dir() or not stamp.exists() or stamp.read_text() != agent:
-        shutil.rmtree(tree, ignore_errors=True)
-        _run(["cp", "-a", "--reflink=auto", str(base.root), str(tree)], "copying the base")
-        install_into(tree)
-        stamp.write_text(agent)
+    with _building_beside(base):
+        if not tree.is_dir() or not stamp.exists() or stamp.read_text() != agent:
+            shutil.rmtree(tree, ignore_errors=True)
+            _run(["cp", "-a", "--reflink=auto", str(base.root), str(tree)], "copying the base")
+            install_into(tree)
+            stamp.write_text(agent)
     return tree
+
+
+@contextmanager
+def _building_beside(base: DebianBase) -> Iterator[None]:
+    """One builder at a time of what is kept beside the base: test runs
+    and labs side by side share the cache."""
+    with open(base.directory.with_name(f"{base.directory.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 SAN_COMMAND_LINE = "rw rd.iscsi.firmware=1 rd.iscsi.ibft=1 console=tty0 console=ttyS0,115200n8"
@@ -128,16 +141,24 @@ def san_disk(base: DebianBase, boot_url: str) -> Path:
     of (``voe template create NAME --from DISK``), whose agent reads its
     parameters from the boot service at ``boot_url`` (``voe.boot_url`` on
     its command line): an OS on its own disk gets no command line from voe.
-    Kept beside the base, made again when the agent or the URL changes."""
+    Kept beside the base, one per agent and URL (named by them, so that a
+    disk never changes under a reader); those unused for a day go."""
     tree = with_agent(base)
-    disk = base.directory.with_name(f"disk-{base.directory.name}.img")
-    made_of = disk.with_name(disk.name + ".made-of")  # beside it: what it was made of, the agent and the URL
     recipe = f"{(base.directory / 'with-agent.stamp').read_text()} {boot_url}\n"
-    if not disk.exists() or not made_of.exists() or made_of.read_text() != recipe:
-        made_of.unlink(missing_ok=True)
-        bootdisk.build(tree, base.kernel, base.initrd, f"{SAN_COMMAND_LINE} voe.boot_url={boot_url}", disk)
-        made_of.write_text(recipe)
+    disk = base.directory.with_name(f"disk-{base.directory.name}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}.img")
+    with _building_beside(base):
+        if not disk.exists():
+            building = disk.with_name(disk.name + ".part")
+            bootdisk.build(tree, base.kernel, base.initrd, f"{SAN_COMMAND_LINE} voe.boot_url={boot_url}", building)
+            building.rename(disk)
+        os.utime(disk)
+        for old in disk.parent.glob(f"disk-{base.directory.name}*"):
+            if old != disk and old.stat().st_mtime < time.time() - DISK_KEPT:
+                old.unlink()
     return disk
+
+
+DISK_KEPT = 24 * 3600  # seconds an unused SAN disk stays in the cache
 
 
 def cache_dir() -> Path:
