@@ -49,7 +49,8 @@ def test_a_vm_persona_on_libvirt_reaches_a_server_moves_to_one_and_back_and_surv
     from its LUN on a KVM server exchange packets on VLAN 200; web moves
     to a server and back to a VM keeping MAC and IP, reached each time;
     then the hypervisor host's OS crashes, voe fences it through its BMC
-    and web comes back on a server, reached again."""
+    and web comes back on a server, reached again; and a switch that goes
+    down carries nothing."""
     web = clone(stack, "debian", str(persona_template()), "linux-nfs", "web", prefer=("vm", "physical"))
     db = clone(stack, "debian-san", str(san_template(stack.boot_url)), "iscsi", "db")
 
@@ -93,3 +94,8 @@ def test_a_vm_persona_on_libvirt_reaches_a_server_moves_to_one_and_back_and_surv
     live = sorted((i["persona"], i["generation"]) for i in truth["incarnations"] if i["state"] != "dead")
     assert live == [("db", 1), ("web", 4)], truth["incarnations"]
     assert stack.wait("web", lambda s: s["state"] == "running", timeout=BOOT_PATIENCE)["generation"] == 4
+
+    stack.lab("fault", "sw1", "down")  # last: its silence would soon have voe fence both
+    said = stack.lab("reach", "web", "db", check=False).stdout
+    print(said.strip())
+    assert said.startswith("no") and "arrived" not in said and said.count("lost") == 2, said

@@ -4,12 +4,12 @@ disk its agent's word, read as the log grows."""
 
 from __future__ import annotations
 
-from voe.lab.kvm import _ConsoleReader, accelerator
+from voe.lab.kvm import ConsoleReader, accelerator
 
 
 def test_the_console_tells_which_persona_and_generation_booted_even_mid_line(tmp_path):
     log = tmp_path / "serial.log"
-    reader = _ConsoleReader()
+    reader = ConsoleReader()
     log.write_bytes(b"SeaBIOS\r\niPXE\r\n[    0.06] Kernel command line: root=/dev/nfs voe.persona=web voe.gen")
     assert reader.boot(log) is None  # the line is not finished yet
     with open(log, "ab") as f:
@@ -23,7 +23,7 @@ def test_the_console_tells_which_persona_and_generation_booted_even_mid_line(tmp
 
 def test_a_san_booted_os_is_who_its_agent_says_and_nobody_before(tmp_path):
     log = tmp_path / "serial.log"
-    reader = _ConsoleReader()
+    reader = ConsoleReader()
     log.write_bytes(b"[    0.06] Kernel command line: voe.persona=web voe.generation=2\r\n")
     assert reader.boot(log).persona == "web"
     with open(log, "ab") as f:  # the server is given to db, whose LUN holds its own command line

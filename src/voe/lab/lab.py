@@ -473,6 +473,10 @@ class Lab:
         on_kvm = {p: self._kvm_running(p) for p in (a, b)}
         if all(on_kvm.values()):
             return probes.reach(on_kvm[a], on_kvm[b], a, b)
+        real = [p for p, m in on_kvm.items() if m is not None]
+        if real:  # packets from a process go nowhere, and the tables do not hold real machines
+            return False, (f"cannot tell: {real[0]} runs on a real machine and the other on a process machine; "
+                           "reach is shown by packets between real machines, by the switches' tables between processes")
         return dataplane.reach(self.attachments(a), self.attachments(b), {k: v.state for k, v in self.switches.items()})
 
     def _kvm_running(self, persona: str) -> KvmMachine | LibvirtVm | None:
