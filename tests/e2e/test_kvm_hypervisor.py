@@ -8,6 +8,7 @@ guests' probes, at each place the persona runs."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -22,12 +23,15 @@ from tests.e2e.test_kvm_machines import (
     system_report,
 )
 
-pytestmark = [pytest.mark.timeout(1200), pytest.mark.kvm]
+pytestmark = pytest.mark.timeout(1200)
+OPT_IN = "VOE_TEST_KVM_HYPERVISOR"
 HV = "kvm-hv"
 
 
 @pytest.fixture
 def stack(tmp_path):
+    if os.environ.get(OPT_IN) != "1":
+        pytest.skip(f"seven minutes of emulated boots (no VT-x here), beyond ./test's CI budget: {OPT_IN}=1 runs it")
     with kvm_stack(tmp_path) as s:
         yield s
 
@@ -49,8 +53,7 @@ def test_a_vm_persona_on_libvirt_reaches_a_server_moves_to_one_and_back_and_surv
     from its LUN on a KVM server exchange packets on VLAN 200; web moves
     to a server and back to a VM keeping MAC and IP, reached each time;
     then the hypervisor host's OS crashes, voe fences it through its BMC
-    and web comes back on a server, reached again; and a switch that goes
-    down carries nothing."""
+    and web comes back on a server, reached again."""
     web = clone(stack, "debian", str(persona_template()), "linux-nfs", "web", prefer=("vm", "physical"))
     db = clone(stack, "debian-san", str(san_template(stack.boot_url)), "iscsi", "db")
 
@@ -95,7 +98,3 @@ def test_a_vm_persona_on_libvirt_reaches_a_server_moves_to_one_and_back_and_surv
     assert live == [("db", 1), ("web", 4)], truth["incarnations"]
     assert stack.wait("web", lambda s: s["state"] == "running", timeout=BOOT_PATIENCE)["generation"] == 4
 
-    stack.lab("fault", "sw1", "down")  # last: its silence would soon have voe fence both
-    said = stack.lab("reach", "web", "db", check=False).stdout
-    print(said.strip())
-    assert said.startswith("no") and "arrived" not in said and said.count("lost") == 2, said
