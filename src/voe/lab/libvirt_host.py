@@ -105,7 +105,8 @@ class LibvirtVm:
         return self._console.boot(self.console_log) if self.powered else None
 
     def observed(self) -> tuple[str, int | None, int, str] | None:
-        pid, boot = self.pid, self.last_boot
+        pid = self.pid  # read once: the truth asks many times a second
+        boot = self._console.boot(self.console_log) if pid is not None else None
         if pid is None or boot is None or boot.persona is None:
             return None
         return boot.persona, boot.generation, pid, "frozen" if _state(pid) == "T" else "running"
@@ -188,9 +189,10 @@ class LibvirtHost:
 
     def down(self) -> None:
         """Power gone or the OS crashed: every QEMU and the daemon die at once."""
-        for vm in list(self._vms.values()):
-            if vm.pid is not None:
-                _signal(vm.pid, signal.SIGKILL)
+        for vm in list(self.vms.values()):  # every defined domain, seen by the lab before or not
+            pid = vm.pid
+            if pid is not None:
+                _signal(pid, signal.SIGKILL)
         self.children.stop()
         self.socket.unlink(missing_ok=True)
         self.up = False
