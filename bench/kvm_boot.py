@@ -3,7 +3,7 @@ by voe to boot a persona of its own, and for each the time from power-on
 to its DHCP answer, its kernel fetched, its NFS root mounted and its agent
 ready, and the memory each QEMU holds.
 
-    python bench/kvm_boot.py [--servers 4]      # one vCPU each
+    python bench/kvm_boot.py [--servers 4] [--keep]     # one vCPU each
 
 Needs root (the lab's network namespace), QEMU and the Debian base
 (``python -m voe.images.debian``); under QEMU's software emulation when
@@ -98,6 +98,7 @@ def rss_mib(host: str) -> float | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--servers", type=int, default=4)
+    ap.add_argument("--keep", action="store_true", help="keep the lab's directory (serial consoles, dnsmasq's log)")
     ns = ap.parse_args()
     if shutil.which("qemu-system-x86_64") is None:
         sys.exit("QEMU is missing (scripts/setup.sh installs it)")
@@ -153,7 +154,10 @@ def main() -> None:
               f"(target 10 s); RSS worst {max(r[6] or 0 for r in rows):.0f} MiB (target 512)")
     finally:
         stack.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if ns.keep:
+            print(f"kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def test_a_value_with_a_newline_cannot_add_a_directive():
 
 
 STATIC = dnsmasq.DhcpBoot("http://10.77.0.1:8480", interface="labbr0", static_subnet="10.77.0.0/24",
-                          hosts_dir="/var/lib/voe/dhcp-hosts", known_only=True)
+                          hosts_dir="/var/lib/voe/dhcp-hosts", known_only=True, ra_prefix="fd00:766f:65::/64")
 
 
 @needs_dnsmasq
@@ -77,6 +77,18 @@ def test_dnsmasq_accepts_answering_only_the_macs_voe_names(tmp_path):
     assert "dhcp-range=10.77.0.0,static,255.255.255.0,12h" in lines
     assert "dhcp-hostsdir=/var/lib/voe/dhcp-hosts" in lines
     assert "dhcp-ignore=tag:!known" in lines
+    assert "enable-ra" in lines and "dhcp-range=fd00:766f:65::,ra-only,64" in lines
+
+
+def test_ipxe_waits_for_no_proxydhcp_unless_voe_is_the_proxy():
+    assert "dhcp-option=tag:ipxe,encap:175,176,1" in dnsmasq.render(STATIC).splitlines()
+    assert "dhcp-option=tag:ipxe,encap:175,176,1" in dnsmasq.render(FULL).splitlines()
+    assert not any("175" in line for line in dnsmasq.render(PROXY).splitlines())
+
+
+def test_an_advertised_prefix_must_be_ipv6():
+    with pytest.raises(ValueError):
+        dnsmasq.DhcpBoot("http://c", static_subnet="10.0.0.0/24", ra_prefix="10.1.0.0/24")
 
 
 def test_a_mac_is_named_with_its_address_and_then_refused(tmp_path):

@@ -73,7 +73,8 @@ class BootNetworkServices:
         hosts_dir.mkdir(parents=True, exist_ok=True)
         conf = self.state_dir / "dnsmasq.conf"
         conf.write_text(render(DhcpBoot(boot_url, interface=LabNetwork.BRIDGE, static_subnet=str(self.network.subnet),
-                                        hosts_dir=str(hosts_dir), known_only=True, tftp_root=str(tftp)))
+                                        ra_prefix=LabNetwork.IPV6_PREFIX, hosts_dir=str(hosts_dir), known_only=True,
+                                        tftp_root=str(tftp)))
                         + f"dhcp-leasefile={self.state_dir / 'dnsmasq.leases'}\n")
         proc = self.children.start("dnsmasq", ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
                                                 "--group=root", f"--log-facility={self.dnsmasq_log}",

@@ -63,6 +63,9 @@ class LabNetwork:
     ``subnet``), where the lab's services listen and machines' taps join."""
 
     BRIDGE = "labbr0"
+    IPV6_PREFIX = "fd00:766f:65::/64"
+    """The bridge's IPv6 prefix (unique local): dnsmasq advertises it, so
+    that a firmware's iPXE hears a router and boots without waiting."""
 
     def __init__(self, name: str, subnet: str):
         self.name = name
@@ -81,6 +84,8 @@ class LabNetwork:
         self.run("link", "set", "lo", "up")
         self.run("link", "add", self.BRIDGE, "type", "bridge", "forward_delay", "0")
         self.run("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.BRIDGE)
+        prefix = ipaddress.IPv6Network(self.IPV6_PREFIX)
+        self.run("addr", "add", f"{prefix.network_address + 1}/{prefix.prefixlen}", "dev", self.BRIDGE, "nodad")
         self.run("link", "set", self.BRIDGE, "up")
 
     def run(self, *args: str) -> str:

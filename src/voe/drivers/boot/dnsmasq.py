@@ -11,7 +11,13 @@ The chain a machine follows:
    ``http://CONTROLLER/boot/ipxe/${net0/mac}`` (iPXE expands the MAC);
 3. the controller answers with the script of the persona booting on that MAC.
 
-The second step is what stops the loop of iPXE loading iPXE.
+The second step is what stops the loop of iPXE loading iPXE. Where voe's
+dnsmasq is the network's DHCP server, it tells iPXE that no ProxyDHCP
+server will answer (iPXE's option 175.176), so that iPXE takes the first
+offer instead of waiting for one. iPXE also waits for an IPv6 router
+before it boots, for about 13 s where there is none: given ``ra_prefix``,
+dnsmasq advertises that prefix on the boot network, and iPXE goes on as
+soon as it hears it.
 
 Which MACs are answered is voe's to say (``DhcpHosts``): one file per MAC
 in dnsmasq's ``dhcp-hostsdir``, which dnsmasq rereads on its own (inotify)
@@ -56,6 +62,9 @@ class DhcpBoot:
     known_only: bool = False
     """Answer only MACs ``hosts_dir`` names."""
     lease_time: str = "12h"
+    ra_prefix: str | None = None
+    """An IPv6 prefix (``fd00:1::/64``) to advertise as a router would; the
+    interface must hold an address in it."""
     tftp_root: str = "/var/lib/voe/tftp"
     bios_file: str = "undionly.kpxe"
     efi_file: str = "ipxe.efi"
@@ -74,6 +83,8 @@ class DhcpBoot:
         for subnet in (self.proxy_subnet, self.static_subnet):
             if subnet is not None:
                 ipaddress.IPv4Network(subnet)
+        if self.ra_prefix is not None:
+            ipaddress.IPv6Network(self.ra_prefix)
 
 
 def render(cfg: DhcpBoot) -> str:
@@ -96,6 +107,9 @@ def render(cfg: DhcpBoot) -> str:
     else:
         mask = f",{cfg.netmask}" if cfg.netmask else ""
         lines += [f"dhcp-range={cfg.range_start},{cfg.range_end}{mask},{_safe('lease_time', cfg.lease_time)}"]
+    if cfg.ra_prefix is not None:
+        prefix = ipaddress.IPv6Network(cfg.ra_prefix)
+        lines += ["enable-ra", f"dhcp-range={prefix.network_address},ra-only,{prefix.prefixlen}"]
     if cfg.hosts_dir is not None:
         lines += [f"dhcp-hostsdir={_safe('hosts_dir', cfg.hosts_dir)}"]
     if cfg.known_only:
@@ -112,6 +126,8 @@ def render(cfg: DhcpBoot) -> str:
         f"dhcp-boot=tag:!ipxe,tag:bios,{_safe('bios_file', cfg.bios_file)}",
         f"dhcp-boot=tag:!ipxe,tag:efi64,{_safe('efi_file', cfg.efi_file)}",
     ]
+    if cfg.proxy_subnet is None:
+        lines += ["dhcp-option=tag:ipxe,encap:175,176,1"]  # iPXE's no-pxedhcp: no ProxyDHCP offer to wait for
     if cfg.proxy_subnet is not None:
         # proxy-DHCP answers PXE ROMs through the PXE service menu (a full
         # file name: dnsmasq then adds no ".0" layer suffix); iPXE still
