@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -48,30 +49,42 @@ UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest ha
     "sound", "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/staging", "drivers/infiniband",
     "drivers/bluetooth", "drivers/iio", "drivers/hid", "drivers/usb", "drivers/input/joystick",
     "drivers/input/touchscreen", "drivers/isdn", "drivers/net/can", "drivers/nfc", "net/wireless",
-    "net/mac80211", "net/bluetooth", "drivers/mmc", "drivers/mtd", "drivers/platform/x86",
-    "drivers/net/ethernet/mellanox", "drivers/net/ethernet/intel/ice", "drivers/net/ethernet/broadcom",
-    "drivers/net/ethernet/chelsio", "drivers/net/ethernet/qlogic", "drivers/net/ethernet/sfc",
-    "drivers/net/ethernet/netronome", "drivers/net/ethernet/cavium", "drivers/scsi/qla2xxx", "drivers/scsi/lpfc",
+    "net/mac80211", "net/bluetooth", "drivers/mmc", "drivers/mtd", "drivers/platform/x86", "drivers/net/usb",
+    "drivers/scsi/qla2xxx", "drivers/scsi/lpfc", "drivers/scsi/qla4xxx", "drivers/scsi/cxgbi", "drivers/scsi/bnx2i",
     "drivers/thunderbolt", "drivers/fpga", "drivers/edac", "drivers/comedi", "drivers/scsi/mpt3sas",
     "drivers/scsi/megaraid", "drivers/scsi/aacraid", "drivers/scsi/bfa", "drivers/scsi/be2iscsi",
     "drivers/scsi/bnx2fc", "drivers/scsi/csiostor", "drivers/scsi/fnic", "drivers/scsi/qedf", "drivers/scsi/qedi",
-    "drivers/scsi/smartpqi", "drivers/scsi/mpi3mr", "drivers/scsi/pm8001", "drivers/scsi/ufs",
+    "drivers/scsi/smartpqi", "drivers/scsi/mpi3mr", "drivers/scsi/pm8001", "drivers/scsi/ufs", "drivers/crypto/qat",
     "fs/btrfs", "fs/xfs", "fs/ocfs2", "fs/gfs2", "fs/f2fs", "fs/ceph", "fs/nilfs2", "fs/jfs", "fs/reiserfs",
     "fs/ubifs", "fs/orangefs", "fs/smb", "fs/cifs", "fs/bcachefs", "fs/erofs", "fs/ntfs3", "fs/dlm",
 )
+ETHERNET_KEPT = ("intel/e1000", "intel/e1000e", "intel/igb", "realtek")
+"""The drivers under drivers/net/ethernet of the NICs that hypervisors
+emulate (virtio-net and vmxnet3 live elsewhere); the others are left
+out."""
+MODULES_NOT_LOADED = ("floppy", "pcspkr", "kvm", "kvm_amd", "kvm_intel", "piix4_smbus", "serio_raw", "joydev")
+"""Devices a virtual machine shows whose drivers a persona never uses:
+udev would load each at every boot."""
 UNPACKED_NOT = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 """Left out of every package as it is unpacked: nobody reads them in a persona."""
 INITRD_MODULES = "nfs iscsi network-legacy"
-INITRD_OMITTED = "systemd systemd-initrd systemd-networkd systemd-network-management dbus-broker dbus-daemon dbus i18n"
+INITRD_FILESYSTEMS = "ext4 nfs nfsv4"
+"""The roots a persona has: its SAN disk's ext4, or NFS."""
+INITRD_OMITTED = ("systemd systemd-initrd systemd-networkd systemd-network-management dbus-broker dbus-daemon dbus i18n "
+                  "crypt dm nvdimm overlay-root resume virtiofs lunmask")
 """The initramfs is dracut's shell one, with dhclient (``network-legacy``):
 its systemd-networkd flavour brings the link up but never runs the NFS
 root's mount hook, and the shell one also starts in a fraction of the
-time, which counts on a machine without hardware virtualization."""
+time, which counts on a machine without hardware virtualization. A
+persona's root is neither encrypted, nor on LVM, persistent memory,
+virtiofs or an overlay, nor resumed from hibernation."""
 GUEST_SETTINGS = {
     "etc/sysctl.d/90-voe.conf": "# an NMI from the machine's BMC (IPMI diag interrupt) panics the OS, as on servers\n"
                                 "kernel.unknown_nmi_panic = 1\nkernel.panic = 0\n",
+    "etc/modprobe.d/voe-persona.conf": "".join(f"blacklist {m}\n" for m in MODULES_NOT_LOADED),
 }
-"""Files of the base beyond its packages."""
+"""Files of the base beyond its packages, written before its initramfs
+is made (which carries the module blacklist too)."""
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 
 
@@ -174,10 +187,10 @@ def apt_sources() -> Path:
 
 
 def key() -> str:
-    """What the base is made of: the suite, the packages, the modules left
-    out, the initramfs's modules, the build's own steps and the sources."""
-    made_of = json.dumps([SUITE, PACKAGES, UNNEEDED_MODULES, UNPACKED_NOT, INITRD_MODULES, INITRD_OMITTED,
-                          _CUSTOMIZE, GUEST_SETTINGS, apt_sources().read_text()])
+    """What the base is made of: the suite, the packages, the build's own
+    steps (which name the modules left out, the settings and the
+    initramfs's contents) and the sources."""
+    made_of = json.dumps([SUITE, PACKAGES, UNPACKED_NOT, _CUSTOMIZE, apt_sources().read_text()])
     return hashlib.sha256(made_of.encode()).hexdigest()[:16]
 
 
@@ -197,8 +210,6 @@ def ensure(force: bool = False, log=print) -> DebianBase:
           '--aptopt=Acquire::Check-Valid-Until "false"', "--aptopt=APT::Install-Recommends \"false\"",
           *(f"--dpkgopt=path-exclude={path}" for path in UNPACKED_NOT),
           "--customize-hook=" + _CUSTOMIZE, SUITE, str(work / "root"), str(apt_sources())], "mmdebstrap")
-    for relative, text in GUEST_SETTINGS.items():
-        (work / "root" / relative).write_text(text)
     kernels = sorted((work / "root" / "boot").glob("vmlinuz-*"))
     if not kernels:
         raise BuildError("the base has no kernel under /boot: linux-image-amd64 did not install")
@@ -219,14 +230,18 @@ _CUSTOMIZE = " && ".join([
     # initramfs that carries what a network boot needs, whatever the host it
     # is built on (--no-hostonly)
     "cd \"$1\"/usr/lib/modules/* && rm -rf " + " ".join(f"kernel/{m}" for m in UNNEEDED_MODULES),
+    "find kernel/drivers/net/ethernet -name '*.ko' " + " ".join(f"! -path '*/{d}/*'" for d in ETHERNET_KEPT)
+    + " -delete",
     "kver=$(basename \"$1\"/usr/lib/modules/*)",
     # the shell initramfs has no iscsid running for its iBFT login:
     # iscsiadm starts one by this setting; the booted system's own comes
     # from its socket unit
     "sed -i 's|^iscsid.startup = .*|iscsid.startup = /usr/sbin/iscsid|' \"$1\"/etc/iscsi/iscsid.conf",
     "chroot \"$1\" depmod -a \"$kver\"",
+    *(f"mkdir -p \"$1\"/{shlex.quote(str(Path(path).parent))} && printf %s {shlex.quote(text)} > \"$1\"/{path}"
+      for path, text in GUEST_SETTINGS.items()),
     f"chroot \"$1\" dracut --force --no-hostonly --add '{INITRD_MODULES}' --omit '{INITRD_OMITTED}' "
-    "/boot/initrd.img-\"$kver\" \"$kver\"",
+    f"--filesystems '{INITRD_FILESYSTEMS}' /boot/initrd.img-\"$kver\" \"$kver\"",
     # a persona's identity is its own: none from the build
     ": > \"$1\"/etc/machine-id",
     "rm -f \"$1\"/var/lib/dbus/machine-id \"$1\"/etc/ssh/ssh_host_*",
