@@ -31,7 +31,7 @@ HV = "kvm-hv"
 @pytest.fixture
 def stack(tmp_path):
     if os.environ.get(OPT_IN) != "1":
-        pytest.skip(f"seven minutes of emulated boots (no VT-x here), beyond ./test's CI budget: {OPT_IN}=1 runs it")
+        pytest.skip(f"six minutes of emulated boots (no VT-x here), beyond ./test's CI budget: {OPT_IN}=1 runs it")
     with kvm_stack(tmp_path) as s:
         yield s
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -77,6 +78,7 @@ class LibvirtVm:
         self.name = name
         self.host = host
         self._console = ConsoleReader()
+        self._probe_lock = threading.Lock()  # one request at a time on the channel, as on a KVM server's port
 
     @property
     def machine(self) -> LibvirtVm:
@@ -129,7 +131,8 @@ class LibvirtVm:
             return ask_probe(self.name, None, request)
         directory = os.open(sockets[-1].parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return ask_probe(self.name, Path(f"/proc/self/fd/{directory}/{sockets[-1].name}"), request)
+            with self._probe_lock:
+                return ask_probe(self.name, Path(f"/proc/self/fd/{directory}/{sockets[-1].name}"), request)
         finally:
             os.close(directory)
 

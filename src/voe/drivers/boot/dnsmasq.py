@@ -128,7 +128,7 @@ def render(cfg: DhcpBoot) -> str:
     ]
     if cfg.proxy_subnet is None:
         lines += ["dhcp-option=tag:ipxe,encap:175,176,1"]  # iPXE's no-pxedhcp: no ProxyDHCP offer to wait for
-    if cfg.proxy_subnet is not None:
+    else:
         # proxy-DHCP answers PXE ROMs through the PXE service menu (a full
         # file name: dnsmasq then adds no ".0" layer suffix); iPXE still
         # takes its script URL from dhcp-boot above
