@@ -14,7 +14,7 @@ from voe.drivers.boot.ipxe import UnsafeBootValue
 DNSMASQ = shutil.which("dnsmasq", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
 needs_dnsmasq = pytest.mark.skipif(DNSMASQ is None, reason="dnsmasq not installed (apt install dnsmasq-base)")
 
-FULL = dnsmasq.DhcpBoot("http://10.0.0.2:8470", interface="eth1", range_start="10.0.0.100",
+FULL = dnsmasq.DhcpBoot("http://10.0.0.2:8470", interfaces=("eth1",), range_start="10.0.0.100",
                         range_end="10.0.0.200", netmask="255.255.255.0")
 PROXY = dnsmasq.DhcpBoot("http://10.0.0.2:8470", proxy_subnet="10.0.0.0/24")
 
@@ -65,8 +65,9 @@ def test_a_value_with_a_newline_cannot_add_a_directive():
         dnsmasq.render(dnsmasq.DhcpBoot("http://c\ndhcp-script=/tmp/x", proxy_subnet="10.0.0.0/24"))
 
 
-STATIC = dnsmasq.DhcpBoot("http://10.77.0.1:8480", interface="labbr0", static_subnet="10.77.0.0/24",
-                          hosts_dir="/var/lib/voe/dhcp-hosts", known_only=True, ra_prefix="fd00:766f:65::/64")
+STATIC = dnsmasq.DhcpBoot("http://10.77.0.1:8480", interfaces=("labbr0", "labbr1"),
+                          static_subnets=("10.77.0.0/24", "10.0.1.0/24"), hosts_dir="/var/lib/voe/dhcp-hosts",
+                          known_only=True, ra_prefixes=("fd00:766f:65::/64", "fd00:766f:65:1::/64"))
 
 
 @needs_dnsmasq
@@ -74,10 +75,13 @@ def test_dnsmasq_accepts_answering_only_the_macs_voe_names(tmp_path):
     r = dnsmasq_test(tmp_path, dnsmasq.render(STATIC))
     assert r.returncode == 0, r.stderr
     lines = dnsmasq.render(STATIC).splitlines()
-    assert "dhcp-range=10.77.0.0,static,255.255.255.0,12h" in lines
+    assert "dhcp-range=10.77.0.0,static,255.255.255.0,12h" in lines  # each boot network its own subnet
+    assert "dhcp-range=10.0.1.0,static,255.255.255.0,12h" in lines
+    assert "interface=labbr0" in lines and "interface=labbr1" in lines
     assert "dhcp-hostsdir=/var/lib/voe/dhcp-hosts" in lines
     assert "dhcp-ignore=tag:!known" in lines
     assert "enable-ra" in lines and "dhcp-range=fd00:766f:65::,ra-only,64" in lines
+    assert "dhcp-range=fd00:766f:65:1::,ra-only,64" in lines
 
 
 def test_ipxe_waits_for_no_proxydhcp_unless_voe_is_the_proxy():
@@ -88,7 +92,7 @@ def test_ipxe_waits_for_no_proxydhcp_unless_voe_is_the_proxy():
 
 def test_an_advertised_prefix_must_be_ipv6():
     with pytest.raises(ValueError):
-        dnsmasq.DhcpBoot("http://c", static_subnet="10.0.0.0/24", ra_prefix="10.1.0.0/24")
+        dnsmasq.DhcpBoot("http://c", static_subnets=("10.0.0.0/24",), ra_prefixes=("10.1.0.0/24",))
 
 
 def test_a_mac_is_named_with_its_address_and_then_refused(tmp_path):
@@ -104,4 +108,4 @@ def test_a_mac_is_named_with_its_address_and_then_refused(tmp_path):
 
 def test_answering_only_known_macs_needs_where_they_are_named():
     with pytest.raises(ValueError, match="hosts_dir"):
-        dnsmasq.DhcpBoot("http://c", static_subnet="10.0.0.0/24", known_only=True)
+        dnsmasq.DhcpBoot("http://c", static_subnets=("10.0.0.0/24",), known_only=True)

@@ -2,8 +2,8 @@
 servers, run here as the real programs inside the lab's namespace
 (``voe.lab.netns``), listening on its addresses:
 
-* dnsmasq, configured by voe's own generator (``voe.drivers.boot.dnsmasq``):
-  DHCP for exactly the MACs the controller names in its ``dhcp-hosts``
+* dnsmasq, configured by voe's own generator (``voe.drivers.boot.dnsmasq``),
+  on each boot network's segment: DHCP for exactly the MACs the controller names in its ``dhcp-hosts``
   directory, each with its persona's boot address, and the chain from
   iPXE to the controller's ``/boot/ipxe/{mac}``. dnsmasq reads a file new
   in that directory on its own but only adds what it reads: a MAC the
@@ -72,14 +72,16 @@ class BootNetworkServices:
         tftp.mkdir(parents=True, exist_ok=True)
         hosts_dir.mkdir(parents=True, exist_ok=True)
         conf = self.state_dir / "dnsmasq.conf"
-        conf.write_text(render(DhcpBoot(boot_url, interface=LabNetwork.BRIDGE, static_subnet=str(self.network.subnet),
-                                        ra_prefix=LabNetwork.IPV6_PREFIX, hosts_dir=str(hosts_dir), known_only=True,
-                                        tftp_root=str(tftp)))
+        segments = self.network.segments
+        conf.write_text(render(DhcpBoot(boot_url, interfaces=tuple(s.bridge for s in segments),
+                                        static_subnets=tuple(str(s.subnet) for s in segments),
+                                        ra_prefixes=tuple(str(s.ipv6_prefix) for s in segments),
+                                        hosts_dir=str(hosts_dir), known_only=True, tftp_root=str(tftp)))
                         + f"dhcp-leasefile={self.state_dir / 'dnsmasq.leases'}\n")
         proc = self.children.start("dnsmasq", ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
                                                 "--group=root", f"--log-facility={self.dnsmasq_log}",
                                                 f"--pid-file={self.state_dir / 'dnsmasq.pid'}"],
-                                   lambda: "DHCP, sockets bound" in _read(self.dnsmasq_log), self.dnsmasq_log)
+                                   lambda: "TFTP root is" in _read(self.dnsmasq_log), self.dnsmasq_log)
         self._watch = threading.Thread(target=self._reload_on_change, args=(proc, hosts_dir), name="lab-dhcp-hosts",
                                        daemon=True)
         self._watch.start()
@@ -101,8 +103,11 @@ class BootNetworkServices:
         for line in _read(self.state_dir / "dnsmasq.leases").splitlines():
             fields = line.split()  # expiry MAC address hostname client-id
             if len(fields) >= 3 and fields[1].lower() in macs:
-                subprocess.run(self.network.command(["dhcp_release", LabNetwork.BRIDGE, fields[2], fields[1]]),
-                               capture_output=True, timeout=10)
+                address = ipaddress.ip_address(fields[2])
+                segment = next((s for s in self.network.segments if address in s.subnet), None)
+                if segment is not None:
+                    subprocess.run(self.network.command(["dhcp_release", segment.bridge, fields[2], fields[1]]),
+                                   capture_output=True, timeout=10)
 
     # --- storage --------------------------------------------------------------------------
 

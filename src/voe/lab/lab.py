@@ -134,13 +134,17 @@ class Lab:
         self.accel, why = accelerator()
         if why:
             log.warning("KVM machines run under QEMU's software emulation (TCG), many times slower: %s", why)
-        self.network.create()
+        gateway = ipaddress.ip_address(self.network.gateway)
+        self.network.create(next((n.vlan for n in self.inv.networks if gateway in n.subnet), 1))
         self.services = BootNetworkServices(self.network, self.state_dir)
         self.plane = OvsPlane(self.network, self.state_dir / "ovs")
         try:
             self.plane.start()
+            self._add_segments()
             for i, em in enumerate(self.switches.values()):
-                self.plane.add_switch(em.state).attach_services(self.network.add_uplink(f"svc{i}"), self._boot_vlan())
+                bridge = self.plane.add_switch(em.state)
+                for k, segment in enumerate(self.network.segments):
+                    bridge.attach_services(self.network.add_uplink(f"svc{i}n{k}", segment.bridge), segment.vlan)
             urls = [u for u in f"{self.controller_url},{self.agent_urls}".split(",") if u.strip()]
             for port in sorted({urlsplit(u.strip()).port or 80 for u in urls}):
                 asyncio.run_coroutine_threadsafe(self.network.forward(port), self.loop.loop).result(10)
@@ -156,12 +160,16 @@ class Lab:
             self.network.delete()
             raise
 
-    def _boot_vlan(self) -> int:
-        """The VLAN of the lab network's subnet, where its services are: the
-        inventory's network that holds the gateway, else the default VLAN."""
+    def _add_segments(self) -> None:
+        """Beside the lab network's own (on the VLAN of the inventory's
+        network that holds its gateway, else the default VLAN), a segment
+        for each other network of the inventory with a gateway, whose
+        machines boot through that gateway."""
         assert self.network is not None
         gateway = ipaddress.ip_address(self.network.gateway)
-        return next((n.vlan for n in self.inv.networks if gateway in n.subnet), 1)
+        for n in self.inv.networks:
+            if n.gateway is not None and n.gateway.version == 4 and gateway not in n.subnet:
+                self.network.add_segment(n.vlan, n.subnet, str(n.gateway))
 
     def _add_kvm_host(self, h: Host) -> KvmMachine:
         assert self.network is not None

@@ -5,6 +5,14 @@ per machine NIC, and the lab switches that forward between them
 (``voe.lab.ovs``). Nothing in it is routed anywhere:
 every frame stays on this machine.
 
+Machines may boot from other networks (VLANs) than that one: each has a
+segment, a bridge of its own holding its gateway's address, where dnsmasq
+answers too. The namespace is then what a datacenter's router is to those
+networks: machines reach the services and the controllers through it at
+the lab network's addresses, but it forwards nothing from one network to
+another (IP forwarding stays off), so that networks a persona does not
+share stay apart.
+
 The controllers run outside, on loopback. Machines reach them at the
 bridge's own address (the address controllers publish to machines, e.g.
 ``--public-boot-url http://10.77.0.1:8480``) through forwarders: a socket
@@ -25,6 +33,7 @@ import signal
 import socket
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
@@ -58,35 +67,60 @@ def _setns(fd: int) -> None:
         raise NetnsError(f"setns: {os.strerror(err)}")
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One boot network's bridge in the lab's namespace."""
+
+    bridge: str
+    vlan: int
+    subnet: ipaddress.IPv4Network
+    ipv6_prefix: ipaddress.IPv6Network
+
+
 class LabNetwork:
     """One namespace with one bridge at ``gateway`` (the first address of
-    ``subnet``), where the lab's services listen and machines' taps join."""
+    ``subnet``), where the lab's services listen and machines' taps join,
+    and a segment per further boot network."""
 
     BRIDGE = "labbr0"
-    IPV6_PREFIX = "fd00:766f:65::/64"
-    """The bridge's IPv6 prefix (unique local): dnsmasq advertises it, so
-    that a firmware's iPXE hears a router and boots without waiting."""
+    IPV6_PREFIX = "fd00:766f:65::/48"
+    """Where each segment's IPv6 prefix (unique local, a /64) comes from:
+    dnsmasq advertises them, so that a firmware's iPXE hears a router and
+    boots without waiting."""
 
     def __init__(self, name: str, subnet: str):
         self.name = name
         self.subnet = ipaddress.IPv4Network(subnet)
         self.gateway = str(next(self.subnet.hosts()))
+        self.segments: list[Segment] = []
         self._forwarders: list[asyncio.base_events.Server] = []
 
     # --- the namespace and its bridge -------------------------------------------
 
-    def create(self) -> None:
+    def create(self, vlan: int = 1) -> None:
+        """The namespace, and the lab network's segment on ``vlan``."""
         for stale in Path("/run/netns").glob("voe-lab-*"):
             pid = stale.name.removeprefix("voe-lab-")
             if stale.name == self.name or (pid.isdigit() and not Path(f"/proc/{pid}").exists()):
                 _remove(stale.name)  # a lab killed before it could clean up, and what it left running there
         _ip("netns", "add", self.name)
         self.run("link", "set", "lo", "up")
-        self.run("link", "add", self.BRIDGE, "type", "bridge", "forward_delay", "0")
-        self.run("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.BRIDGE)
-        prefix = ipaddress.IPv6Network(self.IPV6_PREFIX)
-        self.run("addr", "add", f"{prefix.network_address + 1}/{prefix.prefixlen}", "dev", self.BRIDGE, "nodad")
-        self.run("link", "set", self.BRIDGE, "up")
+        self.add_segment(vlan, self.subnet, self.gateway)
+
+    def add_segment(self, vlan: int, subnet: ipaddress.IPv4Network, gateway: str) -> Segment:
+        """A bridge for the boot network ``subnet`` (on ``vlan``), holding its
+        ``gateway`` and the next IPv6 prefix; the first is the lab network's
+        own."""
+        index = len(self.segments)
+        bridge = self.BRIDGE if index == 0 else f"labbr{index}"
+        prefix = ipaddress.IPv6Network((ipaddress.IPv6Network(self.IPV6_PREFIX).network_address + (index << 64), 64))
+        self.run("link", "add", bridge, "type", "bridge", "forward_delay", "0")
+        self.run("addr", "add", f"{gateway}/{subnet.prefixlen}", "dev", bridge)
+        self.run("addr", "add", f"{prefix.network_address + 1}/{prefix.prefixlen}", "dev", bridge, "nodad")
+        self.run("link", "set", bridge, "up")
+        segment = Segment(bridge, vlan, subnet, prefix)
+        self.segments.append(segment)
+        return segment
 
     def run(self, *args: str) -> str:
         """``ip -n NAMESPACE ARGS``."""
@@ -106,14 +140,14 @@ class LabNetwork:
         self.run("link", "set", name, "up")
         return name
 
-    def add_uplink(self, name: str) -> str:
-        """A veth from the bridge, where the lab's services are, to a
+    def add_uplink(self, name: str, bridge: str = BRIDGE) -> str:
+        """A veth from ``bridge``, where the lab's services are, to a
         switch: returns the switch's end. The bridge's end computes its own
         checksums, since a switch that reads frames from a socket forwards
         them as they are."""
         bridge_end = f"{name}b"
         self.add_veth(name, bridge_end)
-        self.run("link", "set", bridge_end, "master", self.BRIDGE)
+        self.run("link", "set", bridge_end, "master", bridge)
         return name
 
     def add_veth(self, name: str, peer: str) -> None:

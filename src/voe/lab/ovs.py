@@ -3,8 +3,8 @@ userspace datapath (``datapath_type=netdev``, which needs no kernel module),
 run by the lab inside its network namespace. Each lab switch is one OVS
 bridge; each of its ports that has something cabled (a KVM machine's tap)
 is one OVS port, and the lab's own services (dnsmasq, the storage servers,
-the controllers' forwarders, on the namespace's Linux bridge) join every
-switch through an access port in the boot network's VLAN.
+the controllers' forwarders, on the namespace's Linux bridges) join every
+switch through an access port in each boot network's VLAN.
 
 A bridge forwards exactly as its switch's state says (``SwitchState``, which
 the switch's SNMP agent reads and writes), mapped onto OVS's port columns:
@@ -133,7 +133,7 @@ class SwitchBridge:
         self.state = state
         self.name = name
         self.ports: dict[str, int] = {}  # OVS port -> switch port number
-        self.service_port: tuple[str, int] | None = None  # the lab's services: (OVS port, access VLAN)
+        self.service_ports: dict[str, int] = {}  # the lab's services: OVS port -> its access VLAN
         self.applied: dict[str, Forwarding] = {}
         plane.vsctl("add-br", name, "--", "set", "bridge", name, "datapath_type=netdev",
                     f"external_ids:voe-lab-switch={state.name}")
@@ -146,15 +146,14 @@ class SwitchBridge:
             self.ports[interface] = number
 
     def attach_services(self, interface: str, vlan: int) -> None:
-        """The lab's service network reaches this switch through ``interface``,
-        an access port in ``vlan``."""
+        """One of the lab's service networks reaches this switch through
+        ``interface``, an access port in ``vlan``."""
         with self.state.lock:
-            self._add(interface, Forwarding("access", vlan, (), not self.state.down))
-            self.service_port = (interface, vlan)
+            self._add(interface, self._service_forwarding(vlan))
+            self.service_ports[interface] = vlan
 
-    def _service_forwarding(self) -> Forwarding:
-        assert self.service_port is not None
-        return Forwarding("access", self.service_port[1], (), not self.state.down)
+    def _service_forwarding(self, vlan: int) -> Forwarding:
+        return Forwarding("access", vlan, (), not self.state.down)
 
     def _add(self, interface: str, want: Forwarding) -> None:
         self.plane.vsctl("add-port", self.name, interface, "--", "set", "port", interface, *want.columns())
@@ -165,8 +164,7 @@ class SwitchBridge:
     def desired(self) -> dict[str, Forwarding]:
         with self.state.lock:
             out = {interface: forwarding(self.state.view(number)) for interface, number in self.ports.items()}
-            if self.service_port is not None:
-                out[self.service_port[0]] = self._service_forwarding()
+            out.update({interface: self._service_forwarding(vlan) for interface, vlan in self.service_ports.items()})
             return out
 
     def apply(self) -> None:

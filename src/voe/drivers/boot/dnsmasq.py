@@ -15,9 +15,13 @@ The second step is what stops the loop of iPXE loading iPXE. Where voe's
 dnsmasq is the network's DHCP server, it tells iPXE that no ProxyDHCP
 server will answer (iPXE's option 175.176), so that iPXE takes the first
 offer instead of waiting for one. iPXE also waits for an IPv6 router
-before it boots, for about 13 s where there is none: given ``ra_prefix``,
-dnsmasq advertises that prefix on the boot network, and iPXE goes on as
-soon as it hears it.
+before it boots, for about 13 s where there is none: given ``ra_prefixes``,
+dnsmasq advertises those prefixes on the boot networks, and iPXE goes on
+as soon as it hears one.
+
+One dnsmasq serves several boot networks (VLANs) at once: it listens on an
+interface in each (``interfaces``) and answers in the subnet of the
+interface a request came in on.
 
 Which MACs are answered is voe's to say (``DhcpHosts``): one file per MAC
 in dnsmasq's ``dhcp-hostsdir``, which dnsmasq rereads on its own (inotify)
@@ -47,44 +51,44 @@ class DhcpBoot:
 
     ``range_start``/``range_end`` give full DHCP; with ``proxy_subnet``
     instead, dnsmasq only adds boot options to another server's leases;
-    with ``static_subnet``, it hands out only the addresses ``DhcpHosts``
-    names (each MAC its persona's)."""
+    with ``static_subnets``, it hands out only the addresses ``DhcpHosts``
+    names (each MAC its persona's), in each of those subnets."""
 
     controller_url: str
-    interface: str | None = None
+    interfaces: tuple[str, ...] = ()
     range_start: str | None = None
     range_end: str | None = None
     netmask: str | None = None
     proxy_subnet: str | None = None
-    static_subnet: str | None = None
+    static_subnets: tuple[str, ...] = ()
     hosts_dir: str | None = None
     """dnsmasq's ``dhcp-hostsdir``: where ``DhcpHosts`` writes."""
     known_only: bool = False
     """Answer only MACs ``hosts_dir`` names."""
     lease_time: str = "12h"
-    ra_prefix: str | None = None
-    """An IPv6 prefix (``fd00:1::/64``) to advertise as a router would; the
-    interface must hold an address in it."""
+    ra_prefixes: tuple[str, ...] = ()
+    """IPv6 prefixes (``fd00:1::/64``) to advertise as a router would, each
+    on the interface that holds an address in it."""
     tftp_root: str = "/var/lib/voe/tftp"
     bios_file: str = "undionly.kpxe"
     efi_file: str = "ipxe.efi"
 
     def __post_init__(self) -> None:
         full = self.range_start is not None and self.range_end is not None
-        if [full, self.proxy_subnet is not None, self.static_subnet is not None].count(True) != 1:
+        if [full, self.proxy_subnet is not None, bool(self.static_subnets)].count(True) != 1:
             raise ValueError("give one of range_start and range_end (full DHCP), proxy_subnet (proxy-DHCP) or "
-                             "static_subnet (only the addresses voe names)")
+                             "static_subnets (only the addresses voe names)")
         if self.known_only and self.hosts_dir is None:
             raise ValueError("known_only needs hosts_dir: the MACs to answer are named there")
         for name in ("range_start", "range_end", "netmask"):
             value = getattr(self, name)
             if value is not None:
                 ipaddress.IPv4Address(value)
-        for subnet in (self.proxy_subnet, self.static_subnet):
+        for subnet in (self.proxy_subnet, *self.static_subnets):
             if subnet is not None:
                 ipaddress.IPv4Network(subnet)
-        if self.ra_prefix is not None:
-            ipaddress.IPv6Network(self.ra_prefix)
+        for prefix in self.ra_prefixes:
+            ipaddress.IPv6Network(prefix)
 
 
 def render(cfg: DhcpBoot) -> str:
@@ -96,20 +100,20 @@ def render(cfg: DhcpBoot) -> str:
         "port=0",  # DHCP and TFTP only: no DNS
         "log-dhcp",
     ]
-    if cfg.interface:
-        lines += [f"interface={_safe('interface', cfg.interface)}", "bind-interfaces"]
+    if cfg.interfaces:
+        lines += [*(f"interface={_safe('interface', i)}" for i in cfg.interfaces), "bind-interfaces"]
     if cfg.proxy_subnet is not None:
         net = ipaddress.IPv4Network(cfg.proxy_subnet)
         lines += [f"dhcp-range={net.network_address},proxy,{net.netmask}"]
-    elif cfg.static_subnet is not None:
-        net = ipaddress.IPv4Network(cfg.static_subnet)
-        lines += [f"dhcp-range={net.network_address},static,{net.netmask},{_safe('lease_time', cfg.lease_time)}"]
+    elif cfg.static_subnets:
+        lines += [f"dhcp-range={net.network_address},static,{net.netmask},{_safe('lease_time', cfg.lease_time)}"
+                  for net in map(ipaddress.IPv4Network, cfg.static_subnets)]
     else:
         mask = f",{cfg.netmask}" if cfg.netmask else ""
         lines += [f"dhcp-range={cfg.range_start},{cfg.range_end}{mask},{_safe('lease_time', cfg.lease_time)}"]
-    if cfg.ra_prefix is not None:
-        prefix = ipaddress.IPv6Network(cfg.ra_prefix)
-        lines += ["enable-ra", f"dhcp-range={prefix.network_address},ra-only,{prefix.prefixlen}"]
+    if cfg.ra_prefixes:
+        lines += ["enable-ra", *(f"dhcp-range={prefix.network_address},ra-only,{prefix.prefixlen}"
+                                 for prefix in map(ipaddress.IPv6Network, cfg.ra_prefixes))]
     if cfg.hosts_dir is not None:
         lines += [f"dhcp-hostsdir={_safe('hosts_dir', cfg.hosts_dir)}"]
     if cfg.known_only:
