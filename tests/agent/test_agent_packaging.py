@@ -70,6 +70,28 @@ def test_live_backend_configures_mac_and_address_in_a_namespace(netns):
 
 
 @needs_netns
+def test_the_boot_nic_takes_the_persona_mac_keeping_its_routes_beyond_the_gateway(netns):
+    """As the initramfs left it: the boot NIC addressed by DHCP, and a root
+    on NFS beyond the gateway. The agent gives the NIC the persona's MAC;
+    the route to the root's network, which the agent knows nothing of,
+    stays: without it the agent could not read its own code."""
+    for argv in (["link", "set", "peer0", "up"], ["link", "set", "eth0", "up"],
+                 ["addr", "add", "10.0.1.21/24", "dev", "eth0"],
+                 ["route", "add", "10.77.0.0/24", "via", "10.0.1.1", "dev", "eth0"]):
+        subprocess.run(["ip", "-n", netns, *argv], check=True)
+    config = {"trunk": {"nic_mac": "00:0b:cd:09:00:01"}, "interfaces": [
+        {"name": "front", "network": "front", "vlan": 100, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
+         "mac": "02:56:4f:00:00:21", "address": "10.0.1.21/24", "gateway": "10.0.1.1", "dedicated": False}]}
+    r = apply_in(netns, config)
+    assert r.returncode == 0, r.stderr
+    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "link", "show", "eth0"], capture_output=True,
+                                     text=True, check=True).stdout)[0]
+    assert link["address"] == "02:56:4f:00:00:21"
+    routes = subprocess.run(["ip", "-n", netns, "route"], capture_output=True, text=True).stdout
+    assert "10.77.0.0/24 via 10.0.1.1 dev eth0" in routes, routes
+
+
+@needs_netns
 def test_live_backend_vlan_interfaces_or_a_clear_reason(netns):
     config = {"trunk": {"nic_mac": "00:0b:cd:09:00:01"}, "interfaces": [
         {"name": "back", "network": "back", "vlan": 200, "tagged": True, "nic_mac": "00:0b:cd:09:00:01",
@@ -105,3 +127,55 @@ def test_live_backend_bonds_two_nics_or_a_clear_reason(netns):
         link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "link", "show", nic], capture_output=True,
                                          text=True, check=True).stdout)[0]
         assert link.get("master") == "san", link
+
+
+class NicThatMustBeDown:
+    """A netlink peer whose NIC refuses a new MAC while up (EBUSY), as some
+    drivers do, and drops the routes through it when taken down."""
+
+    def __init__(self):
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+        self.up, self.mac = True, "00:0b:cd:09:00:01"
+        self.routes = [("10.77.0.0", 24, "10.0.1.1")]
+        self._link, self._route = ifinfmsg, rtmsg
+
+    def get_links(self, index):
+        link = self._link()
+        link["attrs"] = [("IFLA_ADDRESS", self.mac)]
+        return [link]
+
+    def link(self, op, index, state=None, address=None):
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        if address is not None:
+            if self.up:
+                raise NetlinkError(16, "Device or resource busy")
+            self.mac = address
+        if state is not None:
+            self.up = state == "up"
+            if not self.up:
+                self.routes = []
+
+    def get_routes(self, family, oif):
+        out = []
+        for dst, length, gateway in self.routes:
+            r = self._route()
+            r["dst_len"] = length
+            r["attrs"] = [("RTA_DST", dst), ("RTA_GATEWAY", gateway)]
+            out.append(r)
+        return out
+
+    def route(self, op, dst, dst_len, gateway, oif):
+        assert self.up, "a route through a NIC that is down"
+        self.routes.append((dst, dst_len, gateway))
+
+
+def test_a_nic_that_must_be_down_for_its_new_mac_gets_its_routes_back():
+    from voe.agent.net_live import _set_mac
+
+    nic = NicThatMustBeDown()
+    _set_mac(nic, 2, "02:56:4f:00:00:21")
+    assert (nic.mac, nic.up) == ("02:56:4f:00:00:21", True)
+    assert nic.routes == [("10.77.0.0", 24, "10.0.1.1")]

@@ -12,6 +12,7 @@ bonds; that is reported as such."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -43,10 +44,22 @@ def _by_mac(ip: IPRoute) -> dict[str, int]:
 
 
 def _set_mac(ip: IPRoute, index: int, mac: str) -> None:
+    """``mac`` on the NIC, while it stays up where its driver allows (most
+    do): a NIC taken down loses the routes through it, among them the one
+    to an NFS root beyond a gateway, whose reads the agent itself needs.
+    A NIC that must be down first gets those routes back at once."""
     link = ip.get_links(index)[0]
     if link.get_attr("IFLA_ADDRESS") != mac:
-        ip.link("set", index=index, state="down")
-        ip.link("set", index=index, address=mac)
+        try:
+            ip.link("set", index=index, address=mac)
+        except NetlinkError:
+            routes = [(r.get_attr("RTA_DST") or "0.0.0.0", r["dst_len"], r.get_attr("RTA_GATEWAY"))
+                      for r in ip.get_routes(family=socket.AF_INET, oif=index) if r.get_attr("RTA_GATEWAY")]
+            ip.link("set", index=index, state="down")
+            ip.link("set", index=index, address=mac)
+            ip.link("set", index=index, state="up")
+            for dst, length, gateway in routes:
+                ip.route("replace", dst=dst, dst_len=length, gateway=gateway, oif=index)
     ip.link("set", index=index, state="up")
 
 
