@@ -62,9 +62,20 @@ ETHERNET_KEPT = ("intel/e1000", "intel/e1000e", "intel/igb", "realtek")
 """The drivers under drivers/net/ethernet of the NICs that hypervisors
 emulate (virtio-net and vmxnet3 live elsewhere); the others are left
 out."""
-MODULES_NOT_LOADED = ("floppy", "pcspkr", "kvm", "kvm_amd", "kvm_intel", "piix4_smbus", "serio_raw", "joydev")
-"""Devices a virtual machine shows whose drivers a persona never uses:
-udev would load each at every boot."""
+MODULES_NOT_LOADED = ("floppy", "pcspkr", "kvm", "kvm_amd", "kvm_intel", "i2c_piix4", "serio_raw", "joydev",
+                      "powernow_k8")
+"""Devices (and a CPU's frequency scaling) a virtual machine shows whose
+drivers a persona never uses: udev would load each at every boot."""
+UNITS_MASKED = (
+    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "e2scrub_reap.service",
+    "fstrim.timer", "rpcbind.service", "rpcbind.socket", "rpc-statd.service", "rpc-statd-notify.service",
+    "systemd-logind.service", "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "systemd-pstore.service",
+    "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service",
+)
+"""Units a persona does not run: the upkeep of a system image it does not
+own (its template's builder does that), the portmapper and lock recovery
+of NFS versions before 4 (its root is NFSv4), and logins' bookkeeping.
+Each would compete with the agent for the one CPU a persona boots on."""
 UNPACKED_NOT = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 """Left out of every package as it is unpacked: nobody reads them in a persona."""
 INITRD_MODULES = "nfs iscsi network-legacy"
@@ -82,6 +93,9 @@ GUEST_SETTINGS = {
     "etc/sysctl.d/90-voe.conf": "# an NMI from the machine's BMC (IPMI diag interrupt) panics the OS, as on servers\n"
                                 "kernel.unknown_nmi_panic = 1\nkernel.panic = 0\n",
     "etc/modprobe.d/voe-persona.conf": "".join(f"blacklist {m}\n" for m in MODULES_NOT_LOADED),
+    # the journal stays in memory: a root on NFS is no place for it, and an
+    # incarnation that ends without a clean shutdown would leave it corrupt
+    "etc/systemd/journald.conf.d/voe-persona.conf": "[Journal]\nStorage=volatile\n",
 }
 """Files of the base beyond its packages, written before its initramfs
 is made (which carries the module blacklist too)."""
@@ -238,6 +252,7 @@ _CUSTOMIZE = " && ".join([
     # from its socket unit
     "sed -i 's|^iscsid.startup = .*|iscsid.startup = /usr/sbin/iscsid|' \"$1\"/etc/iscsi/iscsid.conf",
     "chroot \"$1\" depmod -a \"$kver\"",
+    f"chroot \"$1\" systemctl mask --quiet {' '.join(UNITS_MASKED)}",
     *(f"mkdir -p \"$1\"/{shlex.quote(str(Path(path).parent))} && printf %s {shlex.quote(text)} > \"$1\"/{path}"
       for path, text in GUEST_SETTINGS.items()),
     f"chroot \"$1\" dracut --force --no-hostonly --add '{INITRD_MODULES}' --omit '{INITRD_OMITTED}' "
