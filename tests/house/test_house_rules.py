@@ -76,3 +76,13 @@ def test_the_rule_above_sees_a_module_level_pool():
                      "_POOL = ThreadPoolExecutor(max_workers=4)\nLOCK: threading.Lock = threading.Lock()\n"
                      "threading.Thread(target=print).start()\n")
     assert [n for n, _ in _made_at_import(tree)] == ["_POOL", "LOCK", "threading.Thread(target=print).start()"]
+
+
+def test_the_cli_loads_no_database_library():
+    """``voe`` talks to the controller over HTTP: an operator's command
+    (and each of the many a test or a script runs) does not pay for
+    SQLAlchemy and Alembic, which only ``voe serve`` and the store need."""
+    code = "import sys, voe.cli.main; print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic')))"
+    r = run(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]", r.stdout

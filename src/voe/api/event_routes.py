@@ -12,7 +12,8 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
 from voe.api.auth import Viewer
-from voe.store.events import EventQuery, Severity
+from voe.domain.severity import Severity
+from voe.store.events import EventQuery
 
 router = APIRouter(tags=["events"])
 POLL_SECONDS = 0.2

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from voe.store.events import SEVERITIES
+from voe.domain.severity import SEVERITIES
 
 out = Console(soft_wrap=True, highlight=False)
 PAGE = 1000  # the API's largest page

@@ -12,18 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
 from voe.cause import CAUSE
+from voe.domain.severity import SEVERITIES, Severity
 from voe.store import schema
 from voe.store.db import reader
 from voe.store.group_commit import GroupCommit
 from voe.store.time import aware
-
-Severity = Literal["debug", "info", "warning", "error", "critical"]
-SEVERITIES = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(frozen=True)
