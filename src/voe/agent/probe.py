@@ -13,7 +13,8 @@ its own: one JSON request per line, one JSON answer per line.
 So reach between two personas is shown by packets: one sends, the other
 says what arrived and where. The port exists only on a machine that
 offers it (the lab's KVM machines), so a persona elsewhere runs no probe.
-Standard library only, as the agent.
+Standard library only, as the agent, and pyroute2 (``system.interfaces``)
+as its live backend.
 """
 
 from __future__ import annotations
@@ -22,28 +23,14 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import threading
 import time
+
+from voe.agent import system
 
 PROBE_PORT = 7310  # UDP
 DEVICE = "/dev/virtio-ports/io.voe.probe"
 IP_PKTINFO = 8
-
-
-def interfaces() -> list[dict]:
-    """Each interface but loopback: name, MAC, VLAN (None: not 802.1q), addresses."""
-    out = []
-    for link in json.loads(subprocess.run(["ip", "-j", "-d", "addr", "show"], capture_output=True, text=True,
-                                          check=True).stdout):
-        if link.get("link_type") == "loopback":
-            continue
-        info = link.get("linkinfo", {})
-        vlan = info.get("info_data", {}).get("id") if info.get("info_kind") == "vlan" else None
-        out.append({"name": link["ifname"], "mac": link.get("address"), "vlan": vlan,
-                    "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
-                                  if a.get("family") == "inet"]})
-    return out
 
 
 class Probe:
@@ -73,7 +60,7 @@ class Probe:
         op = request.get("op")
         try:
             if op == "interfaces":
-                return {"interfaces": interfaces()}
+                return {"interfaces": system.interfaces()}
             if op == "send":
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                     s.sendto(str(request["token"]).encode(), (request["to"], PROBE_PORT))
@@ -81,13 +68,16 @@ class Probe:
             if op == "heard":
                 with self.lock:
                     return {"heard": list(self.heard)}
-        except (OSError, KeyError, subprocess.CalledProcessError) as e:
+        except (OSError, KeyError) as e:
             return {"error": f"{op}: {e}"}
         return {"error": f"unknown op {op!r}: interfaces, send or heard"}
 
 
 def serve(device: str = DEVICE) -> None:
-    """Answer requests on ``device`` for as long as it exists."""
+    """Answer requests on ``device`` for as long as it exists. Everything
+    an answer needs is loaded first: a probe must answer while the
+    persona's root (on NFS) is cut off with its network."""
+    system.interfaces()
     probe = Probe()
     fd = os.open(device, os.O_RDWR)
     pending = b""

@@ -6,10 +6,11 @@ it), so what a persona runs as can be checked from inside."""
 
 from __future__ import annotations
 
-import json
-import subprocess
+import socket
 from pathlib import Path
 
+ARPHRD_LOOPBACK = 772
+IFF_UP = 1
 IBFT_INITIATOR = Path("/sys/firmware/ibft/initiator/initiator-name")
 ISCSI_SESSIONS = Path("/sys/class/iscsi_session")
 
@@ -45,19 +46,25 @@ def iscsi_sessions(sysfs: Path = ISCSI_SESSIONS) -> list[dict]:
 
 
 def interfaces() -> list[dict]:
-    """Every interface but loopback, from ``ip -details -json address``."""
-    r = subprocess.run(["ip", "-d", "-j", "address", "show"], capture_output=True, text=True, timeout=10)
-    if r.returncode != 0:
-        return []
-    out = []
-    for link in json.loads(r.stdout or "[]"):
-        if link.get("link_type") == "loopback":
-            continue
-        info = link.get("linkinfo") or {}
-        out.append({"name": link["ifname"], "mac": link.get("address"), "up": "UP" in link.get("flags", []),
-                    "vlan": (info.get("info_data") or {}).get("id") if info.get("info_kind") == "vlan" else None,
-                    "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
-                                  if a.get("family") == "inet"]})
+    """Every interface but loopback, asked of the kernel over netlink
+    (pyroute2, which the images with the live backend carry): no program
+    is run, so the answer needs nothing from a root that may have become
+    unreachable (an NFS root behind a switch that is down)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ip:
+        addresses: dict[int, list[str]] = {}
+        for a in ip.get_addr(family=socket.AF_INET):
+            addresses.setdefault(a["index"], []).append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+        out = []
+        for link in ip.get_links():
+            if link["ifi_type"] == ARPHRD_LOOPBACK:
+                continue
+            info = link.get_attr("IFLA_LINKINFO")
+            vlan = (info.get_attr("IFLA_INFO_DATA").get_attr("IFLA_VLAN_ID")
+                    if info is not None and info.get_attr("IFLA_INFO_KIND") == "vlan" else None)
+            out.append({"name": link.get_attr("IFLA_IFNAME"), "mac": link.get_attr("IFLA_ADDRESS"),
+                        "up": bool(link["flags"] & IFF_UP), "vlan": vlan, "addresses": addresses.get(link["index"], [])})
     return out
 
 

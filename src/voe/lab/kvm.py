@@ -322,6 +322,9 @@ def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
                 answer += chunk
         except OSError as e:
             raise KvmError(f"{machine}: the network probe did not answer {request.get('op')}: {e}") from None
+    if not answer:  # QEMU closes the port's connection only as it exits
+        raise KvmError(f"{machine}: the network probe's port closed without an answer to {request.get('op')}: "
+                       "the machine went off or was reset")
     try:
         return json.loads(answer.splitlines()[-1])
     except (ValueError, IndexError):
