@@ -57,8 +57,8 @@ def test_live_backend_configures_mac_and_address_in_a_namespace(netns):
     for _ in range(2):  # idempotent
         r = apply_in(netns, config)
         assert r.returncode == 0, r.stderr
-    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "eth0"], capture_output=True,
-                                     text=True, check=True).stdout)[0]
+    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "front"], capture_output=True,
+                                     text=True, check=True).stdout)[0]  # a NIC of its own: the vNIC's name
     assert link["address"] == "02:56:4f:00:00:21"
     assert [(a["local"], a["prefixlen"]) for a in link["addr_info"] if a["family"] == "inet"] == [("10.0.1.21", 24)]
     routes = subprocess.run(["ip", "-n", netns, "route"], capture_output=True, text=True).stdout
@@ -66,7 +66,7 @@ def test_live_backend_configures_mac_and_address_in_a_namespace(netns):
     code = ("import json; from voe.agent import system; "
             f"print(json.dumps(system.as_configured({config['interfaces']!r}, system.interfaces())))")
     seen = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], capture_output=True, text=True)
-    assert json.loads(seen.stdout) == {"front": "10.0.1.21/24 on eth0 (02:56:4f:00:00:21)"}  # as the kernel says
+    assert json.loads(seen.stdout) == {"front": "10.0.1.21/24 on front (02:56:4f:00:00:21)"}  # as the kernel says
 
 
 @needs_netns
@@ -89,6 +89,22 @@ def test_the_boot_nic_takes_the_persona_mac_keeping_its_routes_beyond_the_gatewa
     assert link["address"] == "02:56:4f:00:00:21"
     routes = subprocess.run(["ip", "-n", netns, "route"], capture_output=True, text=True).stdout
     assert "10.77.0.0/24 via 10.0.1.1 dev eth0" in routes, routes
+
+
+@needs_netns
+def test_a_nic_of_its_own_that_the_initramfs_brought_up_keeps_its_name(netns):
+    """A VM's boot NIC carries its root: renaming it would take it down."""
+    for argv in (["link", "set", "peer0", "up"], ["link", "set", "eth0", "up"],
+                 ["addr", "add", "10.0.1.21/24", "dev", "eth0"]):
+        subprocess.run(["ip", "-n", netns, *argv], check=True)
+    config = {"trunk": None, "interfaces": [
+        {"name": "front", "network": "front", "vlan": 100, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
+         "mac": "02:56:4f:00:00:21", "address": "10.0.1.21/24", "gateway": "10.0.1.1", "dedicated": True}]}
+    r = apply_in(netns, config)
+    assert r.returncode == 0, r.stderr
+    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "link", "show", "eth0"], capture_output=True,
+                                     text=True, check=True).stdout)[0]
+    assert link["address"] == "02:56:4f:00:00:21" and "UP" in link["flags"]
 
 
 @needs_netns

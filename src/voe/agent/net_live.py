@@ -63,6 +63,19 @@ def _set_mac(ip: IPRoute, index: int, mac: str) -> None:
     ip.link("set", index=index, state="up")
 
 
+def _name(ip: IPRoute, index: int, name: str) -> None:
+    """A NIC of the vNIC's own (a VM's, say) takes the vNIC's name, as a
+    VLAN interface does, while it carries nothing yet: a rename needs the
+    link down, which a NIC the initramfs brought up (the root's) must not
+    go. A name another interface holds stays with it."""
+    link = ip.get_links(index)[0]
+    if link.get_attr("IFLA_IFNAME") == name or ip.get_addr(index=index, family=socket.AF_INET) \
+            or ip.link_lookup(ifname=name):
+        return
+    ip.link("set", index=index, state="down")
+    ip.link("set", index=index, ifname=name)
+
+
 def _address(ip: IPRoute, index: int, cidr: str) -> None:
     iface = ipaddress.ip_interface(cidr)
     have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ip.get_addr(index=index)}
@@ -131,6 +144,7 @@ def apply(config: dict) -> None:
                 index = _bond(ip, macs, i["name"], i["bond"], i["members"], i["mac"])
             else:
                 index = macs.get(i["nic_mac"]) or _nic(macs, i["mac"])
+                _name(ip, index, i["name"])
                 _set_mac(ip, index, i["mac"])
             _address(ip, index, i["address"])
         if gateway and not ip.get_default_routes():
