@@ -41,6 +41,9 @@ class Stack:
     doc: dict
     http: httpx.Client
     lab_pid: int
+    stop_controller: Callable[[], None]
+    """The controller stops (the lab and its machines go on): nothing fails
+    a persona over from here."""
 
     def lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "voe.cli.main", "lab", *args, "--control-port", str(self.lab_port)],
@@ -50,11 +53,11 @@ class Stack:
         """What a client trusts to reach this stack's controller: its CA."""
         return ssl.create_default_context(cafile=self.ca)
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """``voe`` as an operator runs it against this stack."""
         env = {**os.environ, "VOE_URL": self.url, "VOE_TOKEN": self.token, "VOE_CA": str(self.ca)}
         return subprocess.run([sys.executable, "-m", "voe.cli.main", *args], capture_output=True, text=True, env=env,
-                              timeout=60)
+                              timeout=timeout)
 
     def lab_json(self, *args: str):
         return json.loads(self.lab(*args, "--json").stdout)
@@ -144,13 +147,20 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
                             "--controller", boot_from or boot_url, "--control-port", str(lab_port),
                             "--state-dir", str(tmp_path / "lab"), *lab_args],
                            env={**os.environ}, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT)
-    s = Stack(url, boot_url, tls.ca, token, lab_port, dc, doc, http, lab.pid)
+    def stop_controller() -> None:
+        http.close()  # a kept TLS connection would hold the server's stop (see voe.process.GRACE)
+        server.should_exit = True
+
+    s = Stack(url, boot_url, tls.ca, token, lab_port, dc, doc, http, lab.pid, stop_controller)
     deadline = time.monotonic() + 30
     while True:
         if lab.poll() is not None:
             raise AssertionError("lab exited: " + (tmp_path / "lab.log").read_text()[-3000:])
-        if s.lab("status", "--json", check=False).returncode == 0:
-            break
+        try:  # its control API, asked directly: a CLI process per look would slow the lab's own start
+            if httpx.get(f"http://127.0.0.1:{lab_port}/status", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
         if time.monotonic() > deadline:
             raise AssertionError("lab did not come up: " + (tmp_path / "lab.log").read_text()[-3000:])
         time.sleep(0.2)
@@ -162,8 +172,7 @@ def running_stack(tmp_path: Path, timing: Timing | None = None, boot_from: str |
     try:
         yield s
     finally:
-        http.close()  # a kept TLS connection would hold the server's stop (see voe.process.GRACE)
-        server.should_exit = True
+        stop_controller()
         stop_process(lab, grace=30)
         t.join(10)
         boot.close()
