@@ -49,18 +49,33 @@ def apply_in(ns: str, config: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True)
 
 
+def front(dedicated: bool) -> dict:
+    """The persona's front vNIC on eth0: a NIC of its own, or the trunk's native network."""
+    return {"name": "front", "network": "front", "vlan": 100, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
+            "mac": "02:56:4f:00:00:21", "address": "10.0.1.21/24", "gateway": "10.0.1.1", "dedicated": dedicated}
+
+
+def as_the_initramfs_left_it(ns: str, *more: list[str]) -> None:
+    """eth0 up with the boot address that DHCP gave it, and ``more`` ``ip`` commands."""
+    for argv in (["link", "set", "peer0", "up"], ["link", "set", "eth0", "up"],
+                 ["addr", "add", "10.0.1.21/24", "dev", "eth0"], *more):
+        subprocess.run(["ip", "-n", ns, *argv], check=True)
+
+
+def link(ns: str, name: str) -> dict:
+    return json.loads(subprocess.run(["ip", "-n", ns, "-j", "addr", "show", name], capture_output=True, text=True,
+                                     check=True).stdout)[0]
+
+
 @needs_netns
 def test_live_backend_configures_mac_and_address_in_a_namespace(netns):
-    config = {"trunk": None, "interfaces": [
-        {"name": "front", "network": "front", "vlan": 100, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
-         "mac": "02:56:4f:00:00:21", "address": "10.0.1.21/24", "gateway": "10.0.1.1", "dedicated": True}]}
+    config = {"trunk": None, "interfaces": [front(dedicated=True)]}
     for _ in range(2):  # idempotent
         r = apply_in(netns, config)
         assert r.returncode == 0, r.stderr
-    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "front"], capture_output=True,
-                                     text=True, check=True).stdout)[0]  # a NIC of its own: the vNIC's name
-    assert link["address"] == "02:56:4f:00:00:21"
-    assert [(a["local"], a["prefixlen"]) for a in link["addr_info"] if a["family"] == "inet"] == [("10.0.1.21", 24)]
+    nic = link(netns, "front")  # a NIC of its own: the vNIC's name
+    assert nic["address"] == "02:56:4f:00:00:21"
+    assert [(a["local"], a["prefixlen"]) for a in nic["addr_info"] if a["family"] == "inet"] == [("10.0.1.21", 24)]
     routes = subprocess.run(["ip", "-n", netns, "route"], capture_output=True, text=True).stdout
     assert "default via 10.0.1.1" in routes
     code = ("import json; from voe.agent import system; "
@@ -75,18 +90,10 @@ def test_the_boot_nic_takes_the_persona_mac_keeping_its_routes_beyond_the_gatewa
     on NFS beyond the gateway. The agent gives the NIC the persona's MAC;
     the route to the root's network, which the agent knows nothing of,
     stays: without it the agent could not read its own code."""
-    for argv in (["link", "set", "peer0", "up"], ["link", "set", "eth0", "up"],
-                 ["addr", "add", "10.0.1.21/24", "dev", "eth0"],
-                 ["route", "add", "10.77.0.0/24", "via", "10.0.1.1", "dev", "eth0"]):
-        subprocess.run(["ip", "-n", netns, *argv], check=True)
-    config = {"trunk": {"nic_mac": "00:0b:cd:09:00:01"}, "interfaces": [
-        {"name": "front", "network": "front", "vlan": 100, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
-         "mac": "02:56:4f:00:00:21", "address": "10.0.1.21/24", "gateway": "10.0.1.1", "dedicated": False}]}
-    r = apply_in(netns, config)
+    as_the_initramfs_left_it(netns, ["route", "add", "10.77.0.0/24", "via", "10.0.1.1", "dev", "eth0"])
+    r = apply_in(netns, {"trunk": {"nic_mac": "00:0b:cd:09:00:01"}, "interfaces": [front(dedicated=False)]})
     assert r.returncode == 0, r.stderr
-    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "link", "show", "eth0"], capture_output=True,
-                                     text=True, check=True).stdout)[0]
-    assert link["address"] == "02:56:4f:00:00:21"
+    assert link(netns, "eth0")["address"] == "02:56:4f:00:00:21"
     routes = subprocess.run(["ip", "-n", netns, "route"], capture_output=True, text=True).stdout
     assert "10.77.0.0/24 via 10.0.1.1 dev eth0" in routes, routes
 
@@ -94,17 +101,11 @@ def test_the_boot_nic_takes_the_persona_mac_keeping_its_routes_beyond_the_gatewa
 @needs_netns
 def test_a_nic_of_its_own_that_the_initramfs_brought_up_keeps_its_name(netns):
     """A VM's boot NIC carries its root: renaming it would take it down."""
-    for argv in (["link", "set", "peer0", "up"], ["link", "set", "eth0", "up"],
-                 ["addr", "add", "10.0.1.21/24", "dev", "eth0"]):
-        subprocess.run(["ip", "-n", netns, *argv], check=True)
-    config = {"trunk": None, "interfaces": [
-        {"name": "front", "network": "front", "vlan": 100, "tagged": False, "nic_mac": "00:0b:cd:09:00:01",
-         "mac": "02:56:4f:00:00:21", "address": "10.0.1.21/24", "gateway": "10.0.1.1", "dedicated": True}]}
-    r = apply_in(netns, config)
+    as_the_initramfs_left_it(netns)
+    r = apply_in(netns, {"trunk": None, "interfaces": [front(dedicated=True)]})
     assert r.returncode == 0, r.stderr
-    link = json.loads(subprocess.run(["ip", "-n", netns, "-j", "link", "show", "eth0"], capture_output=True,
-                                     text=True, check=True).stdout)[0]
-    assert link["address"] == "02:56:4f:00:00:21" and "UP" in link["flags"]
+    eth0 = link(netns, "eth0")
+    assert eth0["address"] == "02:56:4f:00:00:21" and "UP" in eth0["flags"]
 
 
 @needs_netns
