@@ -24,7 +24,7 @@ from tests.e2e.test_kvm_machines import (
     template,
 )
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.machines]
 OPT_IN = "VOE_TEST_KVM_HYPERVISOR"
 HV = "kvm-hv"
 

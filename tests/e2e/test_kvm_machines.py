@@ -19,7 +19,7 @@ from voe.domain.models import Host, Switch
 from voe.domain.ports import PortConfig
 from voe.drivers.factory import power_for_host, switch_for
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.machines]
 
 BOOT_PATIENCE = 420.0  # seconds: under software emulation (no VT-x here) a boot takes minutes
 
