@@ -25,15 +25,6 @@ PG_ADMIN_URL = os.environ.get("VOE_TEST_PG_URL", "postgresql+psycopg://voe:voe@1
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "review-lab.yaml"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ./test's two workers (``--dist loadgroup``): the tests that
-    boot QEMU machines for minutes, mostly waiting on emulated guests
-    whose QEMUs the lab runs niced, go to one worker; every other test
-    goes to the other, one at a time, as it was written to run."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("machines" if item.get_closest_marker("machines") else "serial"))
-
-
 def child_ends_with_its_killed_parent(script: str, patience: float = 5.0) -> bool:
     """Run ``script`` (Python, printing the pid of a child process it
     started), SIGKILL it, and say whether the child is gone within

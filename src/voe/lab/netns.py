@@ -105,6 +105,12 @@ class LabNetwork:
                 _remove(stale.name)  # a lab killed before it could clean up, and what it left running there
         _ip("netns", "add", self.name)
         self.run("link", "set", "lo", "up")
+        # off in a new namespace, unless this host's namespaces inherit its
+        # own (net.core.devconf_inherit_init_net): said, not assumed
+        r = subprocess.run(self.command(["sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"]), capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            raise NetnsError(f"cannot turn IP forwarding off in {self.name}: {r.stderr.strip() or r.returncode}")
         self.add_segment(vlan, self.subnet, self.gateway)
 
     def add_segment(self, vlan: int, subnet: ipaddress.IPv4Network, gateway: str) -> Segment:
