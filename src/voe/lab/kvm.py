@@ -294,14 +294,16 @@ class KvmMachine(BootOptions):
             kill_group(self.proc)
             self.proc = None
 
-    def _command(self, name: str, **args) -> dict:
+    def _command(self, command: str, /, **args) -> dict:
+        """A QMP command; its arguments may be called anything (``set_link``
+        has a ``name``)."""
         with self.lock:
             if self._qmp is None:
                 raise KvmError(f"{self.name}: no QEMU monitor (powered off)")
             try:
-                return self._qmp.cmd(name, **args)
+                return self._qmp.cmd(command, **args)
             except (QMPError, OSError) as e:
-                raise KvmError(f"{self.name}: QMP {name} failed: {e}") from None
+                raise KvmError(f"{self.name}: QMP {command} failed: {e}") from None
 
 
 def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
