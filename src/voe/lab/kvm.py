@@ -276,7 +276,7 @@ class KvmMachine(BootOptions):
                 self._kill()
                 raise KvmError(f"{self.name}: QEMU did not start: {tail.strip()}")
             time.sleep(0.02)
-        self._qmp = QEMUMonitorProtocol(str(sock))
+        self._qmp = _monitor(sock)
         self._qmp.connect()
         self._qmp.settimeout(QMP_PATIENCE)
         for i, up in enumerate(self._links):
@@ -304,6 +304,19 @@ class KvmMachine(BootOptions):
                 return self._qmp.cmd(command, **args)
             except (QMPError, OSError) as e:
                 raise KvmError(f"{self.name}: QMP {command} failed: {e}") from None
+
+
+def _monitor(sock: Path) -> QEMUMonitorProtocol:
+    """A QMP client with an event loop of its own. The legacy client takes
+    the loop of the thread that makes it, so two machines made by one
+    thread would share a loop, and their commands from two threads (the
+    truth checker's, a fault's) would run it twice at once. A thread made
+    for the purpose has no loop: the client makes its own there."""
+    made: list[QEMUMonitorProtocol] = []
+    maker = threading.Thread(target=lambda: made.append(QEMUMonitorProtocol(str(sock))), name="lab-qmp-client")
+    maker.start()
+    maker.join()
+    return made[0]
 
 
 def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
