@@ -10,7 +10,9 @@ import threading
 import time
 import tty
 
-from voe.agent import probe
+import pytest
+
+from voe.agent import probe, system
 
 
 def ask(master: int, request: dict) -> dict:
@@ -35,3 +37,33 @@ def test_it_answers_over_a_serial_line_with_what_arrived_where():
     assert heard == [{"token": "t-1", "from": "127.0.0.1", "interface": "lo"}]
     assert "error" in ask(master, {"op": "send", "to": "not an address", "token": "t-2"})
     assert ask(master, {"op": "reboot"}) == {"error": "unknown op 'reboot': interfaces, send or heard"}
+
+
+def test_an_answer_repeats_its_requests_id_and_a_failure_of_any_kind_is_an_answer(monkeypatch):
+    listening = probe.Probe(port=0)
+    assert listening.answer({"op": "heard", "id": "a1"}) == {"heard": [], "id": "a1"}
+
+    def broken():
+        raise RuntimeError("netlink said something unexpected")
+
+    monkeypatch.setattr(system, "interfaces", broken)  # the probe lives on to answer the next request
+    assert listening.answer({"op": "interfaces", "id": "a2"}) == {
+        "error": "interfaces: RuntimeError: netlink said something unexpected", "id": "a2"}
+
+
+def test_a_dump_the_kernel_interrupted_is_asked_again(monkeypatch):
+    from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
+
+    answers = iter([NetlinkDumpInterrupted(), NetlinkDumpInterrupted(), [{"name": "eth0"}]])
+
+    def dump():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(system, "_interfaces", dump)
+    assert system.interfaces() == [{"name": "eth0"}]
+    monkeypatch.setattr(system, "_interfaces", lambda: (_ for _ in ()).throw(NetlinkDumpInterrupted()))
+    with pytest.raises(NetlinkDumpInterrupted):  # a kernel whose links never hold still: said, not hidden
+        system.interfaces()

@@ -117,6 +117,13 @@ def assert_dhcp_answered(stack, tmp_path, persona: dict, host: str) -> None:
 def probe(stack, a: str, b: str) -> str:
     said = stack.lab("reach", a, b, check=False).stdout
     print(said.strip())
+    if "could not be run" in said:  # why, as the two guests' consoles and voe's events tell it
+        for persona in (a, b):
+            host = (stack.status(persona).get("machine") or {}).get("host")
+            serial = stack.file.parent / "lab" / "hosts" / str(host) / "serial.log"
+            tail = serial.read_text(errors="replace").splitlines()[-25:] if serial.exists() else ["no console log"]
+            said += f"\n{persona} on {host}, its console's last lines:\n" + "\n".join(tail)
+            said += f"\n{persona}'s last events:\n" + stack.last_events(persona, 15)
     return said
 
 

@@ -1,6 +1,8 @@
 """A persona's network probe, answering its machine's keeper on a
 virtio-serial port (``io.voe.probe``), as QEMU's guest agent answers on
-its own: one JSON request per line, one JSON answer per line.
+its own: one JSON request per line, one JSON answer per line. A request
+may carry an ``id``, which its answer repeats: an answer that its asker
+stopped waiting for reaches the next asker, who knows it by its ``id``.
 
 * ``{"op": "interfaces"}``: the persona's interfaces as its kernel has
   them (name, MAC, VLAN id of an 802.1q interface, addresses);
@@ -36,12 +38,12 @@ IP_PKTINFO = 8
 class Probe:
     """The listening half: every probe datagram that arrives, and where."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = PROBE_PORT) -> None:
         self.heard: list[dict] = []
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        self.sock.bind(("0.0.0.0", PROBE_PORT))
+        self.sock.bind(("0.0.0.0", port))
         threading.Thread(target=self._listen, name="probe-listen", daemon=True).start()
 
     def _listen(self) -> None:
@@ -57,6 +59,14 @@ class Probe:
                 self.heard.append({"token": data.decode(errors="replace"), "from": src, "interface": name})
 
     def answer(self, request: dict) -> dict:
+        answer = self._answer(request)
+        if "id" in request:
+            answer["id"] = request["id"]
+        return answer
+
+    def _answer(self, request: dict) -> dict:
+        """Every failure is an answer too: a probe that died would answer
+        no request after it, and its keeper could only wait."""
         op = request.get("op")
         try:
             if op == "interfaces":
@@ -68,8 +78,8 @@ class Probe:
             if op == "heard":
                 with self.lock:
                     return {"heard": list(self.heard)}
-        except (OSError, KeyError) as e:
-            return {"error": f"{op}: {e}"}
+        except Exception as e:  # every failure: see the docstring
+            return {"error": f"{op}: {type(e).__name__}: {e}"}
         return {"error": f"unknown op {op!r}: interfaces, send or heard"}
 
 
@@ -95,4 +105,10 @@ def serve(device: str = DEVICE) -> None:
                 continue
             if not isinstance(request, dict):
                 continue
-            os.write(fd, json.dumps(probe.answer(request)).encode() + b"\n")
+            _write_all(fd, json.dumps(probe.answer(request)).encode() + b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """A port takes at most a few pages per write."""
+    while data:
+        data = data[os.write(fd, data):]

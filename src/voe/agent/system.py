@@ -13,6 +13,7 @@ ARPHRD_LOOPBACK = 772
 IFF_UP = 1
 IBFT_INITIATOR = Path("/sys/firmware/ibft/initiator/initiator-name")
 ISCSI_SESSIONS = Path("/sys/class/iscsi_session")
+DUMP_ATTEMPTS = 5  # a dump the kernel marks interrupted (a link or address changed meanwhile) is asked again
 
 
 def root_mount(mounts: Path = Path("/proc/self/mounts")) -> dict[str, str] | None:
@@ -50,6 +51,17 @@ def interfaces() -> list[dict]:
     (pyroute2, which the images with the live backend carry): no program
     is run, so the answer needs nothing from a root that may have become
     unreachable (an NFS root behind a switch that is down)."""
+    from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
+
+    for _ in range(DUMP_ATTEMPTS - 1):
+        try:
+            return _interfaces()
+        except NetlinkDumpInterrupted:
+            continue
+    return _interfaces()
+
+
+def _interfaces() -> list[dict]:
     from pyroute2 import IPRoute
 
     with IPRoute() as ip:

@@ -29,6 +29,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -321,26 +322,40 @@ def _monitor(sock: Path) -> QEMUMonitorProtocol:
 
 def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
     """One JSON line to the network probe listening behind ``path`` (a
-    guest's virtio-serial port), and the line it answers."""
+    guest's virtio-serial port), and the line it answers. The request
+    carries an id of its own: a guest that answers an earlier request
+    after its asker gave up hands that answer to the next connection,
+    which passes over it."""
+    asked = {**request, "id": uuid.uuid4().hex}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(PROBE_PATIENCE)
         try:
             if path is None:
                 raise FileNotFoundError("the machine has no probe port")
             s.connect(str(path))
-            s.sendall(json.dumps(request).encode() + b"\n")
-            answer = b""
-            while not answer.endswith(b"\n"):
+            s.sendall(json.dumps(asked).encode() + b"\n")
+            pending = b""
+            while True:
                 chunk = s.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
+                if not chunk:  # QEMU closes the port's connection only as it exits
+                    raise KvmError(f"{machine}: the network probe's port closed without an answer to "
+                                   f"{request.get('op')}: the machine went off or was reset")
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    answer = _probe_answer(machine, line)
+                    if answer.get("id") == asked["id"]:
+                        del answer["id"]
+                        return answer
         except OSError as e:
             raise KvmError(f"{machine}: the network probe did not answer {request.get('op')}: {e}") from None
-    if not answer:  # QEMU closes the port's connection only as it exits
-        raise KvmError(f"{machine}: the network probe's port closed without an answer to {request.get('op')}: "
-                       "the machine went off or was reset")
+
+
+def _probe_answer(machine: str, line: bytes) -> dict:
     try:
-        return json.loads(answer.splitlines()[-1])
-    except (ValueError, IndexError):
-        raise KvmError(f"{machine}: the network probe answered {answer[-200:]!r}") from None
+        answer = json.loads(line)
+    except ValueError:
+        raise KvmError(f"{machine}: the network probe answered {line[-200:]!r}") from None
+    if not isinstance(answer, dict):
+        raise KvmError(f"{machine}: the network probe answered {line[-200:]!r}")
+    return answer

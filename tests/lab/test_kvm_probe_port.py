@@ -1,0 +1,62 @@
+"""The lab asks a guest's network probe over the machine's virtio-serial
+port, a connection per request. A guest that answers after its asker
+gave up hands that answer to the next connection: the next asker passes
+over it, by its id, and waits for its own."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from voe.lab import kvm
+from voe.lab.kvm import KvmError, ask_probe
+
+
+def guest(path, answers):
+    """A port that, for one connection, reads the request and writes what
+    ``answers(request)`` gives (lines), then hangs up."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve():
+        conn, _ = server.accept()
+        with conn, server:
+            request = json.loads(conn.makefile("rb").readline())
+            for line in answers(request):
+                conn.sendall(line)
+            conn.shutdown(socket.SHUT_WR)
+            conn.recv(1)  # until the asker hangs up
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def test_a_late_answer_to_an_earlier_request_is_passed_over(tmp_path):
+    port = tmp_path / "probe.sock"
+
+    def late_then_own(request):
+        own = json.dumps({"interfaces": [], "id": request["id"]}).encode() + b"\n"
+        return [b'{"heard": [], "id": "an-earlier-asker"}\n' + own[:8], own[8:]]  # the own answer split
+
+    guest(port, late_then_own)
+    assert ask_probe("kvm-1", port, {"op": "interfaces"}) == {"interfaces": []}
+
+
+def test_a_port_that_closes_unanswered_means_the_machine_went(tmp_path):
+    port = tmp_path / "probe.sock"
+    guest(port, lambda r: [])
+    with pytest.raises(KvmError, match="kvm-1: the network probe's port closed without an answer to heard"):
+        ask_probe("kvm-1", port, {"op": "heard"})
+
+
+def test_a_silent_probe_is_an_error_naming_the_machine_and_request(tmp_path, monkeypatch):
+    monkeypatch.setattr(kvm, "PROBE_PATIENCE", 0.3)
+    port = tmp_path / "probe.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(port))
+    server.listen(1)
+    with server, pytest.raises(KvmError, match="kvm-2: the network probe did not answer send: timed out"):
+        ask_probe("kvm-2", port, {"op": "send", "to": "10.0.2.12", "token": "t"})
