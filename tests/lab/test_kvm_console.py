@@ -4,7 +4,7 @@ disk its agent's word, read as the log grows."""
 
 from __future__ import annotations
 
-from voe.lab.kvm import ConsoleReader, accelerator
+from voe.lab.kvm import ConsoleReader, KvmMachine, accelerator
 
 
 def test_the_console_tells_which_persona_and_generation_booted_even_mid_line(tmp_path):
@@ -41,3 +41,14 @@ def test_software_emulation_is_chosen_with_a_reason_when_asked(monkeypatch):
     assert accelerator() == ("tcg", "VOE_LAB_ACCEL=tcg")
     monkeypatch.setenv("VOE_LAB_ACCEL", "kvm")
     assert accelerator() == ("kvm", None)
+
+
+def test_a_machine_under_software_emulation_has_one_vcpu_whatever_its_inventory_says(tmp_path):
+    """Two emulated vCPUs make the guest give up its TSC for the HPET."""
+    def vcpus(accel: str) -> str:
+        machine = KvmMachine("kvm-1", [], None, tmp_path, 384, accel, cpus=2)
+        argv = machine._argv()
+        return argv[argv.index("-smp") + 1]
+
+    assert vcpus("tcg") == "1"
+    assert vcpus("kvm") == "2"

@@ -48,6 +48,12 @@ AGENT_STARTING = re.compile(r"voe-agent \d\d:\d\d:\d\d (\S+) generation (\d+) st
 """A SAN-booted OS's command line is its disk's: its agent says who it runs as."""
 QMP_PATIENCE = 10.0  # seconds for a started QEMU to open its monitor
 PROBE_PORT_NAME = "io.voe.probe"  # the persona's network probe answers there (voe.agent.probe)
+EMULATED_CPUS = 1
+"""vCPUs of a machine under software emulation, whatever its inventory
+says. The clocks of two emulated vCPUs drift apart, so the guest kernel
+gives up its TSC for the emulated HPET, and such a guest can freeze, in
+its boot or while running, on a busy host. With one vCPU the kernel
+keeps its TSC."""
 PROBE_PATIENCE = 10.0  # seconds for the probe to answer one request
 
 
@@ -125,7 +131,7 @@ class KvmMachine(BootOptions):
         self.network = network
         self.state_dir = state_dir
         self.memory_mib = memory_mib
-        self.cpus = cpus
+        self.cpus = cpus if accel == "kvm" else EMULATED_CPUS
         self.accel = accel
         self.on_change = on_change or (lambda m: None)
         self.bmc_up = True

@@ -30,7 +30,7 @@ from voe.lab.bmc import BmcLoop, LabBmc, close_bmc, open_bmc
 from voe.lab.boot_network import BootNetworkServices
 from voe.lab.hypervisor import Hypervisor
 from voe.lab.json_api import JsonApi
-from voe.lab.kvm import KvmMachine, KvmNic, accelerator
+from voe.lab.kvm import EMULATED_CPUS, KvmMachine, KvmNic, accelerator
 from voe.lab.libvirt_host import LibvirtHost, LibvirtHostError, LibvirtVm
 from voe.lab.machine import ControllerLink, Machine, ProcessOS
 from voe.lab.netns import LabNetwork
@@ -133,7 +133,8 @@ class Lab:
             raise LabError("a lab with KVM machines needs the controller's dhcp-hosts directory (--dhcp-hosts)")
         self.accel, why = accelerator()
         if why:
-            log.warning("KVM machines run under QEMU's software emulation (TCG), many times slower: %s", why)
+            log.warning("KVM machines run under QEMU's software emulation (TCG), many times slower and with %d vCPU "
+                        "each: %s", EMULATED_CPUS, why)
         gateway = ipaddress.ip_address(self.network.gateway)
         self.network.create(next((n.vlan for n in self.inv.networks if gateway in n.subnet), 1))
         self.services = BootNetworkServices(self.network, self.state_dir)
