@@ -8,7 +8,6 @@ guests' probes, at each place the persona runs."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -25,14 +24,11 @@ from tests.e2e.test_kvm_machines import (
 )
 
 pytestmark = [pytest.mark.timeout(1200), pytest.mark.machines]
-OPT_IN = "VOE_TEST_KVM_HYPERVISOR"
 HV = "kvm-hv"
 
 
 @pytest.fixture
 def stack(tmp_path):
-    if os.environ.get(OPT_IN) != "1":
-        pytest.skip(f"six minutes of emulated boots (no VT-x here), beyond ./test's CI budget: {OPT_IN}=1 runs it")
     with kvm_stack(tmp_path) as s:
         yield s
 
