@@ -87,11 +87,13 @@ def test_bridge_and_openvswitch_vlans_in_the_xml():
     assert nic.find("driver") is None  # offloads stay on unless asked off
 
 
-def test_the_xml_logs_the_console_and_offers_the_probe_channel_and_can_turn_offloads_off():
+def test_the_xml_logs_the_console_offers_the_probe_channel_and_entropy_and_can_turn_offloads_off():
     s = LibvirtSettings(bridge="br0", bridge_type="openvswitch", offloads=False)
     dom = ET.fromstring(domain_xml(VmSpec("web", 1, 512, ("02:00:00:00:00:01",), vlans=(100,)), s))
     assert dom.find("devices/serial/log").get("file") == "/var/log/libvirt/qemu/web-console.log"
     assert dom.find("devices/channel/target").get("name") == "io.voe.probe"
+    assert dom.find("devices/rng").get("model") == "virtio"
+    assert dom.find("devices/rng/backend").text == "/dev/urandom"
     host = dom.find("devices/interface/driver/host")
     assert host.get("csum") == "off" and host.get("gso") == "off"
     assert dom.find("devices/interface/driver/guest").get("csum") == "off"

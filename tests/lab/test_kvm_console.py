@@ -52,3 +52,9 @@ def test_a_machine_under_software_emulation_has_one_vcpu_whatever_its_inventory_
 
     assert vcpus("tcg") == "1"
     assert vcpus("kvm") == "2"
+
+
+def test_a_machine_offers_its_guest_entropy(tmp_path):
+    """Without a hardware RNG the guest's boot waits for its entropy."""
+    argv = KvmMachine("kvm-1", [], None, tmp_path, 384, "tcg")._argv()
+    assert "virtio-rng-pci" in argv

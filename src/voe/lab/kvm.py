@@ -259,6 +259,7 @@ class KvmMachine(BootOptions):
                 "-chardev", f"file,id=serial0,path={self.serial_log}", "-serial", "chardev:serial0",
                 "-qmp", f"unix:{self.state_dir / 'qmp.sock'},server=on,wait=off",
                 "-boot", f"order={order}", "-device", "pvpanic", "-action", "panic=pause",
+                "-device", "virtio-rng-pci",  # entropy at once: the guest's boot would otherwise wait for its own
                 "-device", "virtio-serial", "-chardev", f"socket,id=probe,path={self.probe_socket},server=on,wait=off",
                 "-device", f"virtserialport,chardev=probe,name={PROBE_PORT_NAME}"]
         for i, nic in enumerate(self.nics):

@@ -208,8 +208,10 @@ def _close_quietly(conn: libvirt.virConnect) -> None:
 def domain_xml(spec: VmSpec, settings: LibvirtSettings, uuid: str | None = None, domain_type: str = "kvm") -> str:
     """The libvirt domain XML for one persona incarnation: vCPUs, memory, one
     NIC per persona MAC, booting from the network (or disk); its serial
-    console logged on the host (``/var/log/libvirt/qemu/NAME-console.log``)
-    and a virtio-serial channel for the agent's network probe."""
+    console logged on the host (``/var/log/libvirt/qemu/NAME-console.log``),
+    a virtio-serial channel for the agent's network probe, and a virtio RNG
+    fed by the host's ``/dev/urandom``: a guest without one waits at boot
+    for entropy that its few devices give slowly."""
     dom = ET.Element("domain", type=domain_type)
     ET.SubElement(dom, "name").text = spec.name
     if uuid:
@@ -232,6 +234,8 @@ def domain_xml(spec: VmSpec, settings: LibvirtSettings, uuid: str | None = None,
     channel = ET.SubElement(devices, "channel", type="unix")
     ET.SubElement(channel, "source", mode="bind")
     ET.SubElement(channel, "target", type="virtio", name=PROBE_CHANNEL)
+    rng = ET.SubElement(devices, "rng", model="virtio")
+    ET.SubElement(rng, "backend", model="random").text = "/dev/urandom"
     return ET.tostring(dom, encoding="unicode")
 
 
