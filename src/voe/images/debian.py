@@ -57,12 +57,13 @@ UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest ha
     "drivers/scsi/smartpqi", "drivers/scsi/mpi3mr", "drivers/scsi/pm8001", "drivers/scsi/ufs", "drivers/crypto/qat",
     "fs/btrfs", "fs/xfs", "fs/ocfs2", "fs/gfs2", "fs/f2fs", "fs/ceph", "fs/nilfs2", "fs/jfs", "fs/reiserfs",
     "fs/ubifs", "fs/orangefs", "fs/smb", "fs/cifs", "fs/bcachefs", "fs/erofs", "fs/ntfs3", "fs/dlm",
+    "drivers/block/floppy.ko",  # the PC machine's controller, which the initramfs's udev would probe for seconds
 )
 ETHERNET_KEPT = ("intel/e1000", "intel/e1000e", "intel/igb", "realtek")
 """The drivers under drivers/net/ethernet of the NICs that hypervisors
 emulate (virtio-net and vmxnet3 live elsewhere); the others are left
 out."""
-MODULES_NOT_LOADED = ("floppy", "pcspkr", "kvm", "kvm_amd", "kvm_intel", "i2c_piix4", "serio_raw", "joydev",
+MODULES_NOT_LOADED = ("pcspkr", "kvm", "kvm_amd", "kvm_intel", "i2c_piix4", "serio_raw", "joydev",
                       "powernow_k8")
 """Devices (and a CPU's frequency scaling) a virtual machine shows whose
 drivers a persona never uses: udev would load each at every boot."""
@@ -257,6 +258,9 @@ _CUSTOMIZE = " && ".join([
       for path, text in GUEST_SETTINGS.items()),
     f"chroot \"$1\" dracut --force --no-hostonly --add '{INITRD_MODULES}' --omit '{INITRD_OMITTED}' "
     f"--filesystems '{INITRD_FILESYSTEMS}' /boot/initrd.img-\"$kver\" \"$kver\"",
+    # Debian's sitecustomize looks for apport's hook, which a persona lacks,
+    # at the start of every Python program: the agent's among them
+    "rm -f \"$1\"/etc/python3*/sitecustomize.py \"$1\"/usr/lib/python3*/sitecustomize.py",
     # a persona's identity is its own: none from the build
     ": > \"$1\"/etc/machine-id",
     "rm -f \"$1\"/var/lib/dbus/machine-id \"$1\"/etc/ssh/ssh_host_*",
