@@ -147,52 +147,65 @@ def test_live_backend_bonds_two_nics_or_a_clear_reason(netns):
 
 
 class NicThatMustBeDown:
-    """A netlink peer whose NIC refuses a new MAC while up (EBUSY), as some
-    drivers do, and drops the routes through it when taken down."""
+    """The kernel as ``net_live`` sees it (``net_live.Ip``), with a NIC that
+    refuses a new MAC while up (EBUSY), as some drivers do, and drops the
+    routes through it when taken down."""
 
     def __init__(self):
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
         self.up, self.mac = True, "00:0b:cd:09:00:01"
-        self.routes = [("10.77.0.0", 24, "10.0.1.1")]
-        self._link, self._route = ifinfmsg, rtmsg
+        self.routes = [("10.77.0.0/24", "10.0.1.1")]
 
-    def get_links(self, index):
-        link = self._link()
-        link["attrs"] = [("IFLA_ADDRESS", self.mac)]
-        return [link]
+    def link(self, name):
+        return {"name": name, "mac": self.mac}
 
-    def link(self, op, index, state=None, address=None):
-        from pyroute2.netlink.exceptions import NetlinkError
+    def gateway_routes(self, name):
+        return list(self.routes)
 
-        if address is not None:
-            if self.up:
-                raise NetlinkError(16, "Device or resource busy")
-            self.mac = address
-        if state is not None:
-            self.up = state == "up"
-            if not self.up:
-                self.routes = []
+    def __call__(self, *args):
+        from voe.agent.net_live import IpFailed
 
-    def get_routes(self, family, oif):
-        out = []
-        for dst, length, gateway in self.routes:
-            r = self._route()
-            r["dst_len"] = length
-            r["attrs"] = [("RTA_DST", dst), ("RTA_GATEWAY", gateway)]
-            out.append(r)
-        return out
-
-    def route(self, op, dst, dst_len, gateway, oif):
-        assert self.up, "a route through a NIC that is down"
-        self.routes.append((dst, dst_len, gateway))
+        match args:
+            case ("link", "set", "dev", "eth0", "address", mac):
+                if self.up:
+                    raise IpFailed("ip link set dev eth0 address: RTNETLINK answers: Device or resource busy")
+                self.mac = mac
+            case ("link", "set", "dev", "eth0", state):
+                self.up = state == "up"
+                if not self.up:
+                    self.routes = []
+            case ("route", "replace", dst, "via", gateway, "dev", "eth0"):
+                assert self.up, "a route through a NIC that is down"
+                self.routes.append((dst, gateway))
+            case _:
+                raise AssertionError(f"unexpected ip {args}")
+        return ""
 
 
 def test_a_nic_that_must_be_down_for_its_new_mac_gets_its_routes_back():
     from voe.agent.net_live import _set_mac
 
     nic = NicThatMustBeDown()
-    _set_mac(nic, 2, "02:56:4f:00:00:21")
+    _set_mac(nic, "eth0", "02:56:4f:00:00:21")
     assert (nic.mac, nic.up) == ("02:56:4f:00:00:21", True)
-    assert nic.routes == [("10.77.0.0", 24, "10.0.1.1")]
+    assert nic.routes == [("10.77.0.0/24", "10.0.1.1")]
+
+
+def test_an_802_1q_interface_is_read_with_its_vlan_id_from_the_kernels_message():
+    """A link as rtnetlink describes it (RTM_NEWLINK's body): the VLAN id
+    sits two attributes deep."""
+    import socket
+    import struct
+
+    from voe.agent import netlink
+
+    def attr(kind, value):
+        raw = struct.pack("=HH", 4 + len(value), kind) + value
+        return raw + b"\0" * (-len(raw) % 4)
+
+    vlan_data = attr(netlink.IFLA_VLAN_ID, struct.pack("=H", 200))
+    info = attr(netlink.IFLA_INFO_KIND, b"vlan\0") + attr(netlink.IFLA_INFO_DATA | 0x8000, vlan_data)
+    body = (netlink.IFINFO.pack(socket.AF_UNSPEC, 1, 7, 0x1043, 0) + attr(netlink.IFLA_IFNAME, b"back\0")
+            + attr(netlink.IFLA_ADDRESS, bytes.fromhex("02564f000022")) + attr(netlink.IFLA_LINKINFO | 0x8000, info)
+            + attr(netlink.IFLA_MASTER, struct.pack("=i", 3)))
+    assert netlink._link(body) == {"index": 7, "type": 1, "flags": 0x1043, "name": "back", "mac": "02:56:4f:00:00:22",
+                                   "perm_mac": None, "master": 3, "vlan": 200}

@@ -52,9 +52,9 @@ def test_an_answer_repeats_its_requests_id_and_a_failure_of_any_kind_is_an_answe
 
 
 def test_a_dump_the_kernel_interrupted_is_asked_again(monkeypatch):
-    from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
+    from voe.agent.netlink import DumpInterrupted
 
-    answers = iter([NetlinkDumpInterrupted(), NetlinkDumpInterrupted(), [{"name": "eth0"}]])
+    answers = iter([DumpInterrupted(), DumpInterrupted(), [{"name": "eth0"}]])
 
     def dump():
         answer = next(answers)
@@ -64,6 +64,6 @@ def test_a_dump_the_kernel_interrupted_is_asked_again(monkeypatch):
 
     monkeypatch.setattr(system, "_interfaces", dump)
     assert system.interfaces() == [{"name": "eth0"}]
-    monkeypatch.setattr(system, "_interfaces", lambda: (_ for _ in ()).throw(NetlinkDumpInterrupted()))
-    with pytest.raises(NetlinkDumpInterrupted):  # a kernel whose links never hold still: said, not hidden
+    monkeypatch.setattr(system, "_interfaces", lambda: (_ for _ in ()).throw(DumpInterrupted()))
+    with pytest.raises(DumpInterrupted):  # a kernel whose links never hold still: said, not hidden
         system.interfaces()

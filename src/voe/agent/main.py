@@ -108,7 +108,7 @@ def configure(root: Path, config: dict, backend: str) -> dict[str, str]:
         windows.apply_network(WINDOWS, root, config)
         return {i["name"]: i["address"] for i in config["interfaces"]}
     if backend == "live":
-        from voe.agent import net_live  # pyroute2, only where the live backend is used
+        from voe.agent import net_live
 
         net_live.apply(config)
         _write_identity(root, config)

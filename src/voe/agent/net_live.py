@@ -1,5 +1,7 @@
 """The ``live`` network backend: the persona's identity configured on the
-running kernel over netlink (pyroute2), for images without networkd.
+running kernel, read over rtnetlink (``voe.agent.netlink``) and changed by
+iproute2's ``ip``, which every Linux persona has: the agent needs no
+library beyond Python's own.
 
 On the trunk NIC (matched by its hardware MAC) the boot vNIC's MAC and
 address; an 802.1q VLAN interface per tagged vNIC with the persona's MAC and
@@ -12,10 +14,10 @@ bonds; that is reported as such."""
 from __future__ import annotations
 
 import ipaddress
-import socket
+import json
+import subprocess
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from voe.agent import netlink
 
 
 class NoVlanSupport(RuntimeError):
@@ -26,126 +28,154 @@ class NoBondSupport(RuntimeError):
     pass
 
 
-BOND_MODES = {"active-backup": 1, "lacp": 4}
-"""voe's bond mode -> the kernel's number (802.3ad is 4)."""
+class IpFailed(RuntimeError):
+    """An ``ip`` command failed: the command and what it said."""
 
 
-def _by_mac(ip: IPRoute) -> dict[str, int]:
-    """MAC -> link index; a NIC is known by its permanent MAC too, which
-    stays when a bond or voe gives it another."""
-    out: dict[str, int] = {}
-    links = ip.get_links()
+BOND_MODES = {"active-backup": "active-backup", "lacp": "802.3ad"}
+"""voe's bond mode -> the kernel's."""
+
+
+class Ip:
+    """The kernel's interfaces: read over rtnetlink, changed by ``ip``."""
+
+    def __init__(self, program: str = "ip") -> None:
+        self.program = program
+
+    def __call__(self, *args: str) -> str:
+        done = subprocess.run([self.program, *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise IpFailed(f"ip {' '.join(args)}: {done.stderr.strip() or f'exit status {done.returncode}'}")
+        return done.stdout
+
+    def links(self) -> list[dict]:
+        return netlink.links()
+
+    def link(self, name: str) -> dict | None:
+        return next((link for link in self.links() if link["name"] == name), None)
+
+    def addresses(self, name: str) -> set[str]:
+        index = self.link(name)["index"]
+        return {a["cidr"] for a in netlink.ipv4_addresses() if a["index"] == index}
+
+    def gateway_routes(self, name: str) -> list[tuple[str, str]]:
+        """(destination, gateway) of each IPv4 route through ``name`` by a gateway."""
+        return [(r["dst"], r["gateway"]) for r in json.loads(self("-json", "-4", "route", "show", "dev", name) or "[]")
+                if r.get("gateway")]
+
+    def has_default_route(self) -> bool:
+        return bool(json.loads(self("-json", "-4", "route", "show", "default") or "[]"))
+
+
+def _by_mac(ip: Ip) -> dict[str, str]:
+    """MAC -> interface name; a NIC is known by its permanent MAC too,
+    which stays when a bond or voe gives it another."""
+    out: dict[str, str] = {}
+    links = ip.links()
     for link in links:
-        out.setdefault(link.get_attr("IFLA_ADDRESS"), link["index"])
+        out.setdefault(link["mac"], link["name"])
     for link in links:
-        if link.get_attr("IFLA_PERM_ADDRESS"):
-            out[link.get_attr("IFLA_PERM_ADDRESS")] = link["index"]
+        if link["perm_mac"]:
+            out[link["perm_mac"]] = link["name"]
     return out
 
 
-def _set_mac(ip: IPRoute, index: int, mac: str) -> None:
+def _set_mac(ip: Ip, name: str, mac: str) -> None:
     """``mac`` on the NIC, while it stays up where its driver allows (most
     do): a NIC taken down loses the routes through it, among them the one
     to an NFS root beyond a gateway, whose reads the agent itself needs.
     A NIC that must be down first gets those routes back at once."""
-    link = ip.get_links(index)[0]
-    if link.get_attr("IFLA_ADDRESS") != mac:
+    if ip.link(name)["mac"] != mac:
         try:
-            ip.link("set", index=index, address=mac)
-        except NetlinkError:
-            routes = [(r.get_attr("RTA_DST") or "0.0.0.0", r["dst_len"], r.get_attr("RTA_GATEWAY"))
-                      for r in ip.get_routes(family=socket.AF_INET, oif=index) if r.get_attr("RTA_GATEWAY")]
-            ip.link("set", index=index, state="down")
-            ip.link("set", index=index, address=mac)
-            ip.link("set", index=index, state="up")
-            for dst, length, gateway in routes:
-                ip.route("replace", dst=dst, dst_len=length, gateway=gateway, oif=index)
-    ip.link("set", index=index, state="up")
+            ip("link", "set", "dev", name, "address", mac)
+        except IpFailed:
+            routes = ip.gateway_routes(name)
+            ip("link", "set", "dev", name, "down")
+            ip("link", "set", "dev", name, "address", mac)
+            ip("link", "set", "dev", name, "up")
+            for dst, gateway in routes:
+                ip("route", "replace", dst, "via", gateway, "dev", name)
+    ip("link", "set", "dev", name, "up")
 
 
-def _name(ip: IPRoute, index: int, name: str) -> None:
+def _name(ip: Ip, name: str, wanted: str) -> str:
     """A NIC of the vNIC's own (a VM's, say) takes the vNIC's name, as a
     VLAN interface does, while it carries nothing yet: a rename needs the
     link down, which a NIC the initramfs brought up (the root's) must not
-    go. A name another interface holds stays with it."""
-    link = ip.get_links(index)[0]
-    if link.get_attr("IFLA_IFNAME") == name or ip.get_addr(index=index, family=socket.AF_INET) \
-            or ip.link_lookup(ifname=name):
-        return
-    ip.link("set", index=index, state="down")
-    ip.link("set", index=index, ifname=name)
+    go. A name another interface holds stays with it. Returns the NIC's
+    name."""
+    if name == wanted or ip.addresses(name) or ip.link(wanted):
+        return name
+    ip("link", "set", "dev", name, "down")
+    ip("link", "set", "dev", name, "name", wanted)
+    return wanted
 
 
-def _address(ip: IPRoute, index: int, cidr: str) -> None:
+def _address(ip: Ip, name: str, cidr: str) -> None:
     iface = ipaddress.ip_interface(cidr)
-    have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ip.get_addr(index=index)}
-    if (str(iface.ip), iface.network.prefixlen) not in have:
-        ip.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+    if iface.with_prefixlen not in ip.addresses(name):
+        ip("addr", "add", iface.with_prefixlen, "dev", name)
 
 
-def _nic(macs: dict[str, int], mac: str) -> int:
+def _nic(macs: dict[str, str], mac: str) -> str:
     if mac not in macs:
         raise RuntimeError(f"no NIC with MAC {mac} on this machine")
     return macs[mac]
 
 
-def _bond(ip: IPRoute, macs: dict[str, int], name: str, mode: str, members: list[str], mac: str | None) -> int:
+def _bond(ip: Ip, macs: dict[str, str], name: str, mode: str, members: list[str], mac: str | None) -> str:
     """The bond ``name`` over the NICs ``members`` (the first is an
     active-backup bond's primary), wearing ``mac``; made once."""
-    existing = ip.link_lookup(ifname=name)
-    if not existing:
-        extra = {"bond_ad_lacp_rate": 1, "bond_xmit_hash_policy": 1} if mode == "lacp" else {}
+    if not ip.link(name):
+        extra = ("lacp_rate", "fast", "xmit_hash_policy", "layer3+4") if mode == "lacp" else ()
         try:
-            ip.link("add", ifname=name, kind="bond", bond_mode=BOND_MODES[mode], bond_miimon=100, **extra)
-        except NetlinkError as e:
+            ip("link", "add", name, "type", "bond", "mode", BOND_MODES[mode], "miimon", "100", *extra)
+        except IpFailed as e:
             raise NoBondSupport(f"cannot create bond {name} ({mode}): {e} (is the bonding module loaded?)") from None
-        existing = ip.link_lookup(ifname=name)
-    index = existing[0]
+    index = ip.link(name)["index"]
     for member in (_nic(macs, m) for m in members):
-        if ip.get_links(member)[0].get_attr("IFLA_MASTER") != index:
-            ip.link("set", index=member, state="down")
-            ip.link("set", index=member, master=index)
-        ip.link("set", index=member, state="up")
+        if ip.link(member)["master"] != index:
+            ip("link", "set", "dev", member, "down")
+            ip("link", "set", "dev", member, "master", name)
+        ip("link", "set", "dev", member, "up")
     if mode == "active-backup":
-        ip.link("set", index=index, kind="bond", bond_primary=_nic(macs, members[0]))
+        ip("link", "set", "dev", name, "type", "bond", "primary", _nic(macs, members[0]))
     if mac:
-        _set_mac(ip, index, mac)
-    ip.link("set", index=index, state="up")
-    return index
+        _set_mac(ip, name, mac)
+    ip("link", "set", "dev", name, "up")
+    return name
 
 
-def apply(config: dict) -> None:
-    with IPRoute() as ip:
-        macs = _by_mac(ip)
-        trunk = config.get("trunk")
-        ifaces = config["interfaces"]
-        gateway = next((i["gateway"] for i in ifaces if i.get("gateway")), None)
-        parent = None
-        if trunk:
-            native = next((i for i in ifaces if not i["tagged"] and not i["dedicated"]), None)
-            parent = (_bond(ip, macs, "trunk", trunk["bond"], trunk["members"], native["mac"] if native else None)
-                      if trunk.get("bond") else _nic(macs, trunk["nic_mac"]))
-        for i in ifaces:
-            if trunk and i["tagged"]:
-                existing = ip.link_lookup(ifname=i["name"])
-                if not existing:
-                    try:
-                        ip.link("add", ifname=i["name"], kind="vlan", link=parent, vlan_id=i["vlan"], address=i["mac"])
-                    except NetlinkError as e:
-                        raise NoVlanSupport(f"cannot create VLAN {i['vlan']} on {trunk['nic_mac']}: {e} "
-                                            "(is the 8021q module loaded?)") from None
-                    existing = ip.link_lookup(ifname=i["name"])
-                index = existing[0]
-                ip.link("set", index=index, state="up")
-            elif trunk and not i["dedicated"]:
-                index = parent
-                _set_mac(ip, index, i["mac"])
-            elif i.get("bond"):
-                index = _bond(ip, macs, i["name"], i["bond"], i["members"], i["mac"])
-            else:
-                index = macs.get(i["nic_mac"]) or _nic(macs, i["mac"])
-                _name(ip, index, i["name"])
-                _set_mac(ip, index, i["mac"])
-            _address(ip, index, i["address"])
-        if gateway and not ip.get_default_routes():
-            ip.route("add", dst="default", gateway=gateway)
+def apply(config: dict, ip: Ip | None = None) -> None:
+    ip = ip or Ip()
+    macs = _by_mac(ip)
+    trunk = config.get("trunk")
+    ifaces = config["interfaces"]
+    gateway = next((i["gateway"] for i in ifaces if i.get("gateway")), None)
+    parent = None
+    if trunk:
+        native = next((i for i in ifaces if not i["tagged"] and not i["dedicated"]), None)
+        parent = (_bond(ip, macs, "trunk", trunk["bond"], trunk["members"], native["mac"] if native else None)
+                  if trunk.get("bond") else _nic(macs, trunk["nic_mac"]))
+    for i in ifaces:
+        if trunk and i["tagged"]:
+            name = i["name"]
+            if not ip.link(name):
+                try:
+                    ip("link", "add", "link", parent, "name", name, "address", i["mac"], "type", "vlan",
+                       "id", str(i["vlan"]))
+                except IpFailed as e:
+                    raise NoVlanSupport(f"cannot create VLAN {i['vlan']} on {trunk['nic_mac']}: {e} "
+                                        "(is the 8021q module loaded?)") from None
+            ip("link", "set", "dev", name, "up")
+        elif trunk and not i["dedicated"]:
+            name = parent
+            _set_mac(ip, name, i["mac"])
+        elif i.get("bond"):
+            name = _bond(ip, macs, i["name"], i["bond"], i["members"], i["mac"])
+        else:
+            name = _name(ip, macs.get(i["nic_mac"]) or _nic(macs, i["mac"]), i["name"])
+            _set_mac(ip, name, i["mac"])
+        _address(ip, name, i["address"])
+    if gateway and not ip.has_default_route():
+        ip("route", "add", "default", "via", gateway)

@@ -15,8 +15,7 @@ stopped waiting for reaches the next asker, who knows it by its ``id``.
 So reach between two personas is shown by packets: one sends, the other
 says what arrived and where. The port exists only on a machine that
 offers it (the lab's KVM machines), so a persona elsewhere runs no probe.
-Standard library only, as the agent, and pyroute2 (``system.interfaces``)
-as its live backend.
+Standard library only, as the agent.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ it), so what a persona runs as can be checked from inside."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
+
+from voe.agent import netlink
 
 ARPHRD_LOOPBACK = 772
 IFF_UP = 1
@@ -47,37 +48,23 @@ def iscsi_sessions(sysfs: Path = ISCSI_SESSIONS) -> list[dict]:
 
 
 def interfaces() -> list[dict]:
-    """Every interface but loopback, asked of the kernel over netlink
-    (pyroute2, which the images with the live backend carry): no program
-    is run, so the answer needs nothing from a root that may have become
-    unreachable (an NFS root behind a switch that is down)."""
-    from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
-
+    """Every interface but loopback, asked of the kernel over rtnetlink
+    (``voe.agent.netlink``), which runs no program."""
     for _ in range(DUMP_ATTEMPTS - 1):
         try:
             return _interfaces()
-        except NetlinkDumpInterrupted:
+        except netlink.DumpInterrupted:
             continue
     return _interfaces()
 
 
 def _interfaces() -> list[dict]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ip:
-        addresses: dict[int, list[str]] = {}
-        for a in ip.get_addr(family=socket.AF_INET):
-            addresses.setdefault(a["index"], []).append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-        out = []
-        for link in ip.get_links():
-            if link["ifi_type"] == ARPHRD_LOOPBACK:
-                continue
-            info = link.get_attr("IFLA_LINKINFO")
-            vlan = (info.get_attr("IFLA_INFO_DATA").get_attr("IFLA_VLAN_ID")
-                    if info is not None and info.get_attr("IFLA_INFO_KIND") == "vlan" else None)
-            out.append({"name": link.get_attr("IFLA_IFNAME"), "mac": link.get_attr("IFLA_ADDRESS"),
-                        "up": bool(link["flags"] & IFF_UP), "vlan": vlan, "addresses": addresses.get(link["index"], [])})
-    return out
+    addresses: dict[int, list[str]] = {}
+    for a in netlink.ipv4_addresses():
+        addresses.setdefault(a["index"], []).append(a["cidr"])
+    return [{"name": link["name"], "mac": link["mac"], "up": bool(link["flags"] & IFF_UP), "vlan": link["vlan"],
+             "addresses": addresses.get(link["index"], [])}
+            for link in netlink.links() if link["type"] != ARPHRD_LOOPBACK]
 
 
 def report() -> dict:

@@ -42,7 +42,7 @@ from voe.images import bootdisk
 SUITE = "bookworm"
 PACKAGES = (
     "linux-image-amd64", "dracut", "dracut-network", "nfs-common", "open-iscsi", "isc-dhcp-client",
-    "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "python3", "python3-pyroute2", "procps",
+    "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "python3", "procps",
     "gawk",  # dracut reads the iBFT's flags with awk's and(), which mawk lacks
 )
 UNNEEDED_MODULES = (  # under lib/modules/VERSION/kernel: nothing a KVM guest has
