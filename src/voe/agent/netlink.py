@@ -3,9 +3,8 @@ library: each link's name, MAC, permanent MAC, flags, master and 802.1q
 VLAN id, and each IPv4 address. No program is run, so a reading needs
 nothing from a root that may have become unreachable (an NFS root behind
 a switch that is down), and nothing is imported beyond ``socket`` and
-``struct``: a persona's agent starts on an emulated CPU in seconds where
-a netlink library's import (pyroute2 loads every plugin it has) took
-longer than its whole configuration."""
+``struct``: the agent starts without a netlink library, whose import
+(pyroute2 loads every plugin it declares) weighs on a slow CPU."""
 
 from __future__ import annotations
 
