@@ -161,6 +161,7 @@ def run(ns: argparse.Namespace, stop: threading.Event) -> int:
     interval = config["heartbeat"]["interval"]
     lease_ttl = config["heartbeat"].get("lease_ttl")
     last_ok = time.monotonic()
+    unanswered = False
     while True:
         ready, detail = app_ready(ns.app_check or config.get("app_check"))
         body = {"generation": args.generation, "ready": ready, "stopping": stop.is_set(),
@@ -168,12 +169,18 @@ def run(ns: argparse.Namespace, stop: threading.Event) -> int:
                 "wwpn": config["san"].get("wwpn")}
         try:
             answer = ctl.call("POST", "/api/v1/agent/heartbeat", body)
+            if unanswered:
+                log(f"heartbeats answered again after {time.monotonic() - last_ok:.1f} s")
+                unanswered = False
             last_ok = time.monotonic()
         except Stale as e:
             log(f"stale ({e}); stopping at once", "warning")
             return EXIT_STALE
         except Unreachable as e:
             answer = {}
+            if not unanswered:  # once per silence: the console tells why the controller stopped hearing
+                log(f"heartbeat not answered ({e}); beating on", "warning")
+                unanswered = True
             if lease_ttl and time.monotonic() - last_ok > lease_ttl:
                 log(f"lease of {lease_ttl:g} s expired without renewal ({e}); self-fencing", "critical")
                 return _halt(ns, EXIT_SELF_FENCED)
