@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,11 +31,17 @@ def stack(tmp_path):
         yield s
 
 
+def console_log(tmp_path, host: str, vm: str | None = None) -> Path:
+    """Where the lab keeps the serial console of ``host`` (a server's), or
+    of its VM ``vm`` (the log libvirt keeps)."""
+    lab = tmp_path / "lab" / "hosts" / host
+    return lab / "serial.log" if vm is None else lab / "log" / "qemu" / f"{vm}-console.log"
+
+
 def system_report(stack, tmp_path, host: str, generation: int, vm: str | None = None) -> dict:
     """What the agent of ``generation`` reported on the serial console of
     ``host`` (a server's), or of its VM ``vm`` (the log libvirt keeps)."""
-    lab = tmp_path / "lab" / "hosts" / host
-    serial = (lab / "serial.log" if vm is None else lab / "log" / "qemu" / f"{vm}-console.log").read_text(errors="replace")
+    serial = console_log(tmp_path, host, vm).read_text(errors="replace")
     assert f" generation {generation} starting" in serial, f"{host}'s agent did not start generation {generation}"
     found = re.findall(r"voe-agent \S+ system: (\{.*\})", serial)
     assert found, f"the agent on {host} reported nothing on the console:\n" + serial[-3000:]
@@ -119,8 +126,9 @@ def probe(stack, a: str, b: str) -> str:
     print(said.strip())
     if "could not be run" in said:  # why, as the two guests' consoles and voe's events tell it
         for persona in (a, b):
-            host = (stack.status(persona).get("machine") or {}).get("host")
-            serial = stack.file.parent / "lab" / "hosts" / str(host) / "serial.log"
+            machine = stack.status(persona).get("machine") or {}
+            host = machine.get("host")
+            serial = console_log(stack.file.parent, str(host), persona if machine.get("kind") == "vm" else None)
             tail = serial.read_text(errors="replace").splitlines()[-25:] if serial.exists() else ["no console log"]
             said += f"\n{persona} on {host}, its console's last lines:\n" + "\n".join(tail)
             said += f"\n{persona}'s last events:\n" + stack.last_events(persona, 15)
