@@ -73,7 +73,9 @@ def assert_san_booted_as_itself(stack, report: dict, persona: dict) -> None:
 def assert_has_its_interfaces(stack, report: dict, persona: dict, vm: bool = False) -> None:
     """On a server the boot network comes untagged and the others on VLAN
     interfaces; in a VM each vNIC is a NIC of its own, which the
-    hypervisor tags."""
+    hypervisor tags. Wherever it runs, the agent's beats come before the
+    persona's own work on the CPU."""
+    assert report["agent_nice"] < 0, report  # its unit puts its beats before the persona's own work
     vlans = {n["name"]: n["vlan"] for n in stack.doc["networks"]}
     by_mac = {i["mac"]: i for i in report["interfaces"]}
     for v in persona["vnics"]:

@@ -1,11 +1,13 @@
 """What the running system says about itself, read from the kernel: where
 its root is mounted from, the initiator name the firmware's iBFT carries,
-its iSCSI sessions with the disks each brings, and each network interface with its MAC, 802.1q VLAN and addresses. The
+its iSCSI sessions with the disks each brings, each network interface with
+its MAC, 802.1q VLAN and addresses, and the agent's own CPU niceness. The
 agent logs it once configured (to the console too: serial over LAN shows
 it), so what a persona runs as can be checked from inside."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from voe.agent import netlink
@@ -69,7 +71,7 @@ def _interfaces() -> list[dict]:
 
 def report() -> dict:
     return {"root": root_mount(), "ibft_initiator": ibft_initiator(), "iscsi": iscsi_sessions(),
-            "interfaces": interfaces()}
+            "interfaces": interfaces(), "agent_nice": os.getpriority(os.PRIO_PROCESS, 0)}
 
 
 def as_configured(wanted: list[dict], kernel: list[dict]) -> dict[str, str]:
