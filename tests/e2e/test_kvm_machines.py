@@ -23,6 +23,7 @@ from voe.drivers.factory import power_for_host, switch_for
 pytestmark = [pytest.mark.timeout(1200), pytest.mark.machines]
 
 BOOT_PATIENCE = 420.0  # seconds: under software emulation (no VT-x here) a boot takes minutes
+CONSOLE_PATIENCE = 60.0  # seconds: for the agent's lines to reach a console once it beat ready
 
 
 @pytest.fixture
@@ -40,12 +41,21 @@ def console_log(tmp_path, host: str, vm: str | None = None) -> Path:
 
 def system_report(stack, tmp_path, host: str, generation: int, vm: str | None = None) -> dict:
     """What the agent of ``generation`` reported on the serial console of
-    ``host`` (a server's), or of its VM ``vm`` (the log libvirt keeps)."""
-    serial = console_log(tmp_path, host, vm).read_text(errors="replace")
-    assert f" generation {generation} starting" in serial, f"{host}'s agent did not start generation {generation}"
-    found = re.findall(r"voe-agent \S+ system: (\{.*\})", serial)
-    assert found, f"the agent on {host} reported nothing on the console:\n" + serial[-3000:]
-    return json.loads(found[-1])
+    ``host`` (a server's), or of its VM ``vm`` (the log libvirt keeps).
+    Its lines reach the console through the journal, which may start after
+    the agent and so print them after it beat ready: they are waited for."""
+    log = console_log(tmp_path, host, vm)
+    deadline = time.monotonic() + CONSOLE_PATIENCE
+    while True:
+        serial = log.read_text(errors="replace") if log.exists() else ""
+        began = serial.rfind(f" generation {generation} starting")
+        found = re.findall(r"voe-agent \S+ system: (\{.*\})", serial[began:]) if began >= 0 else []
+        if found:
+            return json.loads(found[-1])
+        if time.monotonic() > deadline:
+            said = "did not start generation" if began < 0 else "reported nothing on the console for generation"
+            raise AssertionError(f"the agent on {host} {said} {generation}:\n" + serial[-3000:])
+        time.sleep(0.5)
 
 
 def assert_runs_as_itself(stack, report: dict, persona: dict, vm: bool = False) -> None:
