@@ -13,31 +13,7 @@ import sys
 import threading
 import time
 
-import pytest
-
-from harness import free_port, load
-from voe.api.agent_service import AgentService
-from voe.controller.pacing import BeatPace
-from voe.controller.timing import Timing
-from voe.domain.inventory import parse
-from voe.tls import default_names, ensure
-
-MAC = "02:56:4f:00:00:07"
-
-
-@pytest.fixture
-def agent_service(services, store_url):
-    """web-1 starting as generation 1, its agent service over HTTPS."""
-    services.inventory.write(lambda _: parse(load()))
-    services.runtime.begin_incarnation("web-1", "vm", "dl360-1", "web-1", MAC, "test")
-    tls = ensure(services.data_dir, default_names("127.0.0.1"))
-    s = AgentService(services.runtime, BeatPace(Timing(heartbeat_interval=0.2)), services.data_dir, store_url,
-                     "127.0.0.1", free_port(), tls)
-    s.start()
-    assert s.wait_until_serving()
-    yield s, tls
-    os.kill(s.pid, signal.SIGCONT)
-    s.close()
+from tests.agent.conftest import bootstrap
 
 
 def console_lines(stream) -> queue.Queue:
@@ -58,13 +34,11 @@ def until_said(lines: queue.Queue, words: str, patience: float = 20.0) -> list[s
     return said
 
 
-def test_an_agent_says_when_its_beats_go_unanswered_and_when_they_are_answered_again(agent_service, services,
+def test_an_agent_says_when_its_beats_go_unanswered_and_when_they_are_answered_again(web_agent_service, services,
                                                                                        tmp_path):
-    service, tls = agent_service
-    with services.engine.begin() as c:
-        token = services.tokens.create_bootstrap("web-1", 1, 60.0, conn=c)
+    service, tls = web_agent_service
     words = (f"voe.controller=https://127.0.0.1:{service.sock.getsockname()[1]} voe.persona=web-1 "
-             f"voe.generation=1 voe.token={token} voe.ca_sha256={tls.pin()}")
+             f"voe.generation=1 voe.token={bootstrap(services)} voe.ca_sha256={tls.pin()}")
     agent = subprocess.Popen([sys.executable, "-m", "voe.agent", "--root", str(tmp_path), "--network-backend",
                               "rendered", "--cmdline", words], stderr=subprocess.PIPE, text=True)
     try:
@@ -77,6 +51,7 @@ def test_an_agent_says_when_its_beats_go_unanswered_and_when_they_are_answered_a
         said = until_said(lines, "heartbeats answered again after")
         assert agent.poll() is None  # it never stopped beating
     finally:
+        os.kill(service.pid, signal.SIGCONT)
         agent.kill()
         agent.wait()
     assert not [line for line in said if "not answered" in line], said  # once per silence, not once per beat

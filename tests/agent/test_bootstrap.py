@@ -15,35 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import free_port, load
+from tests.agent.conftest import MAC, bootstrap
 from voe.agent.bootargs import BootArgs
 from voe.agent.client import Controller, Stale, Untrusted
 from voe.agent.main import obtain_credential
-from voe.api.agent_service import AgentService
-from voe.controller.pacing import BeatPace
-from voe.controller.timing import Timing
-from voe.domain.inventory import parse
-from voe.tls import default_names, ensure
-
-MAC = "02:56:4f:00:00:07"
 
 
 @pytest.fixture
-def service(services, store_url):
-    """web-1 running as generation 1, and an agent service over HTTPS."""
-    services.inventory.write(lambda _: parse(load()))
-    services.runtime.begin_incarnation("web-1", "vm", "dl360-1", "web-1", MAC, "test")
-    tls = ensure(services.data_dir, default_names("127.0.0.1"))
-    s = AgentService(services.runtime, BeatPace(Timing()), services.data_dir, store_url, "127.0.0.1", free_port(), tls)
-    s.start()
-    assert s.wait_until_serving()
-    yield f"https://127.0.0.1:{s.sock.getsockname()[1]}", tls
-    s.close()
-
-
-def bootstrap(services, generation: int = 1, valid_for: float = 60.0) -> str:
-    with services.engine.begin() as c:
-        return services.tokens.create_bootstrap("web-1", generation, valid_for, conn=c)
+def service(web_agent_service):
+    """The agent service's URL and the controller's TLS files."""
+    s, tls = web_agent_service
+    return f"https://127.0.0.1:{s.sock.getsockname()[1]}", tls
 
 
 def exchange(url: str, ca: Path, token: str, generation: int = 1) -> httpx.Response:

@@ -15,16 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import free_port, load
 from voe.agent import main as agent_main
 from voe.agent import windows
-from voe.api.agent_service import AgentService
 from voe.api.boot_service import BootServer
-from voe.controller.pacing import BeatPace
-from voe.controller.timing import Timing
-from voe.domain.inventory import parse
 from voe.drivers.boot import ipxe
-from voe.tls import default_names, ensure
 
 
 class FakeWindows(windows.Windows):
@@ -97,18 +91,12 @@ def test_the_agent_installs_its_service_through_the_seam(monkeypatch):
 
 
 @pytest.fixture
-def controller(services, store_url):
+def controller(web_agent_service, services):
     """web-1 starting as generation 1: its boot script (with a bootstrap
     token) on a boot port, and an agent service over HTTPS."""
-    services.inventory.write(lambda _: parse(load()))
+    agents, tls = web_agent_service
     web = services.inventory.load().by_name("personas")["web-1"]  # with the MACs the store assigned
     mac = web.vnics[0].mac
-    services.runtime.begin_incarnation("web-1", "vm", "dl360-1", "web-1", mac, "test")
-    tls = ensure(services.data_dir, default_names("127.0.0.1"))
-    agents = AgentService(services.runtime, BeatPace(Timing(heartbeat_interval=0.2)), services.data_dir, store_url,
-                          "127.0.0.1", free_port(), tls)
-    agents.start()
-    assert agents.wait_until_serving()
     boot = BootServer(services, tls.ca.read_bytes(), "127.0.0.1", 0)
     boot.start()
     links = ipxe.ControllerLinks(f"https://127.0.0.1:{agents.sock.getsockname()[1]}", f"http://127.0.0.1:{boot.port}",
@@ -118,7 +106,6 @@ def controller(services, store_url):
     services.runtime.register_boot(mac, "web-1", 1, ipxe.render(web, 1, links, token, mac))
     yield links.boot, [mac for mac in ("00:15:5d:00:00:01", mac)]  # a NIC voe does not know, then web-1's
     boot.close()
-    agents.close()
 
 
 def run_service(fake: FakeWindows, argv: list[str]) -> dict:
