@@ -1,11 +1,14 @@
-"""The agent's parts: its parameters, the files it renders, and its exit
-codes against a controller that answers stale."""
+"""The agent's parts: its parameters, the files it renders, its word to
+systemd, and its exit codes against a controller that answers stale."""
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 
 from voe.agent import bootargs, render
+from voe.agent.main import notify_configured
 
 PHYSICAL = {
     "persona": "bea-1", "generation": 3, "hostname": "bea-1",
@@ -122,3 +125,16 @@ def test_the_lab_reads_back_a_bonded_trunk_on_every_member(tmp_path):
     render.write(tmp_path, {**PHYSICAL, "trunk": {**PHYSICAL["trunk"], "bond": "active-backup", "members": members}})
     got = {(i.name, i.vlan, i.nic_macs) for i in netfiles.interfaces(tmp_path)}
     assert got == {("back", 200, tuple(members)), ("trunk", None, tuple(members))}
+
+
+def test_the_agent_tells_systemd_it_is_ready_once_configured(tmp_path, monkeypatch):
+    """``Type=notify``: the agent's configured network is what its probe and
+    systemd-networkd wait for, as sd_notify's READY=1 on NOTIFY_SOCKET."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(tmp_path / "notify"))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+        notify_configured({"back": "10.0.2.12/24 on back (02:56:4f:00:00:04, VLAN 200)"})
+        said = manager.recv(4096).decode().splitlines()
+    assert said == ["READY=1", "STATUS=configured: back 10.0.2.12/24 on back (02:56:4f:00:00:04, VLAN 200)"]
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    notify_configured({})  # under no service manager: nothing to tell, and no error

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -126,6 +127,21 @@ def _write_identity(root: Path, config: dict) -> None:
     (root / "etc" / "hostname").write_text(config["hostname"] + "\n")
 
 
+def notify_configured(addresses: dict[str, str]) -> None:
+    """Tell systemd the persona's network is configured (``Type=notify``,
+    sd_notify's datagram to ``NOTIFY_SOCKET``). What is ordered after the
+    agent's unit starts only now: systemd-networkd reads the files the agent
+    wrote, and the probe does not compete with the agent's start for the
+    persona's CPU. Without a service manager listening, nothing is sent."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    address = "\0" + path[1:] if path.startswith("@") else path  # "@": the abstract namespace
+    status = ", ".join(f"{name} {where}" for name, where in addresses.items())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(f"READY=1\nSTATUS=configured: {status}".encode(), address)
+
+
 def app_ready(check: str | None) -> tuple[bool, str]:
     if not check:
         return True, "network configured"
@@ -158,6 +174,7 @@ def run(ns: argparse.Namespace, stop: threading.Event) -> int:
     log(f"{args.persona} generation {args.generation} configured: {addresses}")
     if ns.network_backend == "live":
         log(f"system: {json.dumps(system.report(), separators=(',', ':'))}")
+    notify_configured(addresses)
     interval = config["heartbeat"]["interval"]
     lease_ttl = config["heartbeat"].get("lease_ttl")
     last_ok = time.monotonic()
