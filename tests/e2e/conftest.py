@@ -47,7 +47,7 @@ class Stack:
 
     def lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "voe.cli.main", "lab", *args, "--control-port", str(self.lab_port)],
-                              capture_output=True, text=True, check=check, timeout=60)
+                              capture_output=True, text=True, check=check, timeout=150)
 
     def trusting(self) -> ssl.SSLContext:
         """What a client trusts to reach this stack's controller: its CA."""

@@ -22,6 +22,9 @@ from voe.cli.render import JsonOpt
 app = typer.Typer(help="The emulated datacenter (IPMI, SNMP, a hypervisor API).", no_args_is_help=True)
 out = Console(soft_wrap=True)
 PortOpt = Annotated[int, typer.Option("--control-port", help="the lab's control API port")]
+REACH_PATIENCE = 120.0
+"""Seconds a ``reach`` may take: each guest's probe may first wait for its
+port to open (``voe.lab.kvm.PROBE_PATIENCE``), then the packets cross."""
 
 
 def _fetch(port: int, path: str, as_json: bool, **kw) -> dict | None:
@@ -33,9 +36,9 @@ def _fetch(port: int, path: str, as_json: bool, **kw) -> dict | None:
     return data
 
 
-def _call(port: int, method: str, path: str, **kw):
+def _call(port: int, method: str, path: str, timeout: float = 30.0, **kw):
     try:
-        r = httpx.request(method, f"http://127.0.0.1:{port}{path}", timeout=30, **kw)
+        r = httpx.request(method, f"http://127.0.0.1:{port}{path}", timeout=timeout, **kw)
     except httpx.ConnectError:
         out.print(f"no lab answers on 127.0.0.1:{port}; start one with `voe lab up`", markup=False)
         raise typer.Exit(2) from None
@@ -154,7 +157,7 @@ def fault(target: str, kind: Annotated[str, typer.Argument(help="power-loss, han
 def reach(a: str, b: str, control_port: PortOpt = 8471, as_json: JsonOpt = False):
     """Can persona A reach persona B? By packets between the guests when both run on KVM machines (each
     address of B probed, and where it arrived), else by the switches' actual state."""
-    r = _fetch(control_port, "/reach", as_json, params={"a": a, "b": b})
+    r = _fetch(control_port, "/reach", as_json, params={"a": a, "b": b}, timeout=REACH_PATIENCE)
     if r is None:
         return
     out.print(f"{'yes' if r['reach'] else 'no'}: {r['why']}", markup=False)

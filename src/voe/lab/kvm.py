@@ -54,7 +54,11 @@ says. The clocks of two emulated vCPUs drift apart, so the guest kernel
 gives up its TSC for the emulated HPET, and such a guest can freeze, in
 its boot or while running, on a busy host. With one vCPU the kernel
 keeps its TSC."""
-PROBE_PATIENCE = 10.0  # seconds for the probe to answer one request
+PROBE_PATIENCE = 30.0
+"""Seconds for the probe to answer one request. A request sent before the
+guest's probe has opened its port (it starts once the agent is ready, and
+may take seconds more in a guest still booting) waits in QEMU until it
+does, and is answered then."""
 
 
 class KvmError(RuntimeError):
