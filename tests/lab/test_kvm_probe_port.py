@@ -1,7 +1,8 @@
 """The lab asks a guest's network probe over the machine's virtio-serial
-port, a connection per request. A guest that answers after its asker
-gave up hands that answer to the next connection: the next asker passes
-over it, by its id, and waits for its own."""
+port, a connection per request, sent once more on a new connection when
+one closes unanswered. A guest that answers after its asker gave up hands
+that answer to the next connection: the next asker passes over it, by
+its id, and waits for its own."""
 
 from __future__ import annotations
 
@@ -15,21 +16,24 @@ from voe.lab import kvm
 from voe.lab.kvm import KvmError, ask_probe
 
 
-def guest(path, answers):
-    """A port that, for one connection, reads the request and writes what
-    ``answers(request)`` gives (lines), then hangs up."""
+def guest(path, *answers):
+    """A port that, for each of ``answers`` in turn, takes one connection,
+    reads the request, writes what ``answers(request)`` gives (lines) and
+    hangs up; then it is gone."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(1)
 
     def serve():
-        conn, _ = server.accept()
-        with conn, server:
-            request = json.loads(conn.makefile("rb").readline())
-            for line in answers(request):
-                conn.sendall(line)
-            conn.shutdown(socket.SHUT_WR)
-            conn.recv(1)  # until the asker hangs up
+        with server:
+            for answer in answers:
+                conn, _ = server.accept()
+                with conn:
+                    request = json.loads(conn.makefile("rb").readline())
+                    for line in answer(request):
+                        conn.sendall(line)
+                    conn.shutdown(socket.SHUT_WR)
+                    conn.recv(1)  # until the asker hangs up
 
     threading.Thread(target=serve, daemon=True).start()
 
@@ -45,10 +49,16 @@ def test_a_late_answer_to_an_earlier_request_is_passed_over(tmp_path):
     assert ask_probe("kvm-1", port, {"op": "interfaces"}) == {"interfaces": []}
 
 
-def test_a_port_that_closes_unanswered_means_the_machine_went(tmp_path):
+def test_a_request_whose_connection_closes_unanswered_is_sent_again_on_another(tmp_path):
     port = tmp_path / "probe.sock"
-    guest(port, lambda r: [])
-    with pytest.raises(KvmError, match="kvm-1: the network probe's port closed without an answer to heard"):
+    guest(port, lambda r: [], lambda r: [json.dumps({"heard": [], "id": r["id"]}).encode() + b"\n"])
+    assert ask_probe("kvm-1", port, {"op": "heard"}) == {"heard": []}
+
+
+def test_a_port_that_closes_unanswered_each_time_means_the_machine_went(tmp_path):
+    port = tmp_path / "probe.sock"
+    guest(port, *[lambda r: []] * kvm.PROBE_CONNECTIONS)
+    with pytest.raises(KvmError, match="kvm-1: the network probe's port closed without an answer to heard, 2 times"):
         ask_probe("kvm-1", port, {"op": "heard"})
 
 

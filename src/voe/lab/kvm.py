@@ -59,6 +59,11 @@ PROBE_PATIENCE = 30.0
 guest's probe has opened its port (it starts once the agent is ready, and
 may take seconds more in a guest still booting) waits in QEMU until it
 does, and is answered then."""
+PROBE_CONNECTIONS = 2
+"""Connections one request is sent on before the probe counts as gone.
+QEMU has closed a port's connection unanswered while its machine ran on,
+its guest's probe just started; every request may be sent again (reads,
+and probes that are sent twice anyway)."""
 
 
 class KvmError(RuntimeError):
@@ -333,11 +338,23 @@ def _monitor(sock: Path) -> QEMUMonitorProtocol:
 
 def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
     """One JSON line to the network probe listening behind ``path`` (a
-    guest's virtio-serial port), and the line it answers. The request
-    carries an id of its own: a guest that answers an earlier request
-    after its asker gave up hands that answer to the next connection,
-    which passes over it."""
+    guest's virtio-serial port), and the line it answers; on a new
+    connection when one closes unanswered (``PROBE_CONNECTIONS``). The
+    request carries an id of its own: a guest that answers an earlier
+    request after its asker gave up hands that answer to the next
+    connection, which passes over it."""
     asked = {**request, "id": uuid.uuid4().hex}
+    for _ in range(PROBE_CONNECTIONS):
+        answer = _ask_once(machine, path, asked)
+        if answer is not None:
+            return answer
+    raise KvmError(f"{machine}: the network probe's port closed without an answer to {request.get('op')}, "
+                   f"{PROBE_CONNECTIONS} times: the machine went off or was reset")
+
+
+def _ask_once(machine: str, path: Path | None, asked: dict) -> dict | None:
+    """The answer to ``asked`` on one connection; None when the port
+    closes before it comes."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(PROBE_PATIENCE)
         try:
@@ -348,9 +365,8 @@ def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
             pending = b""
             while True:
                 chunk = s.recv(65536)
-                if not chunk:  # QEMU closes the port's connection only as it exits
-                    raise KvmError(f"{machine}: the network probe's port closed without an answer to "
-                                   f"{request.get('op')}: the machine went off or was reset")
+                if not chunk:
+                    return None
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
@@ -359,7 +375,7 @@ def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
                         del answer["id"]
                         return answer
         except OSError as e:
-            raise KvmError(f"{machine}: the network probe did not answer {request.get('op')}: {e}") from None
+            raise KvmError(f"{machine}: the network probe did not answer {asked.get('op')}: {e}") from None
 
 
 def _probe_answer(machine: str, line: bytes) -> dict:
