@@ -49,10 +49,11 @@ def test_a_late_answer_to_an_earlier_request_is_passed_over(tmp_path):
     assert ask_probe("kvm-1", port, {"op": "interfaces"}) == {"interfaces": []}
 
 
-def test_a_request_whose_connection_closes_unanswered_is_sent_again_on_another(tmp_path):
+def test_a_request_whose_connection_closes_unanswered_is_sent_again_on_another(tmp_path, caplog):
     port = tmp_path / "probe.sock"
     guest(port, lambda r: [], lambda r: [json.dumps({"heard": [], "id": r["id"]}).encode() + b"\n"])
     assert ask_probe("kvm-1", port, {"op": "heard"}) == {"heard": []}
+    assert "kvm-1: the network probe's port closed without an answer to heard (connection 1 of 2)" in caplog.text
 
 
 def test_a_port_that_closes_unanswered_each_time_means_the_machine_went(tmp_path):

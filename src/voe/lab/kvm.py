@@ -344,10 +344,12 @@ def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
     request after its asker gave up hands that answer to the next
     connection, which passes over it."""
     asked = {**request, "id": uuid.uuid4().hex}
-    for _ in range(PROBE_CONNECTIONS):
+    for attempt in range(1, PROBE_CONNECTIONS + 1):
         answer = _ask_once(machine, path, asked)
         if answer is not None:
             return answer
+        log.warning("%s: the network probe's port closed without an answer to %s (connection %d of %d)",
+                    machine, request.get("op"), attempt, PROBE_CONNECTIONS)
     raise KvmError(f"{machine}: the network probe's port closed without an answer to {request.get('op')}, "
                    f"{PROBE_CONNECTIONS} times: the machine went off or was reset")
 
