@@ -66,6 +66,22 @@ def test_sign_in_refuses_a_wrong_token_and_accepts_the_right_one(stack):
         browser.close()
 
 
+def until_still(page, *selectors: str, quiet_ms: int = 500) -> None:
+    """Until the diagram stops moving: the viewport's transform and the
+    boxes of ``selectors`` unchanged for ``quiet_ms``. A new persona is
+    laid out after it appears, and the view glides to it: a drag begun
+    meanwhile starts or ends where the elements no longer are."""
+    page.wait_for_function("""([selectors, quiet]) => {
+        const box = (s) => { const r = document.querySelector(s)?.getBoundingClientRect();
+                             return r ? [r.x, r.y, r.width, r.height] : null; };
+        const now = JSON.stringify([document.querySelector(".react-flow__viewport")?.style.transform,
+                                    ...selectors.map(box)]);
+        const seen = window.__voeStill ??= {};
+        if (seen.last !== now) { seen.last = now; seen.since = performance.now(); return false; }
+        return performance.now() - seen.since >= quiet;
+    }""", arg=[list(selectors), quiet_ms], polling=100)
+
+
 def test_create_cable_start_and_watch_it_run(stack, page):
     page.wait_for_selector('header .controllers[data-leader="solo"]')  # which controller leads, and its term
     page.click('[data-palette="server"]')  # a new Linux persona, named by the console
@@ -73,7 +89,9 @@ def test_create_cable_start_and_watch_it_run(stack, page):
     assert stack.http.get("/api/v1/personas/server-1").json()["vnics"] == []
 
     # cable it: drag from the persona's plug to the "front" vSwitch
-    page.drag_and_drop('.react-flow__node[data-id="p:server-1"] .plug', '.react-flow__node[data-id="n:front"] .socket')
+    plug, socket = '.react-flow__node[data-id="p:server-1"] .plug', '.react-flow__node[data-id="n:front"] .socket'
+    until_still(page, plug, socket)
+    page.drag_and_drop(plug, socket)
     page.wait_for_selector('[data-panel="persona"] input[name="vnics.0.ip"]')
     vnics = stack.http.get("/api/v1/personas/server-1").json()["vnics"]
     assert [v["network"] for v in vnics] == ["front"] and vnics[0]["ip"].startswith("10.0.1.")
