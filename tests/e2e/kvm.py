@@ -77,8 +77,8 @@ def kvm_stack(tmp_path: Path, timing: Timing | None = None) -> Iterator[Stack]:
     # a boot under software emulation takes a minute or two, and its firmware
     # some 20 s to ask for its script: a real server's POST is as slow. The
     # guests run below the controllers beside them (the lab's niceness), so
-    # a guest's agent may not run for a second or more: its beats are paced
-    # as for a loaded real server, not for the process machines' 0.25 s
-    timing = timing or Timing(boot_timeout=300.0, boot_script_timeout=90.0, heartbeat_interval=2.0)
+    # a guest may not run for seconds: its beats are paced as for a loaded
+    # real server, not for the process machines' 0.25 s
+    timing = timing or Timing(boot_timeout=300.0, boot_script_timeout=90.0, heartbeat_interval=5.0)
     with running_stack(tmp_path, timing, doc=kvm_doc(tmp_path), public=GATEWAY) as s:
         yield s
