@@ -27,10 +27,11 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+from xml.etree import ElementTree
 
 from voe.domain.models import HypervisorSpec
 from voe.lab.children import Children
-from voe.lab.kvm import ConsoleReader, ask_probe
+from voe.lab.kvm import PROBE_PATIENCE, PROBE_PORT_NAME, ConsoleReader, KvmError, ask_probe
 from voe.lab.machine import Boot, Machine
 from voe.lab.netns import LabNetwork
 from voe.lab.ovs import OvsPlane, SwitchBridge
@@ -122,19 +123,69 @@ class LibvirtVm:
 
     def probe(self, request: dict) -> dict:
         """One request to the guest's network probe, over the virtio-serial
-        channel voe's driver gives each VM (libvirt names its socket, too
+        channel voe's driver gives each VM. libvirt's status of the running
+        domain names the channel's socket and says whether the guest has
+        opened its end (QEMU's VSERPORT_CHANGE): a request waits for that,
+        so a probe that never starts reads as such. The socket lies too
         deep in the host's state directory for a socket address: it is
-        reached through its directory's descriptor)."""
-        sockets = sorted((self.host.root / "lib" / "qemu" / "channel" / "target").glob(f"domain-*-{self.name}/*probe*"),
-                         key=lambda p: p.stat().st_mtime)
-        if not sockets:
+        reached through its directory's descriptor."""
+        port = self._probe_port(waiting=True)
+        if port is None:
             return ask_probe(self.name, None, request)
-        directory = os.open(sockets[-1].parent, os.O_RDONLY | os.O_DIRECTORY)
+        socket_file, opened = port
+        if not opened:
+            raise KvmError(f"{self.name}: the guest did not open its network probe's port ({PROBE_PORT_NAME}) "
+                           f"in {PROBE_PATIENCE:.0f} s: voe-probe.service is not running in it")
+        directory = os.open(socket_file.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             with self._probe_lock:
-                return ask_probe(self.name, Path(f"/proc/self/fd/{directory}/{sockets[-1].name}"), request)
+                return ask_probe(self.name, Path(f"/proc/self/fd/{directory}/{socket_file.name}"), request)
+        except KvmError as e:
+            now = self._probe_port(waiting=False)
+            raise KvmError(f"{e} (the guest's end of the port is now "
+                           f"{'gone' if now is None else 'open' if now[1] else 'closed'})") from None
         finally:
             os.close(directory)
+
+    def _probe_port(self, waiting: bool) -> tuple[Path, bool] | None:
+        """The probe channel's socket on this machine and whether the guest
+        has its end open, from libvirt's status of the running domain;
+        waiting up to ``PROBE_PATIENCE`` for the guest to open it. None
+        when the domain does not run or has no such channel."""
+        deadline = time.monotonic() + (PROBE_PATIENCE if waiting else 0.0)
+        while True:
+            try:
+                status = (self.host.root / "run" / "qemu" / f"{self.name}.xml").read_text()
+            except OSError:
+                return None
+            channel = probe_channel(status)
+            if channel is None:
+                return None
+            path, opened = channel
+            if opened or time.monotonic() >= deadline:
+                return host_path(self.host.root, path), opened
+            time.sleep(0.2)
+
+
+def host_path(root: Path, path: str) -> Path:
+    """A path as a host's libvirtd sees it in its mount namespace, in the
+    host's state directory ``root`` on this machine."""
+    for name, target in STANDS_IN.items():
+        if path.startswith(target + "/"):
+            return root / name / path.removeprefix(target + "/")
+    return Path(path)
+
+
+def probe_channel(status_xml: str) -> tuple[str, bool] | None:
+    """The socket path (as libvirtd names it) of the probe's virtio-serial
+    channel in a domain's status XML, and whether the guest has opened its
+    end: libvirt keeps the ``state`` of a virtio channel from QEMU's
+    events. A QEMU that reports no state counts as opened."""
+    for channel in ElementTree.fromstring(status_xml).iter("channel"):
+        target, source = channel.find("target"), channel.find("source")
+        if target is not None and source is not None and target.get("name") == PROBE_PORT_NAME:
+            return source.get("path", ""), target.get("state", "connected") == "connected"
+    return None
 
 
 class LibvirtHost:
