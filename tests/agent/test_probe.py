@@ -24,12 +24,13 @@ def ask(master: int, request: dict) -> dict:
     return json.loads(answer)
 
 
-def test_it_answers_over_a_serial_line_with_what_arrived_where():
+def test_it_answers_over_a_serial_line_with_what_arrived_where(capsys):
     master, slave = os.openpty()
     tty.setraw(slave)
     threading.Thread(target=probe.serve, args=(os.ttyname(slave),), daemon=True).start()
     names = {i["name"] for i in ask(master, {"op": "interfaces"})["interfaces"]}
     assert names and "lo" not in names  # the kernel's own list, loopback left out
+    assert f"voe-probe answering on {os.ttyname(slave)}" in capsys.readouterr().out  # on the console: since when
     assert ask(master, {"op": "send", "to": "127.0.0.1", "token": "t-1"}) == {"sent": True}
     deadline = time.monotonic() + 5
     while not (heard := ask(master, {"op": "heard"})["heard"]) and time.monotonic() < deadline:

@@ -89,6 +89,7 @@ def serve(device: str = DEVICE) -> None:
     system.interfaces()
     probe = Probe()
     fd = os.open(device, os.O_RDWR)
+    print(f"voe-probe answering on {device}", flush=True)  # when, on the console: the lab waits for it
     pending = b""
     while True:
         chunk = os.read(fd, 4096)
