@@ -70,12 +70,28 @@ def test_a_request_reaches_the_guest_on_the_socket_libvirt_names(tmp_path):
         assert vm.probe({"op": "interfaces"}) == {"interfaces": [{"name": "eth0"}]}
 
 
+CONSOLE = """[    0.000000] Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org)
+[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mvoe-probe.service\x1b[0m - voe network probe.
+[   43.166645] voe-probe[614]: voe-probe answering on /dev/virtio-ports/io.voe.probe
+[    0.000000] Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org)
+[   35.100983] systemd[1]: Started voe-probe.service - voe network probe.
+[   36.200000] voe-probe[612]: OSError: [Errno 16] Device or resource busy
+web login:
+"""
+
+
 def test_a_guest_that_never_opens_its_port_reads_as_a_probe_not_running(tmp_path, monkeypatch):
+    """... with what the probe said on the console in this boot."""
     monkeypatch.setattr(libvirt_host, "PROBE_PATIENCE", 0.5)
     vm = running_domain(tmp_path, "disconnected")
-    with pytest.raises(KvmError, match=r"web: the guest did not open its network probe's port \(io.voe.probe\) "
-                                       r"in 0 s: voe-probe.service is not running in it"):
+    (tmp_path / "log" / "qemu").mkdir(parents=True)
+    (tmp_path / "log" / "qemu" / "web-console.log").write_text(CONSOLE)
+    with pytest.raises(KvmError) as failed:
         vm.probe({"op": "interfaces"})
+    assert str(failed.value) == (
+        "web: the guest did not open its network probe's port (io.voe.probe) in 0 s: voe-probe.service is not "
+        "running in it; its console: [   35.100983] systemd[1]: Started voe-probe.service - voe network probe. | "
+        "[   36.200000] voe-probe[612]: OSError: [Errno 16] Device or resource busy")
 
 
 def test_a_domain_that_does_not_run_has_no_probe_to_ask(tmp_path):

@@ -44,6 +44,7 @@ log = logging.getLogger("voe.lab.kvm")
 QEMU = "qemu-system-x86_64"
 KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*voe\.persona=\S+.*)$")
 KERNEL_STARTS = re.compile(r"^(\[[ \d.]+\] )?Linux version ")
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")  # systemd's colours on a console
 AGENT_STARTING = re.compile(r"voe-agent \d\d:\d\d:\d\d (\S+) generation (\d+) starting")
 """A SAN-booted OS's command line is its disk's: its agent says who it runs as."""
 QMP_PATIENCE = 10.0  # seconds for a started QEMU to open its monitor
@@ -120,6 +121,20 @@ class ConsoleReader:
         return self._boot
 
 
+def probe_console(log: Path) -> str:
+    """What the network probe printed on a machine's console since its
+    kernel last started (its start, or why it died), for an error that
+    says it did not answer."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return "no console log"
+    lines = text.splitlines()
+    booted = max((i for i, line in enumerate(lines) if KERNEL_STARTS.search(line)), default=0)
+    said = [ANSI_STYLE.sub("", line).strip() for line in lines[booted:] if "voe-probe" in line]
+    return "its console: " + (" | ".join(said[-3:]) if said else "nothing from voe-probe since the kernel started")
+
+
 @dataclass(frozen=True)
 class KvmNic:
     mac: str
@@ -165,8 +180,11 @@ class KvmMachine(BootOptions):
         virtio-serial port, and its answer."""
         if not self.powered:
             raise KvmError(f"{self.name}: powered off, no probe to ask")
-        with self._probe_lock:
-            return ask_probe(self.name, self.probe_socket, request)
+        try:
+            with self._probe_lock:
+                return ask_probe(self.name, self.probe_socket, request)
+        except KvmError as e:
+            raise KvmError(f"{e}; {probe_console(self.serial_log)}") from None
 
     @property
     def powered(self) -> bool:

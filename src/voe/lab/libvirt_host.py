@@ -31,7 +31,7 @@ from xml.etree import ElementTree
 
 from voe.domain.models import HypervisorSpec
 from voe.lab.children import Children
-from voe.lab.kvm import PROBE_PATIENCE, PROBE_PORT_NAME, ConsoleReader, KvmError, ask_probe
+from voe.lab.kvm import PROBE_PATIENCE, PROBE_PORT_NAME, ConsoleReader, KvmError, ask_probe, probe_console
 from voe.lab.machine import Boot, Machine
 from voe.lab.netns import LabNetwork
 from voe.lab.ovs import OvsPlane, SwitchBridge
@@ -135,7 +135,8 @@ class LibvirtVm:
         socket_file, opened = port
         if not opened:
             raise KvmError(f"{self.name}: the guest did not open its network probe's port ({PROBE_PORT_NAME}) "
-                           f"in {PROBE_PATIENCE:.0f} s: voe-probe.service is not running in it")
+                           f"in {PROBE_PATIENCE:.0f} s: voe-probe.service is not running in it; "
+                           f"{probe_console(self.console_log)}")
         directory = os.open(socket_file.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             with self._probe_lock:
@@ -143,7 +144,8 @@ class LibvirtVm:
         except KvmError as e:
             now = self._probe_port(waiting=False)
             raise KvmError(f"{e} (the guest's end of the port is now "
-                           f"{'gone' if now is None else 'open' if now[1] else 'closed'})") from None
+                           f"{'gone' if now is None else 'open' if now[1] else 'closed'}); "
+                           f"{probe_console(self.console_log)}") from None
         finally:
             os.close(directory)
 
