@@ -70,14 +70,18 @@ def relocate(doc: dict) -> dict:
     return doc
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 15) -> None:
-    """SIGTERM, then SIGKILL if it has not gone after ``grace`` seconds."""
-    proc.terminate()
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+def stop_process(*procs: subprocess.Popen, grace: float = 15) -> None:
+    """SIGTERM to each at once, then SIGKILL to those not gone after
+    ``grace`` seconds: several stop side by side, each in its own time."""
+    for proc in procs:
+        proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def dump(doc: dict) -> str:
@@ -260,13 +264,18 @@ class Stack:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        """The controllers first: stopped after the lab, a controller would
+        first wait out its calls to devices that are gone."""
         if self.http is not None:
             self.http.close()  # a kept TLS connection would hold the controller's stop (see voe.process.GRACE)
-        for p in (self.lab_proc, self.controller):
-            if p is not None and p.poll() is None:
-                stop_process(p)
+        self.stop_controllers()
+        if self.lab_proc is not None and self.lab_proc.poll() is None:
+            stop_process(self.lab_proc)
         reap_agents(self.workdir / "lab")
 
+    def stop_controllers(self) -> None:
+        if self.controller is not None and self.controller.poll() is None:
+            stop_process(self.controller)
 
 
 class Cluster(Stack):
@@ -377,15 +386,12 @@ class Cluster(Stack):
         r.raise_for_status()
         return r.json()
 
-    def stop(self) -> None:
-        for p in self.procs:
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGCONT)
-        self.controller = None
-        super().stop()
-        for p in self.procs:
-            if p is not None and p.poll() is None:
-                stop_process(p)
+    def stop_controllers(self) -> None:
+        """All at once: one by one, each stop would hand the lead to the next."""
+        live = [p for p in self.procs if p is not None and p.poll() is None]
+        for p in live:
+            p.send_signal(signal.SIGCONT)  # a paused one hears its SIGTERM
+        stop_process(*live)
 
 
 class PrivatePostgres:
