@@ -46,13 +46,13 @@ def test_a_late_answer_to_an_earlier_request_is_passed_over(tmp_path):
         return [b'{"heard": [], "id": "an-earlier-asker"}\n' + own[:8], own[8:]]  # the own answer split
 
     guest(port, late_then_own)
-    assert ask_probe("kvm-1", port, {"op": "interfaces"}) == {"interfaces": []}
+    assert ask_probe("kvm-1", port, {"op": "interfaces"}, tmp_path / "serial.log") == {"interfaces": []}
 
 
 def test_a_request_whose_connection_closes_unanswered_is_sent_again_on_another(tmp_path, caplog):
     port = tmp_path / "probe.sock"
     guest(port, lambda r: [], lambda r: [json.dumps({"heard": [], "id": r["id"]}).encode() + b"\n"])
-    assert ask_probe("kvm-1", port, {"op": "heard"}) == {"heard": []}
+    assert ask_probe("kvm-1", port, {"op": "heard"}, tmp_path / "serial.log") == {"heard": []}
     assert "kvm-1: the network probe's port closed without an answer to heard (connection 1 of 2)" in caplog.text
 
 
@@ -60,14 +60,18 @@ def test_a_port_that_closes_unanswered_each_time_means_the_machine_went(tmp_path
     port = tmp_path / "probe.sock"
     guest(port, *[lambda r: []] * kvm.PROBE_CONNECTIONS)
     with pytest.raises(KvmError, match="kvm-1: the network probe's port closed without an answer to heard, 2 times"):
-        ask_probe("kvm-1", port, {"op": "heard"})
+        ask_probe("kvm-1", port, {"op": "heard"}, tmp_path / "serial.log")
 
 
-def test_a_silent_probe_is_an_error_naming_the_machine_and_request(tmp_path, monkeypatch):
+def test_a_silent_probe_is_an_error_naming_the_machine_and_request_and_quoting_its_console(tmp_path, monkeypatch):
     monkeypatch.setattr(kvm, "PROBE_PATIENCE", 0.3)
     port = tmp_path / "probe.sock"
+    (tmp_path / "serial.log").write_text("[    0.000000] Linux version 6.1.0-57-amd64\n"
+                                         "[   31.600499] systemd[1]: Started voe-probe.service - voe network probe.\n")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(port))
     server.listen(1)
-    with server, pytest.raises(KvmError, match="kvm-2: the network probe did not answer send: timed out"):
-        ask_probe("kvm-2", port, {"op": "send", "to": "10.0.2.12", "token": "t"})
+    with server, pytest.raises(KvmError) as failed:
+        ask_probe("kvm-2", port, {"op": "send", "to": "10.0.2.12", "token": "t"}, tmp_path / "serial.log")
+    assert str(failed.value) == ("kvm-2: the network probe did not answer send: timed out; its console: "
+                                 "[   31.600499] systemd[1]: Started voe-probe.service - voe network probe.")

@@ -180,11 +180,8 @@ class KvmMachine(BootOptions):
         virtio-serial port, and its answer."""
         if not self.powered:
             raise KvmError(f"{self.name}: powered off, no probe to ask")
-        try:
-            with self._probe_lock:
-                return ask_probe(self.name, self.probe_socket, request)
-        except KvmError as e:
-            raise KvmError(f"{e}; {probe_console(self.serial_log)}") from None
+        with self._probe_lock:
+            return ask_probe(self.name, self.probe_socket, request, self.serial_log)
 
     @property
     def powered(self) -> bool:
@@ -354,22 +351,26 @@ def _monitor(sock: Path) -> QEMUMonitorProtocol:
     return made[0]
 
 
-def ask_probe(machine: str, path: Path | None, request: dict) -> dict:
+def ask_probe(machine: str, path: Path | None, request: dict, console: Path) -> dict:
     """One JSON line to the network probe listening behind ``path`` (a
     guest's virtio-serial port), and the line it answers; on a new
     connection when one closes unanswered (``PROBE_CONNECTIONS``). The
     request carries an id of its own: a guest that answers an earlier
     request after its asker gave up hands that answer to the next
-    connection, which passes over it."""
+    connection, which passes over it. A failure quotes what the probe
+    printed on the machine's ``console``."""
     asked = {**request, "id": uuid.uuid4().hex}
-    for attempt in range(1, PROBE_CONNECTIONS + 1):
-        answer = _ask_once(machine, path, asked)
-        if answer is not None:
-            return answer
-        log.warning("%s: the network probe's port closed without an answer to %s (connection %d of %d)",
-                    machine, request.get("op"), attempt, PROBE_CONNECTIONS)
-    raise KvmError(f"{machine}: the network probe's port closed without an answer to {request.get('op')}, "
-                   f"{PROBE_CONNECTIONS} times: the machine went off or was reset")
+    try:
+        for attempt in range(1, PROBE_CONNECTIONS + 1):
+            answer = _ask_once(machine, path, asked)
+            if answer is not None:
+                return answer
+            log.warning("%s: the network probe's port closed without an answer to %s (connection %d of %d)",
+                        machine, request.get("op"), attempt, PROBE_CONNECTIONS)
+        raise KvmError(f"{machine}: the network probe's port closed without an answer to {request.get('op')}, "
+                       f"{PROBE_CONNECTIONS} times: the machine went off or was reset")
+    except KvmError as e:
+        raise KvmError(f"{e}; {probe_console(console)}") from None
 
 
 def _ask_once(machine: str, path: Path | None, asked: dict) -> dict | None:

@@ -131,7 +131,7 @@ class LibvirtVm:
         reached through its directory's descriptor."""
         port = self._probe_port(waiting=True)
         if port is None:
-            return ask_probe(self.name, None, request)
+            return ask_probe(self.name, None, request, self.console_log)
         socket_file, opened = port
         if not opened:
             raise KvmError(f"{self.name}: the guest did not open its network probe's port ({PROBE_PORT_NAME}) "
@@ -140,12 +140,12 @@ class LibvirtVm:
         directory = os.open(socket_file.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             with self._probe_lock:
-                return ask_probe(self.name, Path(f"/proc/self/fd/{directory}/{socket_file.name}"), request)
+                return ask_probe(self.name, Path(f"/proc/self/fd/{directory}/{socket_file.name}"), request,
+                                 self.console_log)
         except KvmError as e:
             now = self._probe_port(waiting=False)
             raise KvmError(f"{e} (the guest's end of the port is now "
-                           f"{'gone' if now is None else 'open' if now[1] else 'closed'}); "
-                           f"{probe_console(self.console_log)}") from None
+                           f"{'gone' if now is None else 'open' if now[1] else 'closed'})") from None
         finally:
             os.close(directory)
 
