@@ -7,6 +7,7 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -33,11 +34,15 @@ def mac_bytes(mac: str) -> bytes:
 
 
 class Port:
-    """One end of a veth whose other end is a switch port."""
+    """One end of a veth whose other end is a switch port, silent but for
+    the frames sent on it: without IPv6, its kernel sends no neighbour
+    discovery or MLD of its own, from which a switch would learn its MAC
+    at a moment no test chose."""
 
     def __init__(self, network: LabNetwork, interface: str, mac: str):
         self.interface = interface
         self.mac = mac
+        subprocess.run(network.command(["sysctl", "-qw", f"net.ipv6.conf.{interface}.disable_ipv6=1"]), check=True)
         network.run("link", "set", interface, "address", mac)
         self.sock = network.open_socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
